@@ -1,0 +1,126 @@
+"""Install MuseTalk Nodes' requirements without ever touching torch, torchvision or torchaudio.
+
+ComfyUI-Manager runs this file after `pip install -r requirements.txt`; running it twice is safe.
+
+  python install.py                          requirements (torch kept exactly as installed)
+  python install.py --dev                    + test tools and the mmpose yardstick backend (what CI runs)
+  python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose, installed so they build nothing
+  python install.py --download-models v15    fetch the model files (v15 | v1 | all) into models/musetalk
+  python install.py --download-models v15 --models-dir /path/to/models/musetalk
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Used only when no torch is installed at all (a fresh development machine); inside ComfyUI torch is always there.
+TORCH_WHEN_ABSENT = os.environ.get("MUSETALK_TORCH_SPEC", "torch==2.13.0")
+
+# The OpenMMLab recipe that installs without a compiler on current torch/numpy (see README, Troubleshooting).
+MMPOSE_NO_DEPS = ["mmengine==0.10.7", "mmcv-lite==2.1.0", "mmdet==3.3.0", "mmpose==1.3.2"]
+MMPOSE_RUNTIME = ["setuptools<81", "addict", "yapf", "termcolor", "rich", "terminaltables", "shapely", "scipy",
+                  "pycocotools", "json_tricks", "munkres", "matplotlib", "cython", "opencv-python-headless"]
+XTCOCOTOOLS = "xtcocotools==1.14.3"
+
+
+def pip(*args: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.check_call(cmd)
+
+
+def installed_torch() -> str | None:
+    try:
+        out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        return None
+    return out.split("+")[0] or None
+
+
+def torch_constraint() -> str:
+    """A constraints file pinning the installed torch, so no requirement can upgrade or replace it."""
+    version = installed_torch()
+    if version is None:
+        pip(TORCH_WHEN_ABSENT)
+        version = installed_torch()
+    handle = tempfile.NamedTemporaryFile("w", suffix="-constraints.txt", delete=False)
+    handle.write(f"torch=={version}\n")
+    handle.close()
+    return handle.name
+
+
+def install_requirements(constraint: str, dev: bool) -> None:
+    pip("-r", str(HERE / "requirements.txt"), "-c", constraint)
+    if dev:
+        pip("-r", str(HERE / "requirements-dev.txt"), "-c", constraint)
+
+
+def mmpose_present() -> bool:
+    code = "import mmpose, mmdet, mmengine, mmcv, xtcocotools"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def install_mmpose(constraint: str) -> None:
+    """mmpose/mmdet as an optional backend: --no-deps so nothing pulls torchvision, chumpy or a second cv2."""
+    if mmpose_present():
+        print("mmpose backend already installed.")
+        return
+    pip(*MMPOSE_RUNTIME, "-c", constraint)
+    pip("--no-deps", *MMPOSE_NO_DEPS)
+    # The xtcocotools wheel is built against numpy 1.x; build it from source against the numpy installed here.
+    pip("--force-reinstall", "--no-deps", "--no-build-isolation", "--no-binary", "xtcocotools", XTCOCOTOOLS)
+
+
+def download(which: str, models_dir: str | None) -> int:
+    sys.path.insert(0, str(HERE))
+    from musetalk_core.download import download_models
+    from musetalk_core.errors import MuseTalkError
+
+    try:
+        written = download_models(which, Path(models_dir) if models_dir else default_models_dir(), report=print)
+    except MuseTalkError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{len(written)} file(s) downloaded; the {which} model set is complete.")
+    return 0
+
+
+def default_models_dir() -> Path:
+    """ComfyUI's models/musetalk when this pack sits in ComfyUI/custom_nodes/, else $MUSETALK_MODELS_DIR or ./models/musetalk."""
+    env = os.environ.get("MUSETALK_MODELS_DIR")
+    if env:
+        return Path(env.split(os.pathsep)[0])
+    if HERE.parent.name == "custom_nodes" and (HERE.parent.parent / "models").is_dir():
+        return HERE.parent.parent / "models" / "musetalk"
+    return HERE / "models" / "musetalk"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dev", action="store_true", help="also install test tools and the mmpose yardstick")
+    parser.add_argument("--with-mmpose", action="store_true", help="install the optional mmpose landmark backend")
+    parser.add_argument("--download-models", nargs="?", const="v15", choices=["v15", "v1", "all"],
+                        help="fetch model files (default v15)")
+    parser.add_argument("--models-dir", help="models folder (default: ComfyUI's models/musetalk or ./models/musetalk)")
+    parser.add_argument("--skip-requirements", action="store_true", help="only download / only mmpose")
+    args = parser.parse_args(argv)
+
+    if not args.skip_requirements:
+        constraint = torch_constraint()
+        install_requirements(constraint, args.dev)
+        if args.with_mmpose or args.dev:
+            install_mmpose(constraint)
+    if args.download_models:
+        return download(args.download_models, args.models_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

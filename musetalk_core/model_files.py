@@ -1,0 +1,157 @@
+"""The models folder: which file lives where, where it comes from, and the one message listing what is missing.
+
+Layout (upstream's, inside ComfyUI's ``models/musetalk``):
+  musetalkV15/{musetalk.json, unet.pth}          v1.5 UNet
+  musetalk/{musetalk.json, pytorch_model.bin}    v1.0 UNet
+  sd-vae/{config.json, diffusion_pytorch_model.safetensors|.bin}
+  whisper/{config.json, preprocessor_config.json, model.safetensors|pytorch_model.bin}
+  whisper/tiny.pt                                optional: OpenAI checkpoint (v1.0 legacy audio, download "all")
+  dwpose/dw-ll_ucoco_384.pth
+  face-parse-bisent/79999_iter.pth
+  s3fd/s3fd-619a316812.pth
+Every pickle may be replaced by a ``.safetensors`` twin with the same stem.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from .errors import InputError, ModelFilesMissing
+
+ENV_MODELS_DIR = "MUSETALK_MODELS_DIR"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of the layout. ``choices`` are accepted spellings in order of preference (first existing wins)."""
+
+    role: str
+    choices: tuple
+    repo: Optional[str]  # Hugging Face repo, or None when ``url`` is the source
+    repo_file: Optional[str]  # path inside the repo of the first choice that is downloadable
+    url: Optional[str] = None
+    size: str = ""
+    licence: str = ""
+    versions: tuple = ("v15", "v1")  # which model versions need it
+    optional: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.choices[0]
+
+
+def _twins(path: str) -> tuple:
+    """A pickle path and its safetensors twin (safetensors preferred when both exist)."""
+    stem, ext = os.path.splitext(path)
+    if ext == ".safetensors":
+        return (path,)
+    return (stem + ".safetensors", path)
+
+
+S3FD_URL = "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth"
+WHISPER_TINY_PT_URL = (
+    "https://openaipublic.azureedge.net/main/whisper/models/"
+    "65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9/tiny.pt"
+)
+
+MODEL_FILES: tuple = (
+    ModelFile("unet_v15_config", ("musetalkV15/musetalk.json",), "TMElyralab/MuseTalk", "musetalkV15/musetalk.json",
+              size="1 KB", licence="MIT (code) / CreativeML-style (weights, see upstream)", versions=("v15",)),
+    ModelFile("unet_v15", _twins("musetalkV15/unet.pth"), "TMElyralab/MuseTalk", "musetalkV15/unet.pth",
+              size="3.4 GB", licence="MuseTalk weights licence (upstream)", versions=("v15",)),
+    ModelFile("unet_v1_config", ("musetalk/musetalk.json",), "TMElyralab/MuseTalk", "musetalk/musetalk.json",
+              size="1 KB", licence="MIT (code) / CreativeML-style (weights, see upstream)", versions=("v1",)),
+    ModelFile("unet_v1", _twins("musetalk/pytorch_model.bin"), "TMElyralab/MuseTalk", "musetalk/pytorch_model.bin",
+              size="3.4 GB", licence="MuseTalk weights licence (upstream)", versions=("v1",)),
+    ModelFile("vae_config", ("sd-vae/config.json",), "stabilityai/sd-vae-ft-mse", "config.json",
+              size="1 KB", licence="MIT"),
+    ModelFile("vae", ("sd-vae/diffusion_pytorch_model.safetensors", "sd-vae/diffusion_pytorch_model.bin"),
+              "stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors", size="335 MB", licence="MIT"),
+    ModelFile("whisper_config", ("whisper/config.json",), "openai/whisper-tiny", "config.json",
+              size="2 KB", licence="Apache-2.0"),
+    ModelFile("whisper_preprocessor", ("whisper/preprocessor_config.json",), "openai/whisper-tiny",
+              "preprocessor_config.json", size="185 KB", licence="Apache-2.0"),
+    ModelFile("whisper", ("whisper/model.safetensors", "whisper/pytorch_model.bin"), "openai/whisper-tiny",
+              "model.safetensors", size="151 MB", licence="Apache-2.0"),
+    ModelFile("whisper_tiny_pt", ("whisper/tiny.pt",), None, None, url=WHISPER_TINY_PT_URL, size="75 MB",
+              licence="MIT", optional=True),
+    ModelFile("dwpose", _twins("dwpose/dw-ll_ucoco_384.pth"), "yzd-v/DWPose", "dw-ll_ucoco_384.pth",
+              size="388 MB", licence="Apache-2.0"),
+    ModelFile("face_parser", _twins("face-parse-bisent/79999_iter.pth"), "ManyOtherFunctions/face-parse-bisent",
+              "79999_iter.pth", size="53 MB", licence="MIT"),
+    ModelFile("s3fd", _twins("s3fd/s3fd-619a316812.pth"), None, None, url=S3FD_URL, size="86 MB", licence="BSD-3-Clause"),
+)
+
+FILES_BY_ROLE = {f.role: f for f in MODEL_FILES}
+
+
+def files_for(version: str, include_optional: bool = False) -> list:
+    if version not in ("v15", "v1"):
+        raise InputError(f"Unknown MuseTalk version '{version}': use 'v15' or 'v1'.")
+    return [f for f in MODEL_FILES if version in f.versions and (include_optional or not f.optional)]
+
+
+def resolve(models_dir: Path, role: str) -> Optional[Path]:
+    """The existing file for ``role`` (safetensors twin first), or None."""
+    for choice in FILES_BY_ROLE[role].choices:
+        candidate = Path(models_dir) / choice
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_in(search_dirs: Sequence[Path], role: str) -> Optional[Path]:
+    for directory in search_dirs:
+        found = resolve(directory, role)
+        if found is not None:
+            return found
+    return None
+
+
+def download_command(version: str) -> str:
+    return f"python install.py --download-models {version}"
+
+
+def missing_files(search_dirs: Sequence[Path], roles: Iterable[str]) -> list:
+    return [FILES_BY_ROLE[r] for r in roles if resolve_in(search_dirs, r) is None]
+
+
+def missing_message(missing: Sequence[ModelFile], search_dirs: Sequence[Path], version: str) -> str:
+    where = Path(search_dirs[0]) if search_dirs else Path("models/musetalk")
+    lines = [f"MuseTalk model files are missing ({len(missing)}). Looked in: "
+             + ", ".join(str(d) for d in search_dirs) + "."]
+    for f in missing:
+        source = f"{f.repo}/{f.repo_file}" if f.repo else f.url
+        alt = f" (or {', '.join(f.choices[1:])})" if len(f.choices) > 1 else ""
+        lines.append(f"  - {where / f.path}{alt}  [{f.size}]  from {source}")
+    lines.append(f"Fetch them with:  {download_command(version)}  (add --models-dir {where} outside ComfyUI),")
+    lines.append("or place the files by hand at the paths above.")
+    return "\n".join(lines)
+
+
+def require(search_dirs: Sequence[Path], version: str, roles: Optional[Iterable[str]] = None) -> dict:
+    """Role -> path for every file a version needs; raises one ModelFilesMissing listing all absent files."""
+    dirs = [Path(d) for d in search_dirs]
+    if not any(d.is_dir() for d in dirs):
+        missing = files_for(version) if roles is None else [FILES_BY_ROLE[r] for r in roles]
+        raise ModelFilesMissing(
+            "The MuseTalk models folder does not exist: " + ", ".join(str(d) for d in dirs) + ".\n"
+            + missing_message(missing, dirs, version), missing)
+    wanted = [f.role for f in files_for(version)] if roles is None else list(roles)
+    missing = missing_files(dirs, wanted)
+    if missing:
+        raise ModelFilesMissing(missing_message(missing, dirs, version), missing)
+    return {role: resolve_in(dirs, role) for role in wanted}
+
+
+def default_models_dirs(explicit: Optional[str] = None) -> list:
+    """Outside ComfyUI: --models-dir, else $MUSETALK_MODELS_DIR, else ./models/musetalk."""
+    if explicit:
+        return [Path(explicit).expanduser()]
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path("models") / "musetalk"]

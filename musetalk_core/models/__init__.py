@@ -1,0 +1,1 @@
+"""Network definitions that load the published checkpoints unchanged (one module per network)."""

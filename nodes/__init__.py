@@ -1,0 +1,31 @@
+"""ComfyUI adapters: one module per graph node, plus comfy_bridge for ComfyUI services.
+
+Node modules import the library lazily enough that importing the pack loads no model and touches no network.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# node id -> (module, class name, display name). Ids are fixed by the product card; never rename them.
+_NODES = (
+    ("LoadMuseTalkModels", "load_models", "Load MuseTalk Models"),
+    ("FaceDetectAndParse", "face_detect", "MuseTalk Face Detect & Parse"),
+    ("WhisperAudioEncode", "audio_encode", "MuseTalk Whisper Audio Encode"),
+    ("VAEEncodeMasked", "vae_encode", "MuseTalk VAE Encode (masked)"),
+    ("MuseTalkUNetInpaint", "unet_inpaint", "MuseTalk UNet Inpaint"),
+    ("BlendAndAssemble", "blend", "MuseTalk Blend & Assemble"),
+)
+
+NODE_CLASS_MAPPINGS = {}
+NODE_DISPLAY_NAME_MAPPINGS = {}
+
+for _node_id, _module, _display in _NODES:
+    try:
+        _cls = getattr(importlib.import_module(f".{_module}", __name__), _node_id)
+    except ModuleNotFoundError as _exc:  # a stage not built yet must not break the others
+        if _exc.name != f"{__name__}.{_module}":
+            raise
+        continue
+    NODE_CLASS_MAPPINGS[_node_id] = _cls
+    NODE_DISPLAY_NAME_MAPPINGS[_node_id] = _display
