@@ -91,8 +91,9 @@ class MuseTalkFaces:
     - boxes: int64 (N, 4), the crop box (after bbox_shift and, for v1.5, extra_margin); zeros where no face.
     - landmarks: int64 (N, 68, 2), iBUG-68 face landmarks as int32-truncated by the reference; -1 where unknown.
     - crop_boxes: int64 (N, 4), the expanded square blend box [xc-s, yc-s, xc+s, yc+s] (may leave the frame).
-    - masks: per frame a uint8 (2s, 2s) tensor or None: the parsing mask limited to the face box and cut above the
-      upper boundary, before the Gaussian blur (the blend stage blurs, so the blur factor stays a blend input).
+    - masks: per frame a uint8 (2s, 2s) tensor or None: the parsing mask of the expanded crop limited to the face
+      box, before the upper-boundary cut and the Gaussian blur (the blend stage applies both, so the boundary ratio
+      and blur factor stay blend inputs).
     - crops: uint8 (N, 256, 256, 3) RGB, the box resized with cv2 LANCZOS4 (zeros where no face).
     - bbox_range: the reference's "adjustable range" report as text.
     - settings: the parameters used (version, bbox_shift, extra_margin, parsing_mode, cheeks, expand...).
