@@ -102,7 +102,10 @@ NETWORKS: "OrderedDict[str, NetworkSpec]" = OrderedDict(
 )
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device) -> torch.device:
+    """A device name from DEVICES (or a torch.device, e.g. the one ComfyUI chose) -> torch.device."""
+    if isinstance(device, torch.device):
+        return device
     if device not in DEVICES:
         raise InputError(f"Unknown device '{device}': choose one of {', '.join(DEVICES)}.")
     if device == "auto":
@@ -153,7 +156,7 @@ _CACHE: "OrderedDict[tuple, MuseTalkModels]" = OrderedDict()
 _CACHE_SIZE = 2
 
 
-def load_models(search_dirs: Sequence[Path], version: str = "v15", precision: str = "auto", device: str = "auto",
+def load_models(search_dirs: Sequence[Path], version: str = "v15", precision: str = "auto", device="auto",
                 landmark_backend: str = "torch", networks: Optional[Sequence[str]] = None,
                 placement: Optional[Placement] = None) -> MuseTalkModels:
     """Check all files, then build every requested network on the CPU and place it on the device."""

@@ -72,6 +72,14 @@ def intermediate_device() -> torch.device:
     return torch.device("cpu")
 
 
+def torch_device(choice: str):
+    """The node's device choice; inside ComfyUI, 'auto' means the device ComfyUI computes on (honours --cpu)."""
+    mm = _model_management()
+    if choice == "auto" and mm is not None:
+        return mm.get_torch_device()
+    return choice
+
+
 def run_hooks(total: int) -> RunHooks:
     """Progress bar + interrupt check for a loop of ``total`` units (ComfyUI's ProgressBar when present)."""
     mm = _model_management()

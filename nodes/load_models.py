@@ -37,6 +37,6 @@ class LoadMuseTalkModels:
 
     def load(self, version, precision, device, landmark_backend):
         models = load_models(comfy_bridge.models_search_dirs(), version=version, precision=precision,
-                             device=device, landmark_backend=landmark_backend,
+                             device=comfy_bridge.torch_device(device), landmark_backend=landmark_backend,
                              placement=comfy_bridge.placement())
         return (models,)
