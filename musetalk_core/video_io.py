@@ -1,0 +1,267 @@
+"""Reading and writing video, audio and still images with PyAV only (no system ffmpeg, no temporary PNGs).
+
+Used by the command line; the graph uses ComfyUI's own LoadVideo / LoadAudio / CreateVideo / SaveVideo instead.
+
+- frames are uint8 RGB tensors (N, H, W, 3), as everywhere in the library;
+- the frame rate is an exact ``Fraction`` taken from the stream's average rate (29.97 fps stays 30000/1001);
+- audio is ComfyUI's AUDIO mapping ``{"waveform": float32 (1, C, S), "sample_rate": int}``, so the CLI hands the
+  pipeline exactly what LoadAudio would;
+- ``write_video`` muxes H.264 video and AAC audio in one pass into a temporary file next to the output and renames
+  it only on success: a failed or interrupted run never leaves a half-written file at the output path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+PathLike = Union[str, os.PathLike]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass(frozen=True)
+class VideoData:
+    frames: torch.Tensor  # uint8 (N, H, W, 3) RGB
+    fps: Fraction
+    audio: Optional[dict]  # AUDIO mapping of the file's first audio stream, or None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def _check_readable(path: PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} file '{path}' does not exist. Check the path.")
+    if not path.is_file():
+        raise InputError(f"{what} path '{path}' is not a file.")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} file '{path}' cannot be read (permission denied).")
+    return path
+
+
+def _open(path: Path, what: str):
+    import av
+
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} file '{path}' could not be opened as a media file ({exc}). "
+                         f"Give a video/audio file that ffmpeg can read (mp4, mov, mkv, webm, wav, mp3, m4a...).") from None
+
+
+def stream_fps(stream) -> Fraction:
+    """The exact frame rate of a video stream: average rate, else guessed rate, else base rate."""
+    for rate in (stream.average_rate, getattr(stream, "guessed_rate", None), stream.base_rate):
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    raise InputError("the video stream declares no frame rate; re-encode it or give --fps with an image.")
+
+
+def _decode_audio(container, path: Path, what: str) -> Optional[dict]:
+    import av
+
+    if not container.streams.audio:
+        return None
+    stream = container.streams.audio[0]
+    chunks = []
+    rate = None
+    try:
+        for frame in container.decode(stream):
+            rate = rate or frame.sample_rate
+            data = frame.to_ndarray()
+            fmt = frame.format
+            if not fmt.is_planar:  # packed: (1, S*C) -> (C, S)
+                data = data.reshape(-1, len(frame.layout.channels)).T
+            if data.dtype.kind in "iu":
+                info = np.iinfo(data.dtype)
+                data = data.astype(np.float32) / float(max(abs(info.min), info.max))
+            chunks.append(data.astype(np.float32, copy=False))
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{what} file '{path}': its audio stream could not be decoded ({exc}).") from None
+    rate = rate or stream.sample_rate or stream.codec_context.sample_rate
+    if not chunks:
+        samples = np.zeros((max(1, stream.codec_context.channels or 1), 0), np.float32)
+    else:
+        samples = np.concatenate(chunks, axis=1)
+    return {"waveform": torch.from_numpy(np.ascontiguousarray(samples)).unsqueeze(0), "sample_rate": int(rate)}
+
+
+def read_video(path: PathLike, with_audio: bool = True) -> VideoData:
+    """All frames of the first video stream (uint8 RGB), its exact fps, and its audio (if any)."""
+    import av
+
+    path = _check_readable(path, "Video")
+    with _open(path, "Video") as container:
+        if not container.streams.video:
+            kind = "an audio-only file" if container.streams.audio else "a file without a video stream"
+            raise InputError(f"Video file '{path}' is {kind}. Give a video with --video "
+                             f"(or a still image with --image), and the sound with --audio.")
+        stream = container.streams.video[0]
+        fps = stream_fps(stream)
+        stream.thread_type = "AUTO"
+        frames = []
+        try:
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError as exc:
+            if not frames:
+                raise InputError(f"Video file '{path}' could not be decoded ({exc}).") from None
+            # A damaged tail: keep what decoded, as players do.
+    if not frames:
+        raise InputError(f"Video file '{path}' has no frames. Give a video with at least one frame.")
+    audio = None
+    if with_audio:
+        with _open(path, "Video") as container:
+            audio = _decode_audio(container, path, "Video")
+    return VideoData(torch.from_numpy(np.stack(frames)), fps, audio)
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """A still image as uint8 (1, H, W, 3) RGB (EXIF orientation applied, alpha dropped), like core LoadImage."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = _check_readable(path, "Image")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            arr = np.asarray(img, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"Image file '{path}' could not be read as an image ({exc}). Give a PNG/JPEG/WebP file.") from None
+    return torch.from_numpy(arr).unsqueeze(0)
+
+
+def read_audio(path: PathLike) -> dict:
+    """The first audio stream of any file ffmpeg reads, as ComfyUI's AUDIO mapping (native sample rate)."""
+    path = _check_readable(path, "Audio")
+    with _open(path, "Audio") as container:
+        audio = _decode_audio(container, path, "Audio")
+    if audio is None:
+        raise InputError(f"Audio file '{path}' has no audio stream. Give a file with sound (wav, mp3, m4a, or a "
+                         f"video with an audio track).")
+    if audio["waveform"].shape[-1] == 0:
+        raise InputError(f"Audio file '{path}' has an audio stream with no samples.")
+    return audio
+
+
+def check_output_path(path: PathLike) -> Path:
+    """The output's folder must exist and be writable; the file name must end in a container PyAV can write."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"Output folder '{folder}' does not exist. Create it first or choose another --output.")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"Output folder '{folder}' is not writable.")
+    if path.is_dir():
+        raise InputError(f"Output path '{path}' is a folder; give a file name such as out.mp4.")
+    if path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
+        raise InputError(f"Output file '{path}' must end in .mp4, .mov, .mkv or .m4v (H.264 + AAC).")
+    return path
+
+
+def _as_uint8_frames(frames: torch.Tensor) -> torch.Tensor:
+    if frames.dtype != torch.uint8:
+        frames = (frames.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(0)
+    return frames[..., :3].cpu()
+
+
+def write_video(path: PathLike, frames: torch.Tensor, fps: Union[Fraction, float], audio: Optional[Mapping[str, Any]] = None,
+                crf: int = 18, advance: Optional[Callable[[int], None]] = None) -> Path:
+    """H.264 (yuv420p) + AAC in one pass; atomically: a temporary file in the output folder renamed on success.
+
+    ``frames``: uint8 (T, H, W, 3) RGB or IMAGE float 0..1. Odd sizes are padded by one replicated row/column
+    (yuv420p needs even sizes). ``audio``: AUDIO mapping or None; it is trimmed to the video's duration.
+    """
+    import av
+
+    path = check_output_path(path)
+    frames = _as_uint8_frames(frames)
+    t, h, w, _ = frames.shape
+    if t == 0:
+        raise InputError("There are no frames to write.")
+    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise InputError(f"fps must be positive, got {fps}.")
+    pad_h, pad_w = h % 2, w % 2
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        with av.open(tmp, mode="w") as container:
+            vstream = container.add_stream("libx264", rate=rate)
+            vstream.width, vstream.height = w + pad_w, h + pad_h
+            vstream.pix_fmt = "yuv420p"
+            vstream.options = {"crf": str(int(crf))}
+            astream = None
+            samples = None
+            if audio is not None:
+                waveform = audio["waveform"]
+                sr = int(audio["sample_rate"])
+                wav = waveform[0] if waveform.ndim == 3 else waveform
+                wav = wav.detach().to(torch.float32).cpu().numpy()
+                keep = int(round(float(t / rate) * sr))
+                samples = np.ascontiguousarray(wav[:2, :keep])
+                if samples.shape[0] == 0 or samples.shape[1] == 0:
+                    samples = None
+                else:
+                    layout = "mono" if samples.shape[0] == 1 else "stereo"
+                    astream = container.add_stream("aac", rate=sr, layout=layout)
+            for i in range(t):
+                arr = frames[i].numpy()
+                if pad_h or pad_w:
+                    arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+                container.mux(vstream.encode(frame))
+                if advance is not None:
+                    advance(1)
+            container.mux(vstream.encode())
+            if astream is not None:
+                aframe = av.AudioFrame.from_ndarray(samples, format="fltp", layout=astream.layout.name)
+                aframe.sample_rate = astream.sample_rate
+                aframe.pts = 0
+                container.mux(astream.encode(aframe))
+                container.mux(astream.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def probe(path: PathLike) -> dict:
+    """Frame count, fps and audio duration of a written file (for tests and the CLI's final report)."""
+    path = _check_readable(path, "Video")
+    with _open(path, "Video") as container:
+        info = {"frames": 0, "fps": None, "audio_seconds": None, "audio_samples": 0, "sample_rate": None}
+        if container.streams.video:
+            vs = container.streams.video[0]
+            info["fps"] = stream_fps(vs)
+            info["frames"] = sum(1 for _ in container.decode(vs))
+    with _open(path, "Video") as container:
+        if container.streams.audio:
+            stream = container.streams.audio[0]
+            declared = stream.duration * stream.time_base if stream.duration is not None else None
+            audio = _decode_audio(container, path, "Video")
+            info["audio_samples"] = int(audio["waveform"].shape[-1])
+            info["sample_rate"] = audio["sample_rate"]
+            # The stream's declared duration: AAC decoders hand back whole 1024-sample frames, the container
+            # records the exact length that was encoded.
+            info["audio_seconds"] = (float(declared) if declared is not None
+                                     else info["audio_samples"] / audio["sample_rate"])
+    return info

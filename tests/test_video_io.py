@@ -1,0 +1,127 @@
+"""PyAV reading/writing for the command line: exact fps, frames, audio, atomic writes, clear errors."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from media import face_frames, tone, write_audio_only, write_video, write_wav
+from musetalk_core import video_io
+from musetalk_core.errors import InputError
+
+
+def test_read_video_exact_fps_frames_and_audio(tmp_path):
+    frames = face_frames(12, 64, 48)
+    path = write_video(tmp_path / "in.mp4", frames, Fraction(30000, 1001), audio=tone(0.5, 16000, 2))
+    video = video_io.read_video(path)
+    assert video.fps == Fraction(30000, 1001) and isinstance(video.fps, Fraction)
+    assert video.frames.shape == (12, 64, 48, 3) and video.frames.dtype == torch.uint8
+    # lossy but close to what was written (crf 10)
+    assert (video.frames.float() - torch.from_numpy(frames).float()).abs().mean() < 8
+    assert video.audio["sample_rate"] == 16000 and video.audio["waveform"].shape[:2] == (1, 2)
+    assert video.audio["waveform"].dtype == torch.float32
+
+
+def test_read_audio_wav_is_comfy_audio(tmp_path):
+    samples = tone(0.3, 22050)
+    audio = video_io.read_audio(write_wav(tmp_path / "a.wav", samples, 22050))
+    assert audio["sample_rate"] == 22050
+    wav = audio["waveform"]
+    assert wav.shape == (1, 1, samples.shape[1])
+    assert np.allclose(wav[0].numpy(), samples, atol=1e-3)
+
+
+def test_read_image(tmp_path):
+    from PIL import Image
+
+    arr = face_frames(1, 40, 30)[0]
+    Image.fromarray(arr).convert("RGBA").save(tmp_path / "p.png")
+    img = video_io.read_image(tmp_path / "p.png")
+    assert img.shape == (1, 40, 30, 3) and torch.equal(img[0], torch.from_numpy(arr))
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(30000, 1001), Fraction(24)])
+def test_write_video_roundtrip_fps_frames_audio_duration(tmp_path, fps):
+    t = 17
+    frames = torch.from_numpy(face_frames(t, 48, 64))
+    sr = 16000
+    seconds = float(t / fps)
+    audio = {"waveform": torch.from_numpy(tone(seconds + 0.3, sr)).unsqueeze(0), "sample_rate": sr}
+    out = video_io.write_video(tmp_path / "o.mp4", frames, fps, audio)
+    info = video_io.probe(out)
+    assert info["frames"] == t and info["fps"] == fps
+    # audio longer than the video is trimmed to exactly the video's duration
+    assert info["audio_seconds"] == pytest.approx(seconds, abs=1e-3 + 1.0 / sr)  # mp4 edit lists are in ms
+    back = video_io.read_video(out)
+    assert (back.frames.float() - frames.float()).abs().mean() < 10
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temporary file left behind"
+
+
+def test_write_video_pads_odd_sizes_and_accepts_image_floats(tmp_path):
+    frames = torch.from_numpy(face_frames(3, 33, 45)).float() / 255
+    out = video_io.write_video(tmp_path / "odd.mp4", frames, 25.0)
+    back = video_io.read_video(out)
+    assert back.frames.shape == (3, 34, 46, 3) and back.audio is None
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    frames = torch.from_numpy(face_frames(4, 32, 32))
+    target = tmp_path / "o.mp4"
+    calls = []
+
+    def boom(n):
+        calls.append(n)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        video_io.write_video(target, frames, 25, advance=boom)
+    assert os.listdir(tmp_path) == []
+
+
+def test_existing_output_is_replaced_only_on_success(tmp_path):
+    target = tmp_path / "o.mp4"
+    target.write_bytes(b"old")
+    with pytest.raises(InputError):
+        video_io.write_video(target, torch.zeros((0, 8, 8, 3), dtype=torch.uint8), 25)
+    assert target.read_bytes() == b"old"
+    video_io.write_video(target, torch.zeros((2, 8, 8, 3), dtype=torch.uint8), 25)
+    assert video_io.probe(target)["frames"] == 2
+
+
+def test_bad_inputs_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        video_io.read_video(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(InputError, match="could not be opened"):
+        video_io.read_video(junk)
+    audio_only = write_audio_only(tmp_path / "speech.m4a", tone(0.3))
+    with pytest.raises(InputError, match="audio-only"):
+        video_io.read_video(audio_only)
+    silent_video = write_video(tmp_path / "v.mp4", face_frames(3, 32, 32))
+    with pytest.raises(InputError, match="no audio stream"):
+        video_io.read_audio(silent_video)
+    with pytest.raises(InputError, match="could not be read as an image"):
+        video_io.read_image(junk)
+    with pytest.raises(InputError, match="does not exist"):
+        video_io.check_output_path(tmp_path / "nope" / "o.mp4")
+    with pytest.raises(InputError, match="must end in"):
+        video_io.check_output_path(tmp_path / "o.gif")
+
+
+def test_video_without_frames(tmp_path):
+    import av
+
+    path = tmp_path / "empty.avi"  # AVI keeps a declared video stream with zero frames
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width = s.height = 32
+        s.pix_fmt = "yuv420p"
+        c.start_encoding()
+    with pytest.raises(InputError, match="has no frames"):
+        video_io.read_video(path)
