@@ -1,0 +1,214 @@
+"""Command line: ``python -m musetalk_core lipsync --video IN --audio IN --output OUT.mp4 [options]``.
+
+The same code path as the graph (musetalk_core.pipeline calls the core functions the nodes call); options are the
+node inputs with dashes (``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``). Video and audio are read and the
+result written with PyAV (H.264 + AAC in one pass, exact fps, no system ffmpeg, no temporary images). The output
+appears only when the run succeeded (written to a temporary file in the output folder, then renamed).
+
+Exit codes: 0 success, 2 bad input / missing model files / bad options, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import InputError, MuseTalkError
+from .hooks import RunHooks
+from .loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS
+from .pipeline import LipsyncOptions
+from .types import VERSIONS
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+
+_D = LipsyncOptions()
+
+
+def _fps(text: str) -> Fraction:
+    try:
+        value = Fraction(text)  # "25", "29.97", "30000/1001"
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a frame rate (examples: 25, 29.97, 30000/1001)") from None
+    if not 0 < value <= 240:
+        raise argparse.ArgumentTypeError(f"fps must be in (0, 240], got {text}")
+    return value
+
+
+def _ranged(kind, lo, hi):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {kind.__name__}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}' is not true/false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m musetalk_core",
+                                     description="MuseTalk lip-sync without ComfyUI (same pipeline as the nodes).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("lipsync", help="video (or still image) + audio -> lip-synced mp4",
+                       description="Lip-sync a video or a still image to an audio track. Options are the node "
+                                   "inputs (bbox_shift -> --bbox-shift). Exit code 2 on bad input.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    io = p.add_argument_group("input / output")
+    src = io.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", type=Path, help="source video (its own audio track is ignored)")
+    src.add_argument("--image", type=Path, help="a single photo instead of a video (use --fps)")
+    io.add_argument("--audio", type=Path, required=True, help="driving audio (wav, mp3, m4a, or a video's sound)")
+    io.add_argument("--output", "-o", type=Path, required=True, help="output .mp4/.mov/.mkv (its folder must exist)")
+    io.add_argument("--fps", type=_fps, default=None,
+                    help="frame rate for --image (default 25); a video keeps its own exact rate")
+    io.add_argument("--crf", type=_ranged(int, 0, 51), default=18, help="H.264 quality (lower = better, larger)")
+    io.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    m = p.add_argument_group("models (LoadMuseTalkModels)")
+    m.add_argument("--models-dir", type=Path, action="append", default=None,
+                   help="models/musetalk folder (repeatable; default $MUSETALK_MODELS_DIR or ./models/musetalk)")
+    m.add_argument("--version", choices=VERSIONS, default=_D.version)
+    m.add_argument("--precision", choices=PRECISIONS, default=_D.precision)
+    m.add_argument("--device", choices=DEVICES, default=_D.device)
+    m.add_argument("--landmark-backend", choices=LANDMARK_BACKENDS, default=_D.landmark_backend)
+
+    f = p.add_argument_group("faces (FaceDetectAndParse)")
+    f.add_argument("--bbox-shift", type=_ranged(int, -200, 200), default=_D.bbox_shift)
+    f.add_argument("--extra-margin", type=_ranged(int, 0, 200), default=_D.extra_margin, help="v15 only")
+    f.add_argument("--parsing-mode", choices=["auto", "jaw", "raw", "neck"], default=_D.parsing_mode)
+    f.add_argument("--left-cheek-width", type=_ranged(int, 0, 256), default=_D.left_cheek_width)
+    f.add_argument("--right-cheek-width", type=_ranged(int, 0, 256), default=_D.right_cheek_width)
+    f.add_argument("--face-selection", choices=["highest_score", "largest", "leftmost", "rightmost"],
+                   default=_D.face_selection)
+    f.add_argument("--landmark-region", choices=["full_frame", "face_region"], default=_D.landmark_region)
+    f.add_argument("--box-smoothing", type=_ranged(float, 0.0, 1.0), default=_D.box_smoothing)
+    f.add_argument("--detector-scale", type=_ranged(float, 0.1, 1.0), default=_D.detector_scale)
+
+    a = p.add_argument_group("audio (WhisperAudioEncode)")
+    a.add_argument("--audio-padding-left", type=_ranged(int, 0, 10), default=_D.audio_padding_left)
+    a.add_argument("--audio-padding-right", type=_ranged(int, 0, 10), default=_D.audio_padding_right)
+    a.add_argument("--feature-mode", choices=["reference", "v1.0-original"], default=_D.feature_mode)
+    a.add_argument("--silence-threshold-db", type=_ranged(float, -120.0, 0.0), default=_D.silence_threshold_db)
+
+    v = p.add_argument_group("latents (VAEEncodeMasked)")
+    v.add_argument("--latent-mode", choices=["sample", "mean"], default=_D.latent_mode)
+    v.add_argument("--seed", type=_ranged(int, 0, 0xFFFFFFFFFFFFFFFF), default=_D.seed)
+
+    u = p.add_argument_group("generation (MuseTalkUNetInpaint)")
+    u.add_argument("--frame-mapping", choices=["ping_pong", "loop", "once_hold"], default=_D.frame_mapping)
+    u.add_argument("--frame-offset", type=_ranged(int, -10000, 10000), default=_D.frame_offset)
+    u.add_argument("--batch-size", type=_ranged(int, 1, 256), default=_D.batch_size,
+                   help="UNet batch; also the face-detection and VAE batch (capped at 64) unless given below")
+    u.add_argument("--face-batch-size", type=_ranged(int, 1, 64), default=None,
+                   help="FaceDetectAndParse batch_size (default: --batch-size)")
+    u.add_argument("--vae-batch-size", type=_ranged(int, 1, 64), default=None,
+                   help="VAEEncodeMasked batch_size (default: --batch-size)")
+
+    b = p.add_argument_group("blending (BlendAndAssemble)")
+    b.add_argument("--blur-factor", type=_ranged(float, 0.0, 0.5), default=_D.blur_factor)
+    b.add_argument("--upper-boundary-ratio", type=_ranged(float, 0.0, 1.0), default=_D.upper_boundary_ratio)
+    b.add_argument("--silence-handling", type=_bool, nargs="?", const=True, default=_D.silence_handling,
+                   help="keep the source mouth on silent frames (true/false)")
+    b.add_argument("--silence-fade-frames", type=_ranged(int, 0, 25), default=_D.silence_fade_frames)
+    b.add_argument("--chunk-size", type=_ranged(int, 1, 256), default=_D.chunk_size)
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> LipsyncOptions:
+    names = {f for f in LipsyncOptions.__dataclass_fields__} - {"face_batch_size", "vae_batch_size"}
+    values = {name: getattr(args, name) for name in names}
+    values["face_batch_size"] = args.face_batch_size or min(args.batch_size, 64)
+    values["vae_batch_size"] = args.vae_batch_size or min(args.batch_size, 64)
+    return LipsyncOptions(**values)
+
+
+class _Bars:
+    """A tqdm bar per stage, driven through RunHooks (the library never sees tqdm)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def __call__(self, stage: str, total: int) -> RunHooks:
+        self.close()
+        if not self.enabled:
+            return RunHooks()
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=max(int(total), 1), desc=f"MuseTalk {stage}", unit="frame", leave=True,
+                        dynamic_ncols=True, file=sys.stderr)
+        return RunHooks(advance=self.bar.update)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _err(message: str) -> None:
+    print(f"musetalk: error: {message}", file=sys.stderr)
+
+
+def run_lipsync(args: argparse.Namespace) -> int:
+    from . import model_files, video_io
+    from .pipeline import lipsync, load
+
+    if args.video is not None and args.fps is not None:
+        raise InputError("--fps applies to --image only; a video keeps its own frame rate.")
+    # Check everything the user gave before loading any model.
+    if args.video is not None:
+        video = video_io.read_video(args.video, with_audio=False)
+        frames, fps = video.frames, video.fps
+    else:
+        frames, fps = video_io.read_image(args.image), args.fps or Fraction(25)
+    audio = video_io.read_audio(args.audio)
+    output = video_io.check_output_path(args.output)
+
+    options = options_from_args(args)
+    dirs = args.models_dir or model_files.default_models_dirs()
+    bars = _Bars(not args.no_progress)
+    try:
+        models = load(dirs, options)
+        result = lipsync(models, frames, audio, float(fps), options, progress=bars)
+        hooks = bars("write", result.frame_count)
+        video_io.write_video(output, result.images, fps, result.audio, crf=args.crf, advance=hooks.advance)
+    finally:
+        bars.close()
+    print(f"Wrote {output} ({result.frame_count} frames at {float(fps):.3f} fps, "
+          f"{result.frame_count / float(fps):.2f} s).")
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on bad options, 0 on --help
+        return int(exc.code or 0)
+    try:
+        if args.command == "lipsync":
+            return run_lipsync(args)
+    except MuseTalkError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _err("interrupted; nothing was written.")
+        return EXIT_INTERRUPTED
+    parser.print_help()
+    return EXIT_BAD_INPUT

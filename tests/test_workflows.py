@@ -1,0 +1,251 @@
+"""The example workflows: in sync, loadable by the editor (checked against INPUT_TYPES), and runnable end to end.
+
+Every test here needs the whole pack: a node that has not landed makes these tests FAIL (KeyError on
+NODE_CLASS_MAPPINGS), they never skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from fractions import Fraction
+
+import pytest
+
+from conftest import ROOT
+from media import face_frames, tone, write_video, write_wav
+from workflow_runner import PromptError, run_prompt
+
+_spec = importlib.util.spec_from_file_location("musetalk_tools_workflows", ROOT / "tools" / "workflows.py")
+wftool = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = wftool
+_spec.loader.exec_module(wftool)
+
+UI_FILES = sorted((ROOT / "workflows" / "ui").glob("*.json"))
+API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
+NAMES = [p.stem for p in UI_FILES]
+
+# A saved workflow stores widget values by POSITION. This list pins each node's widget order: changing it breaks
+# every workflow users have saved, so it must be a deliberate change, documented in the changelog/README, with the
+# example workflows regenerated (python tools/workflows.py).
+PINNED_WIDGETS = {
+    "LoadMuseTalkModels": ["version", "precision", "device", "landmark_backend"],
+    "FaceDetectAndParse": ["bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width", "right_cheek_width",
+                           "face_selection", "landmark_region", "box_smoothing", "detector_scale", "batch_size"],
+    "WhisperAudioEncode": ["fps", "audio_padding_left", "audio_padding_right", "feature_mode",
+                           "silence_threshold_db"],
+    "VAEEncodeMasked": ["latent_mode", "seed", "batch_size"],
+    "MuseTalkUNetInpaint": ["frame_mapping", "frame_offset", "batch_size"],
+    "BlendAndAssemble": ["blur_factor", "upper_boundary_ratio", "silence_handling", "silence_fade_frames",
+                         "chunk_size"],
+}
+PINNED_LINK_INPUTS = {
+    "LoadMuseTalkModels": [],
+    "FaceDetectAndParse": [("musetalk_models", "MUSETALK_MODELS"), ("images", "IMAGE")],
+    "WhisperAudioEncode": [("musetalk_models", "MUSETALK_MODELS"), ("audio", "AUDIO")],
+    "VAEEncodeMasked": [("musetalk_models", "MUSETALK_MODELS"), ("faces", "MUSETALK_FACES")],
+    "MuseTalkUNetInpaint": [("musetalk_models", "MUSETALK_MODELS"), ("latents", "MUSETALK_LATENTS"),
+                            ("audio_features", "MUSETALK_AUDIO")],
+    "BlendAndAssemble": [("images", "IMAGE"), ("faces", "MUSETALK_FACES"), ("generated", "MUSETALK_GENERATED"),
+                         ("replacement_faces", "IMAGE")],
+}
+WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+def _is_widget(spec) -> bool:
+    kind = spec[0]
+    return isinstance(kind, (list, tuple)) or kind in WIDGET_KINDS
+
+
+def _inputs(cls):
+    types = cls.INPUT_TYPES()
+    return {**types.get("required", {}), **types.get("optional", {})}
+
+
+def _ui_widget_names(cls) -> list:
+    """widgets_values positions as the editor builds them: widget inputs in order, a seed gets its control value."""
+    names = []
+    for name, spec in _inputs(cls).items():
+        if _is_widget(spec):
+            names.append(name)
+            opts = spec[1] if len(spec) > 1 else {}
+            if spec[0] == "INT" and (opts.get("control_after_generate") or name in ("seed", "noise_seed")):
+                names.append("control_after_generate")
+    return names
+
+
+@pytest.fixture(scope="module")
+def node_classes(pack):
+    return pack.NODE_CLASS_MAPPINGS
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_workflow_files_are_generated_and_in_sync():
+    rendered = wftool.render()
+    assert len(UI_FILES) == len(API_FILES) == 4
+    for path, text in rendered.items():
+        assert path.exists(), f"{path} missing: run python tools/workflows.py"
+        assert path.read_text(encoding="utf-8") == text, f"{path} out of date: run python tools/workflows.py"
+    templates = sorted((ROOT / "example_workflows").glob("*.json"))
+    assert [p.name for p in templates] == [p.name for p in UI_FILES]
+    for ui, tpl in zip(UI_FILES, templates):
+        assert ui.read_bytes() == tpl.read_bytes()
+    # ComfyUI also lists <pack>/workflows/*.json as templates: keep that level empty so nothing is listed twice.
+    assert list((ROOT / "workflows").glob("*.json")) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_file_is_the_ui_file_converted(name):
+    ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+    api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    assert wftool.ui_to_api(ui) == api
+    # every API node is a real node (notes are UI only), every UI link appears in the API
+    assert all(n["class_type"] not in ("MarkdownNote", "Note") for n in api.values())
+    linked = sum(1 for n in api.values() for v in n["inputs"].values() if isinstance(v, list))
+    assert linked == len(ui["links"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_has_explaining_note_and_only_core_or_our_nodes(name):
+    ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+    assert ui["version"] == 0.4 and ui["last_link_id"] == len(ui["links"])
+    notes = [n for n in ui["nodes"] if n["type"] in ("MarkdownNote", "Note")]
+    assert notes and len(notes[0]["widgets_values"][0]) > 200
+    allowed = set(wftool.CORE_NODES) | set(PINNED_WIDGETS)
+    assert {n["type"] for n in ui["nodes"]} <= allowed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the editor's view: our nodes' INPUT_TYPES
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("node_id", sorted(PINNED_WIDGETS))
+def test_widget_order_is_pinned(node_classes, node_id):
+    cls = node_classes[node_id]  # KeyError = the node has not landed: a failure, not a skip
+    specs = _inputs(cls)
+    assert [n for n, s in specs.items() if _is_widget(s)] == PINNED_WIDGETS[node_id]
+    assert [(n, s[0]) for n, s in specs.items() if not _is_widget(s)] == PINNED_LINK_INPUTS[node_id]
+    # the generator's table (tools/workflows.py) agrees with the class, control widgets included
+    assert wftool.widget_names(node_id) == _ui_widget_names(cls)
+    links, widgets, outputs = wftool.MUSETALK_NODES[node_id]
+    assert [(n, t) for n, t, _ in links] == PINNED_LINK_INPUTS[node_id]
+    assert [n for n, _ in outputs] == list(cls.RETURN_NAMES)
+    assert [t for _, t in outputs] == list(cls.RETURN_TYPES)
+    for name, _, default in widgets:
+        if name in specs:
+            assert specs[name][1].get("default", specs[name][0][0] if isinstance(specs[name][0], list) else None) \
+                == default, f"{node_id}.{name} default"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_matches_input_types(node_classes, name):
+    ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    for link_id, src, src_slot, dst, dst_slot, link_type in ui["links"]:
+        src_node, dst_node = by_id[src], by_id[dst]
+        assert src_node["outputs"][src_slot]["type"] == link_type
+        assert link_id in src_node["outputs"][src_slot]["links"]
+        target = dst_node["inputs"][dst_slot]
+        assert target["link"] == link_id and target["type"] == link_type, (name, dst_node["type"], target)
+    for node in ui["nodes"]:
+        if node["type"] not in PINNED_WIDGETS:
+            continue
+        cls = node_classes[node["type"]]
+        specs = _inputs(cls)
+        names = _ui_widget_names(cls)
+        assert len(node["widgets_values"]) == len(names), node["type"]
+        for wname, value in zip(names, node["widgets_values"]):
+            if wname == "control_after_generate":
+                assert value in ("fixed", "increment", "decrement", "randomize")
+                continue
+            kind, opts = specs[wname][0], specs[wname][1]
+            if isinstance(kind, list):
+                assert value in kind, (node["type"], wname, value)
+            else:
+                assert {"INT": int, "FLOAT": (int, float), "BOOLEAN": bool, "STRING": str}[kind] \
+                    and isinstance(value, {"INT": int, "FLOAT": (int, float), "BOOLEAN": bool, "STRING": str}[kind])
+                if kind in ("INT", "FLOAT"):
+                    assert opts.get("min", -math.inf) <= value <= opts.get("max", math.inf), (node["type"], wname)
+        for entry in node["inputs"]:
+            spec = specs[entry["name"]]
+            want = "COMBO" if isinstance(spec[0], list) else spec[0]
+            assert entry["type"] == want, (node["type"], entry)
+            if "widget" in entry:
+                assert entry["widget"]["name"] == entry["name"] and _is_widget(spec)
+        required = cls.INPUT_TYPES()["required"]
+        linked = {e["name"] for e in node["inputs"] if e["link"] is not None}
+        for iname, spec in required.items():
+            if not _is_widget(spec):
+                assert iname in linked, f"{name}: {node['type']} #{node['id']} required input {iname} not linked"
+        assert [o["name"] for o in node["outputs"]] == list(cls.RETURN_NAMES)
+        assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
+
+
+def test_runner_rejects_bad_prompts(node_classes, tmp_path):
+    api = json.loads((ROOT / "workflows" / "api" / "musetalk_video_to_video.json").read_text())
+    bad = json.loads(json.dumps(api))
+    bad["5"]["inputs"]["bbox_shift"] = 999
+    with pytest.raises(PromptError, match="max"):
+        run_prompt(bad, node_classes, tmp_path, tmp_path)
+    bad = json.loads(json.dumps(api))
+    bad["8"]["inputs"]["latents"] = ["5", 0]  # MUSETALK_FACES into a MUSETALK_LATENTS input
+    with pytest.raises(PromptError, match="wants MUSETALK_LATENTS"):
+        run_prompt(bad, node_classes, tmp_path, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# end to end on the tiny real-format models
+# ---------------------------------------------------------------------------------------------------------------
+
+FPS = Fraction(25)
+AUDIO_SECONDS = {wftool.AUDIO_FILE: 0.52, wftool.AUDIO_FILE_2: 0.36}
+
+
+@pytest.fixture(scope="module")
+def inputs_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("comfy_input")
+    frames = face_frames(8, 128, 112)
+    write_video(folder / wftool.VIDEO_FILE, frames, FPS, audio=tone(0.32, 16000, 1, freq=440.0))
+    from PIL import Image
+
+    Image.fromarray(frames[0]).save(folder / wftool.PHOTO_FILE)
+    write_wav(folder / wftool.AUDIO_FILE, tone(AUDIO_SECONDS[wftool.AUDIO_FILE], 16000, 2), 16000)
+    write_wav(folder / wftool.AUDIO_FILE_2, tone(AUDIO_SECONDS[wftool.AUDIO_FILE_2], 22050, 1, 300.0), 22050)
+    return folder
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path):
+    from musetalk_core import video_io
+
+    models_env(tiny_models_factory("v15"))
+    api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    result = run_prompt(api, node_classes, inputs_dir, tmp_path)
+    saves = [nid for nid, n in api.items() if n["class_type"] == "SaveVideo"]
+    assert len(result.saved) == len(saves) >= 1
+    audio_files = [n["inputs"]["audio"] for n in api.values() if n["class_type"] == "LoadAudio"]
+    expected = sorted(math.floor(AUDIO_SECONDS[a] * FPS) for a in audio_files)
+    got = []
+    for path in result.saved:
+        info = video_io.probe(path)
+        assert info["fps"] == FPS
+        assert info["audio_seconds"] == pytest.approx(info["frames"] / FPS, abs=2e-3)
+        got.append(info["frames"])
+    assert sorted(got) == expected
+    for nid, n in api.items():
+        if n["class_type"] == "BlendAndAssemble":
+            images, audio, fps, count = result.outputs[nid]
+            assert images.shape[0] == count and fps == pytest.approx(float(FPS))
+            assert audio["waveform"].shape[-1] == pytest.approx(count / fps * audio["sample_rate"], abs=1)
+    if name == "musetalk_one_video_two_audios":
+        # the per-video stages ran once for both audio tracks
+        assert result.runs["FaceDetectAndParse"] == 1 and result.runs["VAEEncodeMasked"] == 1
+        assert result.runs["WhisperAudioEncode"] == 2 and result.runs["MuseTalkUNetInpaint"] == 2
+        assert result.runs["BlendAndAssemble"] == 2
+    if name == "musetalk_generated_frames_face_restore":
+        assert result.runs["ImageSharpen"] == 1

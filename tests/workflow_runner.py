@@ -1,0 +1,265 @@
+"""Run an API-format prompt (what POST /prompt takes) without ComfyUI, for the workflow tests.
+
+Links are resolved the way ComfyUI's executor does: from every output node backwards, each node run once per
+prompt and its outputs cached by node id, widget values validated against INPUT_TYPES (combo choices, INT/FLOAT
+ranges, required inputs) and link types checked against the source's RETURN_TYPES. Our nodes come from the pack's
+NODE_CLASS_MAPPINGS; the few core nodes the example workflows use are replaced by small equivalents below (same
+ids, input names and output order as ComfyUI v0.8), built on musetalk_core.video_io.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+
+class PromptError(AssertionError):
+    """The prompt would not validate or run in ComfyUI."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Core node equivalents (test only). input dir / output dir are class attributes set by the runner.
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Video:
+    images: torch.Tensor
+    audio: Optional[dict]
+    frame_rate: Fraction
+
+
+class _Core:
+    input_dir: Path = Path(".")
+    output_dir: Path = Path(".")
+
+
+class LoadVideo(_Core):
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"file": ([p.name for p in sorted(cls.input_dir.iterdir())], {"video_upload": True})}}
+
+    def run(self, file):
+        from musetalk_core import video_io
+
+        v = video_io.read_video(self.input_dir / file)
+        return (_Video(v.frames.float() / 255.0, v.audio, v.fps),)
+
+
+class GetVideoComponents(_Core):
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"video": ("VIDEO",)}}
+
+    def run(self, video):
+        return (video.images, video.audio, float(video.frame_rate))
+
+
+class LoadAudio(_Core):
+    RETURN_TYPES = ("AUDIO",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"audio": ([p.name for p in sorted(cls.input_dir.iterdir())], {"audio_upload": True})}}
+
+    def run(self, audio):
+        from musetalk_core import video_io
+
+        return (video_io.read_audio(self.input_dir / audio),)
+
+
+class LoadImage(_Core):
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ([p.name for p in sorted(cls.input_dir.iterdir())], {"image_upload": True})}}
+
+    def run(self, image):
+        from musetalk_core import video_io
+
+        img = video_io.read_image(self.input_dir / image).float() / 255.0
+        return (img, torch.zeros(img.shape[:3]))
+
+
+class CreateVideo(_Core):
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",), "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0})},
+                "optional": {"audio": ("AUDIO",)}}
+
+    def run(self, images, fps, audio=None):
+        return (_Video(images, audio, Fraction(fps)),)
+
+
+class SaveVideo(_Core):
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"video": ("VIDEO",), "filename_prefix": ("STRING", {"default": "video/ComfyUI"}),
+                             "format": (["auto", "mp4"], {}), "codec": (["auto", "h264"], {})}}
+
+    def run(self, video, filename_prefix, format, codec):
+        from musetalk_core import video_io
+
+        path = self.output_dir / f"{filename_prefix}_00001_.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # as core SaveVideo: fps rounded to 1/1000
+        rate = Fraction(round(video.frame_rate * 1000), 1000)
+        video_io.write_video(path, video.images, rate, video.audio)
+        return {"ui": {"images": [str(path)]}, "result": ()}
+
+
+class ImageSharpen(_Core):
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",),
+                             "sharpen_radius": ("INT", {"default": 1, "min": 1, "max": 31}),
+                             "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0}),
+                             "alpha": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0})}}
+
+    def run(self, image, sharpen_radius, sigma, alpha):
+        k = 2 * sharpen_radius + 1
+        x = image.permute(0, 3, 1, 2)
+        blur = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=sharpen_radius, count_include_pad=False)
+        return (((x + alpha * (x - blur)).clamp(0, 1)).permute(0, 2, 3, 1),)
+
+
+CORE_EQUIVALENTS = {c.__name__: c for c in (LoadVideo, GetVideoComponents, LoadAudio, LoadImage, CreateVideo,
+                                            SaveVideo, ImageSharpen)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The executor
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    outputs: Dict[str, tuple] = field(default_factory=dict)   # node id -> its outputs
+    ui: Dict[str, Any] = field(default_factory=dict)          # output node id -> ui dict
+    runs: Counter = field(default_factory=Counter)            # class_type -> times executed
+    saved: list = field(default_factory=list)                 # paths written by SaveVideo
+
+
+def _spec_type(spec) -> Any:
+    return spec[0]
+
+
+def _check_widget(node_id: str, class_type: str, name: str, spec, value) -> None:
+    kind = _spec_type(spec)
+    opts = spec[1] if len(spec) > 1 else {}
+    where = f"node {node_id} ({class_type}) input '{name}'"
+    if isinstance(kind, (list, tuple)):
+        if value not in kind:
+            raise PromptError(f"{where}: value {value!r} not in {list(kind)}")
+    elif kind == "INT":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PromptError(f"{where}: expected INT, got {value!r}")
+    elif kind == "FLOAT":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PromptError(f"{where}: expected FLOAT, got {value!r}")
+    elif kind == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise PromptError(f"{where}: expected BOOLEAN, got {value!r}")
+    elif kind == "STRING":
+        if not isinstance(value, str):
+            raise PromptError(f"{where}: expected STRING, got {value!r}")
+    else:
+        raise PromptError(f"{where}: a {kind} input must be a link, got the literal {value!r}")
+    if kind in ("INT", "FLOAT"):
+        if "min" in opts and value < opts["min"]:
+            raise PromptError(f"{where}: {value} < min {opts['min']}")
+        if "max" in opts and value > opts["max"]:
+            raise PromptError(f"{where}: {value} > max {opts['max']}")
+
+
+def run_prompt(prompt: Mapping[str, dict], node_classes: Mapping[str, type], input_dir: Path, output_dir: Path,
+               use_core_equivalents: bool = True) -> RunResult:
+    classes = dict(CORE_EQUIVALENTS) if use_core_equivalents else {}
+    classes.update(node_classes)
+    _Core.input_dir, _Core.output_dir = Path(input_dir), Path(output_dir)
+    for node_id, node in prompt.items():
+        if node["class_type"] not in classes:
+            raise PromptError(f"Cannot execute because node {node['class_type']} does not exist (node {node_id}).")
+
+    result = RunResult()
+    instances: Dict[str, Any] = {}
+    visiting = set()
+
+    def evaluate(node_id: str) -> tuple:
+        if node_id in result.outputs:
+            return result.outputs[node_id]
+        if node_id in visiting:
+            raise PromptError(f"cycle through node {node_id}")
+        visiting.add(node_id)
+        node = prompt[node_id]
+        cls = classes[node["class_type"]]
+        types = cls.INPUT_TYPES()
+        specs = {**types.get("required", {}), **types.get("optional", {})}
+        required = set(types.get("required", {}))
+        given = node.get("inputs", {})
+        unknown = set(given) - set(specs)
+        if unknown:
+            raise PromptError(f"node {node_id} ({node['class_type']}): unknown input(s) {sorted(unknown)}")
+        missing = required - set(given)
+        if missing:
+            raise PromptError(f"node {node_id} ({node['class_type']}): required input(s) missing {sorted(missing)}")
+        kwargs = {}
+        for name, value in given.items():
+            spec = specs[name]
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                src_id, slot = value
+                if src_id not in prompt:
+                    raise PromptError(f"node {node_id} input '{name}' links to missing node {src_id}")
+                src_cls = classes[prompt[src_id]["class_type"]]
+                src_type = src_cls.RETURN_TYPES[slot]
+                want = _spec_type(spec)
+                want_name = "COMBO" if isinstance(want, (list, tuple)) else want
+                if src_type != want_name and "*" not in (src_type, want_name):
+                    raise PromptError(f"node {node_id} ({node['class_type']}) input '{name}' wants {want_name}, "
+                                      f"node {src_id} output {slot} gives {src_type}")
+                kwargs[name] = evaluate(src_id)[slot]
+            else:
+                _check_widget(node_id, node["class_type"], name, spec, value)
+                kwargs[name] = value
+        instance = instances.setdefault(node_id, cls())
+        out = getattr(instance, cls.FUNCTION)(**kwargs)
+        result.runs[node["class_type"]] += 1
+        if isinstance(out, dict):
+            result.ui[node_id] = out.get("ui", {})
+            result.saved.extend(out.get("ui", {}).get("images", []))
+            out = tuple(out.get("result", ()))
+        if len(out) != len(cls.RETURN_TYPES):
+            raise PromptError(f"node {node_id} ({node['class_type']}) returned {len(out)} values for "
+                              f"{len(cls.RETURN_TYPES)} outputs")
+        result.outputs[node_id] = tuple(out)
+        visiting.discard(node_id)
+        return result.outputs[node_id]
+
+    outputs = [nid for nid, node in prompt.items() if getattr(classes[node["class_type"]], "OUTPUT_NODE", False)]
+    if not outputs:
+        raise PromptError("prompt has no output node (prompt_no_outputs)")
+    for node_id in sorted(outputs, key=int):
+        evaluate(node_id)
+    return result
