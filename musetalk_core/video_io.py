@@ -170,12 +170,11 @@ def check_output_path(path: PathLike) -> Path:
     return path
 
 
-def _as_uint8_frames(frames: torch.Tensor) -> torch.Tensor:
-    if frames.dtype != torch.uint8:
-        frames = (frames.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-    if frames.ndim == 3:
-        frames = frames.unsqueeze(0)
-    return frames[..., :3].cpu()
+def _frame_uint8(frame: torch.Tensor) -> np.ndarray:
+    """One (H, W, C) frame -> uint8 RGB numpy (converted frame by frame: no second copy of a long video)."""
+    if frame.dtype != torch.uint8:
+        frame = (frame.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return frame[..., :3].cpu().numpy()
 
 
 def write_video(path: PathLike, frames: torch.Tensor, fps: Union[Fraction, float], audio: Optional[Mapping[str, Any]] = None,
@@ -188,7 +187,8 @@ def write_video(path: PathLike, frames: torch.Tensor, fps: Union[Fraction, float
     import av
 
     path = check_output_path(path)
-    frames = _as_uint8_frames(frames)
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(0)
     t, h, w, _ = frames.shape
     if t == 0:
         raise InputError("There are no frames to write.")
@@ -220,7 +220,7 @@ def write_video(path: PathLike, frames: torch.Tensor, fps: Union[Fraction, float
                     layout = "mono" if samples.shape[0] == 1 else "stereo"
                     astream = container.add_stream("aac", rate=sr, layout=layout)
             for i in range(t):
-                arr = frames[i].numpy()
+                arr = _frame_uint8(frames[i])
                 if pad_h or pad_w:
                     arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
