@@ -1,0 +1,665 @@
+"""Frames per second, stage by stage: this pack against the straightforward per-frame way, on the same inputs.
+
+    python -m benchmarks.run --smoke                       # tiny networks, tiny frames: seconds (CI)
+    python -m benchmarks.run --scale real --frames 8 --size 720p --detect-size 1080p --device cpu --dtype fp32
+    python -m benchmarks.run --scale real --frames 64 --device cuda --dtype bf16 --batch-size 32
+
+Every network is built at its real size (``--scale real``) with random weights, written as real-format files and
+loaded through musetalk_core.loading.load_models (nothing is downloaded; see benchmarks/networks.py). The clip is a
+synthetic talking head (benchmarks/synthetic.py). Random networks find no face, so the boxes come from the drawn
+face's exact landmarks: detection and landmarks still run in full, their results are then replaced by the truth
+(``--no-truth`` keeps what the networks found).
+
+Stages (units: source frames for the per-video stages, output frames for the per-audio ones; T = ratio x N):
+detection (S3FD), landmarks (DWPose), parsing (BiSeNet + mask material), face_prepare (FaceDetectAndParse),
+vae_encode (VAEEncodeMasked), audio (WhisperAudioEncode), unet, decode, unet_decode (MuseTalkUNetInpaint),
+blend (BlendAndAssemble), whole_graph (IMAGE in to IMAGE out, the five nodes in order).
+Output: a table on stdout and, with --json, every figure as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):  # python benchmarks/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    __package__ = "benchmarks"  # noqa: A001
+
+from . import networks as bench_networks  # noqa: E402
+from . import straightforward as ref  # noqa: E402
+from .synthetic import make_audio, make_frames, parse_size  # noqa: E402
+from .timing import Measurement, measure, synchronize  # noqa: E402
+
+STAGES = ("detection", "landmarks", "parsing", "face_prepare", "vae_encode", "audio", "unet", "decode",
+          "unet_decode", "blend", "whole_graph")
+PER_VIDEO = {"detection", "landmarks", "parsing", "face_prepare", "vae_encode"}
+# The straightforward whole graph: the reference's stages in order (its parsing runs inside its blend).
+REFERENCE_GRAPH = ("detection", "landmarks", "vae_encode", "audio", "unet", "decode", "blend")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def machine_info() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        info["cpu"] = names[0] if names else platform.processor()
+    except OSError:
+        info["cpu"] = platform.processor()
+    try:
+        import psutil
+
+        info["ram_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:  # noqa: BLE001
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _missing(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------------------------ the bench
+class Bench:
+    def __init__(self, args):
+        from musetalk_core import loading
+
+        self.args = args
+        self.notes: list = []
+        self.version = args.version
+        self.networks = bench_networks.available_networks()
+        missing = sorted(set(bench_networks.ALL_NETWORKS) - set(self.networks))
+        if missing:
+            self.notes.append("networks not in this checkout (their stages are skipped): " + ", ".join(missing))
+        folder = Path(args.models_dir) if args.models_dir else bench_networks.models_folder(
+            args.scale, args.version, self.networks)
+        self.models_dir = folder
+        import time
+
+        loading.clear_cache()
+        t0 = time.perf_counter()
+        self.models = loading.load_models([folder], version=args.version, precision=args.dtype, device=args.device,
+                                          networks=self.networks)
+        self.load_s = time.perf_counter() - t0
+        self.device = self.models.device
+        self.dtype = self.models.dtype
+        n, ratio = args.frames, args.output_ratio
+        self.n = n
+        self.t = int(round(n * ratio))
+        self.fps = float(args.fps)
+        frames, marks = make_frames(n, args.size, seed=0)
+        self.frames = frames  # uint8 (N, H, W, 3) RGB
+        self.images = frames.to(torch.float32) / 255.0  # IMAGE
+        self.truth = marks
+        self.frames_bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames.numpy()]
+        if parse_size(args.detect_size) == parse_size(args.size):
+            self.det_frames, self.det_bgr = frames, self.frames_bgr
+        else:
+            self.det_frames, _ = make_frames(n, args.detect_size, seed=0)
+            self.det_bgr = [np.ascontiguousarray(f[:, :, ::-1]) for f in self.det_frames.numpy()]
+        # audio: T output frames (+ half a frame so flooring gives exactly T)
+        self.audio = make_audio((self.t + 0.5) / self.fps)
+        self.extra_margin = 10 if self.version == "v15" else None
+        self.parsing_mode = "jaw" if self.version == "v15" else "raw"
+        h = frames.shape[1]
+        self.boxes = [ref.landmark_box(m, (0, 0, 1, 1), h, self.extra_margin) for m in marks]
+        self._prepared: dict = {}
+
+    # -------------------------------------------------------------- truth injection for the project's locate step
+    @contextlib.contextmanager
+    def truth_locate(self):
+        """Run the project's face location for real, then hand the drawn face's landmarks on (random weights find
+        no face). Patches musetalk_core.face_locate.locate_faces for the duration only."""
+        if self.args.no_truth:
+            yield
+            return
+        try:
+            from musetalk_core import face_locate
+        except ImportError:
+            yield
+            return
+        original = face_locate.locate_faces
+        truth = self
+
+        def locate(*a, **k):
+            result = original(*a, **k)
+            return _with_truth(result, truth)
+
+        face_locate.locate_faces = locate
+        patched = []
+        for modname in ("musetalk_core.faces",):
+            mod = sys.modules.get(modname)
+            if mod is not None and getattr(mod, "locate_faces", None) is original:
+                mod.locate_faces = locate
+                patched.append(mod)
+        try:
+            yield
+        finally:
+            face_locate.locate_faces = original
+            for mod in patched:
+                mod.locate_faces = original
+
+    # -------------------------------------------------------------- inputs shared by the stages (computed once)
+    def faces(self):
+        if "faces" not in self._prepared:
+            self._prepared["faces"] = self._make_faces()
+        return self._prepared["faces"]
+
+    def _make_faces(self):
+        try:
+            from musetalk_core.faces import prepare_faces
+
+            with self.truth_locate():
+                faces = prepare_faces(self.models, self.images, **self.face_settings())
+            if isinstance(faces, tuple):
+                faces = faces[0]
+            if bool(faces.has_face.all()):
+                return faces
+            self.notes.append("prepare_faces found no face in some frames; downstream stages use faces built from "
+                              "the drawn face's landmarks")
+        except ImportError as exc:
+            self.notes.append(f"musetalk_core.faces unavailable ({exc}); downstream stages use faces built from "
+                              "the drawn face's landmarks with the project's parsing functions")
+        return self._truth_faces()
+
+    def face_settings(self) -> dict:
+        return dict(bbox_shift=0, extra_margin=10, parsing_mode="auto", left_cheek_width=90, right_cheek_width=90,
+                    face_selection="highest_score", landmark_region="full_frame", box_smoothing=0.0,
+                    detector_scale=1.0, batch_size=self.args.face_batch_size)
+
+    def _truth_faces(self):
+        import cv2
+
+        from musetalk_core import parsing
+        from musetalk_core.frames import frames_fingerprint
+        from musetalk_core.types import MuseTalkFaces
+
+        frames = self.frames.numpy()
+        masks, crop_boxes = self._our_parsing(frames, self.boxes)
+        crops = np.stack([cv2.resize(f[b[1]:b[3], b[0]:b[2]], (256, 256), interpolation=cv2.INTER_LANCZOS4)
+                          for f, b in zip(frames, self.boxes)])
+        n = len(frames)
+        return MuseTalkFaces(
+            frame_size=tuple(frames.shape[1:3]), has_face=torch.ones(n, dtype=torch.bool),
+            boxes=torch.tensor(self.boxes, dtype=torch.int64), landmarks=torch.from_numpy(self.truth.astype(np.int64)),
+            crop_boxes=torch.tensor(crop_boxes, dtype=torch.int64),
+            masks=tuple(torch.from_numpy(m) for m in masks), crops=torch.from_numpy(crops).to(self.device),
+            bbox_range="", settings={"version": self.version, "parsing_mode": self.parsing_mode,
+                                     "extra_margin": self.extra_margin, "expand": parsing.EXPAND, "bbox_shift": 0},
+            frames_fingerprint=frames_fingerprint(self.frames))
+
+    def _our_parsing(self, frames_rgb: np.ndarray, boxes):
+        """The project's parsing functions, BiSeNet batched on the device (what FaceDetectAndParse does)."""
+        from musetalk_core import parsing
+
+        parser = self.models.network("face_parser")
+        masks, crop_boxes = [None] * len(boxes), [None] * len(boxes)
+        for sl in _batches(len(boxes), self.args.face_batch_size):
+            inputs, cbs = [], []
+            for i in range(sl.start, sl.stop):
+                cb, _ = parsing.crop_box(boxes[i])
+                cbs.append(cb)
+                inputs.append(parsing.parser_input(parsing.expanded_crop(frames_rgb[i], cb)))
+            with torch.inference_mode():
+                labels = parser.parse(torch.from_numpy(np.stack(inputs)).to(self.device)).cpu().numpy()
+            for j, i in enumerate(range(sl.start, sl.stop)):
+                mask512 = parsing.labels_to_mask(labels[j], self.parsing_mode)
+                masks[i] = parsing.mask_material(mask512, cbs[j], boxes[i])
+                crop_boxes[i] = cbs[j]
+        return masks, crop_boxes
+
+    def latents(self):
+        if "latents" not in self._prepared:
+            from musetalk_core.latents import encode_faces
+
+            self._prepared["latents"] = encode_faces(self.models, self.faces(), "sample", 0, self.args.batch_size)
+        return self._prepared["latents"]
+
+    def features(self):
+        if "features" not in self._prepared:
+            from musetalk_core.audio import encode_audio
+
+            out = encode_audio(self.models, self.audio, self.fps)
+            self._prepared["features"] = out[0] if isinstance(out, tuple) else out
+        return self._prepared["features"]
+
+    def feature_tensor(self) -> torch.Tensor:
+        """(T, 50, 384) audio windows: the project's when its audio stage exists, else the straightforward ones."""
+        try:
+            return self.features().features[: self.t]
+        except ImportError:
+            return self.reference_features()[: self.t]
+
+    def reference_features(self) -> torch.Tensor:
+        if "ref_features" not in self._prepared:
+            self._prepared["ref_features"] = self._ref_audio()
+        return self._prepared["ref_features"]
+
+    def generated(self):
+        if "generated" not in self._prepared:
+            from musetalk_core.generate import generate_faces
+
+            self._prepared["generated"] = generate_faces(self.models, self.latents(), self.features(), "ping_pong",
+                                                         0, self.args.batch_size)
+        return self._prepared["generated"]
+
+    def preds(self) -> list:
+        """UNet outputs in batches (input of the decode stage)."""
+        if "preds" not in self._prepared:
+            self._prepared["preds"] = self._our_unet()
+        return self._prepared["preds"]
+
+    # -------------------------------------------------------------- the project's way, stage by stage
+    def ours(self, stage: str) -> Callable[[], object]:
+        a = self.args
+        m = self.models
+        if stage == "detection":
+            from musetalk_core.models import s3fd
+
+            net = m.network("s3fd")
+
+            def run():
+                with m.use("s3fd"), torch.inference_mode():
+                    return [s3fd.detect(net, self.det_frames[sl].to(self.device), scale=1.0)
+                            for sl in _batches(self.n, a.face_batch_size)]
+            return run
+        if stage == "landmarks":
+            from musetalk_core.models import dwpose
+
+            net = m.network("landmarks")
+            frames = self.det_frames.numpy()
+
+            def run():
+                with m.use("landmarks"), torch.inference_mode():
+                    return [dwpose.predict_keypoints(net, frames[sl]) for sl in _batches(self.n, a.face_batch_size)]
+            return run
+        if stage == "parsing":
+            frames = self.frames.numpy()
+
+            def run():
+                with m.use("face_parser"):
+                    return self._our_parsing(frames, self.boxes)
+            return run
+        if stage == "face_prepare":
+            from musetalk_core.faces import prepare_faces
+
+            def run():
+                with self.truth_locate():
+                    return prepare_faces(m, self.images, **self.face_settings())
+            return run
+        if stage == "vae_encode":
+            from musetalk_core.latents import encode_faces
+
+            faces = self.faces()
+            return lambda: encode_faces(m, faces, "sample", 0, a.batch_size)
+        if stage == "audio":
+            from musetalk_core.audio import encode_audio
+
+            return lambda: encode_audio(m, self.audio, self.fps)
+        if stage == "unet":
+            self.latents()
+            return self._our_unet
+        if stage == "decode":
+            from musetalk_core.generate import decode_faces
+            from musetalk_core.models.vae import scaling_factor
+
+            preds = self.preds()
+            vae = m.network("vae")
+            scale = scaling_factor(vae)
+
+            def run():
+                with m.use("vae"):
+                    return [decode_faces(vae, p, scale) for p in preds]
+            return run
+        if stage == "unet_decode":
+            from musetalk_core.generate import generate_faces
+
+            latents, features = self.latents(), self.features()
+            return lambda: generate_faces(m, latents, features, "ping_pong", 0, a.batch_size)
+        if stage == "blend":
+            from musetalk_core.blend import blend_frames
+
+            faces, generated = self.faces(), self.generated()
+            return lambda: blend_frames(self.images, faces, generated, chunk_size=a.chunk_size)
+        if stage == "whole_graph":
+            from musetalk_core import pipeline
+
+            options = pipeline.LipsyncOptions(version=self.version, precision=a.dtype, device=a.device,
+                                              face_batch_size=a.face_batch_size, vae_batch_size=a.batch_size,
+                                              batch_size=a.batch_size, chunk_size=a.chunk_size)
+
+            def run():
+                with self.truth_locate():
+                    return pipeline.lipsync(m, self.images, self.audio, self.fps, options)
+            return run
+        raise KeyError(stage)
+
+    def _our_unet(self) -> list:
+        from musetalk_core.frame_mapping import source_indices
+        from musetalk_core.generate import fixed_time_embedding
+
+        m = self.models
+        latents = self.latents()
+        features = self.feature_tensor()
+        rows = latents.latent_slot()[source_indices(self.t, latents.num_frames, "ping_pong", 0)]
+        preds = []
+        with m.use("unet", "pe") as (unet, pe):
+            udtype = next(unet.parameters()).dtype
+            z = latents.latents.to(self.device, udtype)
+            t0 = torch.zeros(1, dtype=torch.int64, device=self.device)
+            with fixed_time_embedding(unet, self.device, udtype):
+                for sl in _batches(self.t, self.args.batch_size):
+                    ctx = pe(features[sl].to(self.device, udtype))
+                    preds.append(unet(z[rows[sl].to(self.device)], t0, encoder_hidden_states=ctx).sample)
+        return preds
+
+    # -------------------------------------------------------------- the straightforward way
+    def reference(self, stage: str) -> Optional[Callable[[], object]]:
+        m = self.models
+        if stage == "detection":
+            net = m.network("s3fd")
+            return lambda: _nograd(ref.detect, net, self.det_bgr)
+        if stage == "landmarks":
+            net = m.network("landmarks")
+            return lambda: _nograd(ref.landmarks, net, self.det_bgr)
+        if stage == "parsing":
+            parser = m.network("face_parser")
+            return lambda: ref.parse(parser, self.frames_bgr, self.boxes, self.parsing_mode)
+        if stage == "vae_encode":
+            vae = m.network("vae")
+            return lambda: ref.encode(vae, self.frames_bgr, self.boxes)
+        if stage == "audio":
+            return self._ref_audio
+        if stage == "unet":
+            unet, pe = m.network("unet"), m.network("pe")
+            lat_cycle = self._ref_latent_cycle()
+            feats = self.feature_tensor()
+            return lambda: ref.unet_frames(unet, pe, lat_cycle, feats)
+        if stage == "decode":
+            vae = m.network("vae")
+            preds = self._ref_preds()
+            return lambda: ref.decode_batches(vae, preds)
+        if stage == "unet_decode":
+            unet, pe, vae = m.network("unet"), m.network("pe"), m.network("vae")
+            lat_cycle = self._ref_latent_cycle()
+            feats = self.feature_tensor()
+            return lambda: ref.decode_batches(vae, ref.unet_frames(unet, pe, lat_cycle, feats))
+        if stage == "blend":
+            parser = m.network("face_parser")
+            faces = self._ref_faces_bgr()
+            frames_c, boxes_c = ref.cycle(self.frames_bgr), ref.cycle(self.boxes)
+
+            def run():
+                if self.args.reference_png:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        return ref.blend(parser, frames_c, boxes_c, faces, self.parsing_mode, png_dir=tmp)
+                return ref.blend(parser, frames_c, boxes_c, faces, self.parsing_mode)
+            return run
+        return None  # face_prepare and whole_graph: sums of the stages (see summarise)
+
+    def png_io(self) -> Callable[[], object]:
+        return lambda: ref.png_roundtrip(self.frames_bgr)
+
+    def _ref_audio(self):
+        from transformers import WhisperFeatureExtractor
+
+        if "fe" not in self._prepared:
+            self._prepared["fe"] = WhisperFeatureExtractor.from_pretrained(str(self.models_dir / "whisper"))
+        wave = self.audio["waveform"][0].mean(0).numpy()
+        whisper = self.models.network("whisper")
+        with torch.no_grad():
+            return ref.audio_features(whisper, self._prepared["fe"], wave, self.fps)
+
+    def _ref_latent_cycle(self) -> list:
+        if "ref_lat" not in self._prepared:
+            try:
+                z = self.latents().latents
+                lat = [z[i:i + 1] for i in range(z.shape[0])]
+            except ImportError:
+                lat = ref.encode(self.models.network("vae"), self.frames_bgr, self.boxes)
+            self._prepared["ref_lat"] = ref.cycle(lat)
+        return self._prepared["ref_lat"]
+
+    def _ref_preds(self) -> list:
+        if "ref_preds" not in self._prepared:
+            self._prepared["ref_preds"] = ref.unet_frames(self.models.network("unet"), self.models.network("pe"),
+                                                          self._ref_latent_cycle(), self.feature_tensor())
+        return self._prepared["ref_preds"]
+
+    def _ref_faces_bgr(self) -> list:
+        if "ref_faces" not in self._prepared:
+            self._prepared["ref_faces"] = ref.decode_batches(self.models.network("vae"), self._ref_preds())
+        return self._prepared["ref_faces"]
+
+
+def _nograd(fn, *args):
+    with torch.no_grad():
+        return fn(*args)
+
+
+def _with_truth(result, bench: Bench):
+    """Replace the landmarks/boxes a random-weight locate step returned by the drawn face's (see truth_locate)."""
+    replace = getattr(result, "_replace", None)
+    fields = getattr(result, "__dataclass_fields__", None)
+    n = bench.n
+    det_boxes = np.array([[b[0], b[1], b[2], b[3]] for b in bench.boxes], np.float32)
+    values = {"landmarks": bench.truth.copy(), "has_face": np.ones(n, bool), "detector_boxes": det_boxes,
+              "boxes": det_boxes, "found": np.ones(n, bool)}
+    if fields is not None:
+        import dataclasses
+
+        changes = {}
+        for name, value in values.items():
+            if name in fields:
+                old = getattr(result, name)
+                changes[name] = _like(value, old)
+        return dataclasses.replace(result, **changes) if changes else result
+    if replace is not None:
+        return replace(**{k: _like(v, getattr(result, k)) for k, v in values.items() if k in result._fields})
+    return result
+
+
+def _like(value: np.ndarray, old):
+    if isinstance(old, torch.Tensor):
+        return torch.as_tensor(value).to(dtype=old.dtype, device=old.device)
+    if isinstance(old, np.ndarray):
+        return value.astype(old.dtype)
+    if isinstance(old, (list, tuple)):
+        return type(old)(value[i] for i in range(len(value)))
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def run_benchmark(args) -> dict:
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = Bench(args)
+    stages = [s for s in STAGES if not args.stages or s in args.stages]
+    results: dict = {}
+    log = (lambda *x: print(*x, file=sys.stderr, flush=True)) if args.verbose else (lambda *x: None)
+    for stage in stages:
+        units = bench.n if stage in PER_VIDEO else bench.t
+        row = {"units": "source frames" if stage in PER_VIDEO else "output frames", "frames": units}
+        log(f"[bench] {stage}: ours")
+        try:
+            fn = bench.ours(stage)
+            row["ours"] = measure(fn, units, bench.device, args.warmup, args.repeats).as_dict()
+        except (ImportError, AttributeError) as exc:
+            row["ours"] = {"error": "not available: " + _missing(exc)}
+        except Exception as exc:  # noqa: BLE001 - one failing stage must not hide the others
+            if args.strict:
+                raise
+            row["ours"] = {"error": _missing(exc)}
+        if not args.no_reference:
+            log(f"[bench] {stage}: straightforward")
+            try:
+                fn = bench.reference(stage)
+                if fn is not None:
+                    row["reference"] = measure(fn, units, bench.device, args.warmup, args.repeats).as_dict()
+            except Exception as exc:  # noqa: BLE001
+                if args.strict:
+                    raise
+                row["reference"] = {"error": _missing(exc)}
+        results[stage] = row
+        synchronize(bench.device)
+    if not args.no_reference and args.reference_png:
+        log("[bench] png_io: straightforward")
+        results["png_io"] = {"units": "source frames", "frames": bench.n, "ours": {"note": "no disk round trip"},
+                             "reference": measure(bench.png_io(), bench.n, bench.device, args.warmup,
+                                                  args.repeats).as_dict()}
+    summarise(results, bench)
+    report = {
+        "benchmark": "musetalk-nodes stage fps",
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in args.argv),
+        "machine": machine_info(),
+        "settings": {"scale": args.scale, "version": args.version, "device": str(bench.device),
+                     "dtype": str(bench.dtype).replace("torch.", ""), "frames": bench.n, "output_frames": bench.t,
+                     "size": "x".join(map(str, parse_size(args.size))),
+                     "detect_size": "x".join(map(str, parse_size(args.detect_size))),
+                     "batch_size": args.batch_size, "face_batch_size": args.face_batch_size,
+                     "reference_unet_batch": ref.UNET_BATCH, "warmup": args.warmup, "repeats": args.repeats,
+                     "reference_png": args.reference_png, "truth_landmarks": not args.no_truth},
+        "load_s": round(bench.load_s, 3),
+        "parameters": bench_networks.parameter_counts(bench.models),
+        "stages": results,
+        "notes": bench.notes,
+    }
+    return report
+
+
+def summarise(results: dict, bench: Bench) -> None:
+    """fps / reference_fps / ratio on every row; sums for the straightforward rows that are sequences of stages."""
+    def med(stage, side):
+        r = results.get(stage, {}).get(side, {})
+        return r.get("median_s")
+
+    if "face_prepare" in results and "reference" not in results["face_prepare"]:
+        parts = [med(s, "reference") for s in ("detection", "landmarks", "parsing")]
+        if all(p is not None for p in parts):
+            results["face_prepare"]["reference"] = {"median_s": sum(parts), "fps": bench.n / sum(parts),
+                                                    "derived": "sum of detection + landmarks + parsing"}
+    if "whole_graph" in results and "reference" not in results["whole_graph"]:
+        parts = [med(s, "reference") for s in REFERENCE_GRAPH]
+        if all(p is not None for p in parts):
+            total = sum(parts)
+            derived = "sum of " + " + ".join(REFERENCE_GRAPH)
+            if "png_io" in results and med("png_io", "reference") is not None:
+                total += med("png_io", "reference")
+                derived += " + png_io"
+            results["whole_graph"]["reference"] = {"median_s": total, "fps": bench.t / total, "derived": derived}
+    for row in results.values():
+        ours, reference = row.get("ours", {}), row.get("reference", {})
+        row["fps"] = ours.get("fps")
+        row["reference_fps"] = reference.get("fps")
+        row["ratio"] = (row["fps"] / row["reference_fps"]) if row["fps"] and row["reference_fps"] else None
+
+
+def format_table(report: dict) -> str:
+    s = report["settings"]
+    lines = [f"MuseTalk stage fps — {s['device']} {s['dtype']}, {s['scale']} networks, N={s['frames']} source / "
+             f"T={s['output_frames']} output frames at {s['size']} (detection/landmarks at {s['detect_size']}), "
+             f"batch {s['batch_size']}",
+             f"{'stage':<13}{'frames':>7}{'ours fps':>11}{'median s':>10}{'spread':>8}{'ref fps':>10}"
+             f"{'speed-up':>10}{'peak RSS MB':>13}{'peak VRAM MB':>14}"]
+
+    def num(v, fmt):
+        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+    for name, row in report["stages"].items():
+        ours = row.get("ours", {})
+        spread = ours.get("spread_pct")
+        lines.append(f"{name:<13}{row.get('frames', 0):>7}{num(row.get('fps'), '.3f'):>11}"
+                     f"{num(ours.get('median_s'), '.3f'):>10}{(num(spread, '.0f') + '%') if spread is not None else '-':>8}"
+                     f"{num(row.get('reference_fps'), '.3f'):>10}"
+                     f"{(num(row.get('ratio'), '.2f') + 'x') if row.get('ratio') else '-':>10}"
+                     f"{num(ours.get('peak_rss_mb'), '.0f'):>13}{num(ours.get('peak_vram_mb'), '.0f'):>14}")
+        if ours.get("error"):
+            lines.append(f"{'':<13}ours: {ours['error'][:110]}")
+        if row.get("reference", {}).get("error"):
+            lines.append(f"{'':<13}reference: {row['reference']['error'][:110]}")
+    lines.append(f"load: {report['load_s']:.2f} s (load_models, {sum(report['parameters'].values()) / 1e6:.1f} M "
+                 "parameters)")
+    for note in report.get("notes", []):
+        lines.append("note: " + note)
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true",
+                   help="smallest mode: tiny networks, 128x160 frames, N=2, one timed run (CI, seconds)")
+    p.add_argument("--scale", choices=("tiny", "real"), default="real", help="network sizes (default real)")
+    p.add_argument("--models-dir", help="use this models folder instead of writing random-weight files")
+    p.add_argument("--version", choices=("v15", "v1"), default="v15")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--dtype", default="fp32", choices=("auto", "fp32", "fp16", "bf16"))
+    p.add_argument("--frames", type=int, default=8, help="N source frames")
+    p.add_argument("--output-ratio", type=float, default=2.0,
+                   help="T = ratio x N output frames (2 = one full ping-pong cycle)")
+    p.add_argument("--size", default="720p", help="720p, 1080p, 360p, tiny or HxW")
+    p.add_argument("--detect-size", default=None, help="frame size for detection and landmarks (default --size)")
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--batch-size", type=int, default=8, help="VAE / UNet batch size (the nodes' batch_size)")
+    p.add_argument("--face-batch-size", type=int, default=8, help="FaceDetectAndParse batch_size")
+    p.add_argument("--chunk-size", type=int, default=16, help="BlendAndAssemble chunk_size")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--stages", nargs="*", choices=STAGES, help="only these stages")
+    p.add_argument("--no-reference", action="store_true", help="skip the straightforward side")
+    p.add_argument("--reference-png", action=argparse.BooleanOptionalAction, default=True,
+                   help="the straightforward side writes result frames as PNG and round-trips the source frames "
+                        "through PNG, as the reference does (default on)")
+    p.add_argument("--no-truth", action="store_true", help="keep what random-weight detection/landmarks found")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--strict", action="store_true", help="raise on the first failing stage")
+    p.add_argument("--json", help="write the full report as JSON here")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    if args.smoke:
+        args.scale, args.size = "tiny", "tiny"
+        args.frames = min(args.frames, 2) if "--frames" in argv else 2
+        if "--warmup" not in argv:
+            args.warmup = 0
+        if "--repeats" not in argv:
+            args.repeats = 1
+    args.detect_size = args.detect_size or args.size
+    report = run_benchmark(args)
+    print(format_table(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+if __name__ == "__main__":
+    main()
