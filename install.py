@@ -112,11 +112,16 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-requirements", action="store_true", help="only download / only mmpose")
     args = parser.parse_args(argv)
 
-    if not args.skip_requirements:
+    want_mmpose = args.with_mmpose or (args.dev and not args.skip_requirements)
+    if not args.skip_requirements or want_mmpose:
         constraint = torch_constraint()
-        install_requirements(constraint, args.dev)
-        if args.with_mmpose or args.dev:
-            install_mmpose(constraint)
+        try:
+            if not args.skip_requirements:
+                install_requirements(constraint, args.dev)
+            if want_mmpose:  # also with --skip-requirements ("only mmpose")
+                install_mmpose(constraint)
+        finally:
+            os.unlink(constraint)  # running twice must not pile up temporary files
     if args.download_models:
         return download(args.download_models, args.models_dir)
     return 0
