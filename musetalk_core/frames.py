@@ -56,12 +56,13 @@ def frames_fingerprint(frames: torch.Tensor) -> str:
 
     Lets BlendAndAssemble refuse frames that are not the ones the faces were computed from.
     """
-    u8 = frames if frames.dtype == torch.uint8 else (frames.float() * 255).round().clamp(0, 255).to(torch.uint8)
-    if u8.ndim == 3:
-        u8 = u8.unsqueeze(0)
-    n, h, w = u8.shape[:3]
-    rows = torch.linspace(0, h - 1, steps=min(h, 16)).long()
-    cols = torch.linspace(0, w - 1, steps=min(w, 16)).long()
-    sample = u8[:, rows][:, :, cols].cpu().contiguous().numpy()
+    if frames.ndim == 3:
+        frames = frames.unsqueeze(0)
+    n, h, w = frames.shape[:3]
+    rows = torch.linspace(0, h - 1, steps=min(h, 16)).long().to(frames.device)
+    cols = torch.linspace(0, w - 1, steps=min(w, 16)).long().to(frames.device)
+    sub = frames[:, rows][:, :, cols]  # subsample first: never convert the whole batch
+    u8 = sub if sub.dtype == torch.uint8 else (sub.float() * 255).round().clamp(0, 255).to(torch.uint8)
+    sample = u8.cpu().contiguous().numpy()
     digest = hashlib.sha1(sample.tobytes()).hexdigest()[:16]
     return f"{n}x{h}x{w}:{digest}"
