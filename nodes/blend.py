@@ -1,0 +1,67 @@
+"""BlendAndAssemble: generated mouths composited back into the frames; the finished clip (frames, audio, fps)."""
+
+from __future__ import annotations
+
+from musetalk_core.types import FACES_TYPE, GENERATED_TYPE
+
+from . import comfy_bridge
+
+CATEGORY = "MuseTalk"
+
+
+class BlendAndAssemble:
+    DESCRIPTION = ("Pastes the generated mouths back into the original frames exactly as MuseTalk does (face resized "
+                   "to the box, parsing mask cut at the upper boundary and Gaussian-blurred, integer alpha paste), "
+                   "batched on the GPU. Frames without a face pass through unchanged. Outputs every frame, the audio "
+                   "cut or padded to exactly frames / fps seconds, the fps and the frame count, ready for "
+                   "CreateVideo / SaveVideo or Video Combine.")
+    CATEGORY = CATEGORY
+    FUNCTION = "blend"
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT", "INT")
+    RETURN_NAMES = ("images", "audio", "fps", "frame_count")
+    OUTPUT_TOOLTIPS = (
+        "The lip-synced frames (one per audio frame).",
+        "The driving audio, trimmed or zero-padded to exactly frame_count / fps seconds.",
+        "Frame rate of the clip (the fps given to WhisperAudioEncode).",
+        "Number of output frames.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse."}),
+                "faces": (FACES_TYPE, {"tooltip": "Faces, boxes and blend masks from FaceDetectAndParse."}),
+                "generated": (GENERATED_TYPE, {"tooltip": "Generated faces from MuseTalkUNetInpaint."}),
+                "blur_factor": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 0.5, "step": 0.005, "tooltip":
+                                "Mask edge softness: Gaussian kernel = blur_factor x crop size. 0.05 = MuseTalk's "
+                                "normal inference, 0.1 = its real-time mode, 0 = hard edge."}),
+                "upper_boundary_ratio": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                                         "Only the part of the blend box below this fraction of its height is "
+                                         "replaced (0.5 = reference: the lower half, mouth and jaw)."}),
+                "silence_handling": ("BOOLEAN", {"default": False, "tooltip":
+                                     "Show the original mouth where the audio is silent (WhisperAudioEncode's "
+                                     "silence threshold), with a short cross-fade. Off = reference behaviour."}),
+                "silence_fade_frames": ("INT", {"default": 3, "min": 0, "max": 25, "tooltip":
+                                        "Frames of cross-fade on each side of a silent stretch (silence handling)."}),
+                "chunk_size": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip":
+                               "Frames composited at a time; lower it if the GPU runs out of memory on large "
+                               "frames. Does not change the result."}),
+            },
+            "optional": {
+                "replacement_faces": ("IMAGE", {"tooltip":
+                                      "Optional 256x256 faces used instead of the generated ones, one per output "
+                                      "frame (e.g. MuseTalkUNetInpaint's faces after a face-restoration node)."}),
+            },
+        }
+
+    def blend(self, images, faces, generated, blur_factor, upper_boundary_ratio, silence_handling,
+              silence_fade_frames, chunk_size, replacement_faces=None):
+        from musetalk_core.blend import blend_frames
+
+        hooks = comfy_bridge.run_hooks(generated.num_frames)
+        frames, audio, fps, count = blend_frames(
+            images, faces, generated, blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
+            silence_handling=silence_handling, silence_fade_frames=silence_fade_frames, chunk_size=chunk_size,
+            replacement_faces=replacement_faces, hooks=hooks, output_device=comfy_bridge.intermediate_device())
+        return (frames, audio, fps, count)

@@ -1,0 +1,318 @@
+"""BlendAndAssemble: reference parity on recorded goldens, pass-through, audio length, silence handling, errors."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from musetalk_core.blend import assemble_audio, audio_length, blend_frames, silence_weights
+from musetalk_core.errors import InputError
+from musetalk_core.frames import frames_fingerprint
+from musetalk_core.hooks import RunHooks
+from musetalk_core.types import MuseTalkAudio, MuseTalkFaces, MuseTalkGenerated
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "blend" / "blend_reference.npz"
+
+
+# ------------------------------------------------------------------------------------------------- builders
+
+def make_faces(frames_u8, boxes, crops, masks, has_face=None, fingerprint=True):
+    n, h, w = frames_u8.shape[:3]
+    has = torch.ones(n, dtype=torch.bool) if has_face is None else torch.as_tensor(has_face, dtype=torch.bool)
+    return MuseTalkFaces(
+        frame_size=(h, w), has_face=has, boxes=torch.as_tensor(np.asarray(boxes), dtype=torch.long),
+        landmarks=torch.full((n, 68, 2), -1, dtype=torch.long),
+        crop_boxes=torch.as_tensor(np.asarray(crops), dtype=torch.long),
+        masks=tuple(None if m is None else torch.as_tensor(m) for m in masks),
+        crops=torch.zeros((n, 256, 256, 3), dtype=torch.uint8),
+        frames_fingerprint=frames_fingerprint(torch.as_tensor(frames_u8)) if fingerprint else None)
+
+
+def make_generated(faces256, source_index, fps=25.0, audio=None, has_face=None, fingerprint=None):
+    t = len(source_index)
+    has = torch.ones(t, dtype=torch.bool) if has_face is None else torch.as_tensor(has_face, dtype=torch.bool)
+    return MuseTalkGenerated(faces=torch.as_tensor(faces256), source_index=torch.as_tensor(source_index).long(),
+                             has_face=has, fps=fps, audio=audio, frames_fingerprint=fingerprint)
+
+
+def make_audio(t, fps=25.0, silent=None, seconds=None, rate=16000, channels=2):
+    seconds = t / fps if seconds is None else seconds
+    wav = torch.randn((1, channels, int(round(seconds * rate))), generator=torch.Generator().manual_seed(5))
+    sil = torch.zeros(t, dtype=torch.bool) if silent is None else torch.as_tensor(silent, dtype=torch.bool)
+    return MuseTalkAudio(features=torch.zeros((t, 50, 384)), fps=fps, silent=sil,
+                         audio={"waveform": wav, "sample_rate": rate})
+
+
+def to_image(u8):
+    return torch.as_tensor(u8).float() / 255.0
+
+
+def to_u8(img):
+    return (img * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def synthetic_video(n=4, h=72, w=96, seed=0):
+    """Frames, and faces with square crops (some leaving the frame) and binary-ish masks."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    boxes, crops, masks = [], [], []
+    for i in range(n):
+        bw, bh = int(rng.integers(20, 40)), int(rng.integers(20, 44))
+        x, y = int(rng.integers(-8, w - bw + 8)), int(rng.integers(-8, h - bh + 8))
+        box = (x, y, x + bw, y + bh)
+        xc, yc = (x + x + bw) // 2, (y + y + bh) // 2
+        s = int(max(bw, bh) // 2 * 1.5)
+        crop = (xc - s, yc - s, xc + s, yc + s)
+        m = np.zeros((2 * s, 2 * s), np.uint8)
+        m[y - crop[1]: y - crop[1] + bh, x - crop[0]: x - crop[0] + bw] = 255
+        m[rng.random(m.shape) < 0.2] = 0
+        boxes.append(box)
+        crops.append(crop)
+        masks.append(m)
+    return frames, boxes, crops, masks
+
+
+# ------------------------------------------------------------------------------------------------- golden parity
+
+@pytest.fixture(scope="module")
+def golden():
+    return np.load(GOLDEN)
+
+
+def _golden_groups(g):
+    groups = defaultdict(list)
+    for i in range(int(g["num_cases"])):
+        fi, gi, ratio, blur, _ = (int(v) for v in g[f"params_{i}"])
+        groups[(fi, ratio, blur)].append(i)
+    return groups
+
+
+@pytest.mark.parametrize("use_replacement", [False, True])
+def test_matches_reference_compositing(golden, use_replacement):
+    """Every recorded case (all crops partly outside the frame, 18 boxes too), ping-pong repeats, mixed chunks."""
+    g = golden
+    checked = composited = 0
+    for (fi, ratio, blur), cases in _golden_groups(g).items():
+        frame = g[f"frame_{fi}"]
+        n = len(cases)
+        frames = np.stack([frame] * n)
+        faces = make_faces(frames, [g[f"box_{i}"] for i in cases], [g[f"crop_{i}"] for i in cases],
+                           [g[f"mask_{i}"] for i in cases])
+        src = list(range(n)) + list(range(n - 1, -1, -1))  # ping-pong: each source frame used twice
+        gen_faces = np.stack([g["faces"][int(g[f"params_{cases[j]}"][1])] for j in src])
+        if use_replacement:
+            generated = make_generated(np.zeros_like(gen_faces), src, fingerprint=faces.frames_fingerprint)
+            kwargs = {"replacement_faces": to_image(gen_faces)}
+        else:
+            generated = make_generated(gen_faces, src, fingerprint=faces.frames_fingerprint)
+            kwargs = {}
+        out, _, _, t = blend_frames(to_image(frames), faces, generated, blur_factor=blur / 1000,
+                                    upper_boundary_ratio=ratio / 1000, chunk_size=3, **kwargs)
+        assert t == 2 * n
+        got = to_u8(out)
+        for k, j in enumerate(src):
+            want = g[f"out_{cases[j]}"]
+            diff = np.abs(got[k].astype(int) - want.astype(int))
+            assert (diff == 0).mean() >= 0.999 and diff.max() <= 2, f"case {cases[j]}"
+            assert diff.max() == 0, f"case {cases[j]}: {(diff > 0).sum()} pixels differ (max {diff.max()})"
+            composited += bool((want != frame).any())
+            checked += 1
+    assert checked == 2 * int(g["num_cases"]) >= 40
+    assert composited >= 40  # ratio 1.0 cases legitimately change nothing; the others composite
+
+
+# ------------------------------------------------------------------------------------------------- behaviour
+
+def test_no_face_frames_and_unmasked_pixels_are_the_input_bit_for_bit():
+    frames, boxes, crops, masks = synthetic_video(n=3)
+    images = torch.rand((3, 72, 96, 3), generator=torch.Generator().manual_seed(1))  # not multiples of 1/255
+    faces = make_faces(to_u8(images), boxes, crops, [masks[0], None, masks[2]], has_face=[True, False, True])
+    gen = np.random.default_rng(2).integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
+    gen[4] = gen[0]
+    generated = make_generated(gen, [0, 1, 2, 1, 0], has_face=[True, False, True, False, True])
+    out, _, _, t = blend_frames(images, faces, generated)
+    assert t == 5 and out.shape == (5, 72, 96, 3) and out.dtype == torch.float32
+    assert torch.equal(out[1], images[1]) and torch.equal(out[3], images[1])
+    changed = (out[0] != images[0]).any(-1)
+    assert changed.any()
+    # only pixels inside the crop can change
+    x0, y0, x1, y1 = crops[0]
+    outside = torch.ones_like(changed)
+    outside[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = False
+    assert not changed[outside].any()
+    assert torch.equal(out[0][~changed], images[0][~changed])
+    assert torch.equal(out[0], out[4])  # same source frame and same face -> same output
+
+
+def test_chunk_size_does_not_change_the_result_and_progress_counts_frames():
+    frames, boxes, crops, masks = synthetic_video(n=5, seed=3)
+    faces = make_faces(frames, boxes, crops, masks)
+    src = [0, 1, 2, 3, 4, 4, 3, 2, 1, 0, 0]
+    gen = np.random.default_rng(4).integers(0, 256, (len(src), 256, 256, 3), dtype=np.uint8)
+    generated = make_generated(gen, src)
+    steps = []
+    a = blend_frames(to_image(frames), faces, generated, chunk_size=1, hooks=RunHooks(advance=steps.append))[0]
+    b = blend_frames(to_image(frames), faces, generated, chunk_size=4)[0]
+    assert torch.equal(a, b)
+    assert sum(steps) == len(src) and len(steps) == len(src)
+
+
+def test_interrupt_stops_between_chunks():
+    frames, boxes, crops, masks = synthetic_video(n=2)
+    faces = make_faces(frames, boxes, crops, masks)
+    generated = make_generated(np.zeros((6, 256, 256, 3), np.uint8), [0, 1, 0, 1, 0, 1])
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        blend_frames(to_image(frames), faces, generated, chunk_size=2, hooks=RunHooks(check_interrupt=check))
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("t,fps,rate", [(7, 25.0, 16000), (30, 29.97, 44100), (11, 23.976, 48000), (1, 240.0, 8000)])
+def test_audio_is_exactly_t_over_fps(t, fps, rate):
+    assert abs(audio_length(t, fps, rate) - t / fps * rate) <= 0.5
+    # longer audio is trimmed (content kept), shorter is zero-padded
+    for seconds in (t / fps + 0.3, t / fps * 0.5):
+        a = make_audio(t, fps=fps, seconds=seconds, rate=rate)
+        res = assemble_audio(a.audio, t, fps)
+        n = res["waveform"].shape[-1]
+        assert res["sample_rate"] == rate and abs(n - t / fps * rate) <= 1 and res["waveform"].device.type == "cpu"
+        src = a.audio["waveform"]
+        keep = min(n, src.shape[-1])
+        assert torch.equal(res["waveform"][..., :keep], src[..., :keep])
+        assert not res["waveform"][..., keep:].any()
+
+
+def test_blend_outputs_audio_fps_and_silence_without_audio():
+    frames, boxes, crops, masks = synthetic_video(n=2)
+    faces = make_faces(frames, boxes, crops, masks)
+    gen = np.zeros((3, 256, 256, 3), np.uint8)
+    _, audio, fps, t = blend_frames(to_image(frames), faces, make_generated(gen, [0, 1, 0], fps=29.97,
+                                                                           audio=make_audio(3, fps=29.97)))
+    assert fps == 29.97 and t == 3 and audio["waveform"].shape == (1, 2, round(3 / 29.97 * 16000))
+    _, audio, _, _ = blend_frames(to_image(frames), faces, make_generated(gen, [0, 1, 0], fps=25.0))
+    assert audio["sample_rate"] == 44100 and audio["waveform"].shape == (1, 1, 5292) and not audio["waveform"].any()
+
+
+def test_silence_weights_fade_in_and_out():
+    w = silence_weights(torch.tensor([0, 0, 0, 0, 1, 1, 0, 0, 0, 0], dtype=torch.bool), 2)
+    np.testing.assert_allclose(w, [1, 1, 2 / 3, 1 / 3, 0, 0, 1 / 3, 2 / 3, 1, 1])
+    assert (silence_weights(torch.zeros(4, dtype=torch.bool), 3) == 1).all()
+    np.testing.assert_allclose(silence_weights(torch.tensor([1, 0, 0], dtype=torch.bool), 0), [0, 1, 1])
+
+
+def test_silence_handling_changes_only_silent_frames_and_their_fades():
+    n, t = 3, 14
+    frames, boxes, crops, masks = synthetic_video(n=n, seed=7)
+    faces = make_faces(frames, boxes, crops, masks)
+    src = [i % n for i in range(t)]
+    gen = np.random.default_rng(8).integers(0, 256, (t, 256, 256, 3), dtype=np.uint8)
+    silent = np.zeros(t, bool)
+    silent[[6, 7]] = True
+    generated = make_generated(gen, src, audio=make_audio(t, silent=silent))
+    images = to_image(frames)
+    base = blend_frames(images, faces, generated)[0]
+    off = blend_frames(images, faces, generated, silence_handling=False, silence_fade_frames=2)[0]
+    quiet = blend_frames(images, faces, generated, silence_handling=True, silence_fade_frames=2)[0]
+    assert torch.equal(base, off)
+    differs = [i for i in range(t) if not torch.equal(quiet[i], base[i])]
+    assert differs == [4, 5, 6, 7, 8, 9]
+    for i in (6, 7):
+        assert torch.equal(quiet[i], images[src[i]])  # silent: the original mouth
+    for near, far in ((5, 4), (8, 9)):  # closer to the silence -> closer to the original frame
+        d_near = (quiet[near] - images[src[near]]).abs().sum() / (base[near] - images[src[near]]).abs().sum()
+        d_far = (quiet[far] - images[src[far]]).abs().sum() / (base[far] - images[src[far]]).abs().sum()
+        assert 0.2 < d_near < 0.45 and 0.55 < d_far < 0.8
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+
+def _basic(n=3):
+    frames, boxes, crops, masks = synthetic_video(n=n)
+    faces = make_faces(frames, boxes, crops, masks)
+    generated = make_generated(np.zeros((4, 256, 256, 3), np.uint8), [0, 1, 2, 1],
+                               fingerprint=faces.frames_fingerprint)
+    return frames, faces, generated
+
+
+def test_rejects_other_frames():
+    frames, faces, generated = _basic()
+    with pytest.raises(InputError, match="not the frames the faces were computed from"):
+        blend_frames(to_image(frames[:2]), faces, generated)
+    with pytest.raises(InputError, match="not the frames the faces were computed from"):
+        blend_frames(to_image(frames[:, :70]), faces, generated)
+    other = frames.copy()
+    other[:, ::3] = 255 - other[:, ::3]
+    with pytest.raises(InputError, match="not the frames the faces were computed from"):
+        blend_frames(to_image(other), faces, generated)
+
+
+def test_rejects_generated_from_another_video():
+    frames, faces, generated = _basic()
+    foreign = make_generated(generated.faces, [0, 1, 2, 1], fingerprint="3x72x96:0123456789abcdef")
+    with pytest.raises(InputError, match="another video"):
+        blend_frames(to_image(frames), faces, foreign)
+    out_of_range = make_generated(generated.faces, [0, 1, 5, 1])
+    with pytest.raises(InputError, match="source frames 0..5"):
+        blend_frames(to_image(frames), faces, out_of_range)
+
+
+def test_rejects_bad_replacement_faces():
+    frames, faces, generated = _basic()
+    with pytest.raises(InputError, match="'replacement_faces' must hold 4 faces"):
+        blend_frames(to_image(frames), faces, generated, replacement_faces=torch.zeros((3, 256, 256, 3)))
+    with pytest.raises(InputError, match="'replacement_faces' must hold 4 faces"):
+        blend_frames(to_image(frames), faces, generated, replacement_faces=torch.zeros((4, 512, 512, 3)))
+
+
+def test_rejects_bad_masks_and_settings():
+    frames, boxes, crops, masks = synthetic_video(n=2)
+    bad = make_faces(frames, boxes, crops, [masks[0], masks[1][:-1]])
+    generated = make_generated(np.zeros((2, 256, 256, 3), np.uint8), [0, 1])
+    with pytest.raises(InputError, match="blend mask"):
+        blend_frames(to_image(frames), bad, generated)
+    faces = make_faces(frames, boxes, crops, masks)
+    with pytest.raises(InputError, match="upper_boundary_ratio"):
+        blend_frames(to_image(frames), faces, generated, upper_boundary_ratio=1.5)
+    with pytest.raises(InputError, match="chunk_size"):
+        blend_frames(to_image(frames), faces, generated, chunk_size=0)
+
+
+# ------------------------------------------------------------------------------------------------- node
+
+def test_node_interface_and_run():
+    from nodes.blend import BlendAndAssemble
+
+    spec = BlendAndAssemble.INPUT_TYPES()
+    assert list(spec["required"]) == ["images", "faces", "generated", "blur_factor", "upper_boundary_ratio",
+                                      "silence_handling", "silence_fade_frames", "chunk_size"]
+    assert list(spec["optional"]) == ["replacement_faces"]
+    for group in spec.values():
+        for name, (_, opts) in group.items():
+            assert opts.get("tooltip"), name
+    assert spec["required"]["blur_factor"][1]["default"] == 0.05
+    assert spec["required"]["upper_boundary_ratio"][1]["default"] == 0.5
+    assert spec["required"]["silence_handling"][1]["default"] is False
+    assert spec["required"]["silence_fade_frames"][1]["default"] == 3
+    assert spec["required"]["chunk_size"][1]["default"] == 16
+    assert BlendAndAssemble.RETURN_TYPES == ("IMAGE", "AUDIO", "FLOAT", "INT")
+    assert BlendAndAssemble.RETURN_NAMES == ("images", "audio", "fps", "frame_count")
+    assert BlendAndAssemble.CATEGORY == "MuseTalk"
+
+    frames, faces, generated = _basic()
+    generated = make_generated(generated.faces, [0, 1, 2, 1], audio=make_audio(4))
+    node = BlendAndAssemble()
+    images, audio, fps, count = getattr(node, BlendAndAssemble.FUNCTION)(
+        to_image(frames), faces, generated, 0.05, 0.5, False, 3, 16)
+    direct = blend_frames(to_image(frames), faces, generated)[0]
+    assert torch.equal(images, direct) and images.device.type == "cpu"
+    assert count == 4 and fps == 25.0 and audio["waveform"].shape[-1] == 2560
