@@ -91,8 +91,12 @@ def _golden_groups(g):
     return groups
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("use_replacement", [False, True])
-def test_matches_reference_compositing(golden, use_replacement):
+def test_matches_reference_compositing(golden, use_replacement, device):
     """Every recorded case (all crops partly outside the frame, 18 boxes too), ping-pong repeats, mixed chunks."""
     g = golden
     checked = composited = 0
@@ -104,15 +108,16 @@ def test_matches_reference_compositing(golden, use_replacement):
                            [g[f"mask_{i}"] for i in cases])
         src = list(range(n)) + list(range(n - 1, -1, -1))  # ping-pong: each source frame used twice
         gen_faces = np.stack([g["faces"][int(g[f"params_{cases[j]}"][1])] for j in src])
+        gen_faces = torch.from_numpy(gen_faces).to(device)  # generated faces live on the compute device
         if use_replacement:
-            generated = make_generated(np.zeros_like(gen_faces), src, fingerprint=faces.frames_fingerprint)
-            kwargs = {"replacement_faces": to_image(gen_faces)}
+            generated = make_generated(torch.zeros_like(gen_faces), src, fingerprint=faces.frames_fingerprint)
+            kwargs = {"replacement_faces": to_image(gen_faces.cpu())}
         else:
             generated = make_generated(gen_faces, src, fingerprint=faces.frames_fingerprint)
             kwargs = {}
         out, _, _, t = blend_frames(to_image(frames), faces, generated, blur_factor=blur / 1000,
-                                    upper_boundary_ratio=ratio / 1000, chunk_size=3, **kwargs)
-        assert t == 2 * n
+                                    upper_boundary_ratio=ratio / 1000, chunk_size=3, output_device="cpu", **kwargs)
+        assert t == 2 * n and out.device.type == "cpu"
         got = to_u8(out)
         for k, j in enumerate(src):
             want = g[f"out_{cases[j]}"]
