@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -139,17 +140,18 @@ def _decode_level(cls: torch.Tensor, reg: torch.Tensor, stride: int):
     return prob.reshape(b, -1), boxes.reshape(b, -1, 4)
 
 
-def nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou: float = NMS_IOU) -> torch.Tensor:
+def nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou: float = NMS_IOU, order=None) -> torch.Tensor:
     """Greedy NMS as the reference's numpy nms (areas with +1, suppress IoU > thresh). Returns kept indices.
 
-    Ties in score are ordered as numpy's ``argsort()[::-1]`` does with a stable sort: the later candidate first.
-    The IoU matrix is computed once on the device; the greedy pass walks only the few high-score candidates.
+    ``order``: the visiting order (default: numpy's ``scores.argsort()[::-1]``, the reference's order, ties
+    included). The IoU matrix is computed once on the device; the greedy pass walks the few high-score candidates.
     """
     n = scores.shape[0]
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=scores.device)
-    # stable descending with ties reversed == reverse of a stable ascending sort
-    order = torch.flip(torch.sort(scores, stable=True).indices, dims=[0])
+    if order is None:
+        order = np.argsort(scores.detach().cpu().numpy())[::-1].copy()
+    order = torch.as_tensor(np.asarray(order), dtype=torch.long, device=scores.device)
     b = boxes[order]
     x1, y1, x2, y2 = b.unbind(-1)
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
@@ -160,14 +162,13 @@ def nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou: float = NMS_IOU) ->
     inter = (xx2 - xx1 + 1).clamp(min=0.0) * (yy2 - yy1 + 1).clamp(min=0.0)
     ovr = inter / (areas[:, None] + areas[None, :] - inter)
     suppress = (ovr > iou).cpu()
-    alive = torch.ones(n, dtype=torch.bool)
+    alive = torch.ones(order.shape[0], dtype=torch.bool)
     keep = []
-    for i in range(n):
+    for i in range(order.shape[0]):
         if not alive[i]:
             continue
         keep.append(i)
         alive &= ~suppress[i]
-        alive[i] = False
     return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
@@ -199,9 +200,17 @@ def detect(net: nn.Module, frames_u8: torch.Tensor, *, scale: float = 1.0) -> Li
     for i in range(probs.shape[0]):
         # Candidates below 0.5 can never be kept, and NMS only lets a higher score suppress a lower one, so NMS on
         # the p > 0.5 candidates keeps exactly the reference's surviving p > 0.5 boxes.
-        sel = torch.nonzero(probs[i] > KEEP_THRESHOLD).flatten()
+        # The reference sorts every candidate (p > 0.05) with numpy's argsort()[::-1]; ties (flat image regions give
+        # bit-identical cells) are broken by that sort, so we sort the same candidates the same way (on the CPU,
+        # a few thousand floats). Below-0.5 candidates are never kept and NMS lets only a higher-ranked box
+        # suppress a lower one, so walking the p > 0.5 part of that order keeps exactly the reference's boxes.
+        cand = torch.nonzero(probs[i] > CANDIDATE_THRESHOLD).flatten()
+        cand_scores = probs[i, cand]
+        full_order = np.argsort(cand_scores.cpu().numpy())[::-1]
+        high = full_order[cand_scores.cpu().numpy()[full_order] > KEEP_THRESHOLD]
+        sel = cand[torch.as_tensor(high.copy(), dtype=torch.long, device=cand.device)]
         s, bx = probs[i, sel], boxes[i, sel]
-        keep = nms_keep(bx, s)
+        keep = nms_keep(bx, s, order=np.arange(len(high)))
         bx, s = bx[keep], s[keep]
         if scale != 1.0:
             bx = bx / scale
