@@ -1,0 +1,47 @@
+"""VAEEncodeMasked: the 8-channel latent ([lower-half-masked, full] crop) of every source face, once per video."""
+
+from __future__ import annotations
+
+from musetalk_core.types import FACES_TYPE, LATENTS_TYPE, MODELS_TYPE
+
+from . import comfy_bridge
+
+CATEGORY = "MuseTalk"
+
+
+class VAEEncodeMasked:
+    DESCRIPTION = ("Encodes every detected face crop with the VAE twice in one batch: with its lower half blacked "
+                   "out, and whole. The two latents together (8 channels) tell the UNet what to inpaint and what "
+                   "the face looks like. Frames without a face get no latent and pass through later. Computed "
+                   "once per video: changing only the audio does not re-run this node.")
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = (LATENTS_TYPE,)
+    RETURN_NAMES = ("latents",)
+    OUTPUT_TOOLTIPS = ("Per source frame with a face, the 8-channel UNet input latent (for MuseTalkUNetInpaint).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "musetalk_models": (MODELS_TYPE, {"tooltip": "The models from LoadMuseTalkModels (uses the VAE)."}),
+                "faces": (FACES_TYPE, {"tooltip": "The face crops from FaceDetectAndParse."}),
+                "latent_mode": (["sample", "mean"], {"default": "sample", "tooltip":
+                                "sample: the reference (mean + std * noise), made reproducible by the seed. "
+                                "mean: the distribution's mean, deterministic (what MuseTalk's training used)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
+                         "Noise seed for latent_mode 'sample'. Each frame's noise depends only on the seed and its "
+                         "frame number, so batch size and device do not change the result."}),
+                "batch_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip":
+                               "Faces encoded per VAE pass (each face is encoded twice). Lower it if you run out "
+                               "of GPU memory; the result does not depend on it."}),
+            }
+        }
+
+    def encode(self, musetalk_models, faces, latent_mode, seed, batch_size):
+        from musetalk_core.latents import encode_faces
+
+        hooks = comfy_bridge.run_hooks(int(faces.has_face.sum()) if hasattr(faces, "has_face") else 1)
+        latents = encode_faces(musetalk_models, faces, latent_mode=latent_mode, seed=seed, batch_size=batch_size,
+                               hooks=hooks)
+        return (latents,)
