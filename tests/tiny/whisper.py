@@ -5,7 +5,7 @@ The encoder keeps everything the MuseTalk audio path depends on: d_model 384 (th
 FFN width, the decoder (1 layer) and the vocabulary are shrunk. Weights are seeded random values saved exactly as
 transformers saves a WhisperForConditionalGeneration ("model.encoder...", "model.decoder...", proj_out tied).
 
-Also here: ``test_signal``, the seeded integer-only test audio shared by the golden recorder and the tests, so both
+Also here: ``seeded_signal``, the seeded integer-only test audio shared by the golden recorder and the tests, so both
 sides see bit-identical samples without storing them.
 """
 
@@ -86,7 +86,7 @@ def write(models_dir, version="v15", name="whisper", seed: int = 7, pickle: bool
     return folder
 
 
-def test_signal(seconds: float, sample_rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
+def seeded_signal(seconds: float, sample_rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
     """int16 (channels, S): shaped noise bursts of varying loudness with digital-silence gaps.
 
     Only integer arithmetic after the RNG draw, so every platform gets the same samples (no libm differences).

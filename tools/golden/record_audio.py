@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tiny.whisper import TINY_WHISPER_CONFIG, test_signal, write  # noqa: E402
+from tiny.whisper import TINY_WHISPER_CONFIG, seeded_signal, write  # noqa: E402
 
 # name, seconds, source sample rate, channels, seed, fps, mode
 CASES = [
@@ -158,7 +158,7 @@ def main() -> None:
     for name, seconds, rate, channels, seed, fps, mode in CASES:
         if args.only and name not in args.only:
             continue
-        signal = test_signal(seconds, rate, channels, seed)  # int16 (C, S)
+        signal = seeded_signal(seconds, rate, channels, seed)  # int16 (C, S)
         if mode == "reference":
             wav = work / f"{name}.wav"
             sf.write(str(wav), signal.T, rate, subtype="PCM_16")

@@ -1,0 +1,63 @@
+"""WhisperAudioEncode: any AUDIO -> per-video-frame Whisper windows for the MuseTalk UNet."""
+
+from __future__ import annotations
+
+from musetalk_core.types import AUDIO_TYPE, MODELS_TYPE
+
+from . import comfy_bridge
+
+CATEGORY = "MuseTalk"
+FEATURE_MODES = ("reference", "v1.0-original")
+
+
+class WhisperAudioEncode:
+    DESCRIPTION = ("Turns audio into MuseTalk's per-frame audio features: Whisper-tiny encoder states, a 10-step "
+                   "window (50 tokens x 384) per video frame, as the reference does, at the exact video fps. "
+                   "Also flags silent frames. Frame count = floor(audio duration x fps).")
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = (AUDIO_TYPE, "INT", "AUDIO")
+    RETURN_NAMES = ("audio_features", "frame_count", "audio")
+    OUTPUT_TOOLTIPS = (
+        "Per video frame, the Whisper window the UNet attends to, plus silence flags (for MuseTalkUNetInpaint).",
+        "Number of output video frames: floor(audio duration x fps).",
+        "The input audio, unchanged, for muxing with the result.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "musetalk_models": (MODELS_TYPE, {"tooltip": "From Load MuseTalk Models (uses its Whisper encoder, "
+                                                             "device and precision)."}),
+                "audio": ("AUDIO", {"tooltip": "The speech to lip-sync: LoadAudio, a video's audio, a TTS node. "
+                                               "One clip; stereo is mixed to mono and resampled to 16 kHz."}),
+                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001, "tooltip":
+                                  "Frame rate of the video to generate. Wire the fps output of GetVideoComponents / "
+                                  "your video loader. Used exactly (29.97 stays 29.97). MuseTalk was trained at 25."}),
+                "audio_padding_left": ("INT", {"default": 2, "min": 0, "max": 10, "tooltip":
+                                               "Audio context before each frame, in 2-step (40 ms) units. "
+                                               "Keep 2: the model was trained with 2."}),
+                "audio_padding_right": ("INT", {"default": 2, "min": 0, "max": 10, "tooltip":
+                                                "Audio context after each frame, in 2-step (40 ms) units. "
+                                                "Keep 2: the model was trained with 2."}),
+                "feature_mode": (list(FEATURE_MODES), {"default": "reference", "tooltip":
+                                 "reference: current upstream features (used for v1.5 and upstream's v1). "
+                                 "v1.0-original: the features the v1.0 model was trained with (OpenAI Whisper "
+                                 "style: global mel normalisation, layer 4 before the final norm)."}),
+                "silence_threshold_db": ("FLOAT", {"default": -45.0, "min": -120.0, "max": 0.0, "step": 0.5,
+                                                   "tooltip": "A frame is silent when the RMS level of the audio "
+                                                              "its window covers is below this (dBFS). Used by "
+                                                              "BlendAndAssemble's silence_handling."}),
+            }
+        }
+
+    def encode(self, musetalk_models, audio, fps, audio_padding_left, audio_padding_right, feature_mode,
+               silence_threshold_db):
+        from musetalk_core.audio import encode_audio, num_segments
+
+        hooks = comfy_bridge.run_hooks(num_segments(audio))
+        result = encode_audio(musetalk_models, audio, fps, audio_padding_left=audio_padding_left,
+                              audio_padding_right=audio_padding_right, feature_mode=feature_mode,
+                              silence_threshold_db=silence_threshold_db, hooks=hooks)
+        return (result, result.num_frames, audio)
