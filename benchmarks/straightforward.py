@@ -74,14 +74,15 @@ def detect_frame(net, frame_bgr: np.ndarray):
             box[:, 2:] += box[:, :2]
             x1, y1, x2, y2 = box[0] * 1.0
             bboxlist.append([x1, y1, x2, y2, score])
+    candidates = len(bboxlist)
     bboxlist = np.array(bboxlist, dtype=np.float32) if bboxlist else np.zeros((1, 5), np.float32)
     keep = _nms(bboxlist, 0.3)
     bboxlist = bboxlist[keep, :]
     bboxlist = [b for b in bboxlist if b[-1] > 0.5]
     if not bboxlist:
-        return None, len(keep)
+        return None, candidates
     d = np.clip(bboxlist[0], 0, None)
-    return (int(d[0]), int(d[1]), int(d[2]), int(d[3])), len(keep)
+    return (int(d[0]), int(d[1]), int(d[2]), int(d[3])), candidates
 
 
 def detect(net, frames_bgr: Sequence[np.ndarray]) -> list:

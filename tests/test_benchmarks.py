@@ -1,0 +1,156 @@
+"""The benchmark in its smallest mode: tiny real-format networks, 128x160 frames, one source frame.
+
+No timing is asserted (speed is for benchmarks/, never for tests); what is checked is that every stage is measured
+on both sides and reported with fps and speed-up fields, and that the straightforward per-frame reference code the
+ratios are taken against computes the same things as the pack.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import run as bench_run
+from benchmarks import straightforward as ref
+from benchmarks.synthetic import make_clip
+
+# the core modules each stage's "ours" side needs
+NEEDS = {
+    "detection": ["musetalk_core.models.s3fd"],
+    "landmarks": ["musetalk_core.models.dwpose"],
+    "parsing": ["musetalk_core.models.bisenet", "musetalk_core.parsing"],
+    "face_prepare": ["musetalk_core.faces"],
+    "vae_encode": ["musetalk_core.latents"],
+    "audio": ["musetalk_core.audio", "musetalk_core.models.whisper_encoder"],
+    "unet": ["musetalk_core.generate", "musetalk_core.latents"],
+    "decode": ["musetalk_core.generate", "musetalk_core.latents"],
+    "unet_decode": ["musetalk_core.generate", "musetalk_core.audio", "musetalk_core.latents"],
+    "blend": ["musetalk_core.blend", "musetalk_core.generate", "musetalk_core.audio"],
+    "whole_graph": ["musetalk_core.pipeline", "musetalk_core.faces", "musetalk_core.audio", "musetalk_core.blend"],
+}
+
+
+def _present(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke.json"
+    cache = tmp_path_factory.mktemp("bench_cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MUSETALK_BENCH_CACHE", str(cache))
+    try:
+        bench_run.main(["--smoke", "--frames", "1", "--json", str(out), "--threads", "2"])
+    finally:
+        mp.undo()
+    return json.loads(out.read_text())
+
+
+def test_smoke_report_has_every_stage_with_fps_and_ratio(smoke_report):
+    stages = smoke_report["stages"]
+    assert set(bench_run.STAGES) <= set(stages)
+    for name in bench_run.STAGES:
+        row = stages[name]
+        for key in ("fps", "reference_fps", "ratio", "frames", "ours"):
+            assert key in row, (name, key)
+        if all(_present(m) for m in NEEDS[name]):
+            assert row["fps"] and row["fps"] > 0, (name, row["ours"])
+            assert row["reference_fps"] and row["reference_fps"] > 0, (name, row.get("reference"))
+            assert row["ratio"] == pytest.approx(row["fps"] / row["reference_fps"])
+    # per-video stages count source frames, per-audio stages output frames (T = 2N: one ping-pong cycle)
+    assert stages["detection"]["frames"] == 1 and stages["blend"]["frames"] == 2
+    settings = smoke_report["settings"]
+    assert settings["frames"] == 1 and settings["output_frames"] == 2 and settings["size"] == "128x160"
+    assert smoke_report["machine"]["cpu_count"] >= 1 and smoke_report["command"].startswith("python -m benchmarks.run")
+    assert smoke_report["parameters"]["face_parser"] > 10_000_000  # BiSeNet is always real size
+
+
+def test_table_lists_every_stage(smoke_report):
+    table = bench_run.format_table(smoke_report)
+    for name in bench_run.STAGES:
+        assert name in table
+
+
+def test_synthetic_clip_face_matches_its_landmarks():
+    clip = make_clip(3, (128, 160))
+    assert clip.frames.shape == (3, 128, 160, 3) and clip.frames.dtype == torch.uint8
+    assert clip.audio["waveform"].shape == (1, 1, round(3 / 25 * 16000))
+    lm = clip.landmarks[0]
+    assert lm.shape == (68, 2) and lm.dtype == np.int32
+    box = ref.landmark_box(lm, (0, 0, 1, 1), 128, extra_margin=10)
+    x1, y1, x2, y2 = box
+    assert 0 <= x1 < x2 <= 160 and 0 <= y1 < y2 <= 128
+    # landmark 29 sits at the vertical middle of the landmark box (before the margin), as in real faces
+    assert abs((y1 + y2 - 10) / 2 - lm[29, 1]) <= 1
+    skin = clip.frames[0, lm[29, 1], lm[29, 0] + 5].numpy().astype(int)
+    assert abs(skin - np.array([224, 172, 140])).max() < 30  # the drawn face is under its landmarks
+    assert not torch.equal(clip.frames[0], clip.frames[1])  # the head moves / talks
+
+
+@pytest.mark.skipif(not _present("musetalk_core.models.s3fd"), reason="S3FD module not in this checkout")
+def test_straightforward_detection_equals_the_pack():
+    """The reference-style per-cell Python decode and the pack's vectorised decode give the same box."""
+    from musetalk_core.models import s3fd
+
+    from benchmarks import networks
+
+    torch.manual_seed(0)
+    net = s3fd.S3FD().eval()
+    state = networks._seeded_(net, 3)
+    for name in ("conv3_3_norm", "conv4_3_norm", "conv5_3_norm"):
+        state[f"{name}.weight"] = getattr(net, name).weight.detach().clone()
+    # well-conditioned heads: scores vary smoothly (no ties), boxes stay near their anchors, some cells are faces
+    for key in list(state):
+        if "_mbox_conf.weight" in key:
+            state[key] = state[key] * 0.05
+        elif "_mbox_loc.weight" in key:
+            state[key] = state[key] * 0.002
+    state["conv4_3_norm_mbox_conf.bias"] = torch.tensor([-1.0, 1.0])
+    net.load_state_dict(state)
+    clip = make_clip(1, (96, 128))
+    frame_rgb = clip.frames[0].numpy()
+    box, candidates = ref.detect_frame(net, np.ascontiguousarray(frame_rgb[:, :, ::-1]))
+    ours = s3fd.detect(net, clip.frames[:1])[0]
+    assert candidates > 0
+    if box is None:
+        assert ours.boxes.shape[0] == 0
+    else:
+        d = np.clip(ours.boxes[0].numpy(), 0, None).astype(int)
+        assert tuple(int(v) for v in d) == box
+
+
+def test_straightforward_vae_preprocessing_matches_the_pack():
+    """The float64 per-frame preprocessing of the straightforward side feeds the VAE the same numbers."""
+    latents = pytest.importorskip("musetalk_core.latents")
+    rng = np.random.default_rng(0)
+    crop_rgb = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    both = latents.preprocess_crops(torch.from_numpy(crop_rgb)[None])  # [masked, full]
+
+    captured = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def encode(self, x):
+            captured.append(x.clone())
+
+            class Dist:
+                @staticmethod
+                def sample():
+                    return torch.zeros(1, 4, 32, 32)
+
+            return type("Out", (), {"latent_dist": Dist})()
+
+    ref.encode_frame(Recorder(), np.ascontiguousarray(crop_rgb[:, :, ::-1]))
+    assert torch.allclose(captured[0][0], both[0], atol=1e-6)
+    assert torch.allclose(captured[1][0], both[1], atol=1e-6)
