@@ -129,7 +129,7 @@ def _check_inputs(images, faces: MuseTalkFaces, generated: MuseTalkGenerated, re
     if t == 0:
         raise InputError("'generated' has 0 frames: the audio was shorter than one video frame.")
     gf = generated.faces
-    if not isinstance(gf, torch.Tensor) or tuple(gf.shape) != (t, FACE_SIZE, FACE_SIZE, 3):
+    if not isinstance(gf, torch.Tensor) or tuple(gf.shape) != (t, FACE_SIZE, FACE_SIZE, 3) or gf.dtype != torch.uint8:
         raise InputError(f"'generated' faces must be uint8 ({t}, 256, 256, 3); got "
                          f"{tuple(getattr(gf, 'shape', ()))}. Use MuseTalkUNetInpaint's output unchanged.")
     idx = generated.source_index
@@ -246,7 +246,7 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
             local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
             js = [int(source[i]) for i in rows]
             masks_for(js)
-            frames_u8 = image_to_uint8(chunk[local], "images")
+            frames_sel = chunk[local]  # float; compose converts only the pixels it touches
             if replacement_faces is not None:
                 gen = image_to_uint8(replacement_faces[rows], "replacement_faces", device=device)
             else:
@@ -260,7 +260,10 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
             for k, j in enumerate(js):  # per frame: place the cached mask (no pixel loop)
                 s = int(blurred[j].shape[0])
                 mask_batch[k, :s, :s] = blurred[j]
-            bi, py, px, vals = blend_ops.compose(frames_u8, resized, boxes, crops, mask_batch)
+            try:
+                bi, py, px, vals = blend_ops.compose(frames_sel, resized, boxes, crops, mask_batch)
+            except blend_ops.NonFiniteError:
+                raise InputError("'images' contains NaN or infinite pixel values inside a face area.") from None
             if bi.numel():
                 target = local[bi]
                 new = vals.to(torch.float32) / 255.0

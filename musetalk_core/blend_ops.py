@@ -218,6 +218,10 @@ def gaussian_blur_masks(masks: Sequence[torch.Tensor], ksizes: Sequence[int]) ->
 # PIL paste: generated face into the expanded crop, crop into the frame through the mask
 
 
+class NonFiniteError(ValueError):
+    """A float frame has NaN/inf where it must be composited."""
+
+
 def div255(a: torch.Tensor) -> torch.Tensor:
     """PIL's DIV255 (integer round(a / 255) for 0 <= a <= 255*255)."""
     t = a + 128
@@ -228,7 +232,7 @@ def compose(frames: torch.Tensor, faces: torch.Tensor, boxes: torch.Tensor, crop
             masks: torch.Tensor):
     """The reference's two pastes for a batch, returned as the pixels they change.
 
-    frames: uint8 (B, H, W, 3); faces: uint8 (B, Hm, Wm, 3), face b already resized to its box (top-left aligned);
+    frames: uint8 (B, H, W, 3), or float 0..1 (converted per touched pixel as round(x * 255)); faces: uint8 (B, Hm, Wm, 3), face b already resized to its box (top-left aligned);
     boxes / crop_boxes: int64 (B, 4) (x1, y1, x2, y2), the crop square of side S_b may leave the frame;
     masks: uint8 (B, Smax, Smax), the final (cut, blurred) blend mask of crop b top-left aligned, zero padded.
 
@@ -255,7 +259,12 @@ def compose(frames: torch.Tensor, faces: torch.Tensor, boxes: torch.Tensor, crop
     fy = gy[bi, vi]
     fx = gx[bi, ui]
     m = masks[bi, vi, ui].to(torch.int32)[:, None]
-    dst = frames[bi, fy, fx].to(torch.int32)
+    dst = frames[bi, fy, fx]
+    if dst.is_floating_point():  # IMAGE values: only the touched pixels are converted, as round(x * 255)
+        if not bool(torch.isfinite(dst).all()):
+            raise NonFiniteError("non-finite pixel values under the blend mask")
+        dst = (dst.float() * 255.0).round_().clamp_(0, 255)
+    dst = dst.to(torch.int32)
     bx = boxes.to(dev)
     lx = fx - bx[bi, 0]
     ly = fy - bx[bi, 1]

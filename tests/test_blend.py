@@ -321,3 +321,13 @@ def test_node_interface_and_run():
     direct = blend_frames(to_image(frames), faces, generated)[0]
     assert torch.equal(images, direct) and images.device.type == "cpu"
     assert count == 4 and fps == 25.0 and audio["waveform"].shape[-1] == 2560
+
+
+def test_rejects_nan_frames_under_the_mask():
+    frames, boxes, crops, masks = synthetic_video(n=2)
+    faces = make_faces(frames, boxes, crops, masks, fingerprint=False)
+    generated = make_generated(np.zeros((2, 256, 256, 3), np.uint8), [0, 1])
+    images = to_image(frames)
+    images[:, :, :] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        blend_frames(images, faces, generated)
