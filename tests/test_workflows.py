@@ -203,7 +203,7 @@ def test_runner_rejects_bad_prompts(node_classes, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 FPS = Fraction(25)
-AUDIO_SECONDS = {wftool.AUDIO_FILE: 0.52, wftool.AUDIO_FILE_2: 0.36}
+AUDIO_SECONDS = {wftool.AUDIO_FILE: 0.32, wftool.AUDIO_FILE_2: 0.2}  # 8 and 5 frames at 25 fps
 
 
 @pytest.fixture(scope="module")
