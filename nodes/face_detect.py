@@ -1,0 +1,78 @@
+"""FaceDetectAndParse: box, landmarks, 256x256 crop and blend mask for every source frame (computed once per video)."""
+
+from __future__ import annotations
+
+from musetalk_core.types import FACES_TYPE, MODELS_TYPE
+
+from . import comfy_bridge
+
+CATEGORY = "MuseTalk"
+PARSING_MODES = ["auto", "jaw", "raw", "neck"]
+FACE_SELECTIONS = ["highest_score", "largest", "leftmost", "rightmost"]
+LANDMARK_REGIONS = ["full_frame", "face_region"]
+
+
+class FaceDetectAndParse:
+    DESCRIPTION = ("Finds the face in every frame (S3FD + DWPose landmarks, as MuseTalk), crops it to 256x256 for "
+                   "the VAE and builds the blend mask from BiSeNet face parsing. Frames without a face are kept and "
+                   "passed through later. Use the preview and the bbox_range text to tune bbox_shift.")
+    CATEGORY = CATEGORY
+    FUNCTION = "prepare"
+    RETURN_TYPES = (FACES_TYPE, "IMAGE", "STRING")
+    RETURN_NAMES = ("faces", "preview", "bbox_range")
+    OUTPUT_TOOLTIPS = (
+        "Per frame: face box, landmarks, 256x256 crop and blend mask, for VAEEncodeMasked and BlendAndAssemble.",
+        "The frames with the crop box (red), its middle line (yellow: the mouth region starts below it), the blend "
+        "box (blue), landmarks (white) and the blend mask (green). Same size as the input.",
+        "The reference's bbox_shift report: the range [-A~B] worth trying and the current value.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "musetalk_models": (MODELS_TYPE, {"tooltip": "From LoadMuseTalkModels."}),
+                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size)."}),
+                "bbox_shift": ("INT", {"default": 0, "min": -200, "max": 200, "tooltip":
+                               "Moves the crop's centre line (landmark 29) down (+) or up (-) in pixels: positive "
+                               "opens the mouth more. The bbox_range output suggests a range. 0 = reference."}),
+                "extra_margin": ("INT", {"default": 10, "min": 0, "max": 200, "tooltip":
+                                 "v1.5 only: pixels added below the chin to the crop box (the reference uses 10)."}),
+                "parsing_mode": (PARSING_MODES, {"default": "auto", "tooltip":
+                                 "Which parsed region is blended. auto: jaw for v15, raw for v1 (the reference). "
+                                 "jaw: skin grown down over the jaw, cheeks trimmed. raw: skin+mouth+lips. "
+                                 "neck: raw plus the neck."}),
+                "left_cheek_width": ("INT", {"default": 90, "min": 0, "max": 256, "tooltip":
+                                     "jaw mode: width (in 512-px parsing space) of the central band kept dilated "
+                                     "on the left; outside it the mask is eroded. 90 = reference CLI/app."}),
+                "right_cheek_width": ("INT", {"default": 90, "min": 0, "max": 256, "tooltip":
+                                      "jaw mode: the same on the right side."}),
+                "face_selection": (FACE_SELECTIONS, {"default": "highest_score", "tooltip":
+                                   "Which face to use when several are found. highest_score = reference."}),
+                "landmark_region": (LANDMARK_REGIONS, {"default": "full_frame", "tooltip":
+                                    "full_frame: landmarks on the whole frame (reference). face_region: on the "
+                                    "detected face's area (sharper for small faces in big frames)."}),
+                "box_smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                                  "Smooths the crop boxes over time against jitter (0 = off, the reference; "
+                                  "1 = strongest, a 5-frame Gaussian)."}),
+                "detector_scale": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 1.0, "step": 0.05, "tooltip":
+                                   "Runs the face detector on frames scaled by this factor (faster on large "
+                                   "videos). 1 = full resolution = reference."}),
+                "batch_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip":
+                               "Frames per batch for detection, landmarks and parsing (more = faster, more VRAM)."}),
+            }
+        }
+
+    def prepare(self, musetalk_models, images, bbox_shift, extra_margin, parsing_mode, left_cheek_width,
+                right_cheek_width, face_selection, landmark_region, box_smoothing, detector_scale, batch_size):
+        from musetalk_core.faces import prepare_faces
+        from musetalk_core.frames import uint8_to_image
+
+        n = int(images.shape[0]) if hasattr(images, "shape") and images.ndim == 4 else 1
+        hooks = comfy_bridge.run_hooks(2 * n)
+        faces, preview, bbox_range = prepare_faces(
+            musetalk_models, images, bbox_shift=bbox_shift, extra_margin=extra_margin, parsing_mode=parsing_mode,
+            left_cheek_width=left_cheek_width, right_cheek_width=right_cheek_width, face_selection=face_selection,
+            landmark_region=landmark_region, box_smoothing=box_smoothing, detector_scale=detector_scale,
+            batch_size=batch_size, hooks=hooks)
+        return (faces, uint8_to_image(preview, comfy_bridge.intermediate_device()), bbox_range)
