@@ -148,3 +148,20 @@ def test_strict_keys(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightFileError, match="cannot be read"):
         load_bisenet(path)
+
+
+@pytest.mark.parametrize("mode", ["raw", "jaw"])
+def test_blend_stage_finishes_our_masks_like_the_reference(golden, ours, mode):
+    """The blend stage's own cut + blur (musetalk_core.blend_ops) on our stored masks gives the reference's
+    get_image_prepare_material output (blur 0.1) within one grey level."""
+    blend_ops = pytest.importorskip("musetalk_core.blend_ops")
+    _, masks, _ = ours[mode]
+    cut, ks = [], []
+    for m in masks:
+        t = torch.from_numpy(m.copy())
+        t[: int(m.shape[0] * 0.5)] = 0
+        cut.append(t)
+        ks.append(blend_ops.blur_kernel_size(0.1, m.shape[0]))
+    for i, out in enumerate(blend_ops.gaussian_blur_masks(cut, ks)):
+        diff = np.abs(out.numpy().astype(int) - golden[f"final_{mode}_{i}"].astype(int)).max()
+        assert diff <= 1, f"case {i}: {diff}"
