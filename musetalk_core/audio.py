@@ -255,12 +255,12 @@ def _reference_states(models, encoder, mono, hooks) -> torch.Tensor:
     extractor = feature_extractor(models)
     actual = int(math.floor((mono.shape[0] / SAMPLE_RATE) * WHISPER_FPS))
     segments = max(1, math.ceil(mono.shape[0] / SEGMENT_SAMPLES))
+    from .models.whisper_encoder import encoder_states
+
     states = torch.zeros((actual + 1, 5, 384), dtype=models.dtype, device=models.device)
     for first in range(0, segments, SEGMENT_BATCH):
         count = min(SEGMENT_BATCH, segments - first)
         mel = segment_mels(extractor, mono, first, count).to(models.device, models.dtype)
-        from .models.whisper_encoder import encoder_states
-
         hidden = encoder_states(encoder, mel, final_norm=True)  # (count, 1500, 5, 384)
         hidden = hidden.reshape(count * 1500, 5, 384)
         begin = first * 1500
