@@ -201,16 +201,18 @@ def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_
                                                     int(right_cheek_width), device=models.device)
                 for i, cbox, mask in zip(idx, cboxes, cmasks):
                     crop_boxes[i] = torch.tensor(cbox, dtype=torch.int64)
-                    masks[i] = torch.from_numpy(mask)
+                    masks[i] = mask
             for i in range(start, stop):
                 if has_face[i]:
                     preview[i] = torch.from_numpy(draw_preview(chunk[i - start], boxes[i].tolist(),
                                                                crop_boxes[i].tolist(), landmarks[i].numpy(),
-                                                               masks[i].numpy()))
+                                                               masks[i]))
                 else:
                     preview[i] = frames[i]
             hooks.step(stop - start)
 
+    # numpy -> tensors outside models.use()'s inference mode, so later stages may edit copies freely
+    masks = [None if m is None else torch.from_numpy(m) for m in masks]
     if unusable:
         log.warning("FaceDetectAndParse: %d frame(s) had a face box outside the frame or too small to crop "
                     "(first: frame %d); they are treated as frames without a face.", len(unusable), unusable[0])
