@@ -260,7 +260,8 @@ def models_folder(scale: str = "tiny", version: str = "v15", networks: Optional[
                 else:
                     _write_fixed(tiny, folder, version, name)
             if calibrate and "s3fd" in wanted:
-                calibrate_s3fd(folder, size=(128, 160), candidates=300, keep=10)
+                info = calibrate_s3fd(folder, size=(128, 160), candidates=300, keep=10)
+                (folder / "s3fd_calibration.json").write_text(json.dumps(info))
             marker.write_text("ok")
         return folder
     if scale != "real":
@@ -280,7 +281,8 @@ def models_folder(scale: str = "tiny", version: str = "v15", networks: Optional[
         else:  # s3fd, landmarks (DWPose), face_parser (BiSeNet): fixed architectures, tiny writers are real size
             _write_fixed(tiny, folder, version, name)
             if name == "s3fd" and calibrate:
-                calibrate_s3fd(folder)
+                info = calibrate_s3fd(folder)
+                (folder / "s3fd_calibration.json").write_text(json.dumps(info))
         marker.write_text("ok")
     return folder
 

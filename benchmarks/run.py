@@ -216,6 +216,13 @@ class Bench:
 
         parser = self.models.network("face_parser")
         masks, crop_boxes = [None] * len(boxes), [None] * len(boxes)
+        if hasattr(parsing, "face_masks"):  # what prepare_faces calls, one parser batch per call
+            for sl in _batches(len(boxes), self.args.face_batch_size):
+                with torch.inference_mode():
+                    cbs, ms = parsing.face_masks(parser, list(frames_rgb[sl]), list(boxes[sl]), self.parsing_mode,
+                                                 device=self.device)
+                crop_boxes[sl], masks[sl] = cbs, ms
+            return masks, crop_boxes
         for sl in _batches(len(boxes), self.args.face_batch_size):
             inputs, cbs = [], []
             for i in range(sl.start, sl.stop):
@@ -279,11 +286,17 @@ class Bench:
             from musetalk_core.models import s3fd
 
             net = m.network("s3fd")
+            h, w = self.det_frames.shape[1:3]
+            try:  # the same frames-per-forward budget as face_locate (bounded memory on huge frames)
+                from musetalk_core.face_locate import S3FD_PIXEL_BUDGET
+            except ImportError:
+                S3FD_PIXEL_BUDGET = 4_000_000  # noqa: N806
+            batch = max(1, min(a.face_batch_size, S3FD_PIXEL_BUDGET // (h * w)))
 
             def run():
                 with m.use("s3fd"), torch.inference_mode():
                     return [s3fd.detect(net, self.det_frames[sl].to(self.device), scale=1.0)
-                            for sl in _batches(self.n, a.face_batch_size)]
+                            for sl in _batches(self.n, batch)]
             return run
         if stage == "landmarks":
             from musetalk_core.models import dwpose
@@ -401,7 +414,7 @@ class Bench:
             vae = m.network("vae")
             preds = self._ref_preds()
             return lambda: ref.decode_batches(vae, preds)
-        if stage == "unet_decode":
+        if stage == "unet_decode" and self.args.measure_reference_unet_decode:
             unet, pe, vae = m.network("unet"), m.network("pe"), m.network("vae")
             lat_cycle = self._ref_latent_cycle()
             feats = self.feature_tensor()
@@ -417,7 +430,7 @@ class Bench:
                         return ref.blend(parser, frames_c, boxes_c, faces, self.parsing_mode, png_dir=tmp)
                 return ref.blend(parser, frames_c, boxes_c, faces, self.parsing_mode)
             return run
-        return None  # face_prepare and whole_graph: sums of the stages (see summarise)
+        return None  # face_prepare, unet_decode and whole_graph: sums of the stages (see summarise)
 
     def png_io(self) -> Callable[[], object]:
         return lambda: ref.png_roundtrip(self.frames_bgr)
@@ -454,34 +467,45 @@ class Bench:
         return self._prepared["ref_faces"]
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _nograd(fn, *args):
     with torch.no_grad():
         return fn(*args)
 
 
-def _with_truth(result, bench: Bench):
-    """Replace the landmarks/boxes a random-weight locate step returned by the drawn face's (see truth_locate)."""
-    replace = getattr(result, "_replace", None)
-    fields = getattr(result, "__dataclass_fields__", None)
-    n = bench.n
-    det_boxes = np.array([[b[0], b[1], b[2], b[3]] for b in bench.boxes], np.float32)
-    values = {"landmarks": bench.truth.copy(), "has_face": np.ones(n, bool), "detector_boxes": det_boxes,
-              "boxes": det_boxes, "found": np.ones(n, bool)}
-    if fields is not None:
-        import dataclasses
+def _with_truth(result, bench: "Bench"):
+    """Replace what random-weight location found by the drawn face's landmarks and boxes (see truth_locate).
 
-        changes = {}
-        for name, value in values.items():
-            if name in fields:
-                old = getattr(result, name)
-                changes[name] = _like(value, old)
-        return dataclasses.replace(result, **changes) if changes else result
-    if replace is not None:
-        return replace(**{k: _like(v, getattr(result, k)) for k, v in values.items() if k in result._fields})
-    return result
+    ``result`` is musetalk_core.face_locate.FaceLocations; the located frames are the bench's frames."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(result):
+        return result
+    n = result.num_frames if hasattr(result, "num_frames") else bench.n
+    if n != bench.n:
+        return result
+    marks = bench.truth.astype(np.int64)
+    boxes = np.array(bench.boxes, np.int64)
+    values = {"has_face": np.ones(n, bool), "boxes": boxes, "landmarks": marks, "detector_boxes": boxes,
+              "used_fallback": np.zeros(n, bool),
+              "range_minus": [int(m[30, 1] - m[29, 1]) for m in marks],
+              "range_plus": [int(m[29, 1] - m[28, 1]) for m in marks]}
+    fields = {f.name for f in dataclasses.fields(result)}
+    changes = {k: _like(v, getattr(result, k)) for k, v in values.items() if k in fields}
+    if "landmark_scores" in fields and isinstance(result.landmark_scores, torch.Tensor):
+        changes["landmark_scores"] = torch.ones_like(result.landmark_scores)
+    return dataclasses.replace(result, **changes)
 
 
-def _like(value: np.ndarray, old):
+def _like(value, old):
+    if isinstance(old, list):
+        return list(value)
     if isinstance(old, torch.Tensor):
         return torch.as_tensor(value).to(dtype=old.dtype, device=old.device)
     if isinstance(old, np.ndarray):
@@ -545,6 +569,7 @@ def run_benchmark(args) -> dict:
                      "reference_png": args.reference_png, "truth_landmarks": not args.no_truth},
         "load_s": round(bench.load_s, 3),
         "parameters": bench_networks.parameter_counts(bench.models),
+        "s3fd_calibration": _read_json(bench.models_dir / "s3fd_calibration.json"),
         "stages": results,
         "notes": bench.notes,
     }
@@ -562,6 +587,12 @@ def summarise(results: dict, bench: Bench) -> None:
         if all(p is not None for p in parts):
             results["face_prepare"]["reference"] = {"median_s": sum(parts), "fps": bench.n / sum(parts),
                                                     "derived": "sum of detection + landmarks + parsing"}
+    if "unet_decode" in results and "reference" not in results["unet_decode"]:
+        parts = [med(s, "reference") for s in ("unet", "decode")]
+        if all(p is not None for p in parts):
+            results["unet_decode"]["reference"] = {"median_s": sum(parts), "fps": bench.t / sum(parts),
+                                                   "derived": "sum of unet + decode (the reference runs them "
+                                                              "back to back per batch)"}
     if "whole_graph" in results and "reference" not in results["whole_graph"]:
         parts = [med(s, "reference") for s in REFERENCE_GRAPH]
         if all(p is not None for p in parts):
@@ -608,6 +639,43 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict) -> str:
+    """The figures as a Markdown table (what BENCHMARKS.md shows), with the command, machine and date."""
+    s, mach = report["settings"], report["machine"]
+
+    def num(v, fmt):
+        return format(v, fmt) if isinstance(v, (int, float)) else "–"
+
+    out = [f"Command: `{report['command']}`  ",
+           f"Date: {report['date']}; machine: {mach.get('cpu', '?')}, {mach.get('cpu_count')} cores"
+           f"{', %s GB RAM' % mach['ram_gb'] if 'ram_gb' in mach else ''}"
+           f"{', GPU ' + mach['gpu'] if mach.get('gpu') else ''}; torch {mach.get('torch')}  ",
+           f"Settings: {s['device']} {s['dtype']}, {s['scale']} networks, N = {s['frames']} source frames at "
+           f"{s['size']} (detection/landmarks at {s['detect_size']}), T = {s['output_frames']} output frames, "
+           f"batch {s['batch_size']} (reference UNet batch {s['reference_unet_batch']}), warm-up {s['warmup']}, "
+           f"{s['repeats']} timed run(s), median. Load: {report['load_s']:.1f} s.",
+           "",
+           "| stage | frames | ours fps | ours median s (spread) | straightforward fps | speed-up | peak RSS MB |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in report["stages"].items():
+        ours = row.get("ours", {})
+        spread = ours.get("spread_pct")
+        med = num(ours.get("median_s"), ".2f") + (f" (±{spread / 2:.0f}%)" if spread else "")
+        refd = row.get("reference", {})
+        ref_fps = num(row.get("reference_fps"), ".3f") + (" †" if refd.get("derived") else "")
+        out.append(f"| {name} | {row.get('frames', '')} | {num(row.get('fps'), '.3f')} | {med} | {ref_fps} | "
+                   f"{(num(row.get('ratio'), '.2f') + '×') if row.get('ratio') else '–'} | "
+                   f"{num(ours.get('peak_rss_mb'), '.0f')} |")
+    derived = sorted({r["reference"]["derived"] for r in report["stages"].values()
+                      if isinstance(r.get("reference"), dict) and r["reference"].get("derived")})
+    if derived:
+        out.append("")
+        out.append("† derived: " + "; ".join(derived) + ".")
+    for note in report.get("notes", []):
+        out.append(f"Note: {note}")
+    return "\n".join(out) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true",
@@ -633,6 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-png", action=argparse.BooleanOptionalAction, default=True,
                    help="the straightforward side writes result frames as PNG and round-trips the source frames "
                         "through PNG, as the reference does (default on)")
+    p.add_argument("--measure-reference-unet-decode", action="store_true",
+                   help="time the straightforward UNet+decode as one call (default: the sum of its two rows)")
+    p.add_argument("--markdown", help="also write the table as Markdown here")
     p.add_argument("--no-truth", action="store_true", help="keep what random-weight detection/landmarks found")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--strict", action="store_true", help="raise on the first failing stage")
@@ -655,6 +726,9 @@ def main(argv=None) -> dict:
     args.detect_size = args.detect_size or args.size
     report = run_benchmark(args)
     print(format_table(report))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(format_markdown(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
