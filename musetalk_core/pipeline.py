@@ -113,7 +113,7 @@ def prepare_video(models: MuseTalkModels, frames: torch.Tensor, options: Lipsync
         right_cheek_width=options.right_cheek_width, face_selection=options.face_selection,
         landmark_region=options.landmark_region, box_smoothing=options.box_smoothing,
         detector_scale=options.detector_scale, batch_size=options.face_batch_size,
-        hooks=_hooks(progress, "faces", n))
+        hooks=_hooks(progress, "faces", 2 * n))  # prepare_faces steps N (locate) + N (crop, parse)
     if isinstance(faces, tuple):  # tolerate (faces, preview, bbox_range)
         faces = faces[0]
     latents = encode_faces(models, faces, options.latent_mode, options.seed, options.vae_batch_size,

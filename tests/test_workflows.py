@@ -186,16 +186,21 @@ def test_ui_workflow_matches_input_types(node_classes, name):
         assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
 
 
-def test_runner_rejects_bad_prompts(node_classes, tmp_path):
+def test_runner_rejects_bad_prompts(node_classes, inputs_dir, tmp_path):
     api = json.loads((ROOT / "workflows" / "api" / "musetalk_video_to_video.json").read_text())
     bad = json.loads(json.dumps(api))
     bad["5"]["inputs"]["bbox_shift"] = 999
     with pytest.raises(PromptError, match="max"):
-        run_prompt(bad, node_classes, tmp_path, tmp_path)
+        run_prompt(bad, node_classes, inputs_dir, tmp_path)
     bad = json.loads(json.dumps(api))
     bad["8"]["inputs"]["latents"] = ["5", 0]  # MUSETALK_FACES into a MUSETALK_LATENTS input
     with pytest.raises(PromptError, match="wants MUSETALK_LATENTS"):
-        run_prompt(bad, node_classes, tmp_path, tmp_path)
+        run_prompt(bad, node_classes, inputs_dir, tmp_path)
+    bad = json.loads(json.dumps(api))
+    bad["4"]["inputs"]["audio"] = "not_uploaded.wav"
+    with pytest.raises(PromptError, match="not in"):
+        run_prompt(bad, node_classes, inputs_dir, tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing ran
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -203,6 +203,33 @@ def run_prompt(prompt: Mapping[str, dict], node_classes: Mapping[str, type], inp
         if node["class_type"] not in classes:
             raise PromptError(f"Cannot execute because node {node['class_type']} does not exist (node {node_id}).")
 
+    # Validate the whole prompt first, as ComfyUI does before running anything.
+    for node_id, node in prompt.items():
+        cls = classes[node["class_type"]]
+        types = cls.INPUT_TYPES()
+        specs = {**types.get("required", {}), **types.get("optional", {})}
+        given = node.get("inputs", {})
+        unknown = set(given) - set(specs)
+        if unknown:
+            raise PromptError(f"node {node_id} ({node['class_type']}): unknown input(s) {sorted(unknown)}")
+        missing = set(types.get("required", {})) - set(given)
+        if missing:
+            raise PromptError(f"node {node_id} ({node['class_type']}): required input(s) missing {sorted(missing)}")
+        for name, value in given.items():
+            spec = specs[name]
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                src_id, slot = value
+                if src_id not in prompt:
+                    raise PromptError(f"node {node_id} input '{name}' links to missing node {src_id}")
+                src_type = classes[prompt[src_id]["class_type"]].RETURN_TYPES[slot]
+                want = _spec_type(spec)
+                want_name = "COMBO" if isinstance(want, (list, tuple)) else want
+                if src_type != want_name and "*" not in (src_type, want_name):
+                    raise PromptError(f"node {node_id} ({node['class_type']}) input '{name}' wants {want_name}, "
+                                      f"node {src_id} output {slot} gives {src_type}")
+            else:
+                _check_widget(node_id, node["class_type"], name, spec, value)
+
     result = RunResult()
     instances: Dict[str, Any] = {}
     visiting = set()
@@ -215,33 +242,11 @@ def run_prompt(prompt: Mapping[str, dict], node_classes: Mapping[str, type], inp
         visiting.add(node_id)
         node = prompt[node_id]
         cls = classes[node["class_type"]]
-        types = cls.INPUT_TYPES()
-        specs = {**types.get("required", {}), **types.get("optional", {})}
-        required = set(types.get("required", {}))
-        given = node.get("inputs", {})
-        unknown = set(given) - set(specs)
-        if unknown:
-            raise PromptError(f"node {node_id} ({node['class_type']}): unknown input(s) {sorted(unknown)}")
-        missing = required - set(given)
-        if missing:
-            raise PromptError(f"node {node_id} ({node['class_type']}): required input(s) missing {sorted(missing)}")
         kwargs = {}
-        for name, value in given.items():
-            spec = specs[name]
+        for name, value in node.get("inputs", {}).items():
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-                src_id, slot = value
-                if src_id not in prompt:
-                    raise PromptError(f"node {node_id} input '{name}' links to missing node {src_id}")
-                src_cls = classes[prompt[src_id]["class_type"]]
-                src_type = src_cls.RETURN_TYPES[slot]
-                want = _spec_type(spec)
-                want_name = "COMBO" if isinstance(want, (list, tuple)) else want
-                if src_type != want_name and "*" not in (src_type, want_name):
-                    raise PromptError(f"node {node_id} ({node['class_type']}) input '{name}' wants {want_name}, "
-                                      f"node {src_id} output {slot} gives {src_type}")
-                kwargs[name] = evaluate(src_id)[slot]
+                kwargs[name] = evaluate(value[0])[value[1]]
             else:
-                _check_widget(node_id, node["class_type"], name, spec, value)
                 kwargs[name] = value
         instance = instances.setdefault(node_id, cls())
         out = getattr(instance, cls.FUNCTION)(**kwargs)
