@@ -1,0 +1,58 @@
+"""MuseTalkUNetInpaint: one UNet pass at t = 0 per output frame (audio window as context), then VAE decode."""
+
+from __future__ import annotations
+
+from musetalk_core.frame_mapping import MODES
+from musetalk_core.frames import uint8_to_image
+from musetalk_core.types import AUDIO_TYPE, GENERATED_TYPE, LATENTS_TYPE, MODELS_TYPE
+
+from . import comfy_bridge
+
+CATEGORY = "MuseTalk"
+
+
+class MuseTalkUNetInpaint:
+    DESCRIPTION = ("Generates the lip-synced 256x256 mouth region of every output frame: for each audio frame, the "
+                   "UNet inpaints the lower half of the chosen source face, conditioned on that frame's audio "
+                   "window, and the VAE decodes it. Output frames follow the source frames ping-pong (as the "
+                   "reference), in a loop, or once then holding the last frame.")
+    CATEGORY = CATEGORY
+    FUNCTION = "generate"
+    RETURN_TYPES = (GENERATED_TYPE, "IMAGE")
+    RETURN_NAMES = ("generated", "faces")
+    OUTPUT_TOOLTIPS = (
+        "The generated faces and the source frame of each output frame (for BlendAndAssemble).",
+        "The generated 256x256 faces as an IMAGE batch (one per output frame; black where the source frame has no "
+        "face), for inspection or face restoration (feed back as BlendAndAssemble's replacement_faces).",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "musetalk_models": (MODELS_TYPE, {"tooltip": "The models from LoadMuseTalkModels (UNet, VAE)."}),
+                "latents": (LATENTS_TYPE, {"tooltip": "The face latents from VAEEncodeMasked."}),
+                "audio_features": (AUDIO_TYPE, {"tooltip":
+                                   "The audio windows from WhisperAudioEncode: one output frame per window."}),
+                "frame_mapping": (list(MODES), {"default": "ping_pong", "tooltip":
+                                  "Which source frame each output frame uses when audio and video lengths differ. "
+                                  "ping_pong: forward then backward, repeating (the reference). loop: restart "
+                                  "from the first frame. once_hold: play once, then hold the last frame."}),
+                "frame_offset": ("INT", {"default": 0, "min": -10000, "max": 10000, "tooltip":
+                                 "Shift the video against the audio by this many frames: output frame i uses "
+                                 "source position i + offset. Use it to fix an audio-video delay."}),
+                "batch_size": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip":
+                               "Output frames per UNet/VAE pass. Higher is faster on a large GPU; lower it if you "
+                               "run out of memory. The result does not depend on it."}),
+            }
+        }
+
+    def generate(self, musetalk_models, latents, audio_features, frame_mapping, frame_offset, batch_size):
+        from musetalk_core.generate import generate_faces
+
+        total = getattr(audio_features, "num_frames", 1)
+        generated = generate_faces(musetalk_models, latents, audio_features, frame_mapping=frame_mapping,
+                                   frame_offset=frame_offset, batch_size=batch_size,
+                                   hooks=comfy_bridge.run_hooks(total))
+        images = uint8_to_image(generated.faces, comfy_bridge.intermediate_device())
+        return (generated, images)
