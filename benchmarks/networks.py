@@ -5,9 +5,9 @@ names) and returns it; the benchmark then loads it with ``musetalk_core.loading.
 path is the one users run. Nothing is downloaded.
 
 - ``scale="tiny"``: the test suite's tiny checkpoints (tests/tiny), for smoke runs in seconds.
-- ``scale="real"``: the published architectures: the MuseTalk UNet from the published musetalk.json (~860 M
-  parameters, 3.4 GB fp32), sd-vae-ft-mse (84 M), whisper-tiny (39 M), and the fixed-architecture S3FD, DWPose
-  (RTMPose-l) and BiSeNet, whose tiny writers are already real size. Written once into a cache folder
+- ``scale="real"``: the published architectures: the MuseTalk UNet from the published musetalk.json (850 M
+  parameters, 3.4 GB fp32), sd-vae-ft-mse (84 M), whisper-tiny (38 M with its decoder, as the file holds it),
+  S3FD (22 M), DWPose RTMPose-l (34 M) and BiSeNet (13 M). Written once into a cache folder
   (``$MUSETALK_BENCH_CACHE`` or ~/.cache/musetalk-bench) and reused.
 
 Random weights make random outputs, which matters for speed in one place only: S3FD's candidate count (cells with
@@ -278,11 +278,13 @@ def models_folder(scale: str = "tiny", version: str = "v15", networks: Optional[
             write_real_vae(folder)
         elif name == "whisper":
             write_real_whisper(folder)
-        else:  # s3fd, landmarks (DWPose), face_parser (BiSeNet): fixed architectures, tiny writers are real size
+        elif name in _OWN_WRITERS:  # S3FD, DWPose at the published size (the test suite's DWPose is shrunk)
+            _OWN_WRITERS[name](folder)
+        else:  # face_parser (BiSeNet): one fixed architecture, the test suite's writer is real size
             _write_fixed(tiny, folder, version, name)
-            if name == "s3fd" and calibrate:
-                info = calibrate_s3fd(folder)
-                (folder / "s3fd_calibration.json").write_text(json.dumps(info))
+        if name == "s3fd" and calibrate:
+            info = calibrate_s3fd(folder)
+            (folder / "s3fd_calibration.json").write_text(json.dumps(info))
         marker.write_text("ok")
     return folder
 
