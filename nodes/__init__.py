@@ -21,11 +21,5 @@ NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
 
 for _node_id, _module, _display in _NODES:
-    try:
-        _cls = getattr(importlib.import_module(f".{_module}", __name__), _node_id)
-    except ModuleNotFoundError as _exc:  # a stage not built yet must not break the others
-        if _exc.name != f"{__name__}.{_module}":
-            raise
-        continue
-    NODE_CLASS_MAPPINGS[_node_id] = _cls
+    NODE_CLASS_MAPPINGS[_node_id] = getattr(importlib.import_module(f".{_module}", __name__), _node_id)
     NODE_DISPLAY_NAME_MAPPINGS[_node_id] = _display
