@@ -187,7 +187,7 @@ class Bench:
     def face_settings(self) -> dict:
         return dict(bbox_shift=0, extra_margin=10, parsing_mode="auto", left_cheek_width=90, right_cheek_width=90,
                     face_selection="highest_score", landmark_region="full_frame", box_smoothing=0.0,
-                    detector_scale=1.0, batch_size=self.args.face_batch_size)
+                    detector_scale=self.args.detector_scale, batch_size=self.args.face_batch_size)
 
     def _truth_faces(self):
         import cv2
@@ -291,11 +291,11 @@ class Bench:
                 from musetalk_core.face_locate import S3FD_PIXEL_BUDGET
             except ImportError:
                 S3FD_PIXEL_BUDGET = 4_000_000  # noqa: N806
-            batch = max(1, min(a.face_batch_size, S3FD_PIXEL_BUDGET // (h * w)))
+            batch = max(1, min(a.face_batch_size, int(S3FD_PIXEL_BUDGET // (h * w * a.detector_scale ** 2))))
 
             def run():
                 with m.use("s3fd"), torch.inference_mode():
-                    return [s3fd.detect(net, self.det_frames[sl].to(self.device), scale=1.0)
+                    return [s3fd.detect(net, self.det_frames[sl].to(self.device), scale=a.detector_scale)
                             for sl in _batches(self.n, batch)]
             return run
         if stage == "landmarks":
@@ -360,6 +360,7 @@ class Bench:
             from musetalk_core import pipeline
 
             options = pipeline.LipsyncOptions(version=self.version, precision=a.dtype, device=a.device,
+                                              detector_scale=a.detector_scale,
                                               face_batch_size=a.face_batch_size, vae_batch_size=a.batch_size,
                                               batch_size=a.batch_size, chunk_size=a.chunk_size)
 
@@ -555,6 +556,13 @@ def run_benchmark(args) -> dict:
                              "reference": measure(bench.png_io(), bench.n, bench.device, args.warmup,
                                                   args.repeats).as_dict()}
     summarise(results, bench)
+    profiles = {}
+    for stage in args.profile or ():
+        log(f"[bench] {stage}: profile")
+        try:
+            profiles[stage] = profile_stage(bench.ours(stage), args.profile_top)
+        except Exception as exc:  # noqa: BLE001
+            profiles[stage] = [_missing(exc)]
     report = {
         "benchmark": "musetalk-nodes stage fps",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -566,14 +574,32 @@ def run_benchmark(args) -> dict:
                      "detect_size": "x".join(map(str, parse_size(args.detect_size))),
                      "batch_size": args.batch_size, "face_batch_size": args.face_batch_size,
                      "reference_unet_batch": ref.UNET_BATCH, "warmup": args.warmup, "repeats": args.repeats,
-                     "reference_png": args.reference_png, "truth_landmarks": not args.no_truth},
+                     "reference_png": args.reference_png, "truth_landmarks": not args.no_truth,
+                     "detector_scale": args.detector_scale},
         "load_s": round(bench.load_s, 3),
         "parameters": bench_networks.parameter_counts(bench.models),
         "s3fd_calibration": _read_json(bench.models_dir / "s3fd_calibration.json"),
         "stages": results,
         "notes": bench.notes,
     }
+    if profiles:
+        report["profiles"] = profiles
     return report
+
+
+def profile_stage(fn: Callable[[], object], top: int = 25) -> list:
+    """One call under cProfile: the ``top`` functions by cumulative time, as text lines."""
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    return [ln for ln in buf.getvalue().splitlines() if ln.strip()]
 
 
 def summarise(results: dict, bench: Bench) -> None:
@@ -703,6 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "through PNG, as the reference does (default on)")
     p.add_argument("--measure-reference-unet-decode", action="store_true",
                    help="time the straightforward UNet+decode as one call (default: the sum of its two rows)")
+    p.add_argument("--detector-scale", type=float, default=1.0,
+                   help="FaceDetectAndParse detector_scale for this pack's side (1 = full resolution = reference)")
+    p.add_argument("--profile", nargs="*", choices=STAGES, default=None,
+                   help="after timing, run these stages (of this pack) once under cProfile; top entries go to the JSON")
+    p.add_argument("--profile-top", type=int, default=25, help=argparse.SUPPRESS)
     p.add_argument("--markdown", help="also write the table as Markdown here")
     p.add_argument("--no-truth", action="store_true", help="keep what random-weight detection/landmarks found")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
