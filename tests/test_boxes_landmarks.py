@@ -77,24 +77,106 @@ def test_dwpose_batch_invariant(models):
     assert np.array_equal(kp1.astype(np.int32), kp4.astype(np.int32))
 
 
-def test_dwpose_matches_mmpose_backend(models):
+# --- DWPose (plain torch) vs the mmpose backend -------------------------------------------------------------------
+# "calibrated" tiny weights (tests/tiny/dwpose.py): BatchNorm statistics measured on synthetic images, so keypoints
+# follow the image content and the parity below exercises the whole network, not just pre/post-processing.
+
+PARITY_SIZES = {  # (H, W)
+    "portrait": (320, 180), "landscape": (180, 320), "tiny": (24, 18), "tiny_wide": (9, 40),
+    "720p": (720, 1280), "very_wide": (77, 333), "net_input": (384, 288),
+}
+
+
+@pytest.fixture(scope="module")
+def content_dwpose(tiny_models_factory):
+    folder = tiny_models_factory("v15", networks=["landmarks"], dwpose_init="calibrated")
+    net = load_models([folder], device="cpu", networks=["landmarks"]).network("landmarks")
+    return net, folder / "dwpose" / "dw-ll_ucoco_384.pth"
+
+
+@pytest.fixture(scope="module")
+def mmpose_dwpose(content_dwpose):
     pytest.importorskip("mmpose", reason="mmpose not installed (python install.py --with-mmpose)")
-    from musetalk_core.models.dwpose import predict_keypoints
     from musetalk_core.models.dwpose_mmpose import load_mmpose_dwpose
 
-    folder = models[1]
-    net = models[0].network("landmarks")
-    mm = load_mmpose_dwpose(folder / "dwpose" / "dw-ll_ucoco_384.pth", "cpu")
-    for size in [(120, 160), (160, 90), (77, 333), (384, 288)]:
-        frame = np.stack(_frames([size], seed=size[0]))
-        ours, s1 = predict_keypoints(net, frame)
-        theirs, s2 = mm.predict_keypoints(frame)
-        assert np.array_equal(ours.astype(np.int32), theirs.astype(np.int32)), size
-        np.testing.assert_allclose(s1, s2, rtol=1e-3, atol=1e-2)
-    box = [(10.0, 20.0, 90.0, 100.0)]
-    frame = np.stack(_frames([(120, 160)]))
-    assert np.array_equal(predict_keypoints(net, frame, box)[0].astype(np.int32),
-                          mm.predict_keypoints(frame, box)[0].astype(np.int32))
+    return load_mmpose_dwpose(content_dwpose[1], "cpu")
+
+
+def _varied(n=10, size=(240, 320), seed=5):
+    from tiny.dwpose import synthetic_images
+
+    return synthetic_images(n, *size, seed=seed)
+
+
+def test_dwpose_keypoints_follow_image_content(content_dwpose):
+    from musetalk_core.models.dwpose import FACE_SLICE, predict_keypoints
+
+    net = content_dwpose[0]
+    frames = _varied()
+    kp = predict_keypoints(net, frames)[0].astype(np.int32)  # same size: differences come from content only
+    assert len({k.tobytes() for k in kp}) == len(frames)
+    assert len({k[FACE_SLICE].tobytes() for k in kp}) == len(frames)
+    positions = np.array([len({tuple(p) for p in kp[:, j]}) for j in range(kp.shape[1])])
+    assert (positions >= 2).all() and np.median(positions) >= 5, positions  # every keypoint moves, most a lot
+    assert (positions[FACE_SLICE] >= 2).all()
+    moved = np.mean([(kp[i] != kp[i + 1]).any(-1).mean() for i in range(len(kp) - 1)])
+    assert moved > 0.6, moved  # consecutive frames: most of the 133 keypoints land elsewhere
+    # a 12x12 inverted patch in one frame moves keypoints, face points among them
+    patched = frames[:1].copy()
+    patched[0, 100:112, 150:162] = 255 - patched[0, 100:112, 150:162]
+    kp_p = predict_keypoints(net, patched)[0].astype(np.int32)[0]
+    changed = (kp_p != kp[0]).any(-1)
+    assert changed.sum() >= 10 and changed[FACE_SLICE].any(), changed.sum()
+    # the flip test takes part: without it the result differs
+    kp_noflip = predict_keypoints(net, frames[:3], flip_test=False)[0].astype(np.int32)
+    assert (kp_noflip != kp[:3]).any(-1).sum() >= 10
+
+
+def _compare(ours, theirs, label, stats):
+    (k1, s1), (k2, s2) = ours, theirs
+    assert k1.shape == k2.shape and k1.shape[1:] == (133, 2), label
+    diff = (k1.astype(np.int32) != k2.astype(np.int32)).any(-1)
+    stats["keypoints"] += diff.size
+    stats["differ"] += int(diff.sum())
+    stats["max_score_diff"] = max(stats["max_score_diff"], float(np.abs(s1 - s2).max()))
+    assert not diff.any(), f"{label}: {int(diff.sum())} of {diff.size} keypoints differ after int truncation"
+    # scores are SimCC logit maxima (~10-30 here); batched vs one-frame float32 convolutions differ by ~2e-3
+    np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=5e-3, err_msg=label)
+
+
+def test_dwpose_matches_mmpose_backend(content_dwpose, mmpose_dwpose):
+    """Our batched DWPose == mmpose's init_model/inference_topdown (flip test on, as MuseTalk runs it)."""
+    from musetalk_core.models.dwpose import predict_keypoints
+
+    net, mm = content_dwpose[0], mmpose_dwpose
+    assert mm.model.test_cfg.get("flip_test") is True
+    stats = {"keypoints": 0, "differ": 0, "max_score_diff": 0.0}
+    frames = _varied(6)  # the first 6 of the content test's frames (mmpose runs one frame per call: keep it short)
+    _compare(predict_keypoints(net, frames), mm.predict_keypoints(frames), "varied 240x320", stats)
+    for i, (label, size) in enumerate(PARITY_SIZES.items()):
+        frame = _varied(1, size, seed=40 + i)
+        _compare(predict_keypoints(net, frame), mm.predict_keypoints(frame), label, stats)
+    # person boxes: inside, partly outside the frame, and a thin one (aspect fix on both axes)
+    frame = _varied(1, PARITY_SIZES["720p"], seed=60)
+    boxes = [(400.0, 100.0, 700.0, 500.0), (-50.5, 600.25, 300.0, 900.0), (900.0, 10.0, 930.0, 700.0)]
+    for box in boxes:
+        _compare(predict_keypoints(net, frame, [box]), mm.predict_keypoints(frame, [box]), f"box {box}", stats)
+    assert stats["keypoints"] == 133 * (len(frames) + len(PARITY_SIZES) + len(boxes))
+    print(f"DWPose vs mmpose: {stats}")
+
+
+def test_dwpose_matches_mmpose_backend_without_flip(content_dwpose, mmpose_dwpose):
+    from musetalk_core.models.dwpose import predict_keypoints
+
+    net, mm = content_dwpose[0], mmpose_dwpose
+    stats = {"keypoints": 0, "differ": 0, "max_score_diff": 0.0}
+    frames = _varied(4, (200, 150), seed=70)
+    mm.model.test_cfg["flip_test"] = False
+    try:
+        theirs = mm.predict_keypoints(frames)
+    finally:
+        mm.model.test_cfg["flip_test"] = True
+    _compare(predict_keypoints(net, frames, flip_test=False), theirs, "no flip", stats)
 
 
 def test_mmpose_missing_is_clear(monkeypatch, tmp_path):
