@@ -4,7 +4,7 @@ ComfyUI-Manager runs this file after `pip install -r requirements.txt`; running 
 
   python install.py                          requirements (torch kept exactly as installed)
   python install.py --dev                    + test tools and the mmpose yardstick backend (what CI runs)
-  python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose, installed so they build nothing
+  python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose without mmcv's CUDA ops (xtcocotools is built from source: needs a C compiler)
   python install.py --download-models v15    fetch the model files (v15 | v1 | all) into models/musetalk
   python install.py --download-models v15 --models-dir /path/to/models/musetalk
 """
