@@ -306,7 +306,8 @@ def test_node_interface_and_run(pack):
 
 def test_stereo_is_channel_mean_and_resampled_like_librosa():
     """Mono = mean of channels; 44.1 kHz -> 16 kHz with soxr HQ and librosa's output length."""
-    librosa = pytest.importorskip("librosa")
+    import librosa
+
     sig = seeded_signal(1.3, 44100, 2, seed=9)
     mono, rate, channels = core.audio_to_mono16k(as_audio(sig, 44100))
     expect = librosa.resample(np.mean(sig.astype(np.float32) / 32768.0, axis=0), orig_sr=44100, target_sr=16000,

@@ -154,7 +154,8 @@ def test_strict_keys(tmp_path):
 def test_blend_stage_finishes_our_masks_like_the_reference(golden, ours, mode):
     """The blend stage's own cut + blur (musetalk_core.blend_ops) on our stored masks gives the reference's
     get_image_prepare_material output (blur 0.1) within one grey level."""
-    blend_ops = pytest.importorskip("musetalk_core.blend_ops")
+    from musetalk_core import blend_ops
+
     _, masks, _ = ours[mode]
     cut, ks = [], []
     for m in masks:
