@@ -86,6 +86,9 @@ class MuseTalkModels:
 class MuseTalkFaces:
     """MUSETALK_FACES: per source frame, everything later stages need from it (computed once per video).
 
+    Unlike the other types its tensors live on the CPU: they are per-frame material that the VAE and blend stages
+    move in batches, so a long video cached by ComfyUI does not pin VRAM.
+
     - frame_size: (H, W) of the source frames; num_frames: N.
     - has_face: bool (N,). Frames without a face are kept and passed through unchanged by the blend stage.
     - boxes: int64 (N, 4), the crop box (after bbox_shift and, for v1.5, extra_margin); zeros where no face.
