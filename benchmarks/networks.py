@@ -26,19 +26,10 @@ from typing import Iterable, Optional
 
 import torch
 
+from musetalk_core.models.unet import PUBLISHED_UNET_CONFIG as REAL_UNET_CONFIG
+
 ROOT = Path(__file__).resolve().parents[1]
 ALL_NETWORKS = ("unet", "vae", "pe", "whisper", "s3fd", "landmarks", "face_parser")
-
-# The published musetalk.json (MuseTalk v1.5 and v1.0 share the architecture; pipeline spec §1.2).
-REAL_UNET_CONFIG = {
-    "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", "act_fn": "silu",
-    "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False,
-    "cross_attention_dim": 384,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 2,
-    "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-}
 
 # stabilityai/sd-vae-ft-mse config.json
 REAL_VAE_CONFIG = {

@@ -10,6 +10,18 @@ import torch
 from ..checkpoints import load_strict, on_meta, read_json, read_state_dict
 from ..errors import WeightFileError
 
+# The published musetalk.json (HF TMElyralab/MuseTalk, identical for v1.0 and v1.5; pipeline spec §1.2). Used to
+# check the real-size architecture and to write random-weight files of the real size (tests, benchmarks).
+PUBLISHED_UNET_CONFIG = {
+    "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", "act_fn": "silu",
+    "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False,
+    "cross_attention_dim": 384,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 2,
+    "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+}
+
 
 def unet_config(config_path: Path) -> dict:
     """The keyword arguments for UNet2DConditionModel: keys starting with '_' dropped as diffusers does."""
