@@ -21,6 +21,7 @@ import torch
 from .errors import InputError
 from .frame_mapping import MODES, source_indices
 from .hooks import NO_HOOKS, RunHooks
+from .passes import in_passes
 from .types import MuseTalkAudio, MuseTalkGenerated, MuseTalkLatents, MuseTalkModels
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,11 @@ def fixed_time_embedding(unet: torch.nn.Module, device: torch.device, dtype: tor
 def decode_faces(vae: torch.nn.Module, latents: torch.Tensor, scale: float) -> torch.Tensor:
     """(B, 4, 32, 32) -> uint8 (B, 256, 256, 3) RGB: (1/scale)*z, decode, (x/2+0.5).clamp(0,1), *255, round."""
     vae_dtype = next(vae.parameters()).dtype
-    image = vae.decode(((1.0 / scale) * latents).to(vae_dtype)).sample
+    z = ((1.0 / scale) * latents).to(vae_dtype)
+    return torch.cat(list(in_passes("vae_decoder", z, lambda part: _to_uint8_rgb(vae.decode(part).sample))))
+
+
+def _to_uint8_rgb(image: torch.Tensor) -> torch.Tensor:
     image = (image / 2 + 0.5).clamp(0, 1)
     image = image.permute(0, 2, 3, 1).float()
     return (image * 255).round().to(torch.uint8)

@@ -19,6 +19,7 @@ import torch
 
 from .errors import InputError
 from .hooks import NO_HOOKS, RunHooks
+from .passes import in_passes
 from .types import MuseTalkFaces, MuseTalkLatents, MuseTalkModels
 
 LATENT_MODES = ("sample", "mean")
@@ -79,6 +80,14 @@ def _validate(models, faces, latent_mode, seed, batch_size) -> None:
                          "Check the frames (a visible, roughly frontal face) or FaceDetectAndParse's preview.")
 
 
+def encode_moments(vae: torch.nn.Module, x: torch.Tensor):
+    """Mean and std of the VAE posterior of every image in x, in this device's encoder passes (passes.py)."""
+    moments = [(d.mean, d.std) for d in in_passes("vae_encoder", x, lambda part: vae.encode(part).latent_dist)]
+    if len(moments) == 1:
+        return moments[0]
+    return torch.cat([m for m, _ in moments]), torch.cat([s for _, s in moments])
+
+
 def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str = "sample", seed: int = 0,
                  batch_size: int = 8, hooks: Optional[RunHooks] = None) -> MuseTalkLatents:
     """Encode every face crop to its (8, 32, 32) latent, batched; frames without a face get no latent."""
@@ -99,13 +108,13 @@ def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str 
             b = int(idx.numel())
             crops = faces.crops[idx.to(faces.crops.device)].to(device)
             x = preprocess_crops(crops).to(vae_dtype)
-            dist = vae.encode(x).latent_dist
+            mean, std = encode_moments(vae, x)
             if latent_mode == "mean":
-                z = dist.mean
+                z = mean
             else:
                 noise = torch.stack([frame_noise(seed, int(j)) for j in idx])  # (b, 2, 4, 32, 32)
                 noise = noise.transpose(0, 1).reshape(2 * b, *noise.shape[2:])  # [masked..., full...]
-                z = dist.mean + dist.std * noise.to(device=device, dtype=dist.mean.dtype)
+                z = mean + std * noise.to(device=device, dtype=mean.dtype)
             z = scale * z
             latent = torch.cat([z[:b], z[b:]], dim=1).to(dtype)
             if out is None:
