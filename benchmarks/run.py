@@ -105,6 +105,12 @@ class Bench:
         self.load_s = time.perf_counter() - t0
         self.device = self.models.device
         self.dtype = self.models.dtype
+        # the straightforward side in its own precision (e.g. this pack in bf16 against the reference's fp32)
+        self.ref_models = self.models
+        ref_dtype = getattr(args, "reference_dtype", None)
+        if ref_dtype and loading.resolve_dtype(ref_dtype, self.device) != self.dtype:
+            self.ref_models = loading.load_models([folder], version=args.version, precision=ref_dtype,
+                                                  device=args.device, networks=self.networks)
         n, ratio = args.frames, args.output_ratio
         self.n = n
         self.t = int(round(n * ratio))
@@ -401,7 +407,7 @@ class Bench:
 
     # -------------------------------------------------------------- the straightforward way
     def reference(self, stage: str) -> Optional[Callable[[], object]]:
-        m = self.models
+        m = self.ref_models
         if stage == "detection":
             net = m.network("s3fd")
             return lambda: _nograd(ref.detect, net, self.det_bgr)
@@ -452,7 +458,7 @@ class Bench:
         if "fe" not in self._prepared:
             self._prepared["fe"] = WhisperFeatureExtractor.from_pretrained(str(self.models_dir / "whisper"))
         wave = self.audio["waveform"][0].mean(0).numpy()
-        whisper = self.models.network("whisper")
+        whisper = self.ref_models.network("whisper")
         with torch.no_grad():
             return ref.audio_features(whisper, self._prepared["fe"], wave, self.fps)
 
@@ -462,19 +468,19 @@ class Bench:
                 z = self.latents().latents
                 lat = [z[i:i + 1] for i in range(z.shape[0])]
             except ImportError:
-                lat = ref.encode(self.models.network("vae"), self.frames_bgr, self.boxes)
+                lat = ref.encode(self.ref_models.network("vae"), self.frames_bgr, self.boxes)
             self._prepared["ref_lat"] = ref.cycle(lat)
         return self._prepared["ref_lat"]
 
     def _ref_preds(self) -> list:
         if "ref_preds" not in self._prepared:
-            self._prepared["ref_preds"] = ref.unet_frames(self.models.network("unet"), self.models.network("pe"),
+            self._prepared["ref_preds"] = ref.unet_frames(self.ref_models.network("unet"), self.ref_models.network("pe"),
                                                           self._ref_latent_cycle(), self.feature_tensor())
         return self._prepared["ref_preds"]
 
     def _ref_faces_bgr(self) -> list:
         if "ref_faces" not in self._prepared:
-            self._prepared["ref_faces"] = ref.decode_batches(self.models.network("vae"), self._ref_preds())
+            self._prepared["ref_faces"] = ref.decode_batches(self.ref_models.network("vae"), self._ref_preds())
         return self._prepared["ref_faces"]
 
 
@@ -583,7 +589,9 @@ def run_benchmark(args) -> dict:
         "command": "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in args.argv),
         "machine": machine_info(),
         "settings": {"scale": args.scale, "version": args.version, "device": str(bench.device),
-                     "dtype": str(bench.dtype).replace("torch.", ""), "frames": bench.n, "output_frames": bench.t,
+                     "dtype": str(bench.dtype).replace("torch.", ""),
+                     "reference_dtype": str(bench.ref_models.dtype).replace("torch.", ""),
+                     "frames": bench.n, "output_frames": bench.t,
                      "size": "x".join(map(str, parse_size(args.size))),
                      "detect_size": "x".join(map(str, parse_size(args.detect_size))),
                      "batch_size": args.batch_size, "face_batch_size": args.face_batch_size,
@@ -651,7 +659,9 @@ def summarise(results: dict, bench: Bench) -> None:
 
 def format_table(report: dict) -> str:
     s = report["settings"]
-    lines = [f"MuseTalk stage fps — {s['device']} {s['dtype']}, {s['scale']} networks, N={s['frames']} source / "
+    lines = [f"MuseTalk stage fps — {s['device']} {s['dtype']}"
+             f"{' (straightforward ' + s['reference_dtype'] + ')' if s.get('reference_dtype', s['dtype']) != s['dtype'] else ''}"
+             f", {s['scale']} networks, N={s['frames']} source / "
              f"T={s['output_frames']} output frames at {s['size']} (detection/landmarks at {s['detect_size']}), "
              f"batch {s['batch_size']}",
              f"{'stage':<13}{'frames':>7}{'ours fps':>11}{'median s':>10}{'spread':>8}{'ref fps':>10}"
@@ -690,7 +700,9 @@ def format_markdown(report: dict) -> str:
            f"Date: {report['date']}; machine: {mach.get('cpu', '?')}, {mach.get('cpu_count')} cores"
            f"{', %s GB RAM' % mach['ram_gb'] if 'ram_gb' in mach else ''}"
            f"{', GPU ' + mach['gpu'] if mach.get('gpu') else ''}; torch {mach.get('torch')}  ",
-           f"Settings: {s['device']} {s['dtype']}, {s['scale']} networks, N = {s['frames']} source frames at "
+           f"Settings: {s['device']} {s['dtype']}"
+           f"{' (straightforward side ' + s['reference_dtype'] + ')' if s.get('reference_dtype', s['dtype']) != s['dtype'] else ''}"
+           f", {s['scale']} networks, N = {s['frames']} source frames at "
            f"{s['size']} (detection/landmarks at {s['detect_size']}), T = {s['output_frames']} output frames, "
            f"batch {s['batch_size']} (reference UNet batch {s['reference_unet_batch']}), warm-up {s['warmup']}, "
            f"{s['repeats']} timed run(s), median. Load: {report['load_s']:.1f} s.",
@@ -725,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", choices=("v15", "v1"), default="v15")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--dtype", default="fp32", choices=("auto", "fp32", "fp16", "bf16"))
+    p.add_argument("--reference-dtype", choices=("auto", "fp32", "fp16", "bf16"), default=None,
+                   help="precision of the straightforward side (default: --dtype)")
     p.add_argument("--frames", type=int, default=8, help="N source frames")
     p.add_argument("--output-ratio", type=float, default=2.0,
                    help="T = ratio x N output frames (2 = one full ping-pong cycle)")
