@@ -194,3 +194,14 @@ def test_reference_side_can_run_in_its_own_precision(tmp_path, monkeypatch):
     for stage in ("unet", "decode"):
         row = report["stages"][stage]
         assert row["ours"]["median_s"] > 0 and row["reference"]["median_s"] > 0, row
+
+
+def test_pass_size_benchmark_times_every_network_at_every_pass_size(tmp_path, monkeypatch):
+    from benchmarks import passes
+
+    monkeypatch.setenv("MUSETALK_BENCH_CACHE", str(tmp_path / "cache"))
+    report = passes.main(["--smoke", "--json", str(tmp_path / "p.json")])
+    table = report["seconds_per_batch"]
+    assert set(table) == {"vae_encoder", "vae_decoder", "unet"}
+    assert all(set(row) == {"1", "2"} and min(row.values()) > 0 for row in table.values())
+    assert "| vae_decoder |" in passes.format_table(report)
