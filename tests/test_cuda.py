@@ -1,0 +1,124 @@
+"""The CUDA paths against the same goldens as the CPU tests (skipped where torch sees no CUDA GPU).
+
+Tolerances are wider than on the CPU on purpose: cuDNN picks its own convolution algorithms and uses TF32 for fp32
+convolutions by default (as it does for the reference on a GPU), fp16/bf16 round every layer. Each test prints what
+it measured (`pytest -s tests/test_cuda.py`) so the bounds can be tightened from real figures; BENCHMARKS.md says how
+to run this file on a lent GPU machine (benchmarks/gpu_session.sh).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CUDA = torch.device("cuda")
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+@pytest.fixture(scope="module")
+def generator_golden():
+    from test_generate import GOLDEN
+
+    return np.load(GOLDEN)
+
+
+@pytest.fixture(scope="module")
+def generator_folder(tiny_models_factory):
+    return tiny_models_factory("v15", ["unet", "vae"])
+
+
+def _generate(folder, golden, precision):
+    from musetalk_core import loading
+    from musetalk_core.generate import generate_faces
+    from test_generate import make_audio, make_latents
+
+    models = loading.load_models([folder], "v15", precision=precision, device="cuda", networks=["unet", "vae", "pe"])
+    assert models.device.type == "cuda"
+    with torch.inference_mode():
+        out = generate_faces(models, make_latents(golden), make_audio(golden), batch_size=int(golden["ref_batch"]))
+    return out.faces.cpu()
+
+
+def test_generator_fp32_on_cuda_matches_the_reference(generator_folder, generator_golden):
+    faces = _generate(generator_folder, generator_golden, "fp32")
+    want = torch.from_numpy(generator_golden["faces_rgb"])
+    diff = (faces.int() - want.int()).abs()
+    print(f"cuda fp32 faces: max {int(diff.max())} levels, {float((diff > 0).double().mean()):.2e} changed, "
+          f"PSNR {_psnr(faces, want):.1f} dB")
+    assert faces.shape == want.shape
+    assert float(diff.double().mean()) < 0.5 and _psnr(faces, want) > 40
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_generator_reduced_precision_on_cuda_stays_close(generator_folder, generator_golden, precision):
+    faces = _generate(generator_folder, generator_golden, precision)
+    want = torch.from_numpy(generator_golden["faces_rgb"])
+    psnr = _psnr(faces, want)
+    print(f"cuda {precision} faces: mean {float((faces.int() - want.int()).abs().double().mean()):.3f} levels, "
+          f"PSNR {psnr:.1f} dB")
+    assert psnr > 30  # the bf16 CPU run of the real-size networks measured 42 dB (BENCHMARKS.md)
+
+
+def test_latents_on_cuda_match_the_reference(generator_folder, generator_golden):
+    from musetalk_core import loading
+    from musetalk_core.latents import encode_faces
+    from test_latents import make_faces
+
+    models = loading.load_models([generator_folder], "v15", precision="fp32", device="cuda", networks=["vae"])
+    with torch.inference_mode():
+        out = encode_faces(models, make_faces(generator_golden["crops_rgb"]), latent_mode="mean", batch_size=3)
+    want = torch.from_numpy(generator_golden["latents"])
+    err = (out.latents.cpu() - want).abs()
+    print(f"cuda fp32 latents: max {float(err.max()):.2e}, relative L2 {float(err.norm() / want.norm()):.2e}")
+    assert float(err.norm() / want.norm()) < 1e-2
+
+
+def test_s3fd_on_cuda_finds_the_reference_boxes(tiny_models_factory):
+    from musetalk_core.loading import load_models
+    from musetalk_core.models.s3fd import detect
+    from test_detect_s3fd import GOLDEN
+
+    data = np.load(GOLDEN)
+    folder = tiny_models_factory("v15", networks=["s3fd", "landmarks"])
+    net = load_models([folder], device="cuda", networks=["s3fd"]).network("s3fd")
+    frames = [data[f"frame_{i}"] for i in range(len(data["final"]))]
+    same = 0
+    for frame, final in zip(frames, data["final"]):
+        det = detect(net, torch.from_numpy(frame)[None].to(CUDA))[0]
+        if final[0] >= 0:
+            box = [int(v) for v in torch.clamp(det.boxes[0].cpu(), min=0).tolist()]
+            same += box == list(final)
+        else:
+            same += det.boxes.shape[0] == 0
+    print(f"cuda S3FD: {same} of {len(frames)} final boxes identical to the reference")
+    assert same == len(frames)
+
+
+def test_prepare_faces_on_cuda_equals_the_cpu(tmp_path):
+    from musetalk_core.faces import prepare_faces
+    from musetalk_core.loading import load_models
+    from test_pipeline_boxes import GOLDEN, NETWORKS, write_golden_models
+
+    frames = torch.from_numpy(np.load(GOLDEN / "frames_crops.npz")["frames"])
+    folder = write_golden_models(tmp_path)
+    results = {}
+    for device in ("cpu", "cuda"):
+        models = load_models([folder], "v15", precision="fp32", device=device, networks=NETWORKS)
+        results[device] = prepare_faces(models, frames, extra_margin=10)[0]
+    cpu, gpu = results["cpu"], results["cuda"]
+    assert torch.equal(cpu.has_face, gpu.has_face.cpu()) and torch.equal(cpu.boxes, gpu.boxes.cpu())
+    crop_diff = (cpu.crops.int() - gpu.crops.cpu().int()).abs()
+    mask_px = [int((torch.as_tensor(a).int() - torch.as_tensor(b).cpu().int()).abs().gt(2).sum())
+               for a, b in zip(cpu.masks, gpu.masks) if a is not None]
+    print(f"cuda faces: crops max diff {int(crop_diff.max())}, mask pixels off by > 2 levels per face {mask_px}")
+    assert int(crop_diff.max()) == 0  # crops are cut and resized on the CPU from the same boxes
+    assert all(n <= 50 for n in mask_px)  # BiSeNet argmax near-ties may flip a few label pixels
