@@ -108,7 +108,7 @@ class Bench:
         # the straightforward side in its own precision (e.g. this pack in bf16 against the reference's fp32)
         self.ref_models = self.models
         ref_dtype = getattr(args, "reference_dtype", None)
-        if ref_dtype and loading.resolve_dtype(ref_dtype, self.device) != self.dtype:
+        if ref_dtype and not args.no_reference and loading.resolve_dtype(ref_dtype, self.device) != self.dtype:
             self.ref_models = loading.load_models([folder], version=args.version, precision=ref_dtype,
                                                   device=args.device, networks=self.networks)
         n, ratio = args.frames, args.output_ratio
@@ -661,6 +661,7 @@ def format_table(report: dict) -> str:
     s = report["settings"]
     lines = [f"MuseTalk stage fps — {s['device']} {s['dtype']}"
              f"{' (straightforward ' + s['reference_dtype'] + ')' if s.get('reference_dtype', s['dtype']) != s['dtype'] else ''}"
+             f"{', detector_scale ' + format(s['detector_scale'], 'g') if s.get('detector_scale', 1.0) != 1.0 else ''}"
              f", {s['scale']} networks, N={s['frames']} source / "
              f"T={s['output_frames']} output frames at {s['size']} (detection/landmarks at {s['detect_size']}), "
              f"batch {s['batch_size']}",
@@ -702,6 +703,7 @@ def format_markdown(report: dict) -> str:
            f"{', GPU ' + mach['gpu'] if mach.get('gpu') else ''}; torch {mach.get('torch')}  ",
            f"Settings: {s['device']} {s['dtype']}"
            f"{' (straightforward side ' + s['reference_dtype'] + ')' if s.get('reference_dtype', s['dtype']) != s['dtype'] else ''}"
+           f"{', detector_scale ' + format(s['detector_scale'], 'g') if s.get('detector_scale', 1.0) != 1.0 else ''}"
            f", {s['scale']} networks, N = {s['frames']} source frames at "
            f"{s['size']} (detection/landmarks at {s['detect_size']}), T = {s['output_frames']} output frames, "
            f"batch {s['batch_size']} (reference UNet batch {s['reference_unet_batch']}), warm-up {s['warmup']}, "

@@ -3,12 +3,12 @@
 A node's batch_size is how much work is handed over at a time (progress, interrupt and memory granularity). On a
 GPU one batch is one pass. On a CPU the VAE's 256x256 layers hold 32 MiB of activations per image and channel
 block; a pass of several images no longer fits in the cache and gets slower per image, so the CPU splits a batch
-into smaller passes. Measured on 2 cores, real sd-vae-ft-mse and MuseTalk v1.5 UNet, 8 images (BENCHMARKS.md,
-"Pass sizes on the CPU"):
+into smaller passes. Measured on 2 cores, real-size sd-vae-ft-mse and MuseTalk v1.5 UNet, 8 images
+(`python -m benchmarks.passes`; BENCHMARKS.md, "CPU: pass sizes"):
 
-    VAE encoder  pass 1: 9.1 s   pass 2: 9.6 s   pass 8: 11.8 s   -> 1 per pass
-    VAE decoder  pass 1: 18.8 s  pass 2: 17.0 s  pass 8: 19.8 s   -> 2 per pass
-    UNet         pass 1: 11.8 s  pass 2: 10.2 s  pass 8: 7.5 s    -> the whole batch (weights dominate)
+    VAE encoder  pass 1: 8.97 s   pass 2: 9.29 s   pass 8: 11.82 s   -> 1 per pass
+    VAE decoder  pass 1: 17.99 s  pass 2: 15.94 s  pass 8: 18.29 s   -> 2 per pass
+    UNet         pass 1: 11.58 s  pass 2: 9.21 s   pass 8: 6.42 s    -> the whole batch (weights dominate)
 
 One image per encoder pass is also what the reference does (two batch-1 encodes per frame), so on the CPU the
 latents are the reference's bit for bit.

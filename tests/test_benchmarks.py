@@ -188,12 +188,23 @@ def test_fidelity_smoke_runs_the_bf16_graph_and_reports_every_stage(tmp_path, mo
 
 def test_reference_side_can_run_in_its_own_precision(tmp_path, monkeypatch):
     monkeypatch.setenv("MUSETALK_BENCH_CACHE", str(tmp_path / "cache"))
+    seen = []  # the precision of the networks the straightforward side really calls
+
+    def spying(fn):
+        def run(net, *a, **k):
+            seen.append(next(net.parameters()).dtype)
+            return fn(net, *a, **k)
+        return run
+
+    monkeypatch.setattr(ref, "unet_frames", spying(ref.unet_frames))
+    monkeypatch.setattr(ref, "decode_batches", spying(ref.decode_batches))
     report = bench_run.main(["--smoke", "--dtype", "bf16", "--reference-dtype", "fp32", "--stages", "unet", "decode",
                              "--no-reference-png"])
     assert report["settings"]["dtype"] == "bfloat16" and report["settings"]["reference_dtype"] == "float32"
     for stage in ("unet", "decode"):
         row = report["stages"][stage]
         assert row["ours"]["median_s"] > 0 and row["reference"]["median_s"] > 0, row
+    assert seen and set(seen) == {torch.float32}
 
 
 def test_pass_size_benchmark_times_every_network_at_every_pass_size(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from musetalk_core.generate import decode_faces
-from musetalk_core.latents import encode_faces, preprocess_crops
+from musetalk_core.latents import encode_faces, encode_moments, preprocess_crops
 from musetalk_core.models.vae import scaling_factor
 from musetalk_core.passes import CPU_PASS_SIZE, in_passes, pass_size
 from test_latents import make_faces, models  # noqa: F401  (fixture)
@@ -54,6 +54,10 @@ def test_cpu_encoder_runs_one_image_per_pass_and_equals_single_encodes(models): 
         single = torch.cat([vae.encode(x[i:i + 1]).latent_dist.mean for i in range(6)]) * scaling_factor(vae)
     want = torch.cat([single[:3], single[3:]], dim=1)
     assert torch.equal(out.latents, want)  # bit for bit: the reference encodes each image alone
+    spy = _CountingVAE(vae)
+    with torch.no_grad():
+        mean, _ = encode_moments(spy, x)
+    assert spy.encoded == [1] * 6 and torch.equal(mean * scaling_factor(vae), single)
 
 
 def test_cpu_decoder_runs_passes_of_two(models):  # noqa: F811
