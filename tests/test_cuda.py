@@ -8,8 +8,6 @@ to run this file on a lent GPU machine (benchmarks/gpu_session.sh).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -20,8 +18,9 @@ CUDA = torch.device("cuda")
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+    from benchmarks.fidelity import image_error
+
+    return image_error(b, a)["psnr_db"]
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
 from musetalk_core import generate as gen_mod
-from musetalk_core import loading
 from musetalk_core.errors import InputError
 from musetalk_core.generate import fixed_time_embedding, generate_faces
 from musetalk_core.hooks import RunHooks
 from musetalk_core.types import MuseTalkAudio, MuseTalkLatents
-
-GOLDEN = Path(__file__).parent / "golden" / "generator" / "generator.npz"
+from test_latents import GOLDEN, golden, models  # noqa: F401  (the same golden file and tiny UNet/VAE fixtures)
 
 
 def assert_same_faces(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -24,17 +19,6 @@ def assert_same_faces(a: torch.Tensor, b: torch.Tensor) -> None:
     assert a.shape == b.shape and a.dtype == b.dtype == torch.uint8
     diff = (a.int() - b.int()).abs()
     assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3, (int(diff.max()), int((diff > 0).sum()))
-
-
-@pytest.fixture(scope="module")
-def golden():
-    return np.load(GOLDEN)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_models_factory):
-    folder = tiny_models_factory("v15", ["unet", "vae"])
-    return loading.load_models([folder], "v15", precision="fp32", device="cpu", networks=["unet", "vae", "pe"])
 
 
 def make_latents(golden, keep=None, version="v15") -> MuseTalkLatents:
