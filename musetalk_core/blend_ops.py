@@ -13,7 +13,7 @@ Three integer kernels, each checked against the library it replaces (tests/test_
   ``DIV255(dst * (255 - m) + src * m)`` with ``DIV255(a) = ((a + 128) >> 8 + a + 128) >> 8``.
 
 Frames in a batch have different box and crop sizes; every kernel pads to the batch maximum and masks the padding,
-so there is no per-frame or per-pixel Python loop (only a loop over the blur taps).
+so there is no per-frame or per-pixel Python loop.
 """
 
 from __future__ import annotations
@@ -161,22 +161,38 @@ def gaussian_kernel_fixed(ksize: int) -> Tuple[int, ...]:
 
 
 def _reflect101(p: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-    """cv2.borderInterpolate(p, length, BORDER_REFLECT_101), elementwise (length broadcast, >= 1)."""
+    """cv2.borderInterpolate(p, length, BORDER_REFLECT_101), elementwise (length broadcast, >= 1), closed form:
+    reflect-101 is periodic with period 2 * (length - 1)."""
     single = length <= 1
-    length = length.clamp(min=2)
-    for _ in range(64):
-        low = p < 0
-        high = p >= length
-        if not bool((low | high).any()):
-            break
-        p = torch.where(low, -p, torch.where(high, 2 * length - 2 - p, p))
-    return torch.where(single, torch.zeros_like(p), p)
+    period = 2 * (length.clamp(min=2) - 1)
+    q = torch.remainder(p, period)
+    q = torch.where(q >= length, period - q, q)
+    return torch.where(single, torch.zeros_like(q), q)
+
+
+def _blur_axis(x: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor, rmax: int) -> torch.Tensor:
+    """One 1-D pass along the last axis of (B, S, S): reflect-101 padding by one gather, then one multiply-add of a
+    shifted view per tap (cost linear in the kernel size). Values are integers below 2^24 at every step (uint8 x
+    8-bit taps, then x 8-bit taps again), so float32 holds them exactly: OpenCV's integer arithmetic on any device."""
+    b, s, _ = x.shape
+    pos = torch.arange(-rmax, s + rmax, device=x.device)[None, :].expand(b, s + 2 * rmax)
+    idx = _reflect101(pos, lengths)  # (B, S + 2r)
+    padded = torch.gather(x, 2, idx[:, None, :].expand(b, s, s + 2 * rmax))
+    out = torch.zeros_like(x)
+    for t in range(2 * rmax + 1):
+        w = weights[:, t]
+        if not bool(w.any()):
+            continue
+        out.addcmul_(padded[:, :, t:t + s], w[:, None, None])
+    return out
 
 
 def gaussian_blur_masks(masks: Sequence[torch.Tensor], ksizes: Sequence[int]) -> List[torch.Tensor]:
     """Blur square uint8 masks (each (S_b, S_b), own odd kernel size) exactly as cv2.GaussianBlur(m, (k, k), 0).
 
-    Batched: masks are zero-padded to the largest side and kernels to the largest size; each tap is one gather."""
+    Separable: a horizontal pass keeping 8 fractional bits, a vertical one keeping 16, each one convolution over
+    reflect-101 padded rows (cost linear in the kernel size), then OpenCV's rounding. Batched: masks are zero-padded
+    to the largest side and kernels to the largest size (zero taps add nothing)."""
     if not masks:
         return []
     dev = masks[0].device
@@ -186,31 +202,18 @@ def gaussian_blur_masks(masks: Sequence[torch.Tensor], ksizes: Sequence[int]) ->
         return [m.clone() for m in masks]
     radii = [k // 2 for k in ksizes]
     rmax = max(radii)
-    weights = np.zeros((b, 2 * rmax + 1), dtype=np.int64)
+    weights = np.zeros((b, 2 * rmax + 1), dtype=np.float32)
     for i, k in enumerate(ksizes):
         taps = gaussian_kernel_fixed(int(k))
         weights[i, rmax - radii[i]: rmax + radii[i] + 1] = taps
-    wt = torch.from_numpy(weights).to(device=dev, dtype=torch.int32)
-    batch = torch.zeros((b, smax, smax), dtype=torch.int32, device=dev)
+    wt = torch.from_numpy(weights).to(device=dev)
+    batch = torch.zeros((b, smax, smax), dtype=torch.float32, device=dev)
     for i, m in enumerate(masks):
-        batch[i, : sides[i], : sides[i]] = m.to(device=dev, dtype=torch.int32)
+        batch[i, : sides[i], : sides[i]] = m.to(device=dev, dtype=torch.float32)
     length = torch.tensor(sides, device=dev)[:, None]
-    pos = torch.arange(smax, device=dev)[None, :].expand(b, smax)
-    horiz = torch.zeros_like(batch)
-    for t in range(2 * rmax + 1):
-        if not bool(wt[:, t].any()):
-            continue
-        idx = _reflect101(pos + (t - rmax), length)  # (B, Smax)
-        cols = torch.gather(batch, 2, idx[:, None, :].expand(b, smax, smax))
-        horiz += cols * wt[:, t, None, None]
-    vert = torch.zeros_like(batch)
-    for t in range(2 * rmax + 1):
-        if not bool(wt[:, t].any()):
-            continue
-        idx = _reflect101(pos + (t - rmax), length)
-        rows = torch.gather(horiz, 1, idx[:, :, None].expand(b, smax, smax))
-        vert += rows * wt[:, t, None, None]
-    out = ((vert + (1 << 15)) >> 16).clamp_(0, 255).to(torch.uint8)
+    horiz = _blur_axis(batch, length, wt, rmax)  # along each row: 8 fractional bits
+    vert = _blur_axis(horiz.transpose(1, 2).contiguous(), length, wt, rmax).transpose(1, 2)  # columns: 16 bits
+    out = ((vert.to(torch.int64) + (1 << 15)) >> 16).clamp_(0, 255).to(torch.uint8)
     return [out[i, : sides[i], : sides[i]].clone() for i in range(b)]
 
 

@@ -87,3 +87,14 @@ def test_compose_matches_pil_paste_with_crop_outside_frame():
     out[y.numpy(), x.numpy()] = vals.numpy()
     np.testing.assert_array_equal(out, ref)
     assert (out != frame).any()
+
+
+def test_gaussian_blur_large_mask_beside_tiny_ones_bit_exact():
+    # one batch: a 700-px mask (k = 71, cost linear in k) next to masks much smaller than the batch's kernel radius
+    rng = np.random.default_rng(5)
+    masks = [((rng.random((700, 700)) > 0.5) * 255).astype(np.uint8), rng.integers(0, 256, (2, 2), dtype=np.uint8),
+             rng.integers(0, 256, (3, 3), dtype=np.uint8), rng.integers(0, 256, (1, 1), dtype=np.uint8)]
+    ks = [blend_ops.blur_kernel_size(0.1, 700), 3, 3, 1]
+    out = blend_ops.gaussian_blur_masks([torch.from_numpy(m) for m in masks], ks)
+    for m, k, o in zip(masks, ks, out):
+        np.testing.assert_array_equal(o.numpy(), cv2.GaussianBlur(m, (k, k), 0), err_msg=f"side {m.shape[0]} k {k}")
