@@ -148,86 +148,20 @@ def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_
 
     Returns (MuseTalkFaces, preview uint8 (N, H, W, 3) RGB on the CPU, the bbox_shift range report).
     Progress: ``hooks.step`` is called 2N times in all (N for face location, N for cropping and parsing).
+    The in-memory client of face_material.build_faces: the whole batch is one chunk, material stays in memory.
     """
-    from .face_locate import locate_faces
+    from .face_material import build_faces
+    from .sources import TensorSource
 
     if not isinstance(models, MuseTalkModels):
         raise InputError("'musetalk_models' must come from LoadMuseTalkModels (MUSETALK_MODELS).")
-    hooks = hooks or NO_HOOKS
     _check_settings(parsing_mode, left_cheek_width, right_cheek_width, box_smoothing, batch_size)
     frames = _as_frames(images).cpu()
-    n, h, w = (int(v) for v in frames.shape[:3])
-    version = models.version
-    mode = parsing.resolve_mode(parsing_mode, version)
-    batch = int(batch_size)
-    fingerprint = frames_fingerprint(frames)
-
-    loc = locate_faces(models, frames, version=version, bbox_shift=bbox_shift, extra_margin=extra_margin,
-                       face_selection=face_selection, landmark_region=landmark_region,
-                       detector_scale=detector_scale, batch_size=batch, hooks=hooks)
-    has_face = loc.has_face.cpu().clone().bool()
-    boxes = smooth_boxes(loc.boxes.cpu(), has_face, float(box_smoothing))
-    landmarks = loc.landmarks.cpu().to(torch.int64)
-    crop_boxes = torch.zeros((n, 4), dtype=torch.int64)
-    crops = torch.zeros((n, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8)
-    masks = [None] * n
-    preview = torch.empty((n, h, w, 3), dtype=torch.uint8)
-    unusable = []
-
-    if not bool(has_face.any()):
-        log.warning("FaceDetectAndParse: no face was found in any of the %d frames; they are passed through "
-                    "unchanged (check the preview, try landmark_region/detector_scale, or other frames).", n)
-
-    with models.use("face_parser") as (parser,):
-        for start in range(0, n, batch):
-            stop = min(n, start + batch)
-            chunk = frames[start:stop].numpy()
-            idx, face_frames, face_boxes = [], [], []
-            for i in range(start, stop):
-                if not has_face[i]:
-                    continue
-                box = boxes[i].tolist()
-                crop = crop_face(chunk[i - start], box)
-                if crop is None or parsing.crop_box(box)[1] < 1:
-                    unusable.append(i)
-                    has_face[i] = False
-                    continue
-                crops[i] = torch.from_numpy(crop)
-                idx.append(i)
-                face_frames.append(chunk[i - start])
-                face_boxes.append(box)
-            if idx:
-                cboxes, cmasks = parsing.face_masks(parser, face_frames, face_boxes, mode, int(left_cheek_width),
-                                                    int(right_cheek_width), device=models.device)
-                for i, cbox, mask in zip(idx, cboxes, cmasks):
-                    crop_boxes[i] = torch.tensor(cbox, dtype=torch.int64)
-                    masks[i] = mask
-            for i in range(start, stop):
-                if has_face[i]:
-                    preview[i] = torch.from_numpy(draw_preview(chunk[i - start], boxes[i].tolist(),
-                                                               crop_boxes[i].tolist(), landmarks[i].numpy(),
-                                                               masks[i]))
-                else:
-                    preview[i] = frames[i]
-            hooks.step(stop - start)
-
-    # numpy -> tensors outside models.use()'s inference mode, so later stages may edit copies freely
-    masks = [None if m is None else torch.from_numpy(m) for m in masks]
-    if unusable:
-        log.warning("FaceDetectAndParse: %d frame(s) had a face box outside the frame or too small to crop "
-                    "(first: frame %d); they are treated as frames without a face.", len(unusable), unusable[0])
-        boxes[torch.tensor(unusable)] = 0
-    if bool(loc.has_face.any()) and not bool(has_face.any()):
-        log.warning("FaceDetectAndParse: no usable face in any of the %d frames; they are passed through.", n)
-
-    bbox_range = loc.bbox_range_text()
-    settings = dict(loc.settings)
-    settings.update(version=version, bbox_shift=int(bbox_shift), extra_margin=int(extra_margin),
-                    parsing_mode=mode, parsing_mode_requested=parsing_mode,
-                    left_cheek_width=int(left_cheek_width), right_cheek_width=int(right_cheek_width),
-                    expand=parsing.EXPAND, box_smoothing=float(box_smoothing), face_selection=face_selection,
-                    landmark_region=landmark_region, detector_scale=float(detector_scale))
-    faces = MuseTalkFaces(frame_size=(h, w), has_face=has_face, boxes=boxes, landmarks=landmarks,
-                          crop_boxes=crop_boxes, masks=tuple(masks), crops=crops, bbox_range=bbox_range,
-                          settings=settings, frames_fingerprint=fingerprint)
-    return faces, preview, bbox_range
+    n = int(frames.shape[0])
+    faces, previews, text = build_faces(
+        models, TensorSource(frames), bbox_shift=bbox_shift, extra_margin=extra_margin, parsing_mode=parsing_mode,
+        left_cheek_width=left_cheek_width, right_cheek_width=right_cheek_width, face_selection=face_selection,
+        landmark_region=landmark_region, box_smoothing=box_smoothing, detector_scale=detector_scale,
+        batch_size=batch_size, chunk_frames=n + int(batch_size), preview_indices=range(n), hooks=hooks)
+    preview = torch.from_numpy(np.stack([previews[i] for i in range(n)]))
+    return faces, preview, text
