@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -27,6 +28,7 @@ from . import blend_ops
 from .errors import InputError
 from .frames import frames_fingerprint, image_to_uint8
 from .hooks import NO_HOOKS, RunHooks
+from .spill import SpilledArray, mask_shape
 from .types import MuseTalkFaces, MuseTalkGenerated
 
 log = logging.getLogger(__name__)
@@ -106,21 +108,26 @@ def _check_inputs(images, faces: MuseTalkFaces, generated: MuseTalkGenerated, re
         raise InputError("'images' must be an IMAGE batch (frames, height, width, 3): the same frames given to "
                          "FaceDetectAndParse.")
     n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
-    if n != faces.num_frames or (h, w) != tuple(int(v) for v in faces.frame_size):
-        raise InputError(
-            f"'images' ({n} frames of {w}x{h}) are not the frames the faces were computed from "
-            f"({faces.num_frames} frames of {faces.frame_size[1]}x{faces.frame_size[0]}): connect the same IMAGE "
-            "to FaceDetectAndParse and BlendAndAssemble.")
     if images.shape[3] not in (1, 3, 4):
         raise InputError(f"'images' has {images.shape[3]} channels; expected 3 (RGB).")
-    if not (0.0 <= float(blur_factor) <= 1.0):
-        raise InputError(f"'blur_factor' must be between 0 and 1 (0.05 = reference), got {blur_factor}.")
-    if not (0.0 <= float(upper_boundary_ratio) <= 1.0):
-        raise InputError(f"'upper_boundary_ratio' must be between 0 and 1 (0.5 = reference), got {upper_boundary_ratio}.")
-    if int(silence_fade_frames) < 0:
-        raise InputError(f"'silence_fade_frames' must be 0 or more, got {silence_fade_frames}.")
-    if int(chunk_size) < 1:
-        raise InputError(f"'chunk_size' must be at least 1, got {chunk_size}.")
+    check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,
+                   silence_fade_frames, chunk_size, "images", "IMAGE")
+
+
+def check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,
+                   silence_fade_frames, chunk_size, name: str = "images", kind: str = "IMAGE") -> None:
+    """Checks shared by the IMAGE and the VIDEO path: the source (n frames of h x w) against faces/generated."""
+    if not isinstance(faces, MuseTalkFaces):
+        raise InputError(f"'faces' must be MUSETALK_FACES from FaceDetectAndParse, got {type(faces).__name__}.")
+    if not isinstance(generated, MuseTalkGenerated):
+        raise InputError("'generated' must be MUSETALK_GENERATED from MuseTalkUNetInpaint, "
+                         f"got {type(generated).__name__}.")
+    if n != faces.num_frames or (h, w) != tuple(int(v) for v in faces.frame_size):
+        raise InputError(
+            f"'{name}' ({n} frames of {w}x{h}) are not the frames the faces were computed from "
+            f"({faces.num_frames} frames of {faces.frame_size[1]}x{faces.frame_size[0]}): connect the same {kind} "
+            "to FaceDetectAndParse and BlendAndAssemble.")
+    check_blend_settings(blur_factor, upper_boundary_ratio, silence_fade_frames, chunk_size)
     if (faces.frames_fingerprint and generated.frames_fingerprint
             and faces.frames_fingerprint != generated.frames_fingerprint):
         raise InputError("'generated' was made from another video than 'faces' (frame fingerprints differ): connect "
@@ -129,7 +136,8 @@ def _check_inputs(images, faces: MuseTalkFaces, generated: MuseTalkGenerated, re
     if t == 0:
         raise InputError("'generated' has 0 frames: the audio was shorter than one video frame.")
     gf = generated.faces
-    if not isinstance(gf, torch.Tensor) or tuple(gf.shape) != (t, FACE_SIZE, FACE_SIZE, 3) or gf.dtype != torch.uint8:
+    if not isinstance(gf, (torch.Tensor, SpilledArray)) or tuple(gf.shape) != (t, FACE_SIZE, FACE_SIZE, 3) \
+            or gf.dtype != torch.uint8:
         raise InputError(f"'generated' faces must be uint8 ({t}, 256, 256, 3); got "
                          f"{tuple(getattr(gf, 'shape', ()))}. Use MuseTalkUNetInpaint's output unchanged.")
     idx = generated.source_index
@@ -155,6 +163,148 @@ def _face_geometry(faces: MuseTalkFaces, j: int) -> Optional[Tuple[Tuple[int, ..
     return box, crop
 
 
+def check_blend_settings(blur_factor, upper_boundary_ratio, silence_fade_frames, chunk_size) -> None:
+    if not (0.0 <= float(blur_factor) <= 1.0):
+        raise InputError(f"'blur_factor' must be between 0 and 1 (0.05 = reference), got {blur_factor}.")
+    if not (0.0 <= float(upper_boundary_ratio) <= 1.0):
+        raise InputError(f"'upper_boundary_ratio' must be between 0 and 1 (0.5 = reference), got {upper_boundary_ratio}.")
+    if int(silence_fade_frames) < 0:
+        raise InputError(f"'silence_fade_frames' must be 0 or more, got {silence_fade_frames}.")
+    if int(chunk_size) < 1:
+        raise InputError(f"'chunk_size' must be at least 1, got {chunk_size}.")
+
+
+class Blender:
+    """The compositing of output frames start..stop-1, one chunk at a time, for any frame source.
+
+    Everything per output frame that is not pixels (source frame, whether it is blended, silence weight, box
+    geometry) is decided once here; blurred masks are cached for the source frames of recent chunks only, so
+    memory does not grow with the video (re-blurring is exact, so the cache never changes a pixel).
+    """
+
+    MASK_CACHE = 256  # blurred masks kept (source frames); ping-pong revisits recompute the rest
+
+    def __init__(self, faces: MuseTalkFaces, source_index: torch.Tensor, generated_has_face: torch.Tensor,
+                 device: torch.device, *, silent: Optional[torch.Tensor] = None, blur_factor: float = 0.05,
+                 upper_boundary_ratio: float = 0.5, silence_handling: bool = False, silence_fade_frames: int = 3):
+        self.faces = faces
+        self.device = torch.device(device)
+        self.blur_factor = float(blur_factor)
+        self.upper_boundary_ratio = float(upper_boundary_ratio)
+        source = source_index.detach().to("cpu").long()
+        t = int(source.numel())
+        self.source = source
+        src_face = faces.has_face.detach().to("cpu").bool()[source]
+        gen_face = generated_has_face.detach().to("cpu").bool().reshape(-1)
+        active = (src_face & gen_face).numpy()
+        self.weights = np.ones(t, dtype=np.float64)
+        if silence_handling:
+            if silent is None:
+                log.warning("BlendAndAssemble: silence handling is on but 'generated' carries no MUSETALK_AUDIO; "
+                            "ignored.")
+            else:
+                if int(silent.numel()) != t:
+                    raise InputError(f"'generated' has {t} frames but its audio marks silence for "
+                                     f"{int(silent.numel())}; re-run MuseTalkUNetInpaint with this audio.")
+                self.weights = silence_weights(silent, int(silence_fade_frames))
+        self.geometry = self._check_geometry(source[torch.from_numpy(active)].tolist())
+        self.active = active & np.array([int(j) in self.geometry for j in source.tolist()], dtype=bool)
+        self._blurred: "OrderedDict[int, torch.Tensor]" = OrderedDict()
+
+    def _check_geometry(self, used) -> Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]]:
+        geometry: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
+        for j in sorted(set(int(v) for v in used)):
+            geo = _face_geometry(self.faces, j)
+            if geo is None:
+                log.warning("BlendAndAssemble: source frame %d has an empty face box; it is passed through.", j)
+                continue
+            box, crop = geo
+            side = crop[2] - crop[0]
+            shape = mask_shape(self.faces.masks, j)
+            if side != crop[3] - crop[1] or side < 0:
+                raise InputError(f"'faces': the blend box of frame {j} is not square ({crop}); "
+                                 "re-run FaceDetectAndParse.")
+            if shape is None or tuple(shape) != (side, side):
+                raise InputError(f"'faces': frame {j} has a face but its blend mask is {shape}, expected "
+                                 f"({side}, {side}). Re-run FaceDetectAndParse.")
+            geometry[j] = geo
+        return geometry
+
+    def rows(self, start: int, stop: int) -> List[int]:
+        """Output frames of the chunk that get a generated mouth (face present, not fully silent)."""
+        return [i for i in range(start, stop) if self.active[i] and self.weights[i] > 0.0]
+
+    def _masks_for(self, js: List[int]) -> None:
+        todo = [j for j in dict.fromkeys(js) if j not in self._blurred]
+        for j in dict.fromkeys(js):
+            if j in self._blurred:
+                self._blurred.move_to_end(j)
+        if not todo:
+            return
+        cut, ks = [], []
+        for j in todo:
+            m = self.faces.masks[j].to(device=self.device, dtype=torch.uint8)
+            side = int(m.shape[0])
+            top = int(side * self.upper_boundary_ratio)
+            if top > 0:
+                m = m.clone()
+                m[:top] = 0
+            cut.append(m)
+            ks.append(blend_ops.blur_kernel_size(self.blur_factor, side))
+        for j, m in zip(todo, blend_ops.gaussian_blur_masks(cut, ks)):
+            self._blurred[j] = m
+        while len(self._blurred) > max(self.MASK_CACHE, len(js)):
+            self._blurred.popitem(last=False)
+
+    def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
+        """float32 (stop - start, H, W, 3) on the device: source frames ``raw`` (float IMAGE values or uint8) of
+        output frames start..stop-1 with their mouths composited. ``generated_faces(rows)`` gives the uint8
+        256x256 faces of the output frames ``rows`` (absolute indices)."""
+        device = self.device
+        if raw.is_floating_point() and raw.shape[-1] == 3:
+            chunk = raw.to(device=device, dtype=torch.float32)
+        else:  # uint8, grayscale or RGBA input: through the standard conversion
+            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32) / 255.0
+        rows = self.rows(start, stop)
+        if not rows:
+            return chunk
+        source, geometry = self.source, self.geometry
+        local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
+        js = [int(source[i]) for i in rows]
+        self._masks_for(js)
+        frames_sel = chunk[local]  # float; compose converts only the pixels it touches
+        gen = generated_faces(rows).to(device=device, dtype=torch.uint8)
+        boxes = torch.tensor([geometry[j][0] for j in js], dtype=torch.long, device=device)
+        crops = torch.tensor([geometry[j][1] for j in js], dtype=torch.long, device=device)
+        sizes = [(b[2] - b[0], b[3] - b[1]) for b in (geometry[j][0] for j in js)]
+        resized = blend_ops.resize_linear(gen, sizes)
+        blurred = self._blurred
+        smax = max(int(blurred[j].shape[0]) for j in js)
+        mask_batch = torch.zeros((len(js), smax, smax), dtype=torch.uint8, device=device)
+        for k, j in enumerate(js):  # per frame: place the cached mask (no pixel loop)
+            s = int(blurred[j].shape[0])
+            mask_batch[k, :s, :s] = blurred[j]
+        try:
+            bi, py, px, vals = blend_ops.compose(frames_sel, resized, boxes, crops, mask_batch)
+        except blend_ops.NonFiniteError:
+            raise InputError("'images' contains NaN or infinite pixel values inside a face area.") from None
+        if bi.numel():
+            target = local[bi]
+            new = vals.to(torch.float32) / 255.0
+            w = torch.tensor([self.weights[i] for i in rows], dtype=torch.float32, device=device)[bi]
+            fading = w < 1.0
+            if bool(fading.any()):  # cross-fade pixels only; full-weight pixels keep the exact composite
+                old = chunk[target, py, px]
+                new = torch.where(fading[:, None], old + w[:, None] * (new - old), new)
+            chunk[target, py, px] = new
+        return chunk
+
+
+def to_uint8(chunk: torch.Tensor) -> torch.Tensor:
+    """Blended float frames -> uint8 as the video writer rounds them (round(x * 255))."""
+    return (chunk.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
 def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalkGenerated, *,
                  blur_factor: float = 0.05, upper_boundary_ratio: float = 0.5, silence_handling: bool = False,
                  silence_fade_frames: int = 3, chunk_size: int = 16, replacement_faces: Optional[torch.Tensor] = None,
@@ -172,110 +322,38 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
                              "different pixels). Connect the same IMAGE to FaceDetectAndParse and BlendAndAssemble.")
     n, height, width = (int(v) for v in images.shape[:3])
     t = generated.num_frames
-    fps = float(generated.fps)
-    if not (fps > 0 and math.isfinite(fps)):
-        raise InputError(f"'generated' has an invalid fps ({fps}); re-run WhisperAudioEncode with fps > 0.")
-    device = generated.faces.device
+    fps = _check_fps(generated)
     out_device = torch.device(output_device) if output_device is not None else images.device
-
-    source = generated.source_index.detach().to("cpu").long()
-    src_face = faces.has_face.detach().to("cpu").bool()[source]
-    gen_face = generated.has_face.detach().to("cpu").bool().reshape(-1)
-    active = (src_face & gen_face).numpy()
-
-    weights = np.ones(t, dtype=np.float64)
-    if silence_handling:
-        if generated.audio is None:
-            log.warning("BlendAndAssemble: silence handling is on but 'generated' carries no MUSETALK_AUDIO; ignored.")
-        else:
-            silent = generated.audio.silent
-            if int(silent.numel()) != t:
-                raise InputError(f"'generated' has {t} frames but its audio marks silence for {int(silent.numel())}; "
-                                 "re-run MuseTalkUNetInpaint with this audio.")
-            weights = silence_weights(silent, int(silence_fade_frames))
-
-    # geometry per used source frame, checked once
-    geometry: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
-    for j in sorted(set(source[torch.from_numpy(active)].tolist())):
-        geo = _face_geometry(faces, j)
-        if geo is None:
-            log.warning("BlendAndAssemble: source frame %d has an empty face box; it is passed through.", j)
-            continue
-        box, crop = geo
-        side = crop[2] - crop[0]
-        mask = faces.masks[j] if j < len(faces.masks) else None
-        if side != crop[3] - crop[1] or side < 0:
-            raise InputError(f"'faces': the blend box of frame {j} is not square ({crop}); re-run FaceDetectAndParse.")
-        if mask is None or tuple(mask.shape) != (side, side):
-            raise InputError(f"'faces': frame {j} has a face but its blend mask is "
-                             f"{None if mask is None else tuple(mask.shape)}, expected ({side}, {side}). "
-                             "Re-run FaceDetectAndParse.")
-        geometry[j] = geo
-    active &= np.array([int(j) in geometry for j in source.tolist()], dtype=bool)
-
-    blurred: Dict[int, torch.Tensor] = {}
-
-    def masks_for(js: List[int]) -> None:
-        todo = [j for j in dict.fromkeys(js) if j not in blurred]
-        if not todo:
-            return
-        cut, ks = [], []
-        for j in todo:
-            m = faces.masks[j].to(device=device, dtype=torch.uint8)
-            side = int(m.shape[0])
-            top = int(side * float(upper_boundary_ratio))
-            if top > 0:
-                m = m.clone()
-                m[:top] = 0
-            cut.append(m)
-            ks.append(blend_ops.blur_kernel_size(float(blur_factor), side))
-        for j, m in zip(todo, blend_ops.gaussian_blur_masks(cut, ks)):
-            blurred[j] = m
-
+    blender = make_blender(faces, generated, generated.faces.device, blur_factor, upper_boundary_ratio,
+                           silence_handling, silence_fade_frames)
+    faces_of = generated_faces_reader(generated, replacement_faces, blender.device)
     out = torch.empty((t, height, width, 3), dtype=torch.float32, device=out_device)
     for start in range(0, t, int(chunk_size)):
         stop = min(t, start + int(chunk_size))
-        src = source[start:stop]
-        raw = images[src]  # a fresh copy: the input is never modified
-        if raw.is_floating_point() and raw.shape[-1] == 3:
-            chunk = raw.to(device=device, dtype=torch.float32)
-        else:  # uint8, grayscale or RGBA input: through the standard conversion
-            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32) / 255.0
-        rows = [i for i in range(start, stop) if active[i] and weights[i] > 0.0]
-        if rows:
-            local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
-            js = [int(source[i]) for i in rows]
-            masks_for(js)
-            frames_sel = chunk[local]  # float; compose converts only the pixels it touches
-            if replacement_faces is not None:
-                gen = image_to_uint8(replacement_faces[rows], "replacement_faces", device=device)
-            else:
-                gen = generated.faces[rows].to(device=device, dtype=torch.uint8)
-            boxes = torch.tensor([geometry[j][0] for j in js], dtype=torch.long, device=device)
-            crops = torch.tensor([geometry[j][1] for j in js], dtype=torch.long, device=device)
-            sizes = [(b[2] - b[0], b[3] - b[1]) for b in (geometry[j][0] for j in js)]
-            resized = blend_ops.resize_linear(gen, sizes)
-            smax = max(int(blurred[j].shape[0]) for j in js)
-            mask_batch = torch.zeros((len(js), smax, smax), dtype=torch.uint8, device=device)
-            for k, j in enumerate(js):  # per frame: place the cached mask (no pixel loop)
-                s = int(blurred[j].shape[0])
-                mask_batch[k, :s, :s] = blurred[j]
-            try:
-                bi, py, px, vals = blend_ops.compose(frames_sel, resized, boxes, crops, mask_batch)
-            except blend_ops.NonFiniteError:
-                raise InputError("'images' contains NaN or infinite pixel values inside a face area.") from None
-            if bi.numel():
-                target = local[bi]
-                new = vals.to(torch.float32) / 255.0
-                w = torch.tensor([weights[i] for i in rows], dtype=torch.float32, device=device)[bi]
-                fading = w < 1.0
-                if bool(fading.any()):  # cross-fade pixels only; full-weight pixels keep the exact composite
-                    old = chunk[target, py, px]
-                    new = torch.where(fading[:, None], old + w[:, None] * (new - old), new)
-                chunk[target, py, px] = new
-        out[start:stop] = chunk.to(out_device)
+        raw = images[blender.source[start:stop]]  # a fresh copy: the input is never modified
+        out[start:stop] = blender.blend(start, stop, raw, faces_of).to(out_device)
         hooks.step(stop - start)
-
     audio_map = generated.audio.audio if generated.audio is not None else None
-    audio = assemble_audio(audio_map, t, fps)
-    return out, audio, fps, t
+    return out, assemble_audio(audio_map, t, fps), fps, t
+
+
+def _check_fps(generated: MuseTalkGenerated) -> float:
+    fps = float(generated.fps)
+    if not (fps > 0 and math.isfinite(fps)):
+        raise InputError(f"'generated' has an invalid fps ({fps}); re-run WhisperAudioEncode with fps > 0.")
+    return fps
+
+
+def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
+                 silence_fade_frames) -> Blender:
+    silent = generated.audio.silent if generated.audio is not None else None
+    return Blender(faces, generated.source_index, generated.has_face, device, silent=silent,
+                   blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
+                   silence_handling=silence_handling, silence_fade_frames=silence_fade_frames)
+
+
+def generated_faces_reader(generated: MuseTalkGenerated, replacement_faces, device):
+    """rows -> uint8 faces: the replacement IMAGE when given, else the generated faces (tensor or spilled)."""
+    if replacement_faces is not None:
+        return lambda rows: image_to_uint8(replacement_faces[rows], "replacement_faces", device=device)
+    return lambda rows: generated.faces[rows]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Optional
+from dataclasses import dataclass
+from typing import Iterator, Optional, Tuple
 
 import torch
 
@@ -113,49 +114,78 @@ def _validate(models, latents, audio, frame_mapping, batch_size) -> None:
                          f"(1/{audio.fps:g} s). Use a longer audio clip.")
 
 
-def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_features: MuseTalkAudio,
-                   frame_mapping: str = "ping_pong", frame_offset: int = 0, batch_size: int = 8,
-                   hooks: Optional[RunHooks] = None) -> MuseTalkGenerated:
-    """Generate the T output faces. batch_size larger than the work simply means one batch."""
+@dataclass(frozen=True)
+class GenerationPlan:
+    """Which output frames are generated from which latent row (decided once from frame_mapping)."""
+
+    mapping: torch.Tensor   # int64 (T,): source frame of each output frame
+    rows: torch.Tensor      # int64 (T,): row in latents.latents, -1 where the source frame has no face
+    has_face: torch.Tensor  # bool (T,)
+    todo: torch.Tensor      # int64: output frames to generate, in order
+
+
+def plan_generation(latents: MuseTalkLatents, num_output: int, frame_mapping: str = "ping_pong",
+                    frame_offset: int = 0) -> GenerationPlan:
+    mapping = source_indices(num_output, latents.num_frames, frame_mapping, int(frame_offset))
+    rows = latents.latent_slot()[mapping]
+    has_face = rows >= 0
+    return GenerationPlan(mapping, rows, has_face, torch.nonzero(has_face, as_tuple=False).flatten())
+
+
+def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_features: MuseTalkAudio,
+                   plan: GenerationPlan, batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """(output indices (CPU int64), uint8 (b, 256, 256, 3) faces on the device) per UNet batch, in output order.
+
+    The batches are ``batch_size`` consecutive entries of plan.todo, whoever consumes them (all at once, or chunk
+    by chunk while blending), so the faces do not depend on how the output is consumed."""
     from .models.vae import scaling_factor
 
-    _validate(models, latents, audio_features, frame_mapping, batch_size)
-    hooks = hooks or NO_HOOKS
-    batch_size = int(batch_size)
-    device, dtype = models.device, models.dtype
-    t = audio_features.num_frames
-    mapping = source_indices(t, latents.num_frames, frame_mapping, int(frame_offset))
-    rows = latents.latent_slot()[mapping]  # row in latents.latents, -1 = source frame has no face
-    has_face = rows >= 0
-    todo = torch.nonzero(has_face, as_tuple=False).flatten()
-    if todo.numel() == 0:
-        log.warning("MuseTalk: no output frame maps to a source frame with a face (frame_mapping=%s, "
-                    "frame_offset=%d); every frame passes through unchanged.", frame_mapping, int(frame_offset))
-
-    faces = torch.zeros((t, 256, 256, 3), dtype=torch.uint8, device=device)
+    device = models.device
+    todo = plan.todo
     with models.use("unet", "vae", "pe") as (unet, vae, pe):
         unet_dtype = next(unet.parameters()).dtype
         scale = scaling_factor(vae)
         source_latents = latents.latents.to(device=device, dtype=unet_dtype)
         features = audio_features.features
-        done = 0
         timesteps = torch.zeros(1, dtype=torch.int64, device=device)
         with fixed_time_embedding(unet, device, unet_dtype):
-            for start in range(0, int(todo.numel()), batch_size):
-                out_idx = todo[start:start + batch_size]
-                lat = source_latents[rows[out_idx].to(device)]
+            for start in range(0, int(todo.numel()), int(batch_size)):
+                out_idx = todo[start:start + int(batch_size)]
+                lat = source_latents[plan.rows[out_idx].to(device)]
                 audio = features[out_idx.to(features.device)].to(device=device, dtype=unet_dtype)
                 context = pe(audio)
                 pred = unet(lat, timesteps, encoder_hidden_states=context).sample
-                decoded = decode_faces(vae, pred, scale)
-                faces[out_idx.to(device)] = decoded
-                covered = int(out_idx[-1]) + 1
-                hooks.step(covered - done)
-                done = covered
-        if done < t:
-            hooks.advance(t - done)
+                yield out_idx, decode_faces(vae, pred, scale)
+
+
+def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_features: MuseTalkAudio,
+                   frame_mapping: str = "ping_pong", frame_offset: int = 0, batch_size: int = 8,
+                   hooks: Optional[RunHooks] = None, store=None) -> MuseTalkGenerated:
+    """Generate the T output faces. batch_size larger than the work simply means one batch.
+
+    ``store``: where the (T, 256, 256, 3) faces go: None = a tensor on the device; a spill.SpilledArray for long
+    videos (then MUSETALK_GENERATED.faces is that array)."""
+    _validate(models, latents, audio_features, frame_mapping, batch_size)
+    hooks = hooks or NO_HOOKS
+    batch_size = int(batch_size)
+    device = models.device
+    t = audio_features.num_frames
+    plan = plan_generation(latents, t, frame_mapping, frame_offset)
+    if plan.todo.numel() == 0:
+        log.warning("MuseTalk: no output frame maps to a source frame with a face (frame_mapping=%s, "
+                    "frame_offset=%d); every frame passes through unchanged.", frame_mapping, int(frame_offset))
+
+    faces = torch.zeros((t, 256, 256, 3), dtype=torch.uint8, device=device) if store is None else store
+    done = 0
+    for out_idx, decoded in iter_generated(models, latents, audio_features, plan, batch_size):
+        faces[out_idx.to(device) if store is None else out_idx] = decoded
+        covered = int(out_idx[-1]) + 1
+        hooks.step(covered - done)
+        done = covered
+    if done < t:
+        hooks.advance(t - done)
     settings = {"frame_mapping": frame_mapping, "frame_offset": int(frame_offset), "batch_size": batch_size,
                 "version": models.version, "latent_mode": latents.latent_mode, "seed": latents.seed}
-    return MuseTalkGenerated(faces=faces, source_index=mapping, has_face=has_face, fps=float(audio_features.fps),
-                             audio=audio_features, settings=settings,
+    return MuseTalkGenerated(faces=faces, source_index=plan.mapping, has_face=plan.has_face,
+                             fps=float(audio_features.fps), audio=audio_features, settings=settings,
                              frames_fingerprint=latents.frames_fingerprint)

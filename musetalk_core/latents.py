@@ -20,6 +20,7 @@ import torch
 from .errors import InputError
 from .hooks import NO_HOOKS, RunHooks
 from .passes import in_passes
+from .spill import SpilledArray
 from .types import MuseTalkFaces, MuseTalkLatents, MuseTalkModels
 
 LATENT_MODES = ("sample", "mean")
@@ -69,9 +70,9 @@ def _validate(models, faces, latent_mode, seed, batch_size) -> None:
         raise InputError(f"batch_size must be at least 1, got {batch_size}.")
     crops = faces.crops
     n = faces.num_frames
-    if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or tuple(crops.shape[1:]) != (CROP_SIZE, CROP_SIZE, 3) \
-            or crops.shape[0] != n:
-        shape = tuple(crops.shape) if isinstance(crops, torch.Tensor) else type(crops).__name__
+    if not isinstance(crops, (torch.Tensor, SpilledArray)) or crops.ndim != 4 \
+            or tuple(crops.shape[1:]) != (CROP_SIZE, CROP_SIZE, 3) or crops.shape[0] != n:
+        shape = tuple(crops.shape) if isinstance(crops, (torch.Tensor, SpilledArray)) else type(crops).__name__
         raise InputError(f"'faces' crops must be uint8 ({n}, 256, 256, 3), got {shape}. Re-run FaceDetectAndParse.")
     if crops.dtype != torch.uint8:
         raise InputError(f"'faces' crops must be uint8, got {crops.dtype}. Re-run FaceDetectAndParse.")

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -177,71 +177,151 @@ def _frame_uint8(frame: torch.Tensor) -> np.ndarray:
     return frame[..., :3].cpu().numpy()
 
 
+class VideoWriter:
+    """H.264 (yuv420p) + AAC written frame chunk by frame chunk; atomic: a temporary file in the output folder,
+    renamed to ``path`` only by ``finish()``. ``abort()`` (or leaving a ``with`` block by an exception, Ctrl-C
+    included) removes it, so a failed run never leaves a partial file at the output path.
+
+    Frames are uint8 (k, H, W, 3) RGB or IMAGE float 0..1; odd sizes are padded by one replicated row/column
+    (yuv420p needs even sizes). The audio (an AUDIO mapping or None) is given to ``finish`` and trimmed there to
+    the duration of the frames written: round(frames / fps * rate) samples.
+    """
+
+    def __init__(self, path: PathLike, fps: Union[Fraction, float], width: int, height: int, crf: int = 18,
+                 audio_rate: Optional[int] = None, audio_channels: int = 0):
+        import av
+
+        self.path = check_output_path(path)
+        self.rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+        if self.rate <= 0:
+            raise InputError(f"fps must be positive, got {fps}.")
+        self.width, self.height = int(width), int(height)
+        self.pad_h, self.pad_w = self.height % 2, self.width % 2
+        self.frames = 0
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        try:
+            self.container = av.open(self.tmp, mode="w")
+            self.vstream = self.container.add_stream("libx264", rate=self.rate)
+            self.vstream.width, self.vstream.height = self.width + self.pad_w, self.height + self.pad_h
+            self.vstream.pix_fmt = "yuv420p"
+            self.vstream.options = {"crf": str(int(crf))}
+            self.astream = None
+            if audio_rate and audio_channels:
+                layout = "mono" if audio_channels == 1 else "stereo"
+                self.astream = self.container.add_stream("aac", rate=int(audio_rate), layout=layout)
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def write(self, frames: torch.Tensor, advance: Optional[Callable[[int], None]] = None) -> None:
+        import av
+
+        if frames.ndim == 3:
+            frames = frames.unsqueeze(0)
+        try:
+            for frame in frames:
+                arr = _frame_uint8(frame)
+                if self.pad_h or self.pad_w:
+                    arr = np.pad(arr, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+                self.container.mux(self.vstream.encode(vf))
+                self.frames += 1
+                if advance is not None:
+                    advance(1)
+        except BaseException:
+            self.abort()
+            raise
+
+    def finish(self, audio: Optional[Mapping[str, Any]] = None) -> Path:
+        import av
+
+        try:
+            if self.frames == 0:
+                raise InputError("There are no frames to write.")
+            self.container.mux(self.vstream.encode())
+            samples = _audio_samples(audio, self.frames, self.rate) if self.astream is not None else None
+            if samples is not None:
+                layout = self.astream.layout.name
+                if samples.shape[0] == 1 and layout == "stereo":
+                    samples = np.repeat(samples, 2, 0)
+                aframe = av.AudioFrame.from_ndarray(samples[: (1 if layout == "mono" else 2)], format="fltp",
+                                                    layout=layout)
+                aframe.sample_rate = self.astream.sample_rate
+                aframe.pts = 0
+                self.container.mux(self.astream.encode(aframe))
+                self.container.mux(self.astream.encode())
+            self.container.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        container = getattr(self, "container", None)
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - closing a half-written file may fail; it is deleted anyway
+                pass
+            self.container = None
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+def _audio_samples(audio: Optional[Mapping[str, Any]], frames: int, rate: Fraction) -> Optional[np.ndarray]:
+    """float32 (C <= 2, S) of the AUDIO mapping trimmed to ``frames / rate`` seconds, or None if empty."""
+    if audio is None:
+        return None
+    waveform = audio["waveform"]
+    sr = int(audio["sample_rate"])
+    wav = waveform[0] if waveform.ndim == 3 else waveform
+    wav = wav.detach().to(torch.float32).cpu().numpy()
+    keep = int(round(float(frames / rate) * sr))
+    samples = np.ascontiguousarray(wav[:2, :keep])
+    if samples.shape[0] == 0 or samples.shape[1] == 0:
+        return None
+    return samples
+
+
+def audio_layout(audio: Optional[Mapping[str, Any]]) -> Tuple[Optional[int], int]:
+    """(sample rate, channels written (1 or 2)) of an AUDIO mapping; (None, 0) without audio."""
+    if audio is None:
+        return None, 0
+    waveform = audio["waveform"]
+    channels = int(waveform.shape[-2]) if waveform.ndim >= 2 else 1
+    if waveform.shape[-1] == 0 or channels == 0:
+        return None, 0
+    return int(audio["sample_rate"]), min(channels, 2)
+
+
 def write_video(path: PathLike, frames: torch.Tensor, fps: Union[Fraction, float], audio: Optional[Mapping[str, Any]] = None,
                 crf: int = 18, advance: Optional[Callable[[int], None]] = None) -> Path:
-    """H.264 (yuv420p) + AAC in one pass; atomically: a temporary file in the output folder renamed on success.
+    """All frames at once through ``VideoWriter`` (H.264 + AAC in one pass, atomic).
 
-    ``frames``: uint8 (T, H, W, 3) RGB or IMAGE float 0..1. Odd sizes are padded by one replicated row/column
-    (yuv420p needs even sizes). ``audio``: AUDIO mapping or None; it is trimmed to the video's duration.
+    ``frames``: uint8 (T, H, W, 3) RGB or IMAGE float 0..1. ``audio``: AUDIO mapping or None; it is trimmed to the
+    video's duration.
     """
-    import av
-
-    path = check_output_path(path)
+    check_output_path(path)
     if frames.ndim == 3:
         frames = frames.unsqueeze(0)
     t, h, w, _ = frames.shape
     if t == 0:
         raise InputError("There are no frames to write.")
-    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
-    if rate <= 0:
-        raise InputError(f"fps must be positive, got {fps}.")
-    pad_h, pad_w = h % 2, w % 2
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
-            vstream = container.add_stream("libx264", rate=rate)
-            vstream.width, vstream.height = w + pad_w, h + pad_h
-            vstream.pix_fmt = "yuv420p"
-            vstream.options = {"crf": str(int(crf))}
-            astream = None
-            samples = None
-            if audio is not None:
-                waveform = audio["waveform"]
-                sr = int(audio["sample_rate"])
-                wav = waveform[0] if waveform.ndim == 3 else waveform
-                wav = wav.detach().to(torch.float32).cpu().numpy()
-                keep = int(round(float(t / rate) * sr))
-                samples = np.ascontiguousarray(wav[:2, :keep])
-                if samples.shape[0] == 0 or samples.shape[1] == 0:
-                    samples = None
-                else:
-                    layout = "mono" if samples.shape[0] == 1 else "stereo"
-                    astream = container.add_stream("aac", rate=sr, layout=layout)
-            for i in range(t):
-                arr = _frame_uint8(frames[i])
-                if pad_h or pad_w:
-                    arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-                container.mux(vstream.encode(frame))
-                if advance is not None:
-                    advance(1)
-            container.mux(vstream.encode())
-            if astream is not None:
-                aframe = av.AudioFrame.from_ndarray(samples, format="fltp", layout=astream.layout.name)
-                aframe.sample_rate = astream.sample_rate
-                aframe.pts = 0
-                container.mux(astream.encode(aframe))
-                container.mux(astream.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    rate, channels = audio_layout(audio)
+    with VideoWriter(path, fps, w, h, crf, rate, channels) as writer:
+        writer.write(frames, advance)
+        return writer.finish(audio)
 
 
 def probe(path: PathLike) -> dict:

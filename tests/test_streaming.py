@@ -1,0 +1,163 @@
+"""The streaming core against the in-memory pipeline: same frames bit for bit, same audio, in chunks that do not
+divide the clip, with box smoothing, silence cross-fades across chunk edges, ping-pong turns and face-less frames."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from media import write_video
+from musetalk_core import face_locate, video_io
+from musetalk_core.blend import to_uint8
+from musetalk_core.hooks import RunHooks
+from musetalk_core.loading import load_models
+from musetalk_core.pipeline import LipsyncOptions, lipsync
+from musetalk_core.sources import TensorSource, VideoFileSource
+from musetalk_core.streaming import lipsync_stream
+from test_faces import synthetic_video
+
+N = 7
+FPS = 25.0
+NO_FACE = (2, 5)  # frames marked by a black corner: the wrapped detector reports no face there
+
+
+def marked_video() -> np.ndarray:
+    frames = synthetic_video(N)
+    for i in NO_FACE:
+        frames[i, :8, :8] = 0
+    return frames
+
+
+def speech_with_pause(frames_out: int, sr: int = 16000) -> dict:
+    """A modulated tone with a silent stretch in the middle (silence handling cross-fades around it)."""
+    n = int(frames_out / FPS * sr) + 40
+    t = np.arange(n) / sr
+    wave = 0.4 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    wave[int(0.28 * sr):int(0.5 * sr)] = 0.0
+    return {"waveform": torch.from_numpy(wave.astype(np.float32))[None, None], "sample_rate": sr}
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models_factory):
+    return load_models([tiny_models_factory("v15")], "v15", precision="fp32", device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def faceless_frames(monkeypatch):
+    """The real detector, with frames that carry the marker reported as face-less (content-based, so it holds
+    whatever chunk the frame arrives in)."""
+    real = face_locate.locate_faces
+
+    def locate(models, frames_u8, **kw):
+        loc = real(models, frames_u8, **kw)
+        marked = frames_u8[:, :8, :8].float().mean(dim=(1, 2, 3)) < 12
+        loc.has_face[marked] = False
+        loc.boxes[marked] = 0
+        return loc
+
+    monkeypatch.setattr(face_locate, "locate_faces", locate)
+
+
+OPTIONS = LipsyncOptions(face_batch_size=2, vae_batch_size=3, batch_size=4, chunk_size=5, box_smoothing=0.6,
+                         silence_handling=True, silence_fade_frames=2)
+
+
+def in_memory(models, frames, audio, options):
+    result = lipsync(models, torch.from_numpy(frames), audio, FPS, options)
+    return to_uint8(result.images), result.audio
+
+
+def streamed(models, source, audio, options, **kw):
+    out = []
+    result = lipsync_stream(models, source, audio, FPS, options, out.append, **kw)
+    return torch.cat(out), result
+
+
+def test_chunked_equals_in_memory_bit_for_bit(models, tmp_path):
+    frames = marked_video()
+    t = 23  # > 2N: two ping-pong turns; chunks of 5 output frames and 3 (-> 2) source frames divide nothing
+    audio = speech_with_pause(t)
+    ref, ref_audio = in_memory(models, frames, audio, OPTIONS)
+    assert ref.shape[0] == t
+    spill = tmp_path / "spill"
+    out, result = streamed(models, TensorSource(torch.from_numpy(frames)), audio, OPTIONS, chunk_frames=3,
+                           spill_dir=spill)
+    assert torch.equal(out, ref)
+    assert torch.equal(result.audio["waveform"], ref_audio["waveform"])
+    assert result.audio["sample_rate"] == ref_audio["sample_rate"] and result.frame_count == t
+    # the material really exercised what the test is about
+    assert result.audio_features.silent.any() and not result.audio_features.silent.all()
+    assert not result.faces.has_face[list(NO_FACE)].any() and result.faces.has_face.sum() == N - len(NO_FACE)
+    for i in NO_FACE:  # output frames over a face-less source frame are that frame unchanged
+        rows = [k for k in range(t) if int(result_mapping(t)[k]) == i]
+        assert all(torch.equal(out[k], torch.from_numpy(frames[i])) for k in rows)
+    assert os.listdir(spill) == []  # the temporary material is gone
+
+
+def result_mapping(t):
+    from musetalk_core.frame_mapping import source_indices
+
+    return source_indices(t, N, "ping_pong", 0)
+
+
+def test_video_file_source_equals_decoded_frames(models, tmp_path):
+    """A file read lazily (seeks for the ping-pong turn) gives what decoding the whole file gives."""
+    path = write_video(tmp_path / "in.mp4", marked_video(), Fraction(25))
+    decoded = video_io.read_video(path, with_audio=False).frames.numpy()
+    options = OPTIONS.updated(box_smoothing=0.0, silence_handling=False, frame_offset=3)
+    audio = speech_with_pause(16)
+    ref, _ = in_memory(models, decoded, audio, options)
+    source = VideoFileSource(path)
+    out, _ = streamed(models, source, audio, options, chunk_frames=4)
+    assert torch.equal(out, ref)
+
+
+def test_short_audio_reads_only_the_frames_it_uses(models):
+    frames = marked_video()
+    t = 4  # the output uses source frames 0..3 only
+    audio = speech_with_pause(t)
+    options = OPTIONS.updated(box_smoothing=0.0)
+    read = []
+
+    class Counting(TensorSource):
+        def read(self, indices):
+            read.extend(int(i) for i in indices)
+            return super().read(indices)
+
+    out, result = streamed(models, Counting(torch.from_numpy(frames)), audio, options, chunk_frames=2)
+    assert set(read) == set(range(t)) and result.source_frames_used == t
+    ref, _ = in_memory(models, frames[:t], audio, options)  # the same frames, batches and mapping
+    assert torch.equal(out, ref)
+
+
+def test_interrupt_removes_temporary_material(models, tmp_path):
+    frames = marked_video()
+    spill = tmp_path / "spill"
+
+    def progress(stage, total):
+        def stop():
+            if stage == "lip-sync":
+                raise KeyboardInterrupt
+
+        return RunHooks(check_interrupt=stop)
+
+    with pytest.raises(KeyboardInterrupt):
+        streamed(models, TensorSource(torch.from_numpy(frames)), speech_with_pause(12),
+                 OPTIONS.updated(box_smoothing=0.0), spill_dir=spill, progress=progress)
+    assert os.listdir(spill) == []
+
+
+def test_audio_too_short_fails_before_any_frame_is_read(models):
+    class Untouchable(TensorSource):
+        def read(self, indices):
+            raise AssertionError("a frame was read")
+
+    short = {"waveform": torch.zeros(1, 1, 100), "sample_rate": 16000}
+    from musetalk_core.errors import InputError
+
+    with pytest.raises(InputError, match="shorter than one video frame|too short"):
+        streamed(models, Untouchable(torch.from_numpy(marked_video())), short, OPTIONS)
