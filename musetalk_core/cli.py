@@ -166,30 +166,39 @@ def _err(message: str) -> None:
 
 
 def run_lipsync(args: argparse.Namespace) -> int:
+    """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.streaming),
+    so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
     from . import model_files, video_io
-    from .pipeline import lipsync, load
+    from .pipeline import load
+    from .sources import TensorSource
+    from .streaming import check_options, lipsync_stream
 
     if args.video is not None and args.fps is not None:
         raise InputError("--fps applies to --image only; a video keeps its own frame rate.")
-    # Check everything the user gave before loading any model.
-    if args.video is not None:
-        video = video_io.read_video(args.video, with_audio=False)
-        frames, fps = video.frames, video.fps
-    else:
-        frames, fps = video_io.read_image(args.image), args.fps or Fraction(25)
-    audio = video_io.read_audio(args.audio)
-    output = video_io.check_output_path(args.output)
-
     options = options_from_args(args)
-    dirs = args.models_dir or model_files.default_models_dirs()
-    bars = _Bars(not args.no_progress)
+    check_options(options)
+    if args.video is not None:
+        source = video_io.open_video(args.video)  # demuxes only: frame count and timestamps, nothing decoded
+        fps = source.fps
+    else:
+        source, fps = TensorSource(video_io.read_image(args.image)), args.fps or Fraction(25)
     try:
-        models = load(dirs, options)
-        result = lipsync(models, frames, audio, float(fps), options, progress=bars)
-        hooks = bars("write", result.frame_count)
-        video_io.write_video(output, result.images, fps, result.audio, crf=args.crf, advance=hooks.advance)
+        audio = video_io.read_audio(args.audio)
+        video_io.check_audio_duration(audio, fps, "--audio")
+        output = video_io.check_output_path(args.output)
+        dirs = args.models_dir or model_files.default_models_dirs()
+        bars = _Bars(not args.no_progress)
+        try:
+            models = load(dirs, options)
+            height, width = source.frame_size
+            rate, channels = video_io.audio_layout(audio)
+            with video_io.VideoWriter(output, fps, width, height, args.crf, rate, channels) as writer:
+                result = lipsync_stream(models, source, audio, float(fps), options, writer.write, progress=bars)
+                writer.finish(result.audio)
+        finally:
+            bars.close()
     finally:
-        bars.close()
+        source.close()
     print(f"Wrote {output} ({result.frame_count} frames at {float(fps):.3f} fps, "
           f"{result.frame_count / float(fps):.2f} s).")
     return EXIT_OK

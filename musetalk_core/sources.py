@@ -105,13 +105,21 @@ class VideoFileSource(FrameSource):
         self.fps = stream_fps(self._stream)
         self._pts = self._index_packets()
         self.num_frames = len(self._pts)
+        declared = self._declared_frames()
+        self._container.close()
         if self.num_frames == 0:
-            self._container.close()
             raise InputError(f"'{name}': '{self.label}' has no video frames.")
+        if declared and self.num_frames < declared - max(2, declared // 50):
+            raise InputError(f"'{name}': decoding '{self.label}' stopped at frame {self.num_frames} of the "
+                             f"{declared} its header declares: the file is damaged or truncated. Re-encode or "
+                             "re-download it.")
+        self._container = av.open(self._rewound(), mode="r")  # a fresh demuxer: decoding starts at frame 0
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
         self._index_of = {p: i for i, p in enumerate(self._pts)}
         ctx = self._stream.codec_context
         self.frame_size = (int(ctx.height), int(ctx.width))
-        self._frames: Optional[Iterator] = None
+        self._frames: Optional[Iterator] = self._container.decode(self._stream)
         self._next = 0  # index of the frame the open decoder yields next
 
     def _rewound(self):
@@ -131,8 +139,16 @@ class VideoFileSource(FrameSource):
                     pts.append(int(packet.pts))
         except av.error.FFmpegError:
             pass  # a damaged tail: the frames before it are still readable; reads past it report the frame
-        self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
         return sorted(set(pts))
+
+    def _declared_frames(self) -> int:
+        """The frame count the header promises (0 when it says nothing), to notice a truncated file."""
+        if self._stream.frames:
+            return int(self._stream.frames)
+        duration = self._container.duration  # microseconds
+        if duration and duration > 0:
+            return int(round(duration / 1_000_000 * float(self.fps)))
+        return 0
 
     def _seek(self, index: int) -> None:
         self._container.seek(self._pts[index], stream=self._stream, backward=True, any_frame=False)

@@ -128,6 +128,35 @@ def read_video(path: PathLike, with_audio: bool = True) -> VideoData:
     return VideoData(torch.from_numpy(np.stack(frames)), fps, audio)
 
 
+def open_video(path: PathLike):
+    """The first video stream of a file as a lazy ``sources.VideoFileSource`` (nothing decoded yet)."""
+    from .sources import VideoFileSource
+
+    path = _check_readable(path, "Video")
+    with _open(path, "Video") as container:
+        if not container.streams.video:
+            kind = "an audio-only file" if container.streams.audio else "a file without a video stream"
+            raise InputError(f"Video file '{path}' is {kind}. Give a video with --video "
+                             f"(or a still image with --image), and the sound with --audio.")
+        stream_fps(container.streams.video[0])
+    try:
+        return VideoFileSource(path, name="--video")
+    except InputError as exc:
+        if "no video frames" in str(exc):
+            raise InputError(f"Video file '{path}' has no frames. Give a video with at least one frame.") from None
+        raise
+
+
+def check_audio_duration(audio: Mapping[str, Any], fps, name: str = "audio") -> None:
+    """At least one video frame of sound (checked before any frame is decoded or model loaded)."""
+    rate = int(audio["sample_rate"])
+    samples = int(audio["waveform"].shape[-1])
+    if rate <= 0 or samples * float(fps) < rate:
+        ms = 1000.0 * samples / rate if rate > 0 else 0.0
+        raise InputError(f"{name}: {ms:.1f} ms of audio is shorter than one video frame at {float(fps):g} fps "
+                         f"({1000 / float(fps):.1f} ms). Give a longer audio clip.")
+
+
 def read_image(path: PathLike) -> torch.Tensor:
     """A still image as uint8 (1, H, W, 3) RGB (EXIF orientation applied, alpha dropped), like core LoadImage."""
     from PIL import Image, ImageOps, UnidentifiedImageError

@@ -138,3 +138,12 @@ def test_lipsync_image_end_to_end(media, tmp_path, tiny_models_factory, capsys):
     info = video_io.probe(out)
     assert info["fps"] == Fraction(25, 2) and info["frames"] == math.floor(0.3 * 12.5)
     assert info["audio_seconds"] == pytest.approx(info["frames"] / 12.5, abs=2e-3)
+
+
+def test_audio_shorter_than_a_frame_is_refused_before_anything_runs(media, tmp_path, capsys):
+    short = write_wav(tmp_path / "blip.wav", tone(0.01, 16000), 16000)  # 10 ms < one frame at 29.97 fps
+    out = tmp_path / "out.mp4"
+    code, _, err = run(["lipsync", "--video", str(media["video"]), "--audio", str(short), "--output", str(out),
+                        "--models-dir", str(tmp_path / "no_models"), "--no-progress"], capsys)
+    assert code == 2 and "shorter than one video frame" in err  # not "missing models": checked first
+    assert not out.exists()

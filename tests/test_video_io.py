@@ -125,3 +125,33 @@ def test_video_without_frames(tmp_path):
         c.start_encoding()
     with pytest.raises(InputError, match="has no frames"):
         video_io.read_video(path)
+
+
+def test_lazy_source_reads_any_order_like_a_full_decode(tmp_path):
+    import random
+
+    from media import face_frames, write_video as write_test_video
+    from musetalk_core.sources import VideoFileSource
+
+    path = write_test_video(tmp_path / "v.mp4", face_frames(40, 48, 32), Fraction(25))
+    full = video_io.read_video(path, with_audio=False).frames
+    source = VideoFileSource(path)
+    assert source.num_frames == 40 and source.frame_size == (48, 32) and source.fps == 25
+    rnd = random.Random(1)
+    for _ in range(12):  # forward, backward (seek) and repeated indices
+        idx = [rnd.randrange(40) for _ in range(rnd.randrange(1, 6))]
+        assert torch.equal(source.read(idx), full[idx])
+    backwards = list(range(39, -1, -1))
+    assert torch.equal(source.read(backwards), full[backwards])
+
+
+def test_truncated_video_names_the_frame_where_decoding_stopped(tmp_path):
+    from media import face_frames, write_video as write_test_video
+    from musetalk_core.sources import VideoFileSource
+
+    path = write_test_video(tmp_path / "v.mkv", face_frames(30, 48, 32), Fraction(25))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(InputError, match=r"stopped at frame \d+ of the 30"):
+        VideoFileSource(cut)  # noticed when opened: before a frame is decoded or anything written
