@@ -357,3 +357,47 @@ def generated_faces_reader(generated: MuseTalkGenerated, replacement_faces, devi
     if replacement_faces is not None:
         return lambda rows: image_to_uint8(replacement_faces[rows], "replacement_faces", device=device)
     return lambda rows: generated.faces[rows]
+
+
+def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, path, *, blur_factor: float = 0.05,
+                 upper_boundary_ratio: float = 0.5, silence_handling: bool = False, silence_fade_frames: int = 3,
+                 chunk_size: int = 16, replacement_faces: Optional[torch.Tensor] = None,
+                 hooks: Optional[RunHooks] = None, crf: int = 18):
+    """BlendAndAssemble over a frame source (a VIDEO): each chunk of output frames is blended over its source
+    frames, read again from the source, and written straight to an H.264 + AAC file at ``path`` (atomically).
+
+    Returns (a preview IMAGE of up to 16 output frames sampled evenly, the AUDIO cut to exactly T / fps, fps, T).
+    The output frames equal blend_frames' on the same frames, bit for bit."""
+    from fractions import Fraction
+
+    from .previews import sample_indices, strip
+    from .video_io import VideoWriter, audio_layout
+
+    hooks = hooks or NO_HOOKS
+    n, (h, w) = source.num_frames, source.frame_size
+    check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,
+                   silence_fade_frames, chunk_size, "video", "VIDEO")
+    if faces.frames_fingerprint and source.fingerprint() != faces.frames_fingerprint:
+        raise InputError("'video': this is not the video the faces were computed from. Connect the same VIDEO to "
+                         "FaceDetectAndParse and BlendAndAssemble.")
+    t, fps = generated.num_frames, _check_fps(generated)
+    exact = source.fps is not None and abs(float(source.fps) - fps) < 1e-6
+    rate = Fraction(source.fps) if exact else Fraction(fps).limit_denominator(1001)
+    device = generated.faces.device if isinstance(generated.faces, torch.Tensor) \
+        else torch.device(generated.settings.get("device", "cpu"))
+    blender = make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
+                           silence_fade_frames)
+    faces_of = generated_faces_reader(generated, replacement_faces, device)
+    audio = assemble_audio(generated.audio.audio if generated.audio is not None else None, t, fps)
+    shown = sample_indices(t)
+    kept: Dict[int, np.ndarray] = {}
+    with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
+        for start in range(0, t, int(chunk_size)):
+            stop = min(t, start + int(chunk_size))
+            raw = source.read(blender.source[start:stop].tolist())
+            out = to_uint8(blender.blend(start, stop, raw, faces_of)).cpu()
+            writer.write(out)
+            kept.update({i: out[i - start].numpy().copy() for i in shown if start <= i < stop})
+            hooks.step(stop - start)
+        writer.finish(audio)
+    return strip(kept, shown), audio, fps, t

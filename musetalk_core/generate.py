@@ -185,7 +185,7 @@ def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     if done < t:
         hooks.advance(t - done)
     settings = {"frame_mapping": frame_mapping, "frame_offset": int(frame_offset), "batch_size": batch_size,
-                "version": models.version, "latent_mode": latents.latent_mode, "seed": latents.seed}
+                "version": models.version, "device": str(device), "latent_mode": latents.latent_mode, "seed": latents.seed}
     return MuseTalkGenerated(faces=faces, source_index=plan.mapping, has_face=plan.has_face,
                              fps=float(audio_features.fps), audio=audio_features, settings=settings,
                              frames_fingerprint=latents.frames_fingerprint)

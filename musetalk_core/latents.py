@@ -124,4 +124,5 @@ def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str 
             hooks.step(b)
     return MuseTalkLatents(latents=out, frame_indices=frame_indices, num_frames=faces.num_frames,
                            version=models.version, latent_mode=latent_mode, seed=int(seed),
-                           frames_fingerprint=faces.frames_fingerprint)
+                           frames_fingerprint=faces.frames_fingerprint,
+                           from_video=isinstance(faces.crops, SpilledArray))

@@ -125,6 +125,10 @@ class SpilledArray:
     def ndim(self) -> int:
         return len(self.shape)
 
+    @property
+    def folder(self) -> SpillFolder:
+        return self._file.folder
+
     def __len__(self) -> int:
         return int(self.shape[0])
 

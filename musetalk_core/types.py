@@ -97,7 +97,8 @@ class MuseTalkFaces:
     - masks: per frame a uint8 (2s, 2s) tensor or None: the parsing mask of the expanded crop limited to the face
       box, before the upper-boundary cut and the Gaussian blur (the blend stage applies both, so the boundary ratio
       and blur factor stay blend inputs).
-    - crops: uint8 (N, 256, 256, 3) RGB, the box resized with cv2 LANCZOS4 (zeros where no face).
+    - crops: uint8 (N, 256, 256, 3) RGB, the box resized with cv2 LANCZOS4 (zeros where no face). For a VIDEO
+      input, crops and masks are spill.SpilledArray / SpilledMasks (same indexing, kept in a temporary folder).
     - bbox_range: the reference's "adjustable range" report as text.
     - settings: the parameters used (version, bbox_shift, extra_margin, parsing_mode, cheeks, expand...).
     - frames_fingerprint: a cheap fingerprint of the source frames, so the blend stage can refuse other frames.
@@ -157,6 +158,8 @@ class MuseTalkLatents:
     - frame_indices: int64 (M,), the source frame of each latent (the frames where faces.has_face is True).
     - num_frames: N, the number of source frames.
     - version, latent_mode ("sample" or "mean"), seed.
+    - from_video: the faces came from a VIDEO (streamed, material on disk): MuseTalkUNetInpaint then keeps its
+      generated faces on disk too and shows a sample of them instead of an IMAGE of every face.
     """
 
     latents: torch.Tensor
@@ -166,6 +169,7 @@ class MuseTalkLatents:
     latent_mode: str = "sample"
     seed: int = 0
     frames_fingerprint: Optional[str] = None
+    from_video: bool = False
 
     def latent_slot(self) -> torch.Tensor:
         """int64 (N,): for each source frame, the row in ``latents``, or -1 when the frame has no face."""
@@ -179,7 +183,7 @@ class MuseTalkGenerated:
     """MUSETALK_GENERATED: per output frame, the generated 256x256 face and the source frame it belongs to.
 
     - faces: uint8 (T, 256, 256, 3) RGB on the device (VAE decode rounded as the reference does); frames whose
-      source had no face hold zeros.
+      source had no face hold zeros. For a VIDEO input a spill.SpilledArray on disk (same indexing).
     - source_index: int64 (T,), the source frame of each output frame (decided once, by frame_mapping).
     - has_face: bool (T,), whether the output frame was generated (its source frame had a face).
     - fps: the output frame rate; audio: the MUSETALK_AUDIO it was driven by (for silence flags and the sound).

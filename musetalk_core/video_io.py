@@ -374,3 +374,85 @@ def probe(path: PathLike) -> dict:
             info["audio_seconds"] = (float(declared) if declared is not None
                                      else info["audio_samples"] / audio["sample_rate"])
     return info
+
+
+@dataclass
+class VideoParts:
+    """What ComfyUI's VideoComponents holds: IMAGE frames, AUDIO, exact frame rate."""
+
+    images: torch.Tensor
+    frame_rate: Fraction
+    audio: Optional[dict] = None
+    metadata: Optional[dict] = None
+
+
+class FileVideo:
+    """A video file with ComfyUI's VIDEO methods (used where comfy_api is absent: tests, plain Python).
+
+    get_stream_source() gives the path, so MuseTalk nodes read it lazily; get_components() decodes everything."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path)
+
+    def get_stream_source(self) -> str:
+        return str(self.path)
+
+    def get_components(self) -> VideoParts:
+        video = read_video(self.path)
+        return VideoParts(video.frames.float() / 255.0, video.fps, video.audio)
+
+    def _stream(self):
+        with _open(self.path, "Video") as container:
+            stream = container.streams.video[0]
+            return stream.codec_context.width, stream.codec_context.height, stream_fps(stream)
+
+    def get_dimensions(self) -> tuple:
+        w, h, _ = self._stream()
+        return w, h
+
+    def get_frame_rate(self) -> Fraction:
+        return self._stream()[2]
+
+    def get_frame_count(self) -> int:
+        from .sources import VideoFileSource
+
+        source = VideoFileSource(self.path)
+        source.close()
+        return source.num_frames
+
+    def get_duration(self) -> float:
+        return self.get_frame_count() / float(self.get_frame_rate())
+
+    def get_container_format(self) -> str:
+        with _open(self.path, "Video") as container:
+            return container.format.name
+
+    def save_to(self, path: PathLike, format: Any = None, codec: Any = None, metadata: Optional[dict] = None) -> None:
+        import shutil
+
+        shutil.copyfile(self.path, path)
+
+
+class ComponentsVideo:
+    """Frames in memory with ComfyUI's VIDEO methods (the IMAGE path's VIDEO output where comfy_api is absent)."""
+
+    def __init__(self, images: torch.Tensor, audio: Optional[dict], frame_rate: Fraction):
+        self.parts = VideoParts(images, Fraction(frame_rate), audio)
+
+    def get_components(self) -> VideoParts:
+        return self.parts
+
+    def get_dimensions(self) -> tuple:
+        return int(self.parts.images.shape[2]), int(self.parts.images.shape[1])
+
+    def get_frame_rate(self) -> Fraction:
+        return self.parts.frame_rate
+
+    def get_frame_count(self) -> int:
+        return int(self.parts.images.shape[0])
+
+    def get_duration(self) -> float:
+        return self.get_frame_count() / float(self.parts.frame_rate)
+
+    def save_to(self, path: PathLike, format: Any = None, codec: Any = None, metadata: Optional[dict] = None) -> None:
+        write_video(path, self.parts.images, self.parts.frame_rate, self.parts.audio)

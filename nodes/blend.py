@@ -17,20 +17,22 @@ class BlendAndAssemble:
                    "CreateVideo / SaveVideo or Video Combine.")
     CATEGORY = CATEGORY
     FUNCTION = "blend"
-    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT", "INT")
-    RETURN_NAMES = ("images", "audio", "fps", "frame_count")
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT", "INT", "VIDEO")
+    RETURN_NAMES = ("images", "audio", "fps", "frame_count", "video")
     OUTPUT_TOOLTIPS = (
-        "The lip-synced frames (one per audio frame).",
+        "The lip-synced frames (one per audio frame). With a VIDEO input: 16 frames sampled evenly over the clip "
+        "(the whole clip is the 'video' output).",
         "The driving audio, trimmed or zero-padded to exactly frame_count / fps seconds.",
         "Frame rate of the clip (the fps given to WhisperAudioEncode).",
         "Number of output frames.",
+        "The finished clip as a VIDEO for core SaveVideo / PreviewVideo. With a VIDEO input it is an H.264 + AAC "
+        "file written while blending (ComfyUI's temp folder), so no frame batch of the whole clip is ever held.",
     )
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse."}),
                 "faces": (FACES_TYPE, {"tooltip": "Faces, boxes and blend masks from FaceDetectAndParse."}),
                 "generated": (GENERATED_TYPE, {"tooltip": "Generated faces from MuseTalkUNetInpaint."}),
                 "blur_factor": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 0.5, "step": 0.005, "tooltip":
@@ -49,19 +51,52 @@ class BlendAndAssemble:
                                "frames. Does not change the result."}),
             },
             "optional": {
+                "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse. "
+                                     "Connect this or 'video', not both."}),
+                "video": ("VIDEO", {"tooltip": "The original video: the same VIDEO given to FaceDetectAndParse. "
+                                    "Frames are read, blended and encoded chunk by chunk."}),
                 "replacement_faces": ("IMAGE", {"tooltip":
                                       "Optional 256x256 faces used instead of the generated ones, one per output "
                                       "frame (e.g. MuseTalkUNetInpaint's faces after a face-restoration node)."}),
             },
         }
 
-    def blend(self, images, faces, generated, blur_factor, upper_boundary_ratio, silence_handling,
-              silence_fade_frames, chunk_size, replacement_faces=None):
+    def blend(self, images=None, faces=None, generated=None, blur_factor=0.05, upper_boundary_ratio=0.5,
+              silence_handling=False, silence_fade_frames=3, chunk_size=16, replacement_faces=None, video=None):
         from musetalk_core.blend import blend_frames
 
-        hooks = comfy_bridge.run_hooks(generated.num_frames)
-        frames, audio, fps, count = blend_frames(
-            images, faces, generated, blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
-            silence_handling=silence_handling, silence_fade_frames=silence_fade_frames, chunk_size=chunk_size,
-            replacement_faces=replacement_faces, hooks=hooks, output_device=comfy_bridge.intermediate_device())
-        return (frames, audio, fps, count)
+        from .face_detect import one_source
+
+        one_source(images, video, "BlendAndAssemble")
+        hooks = comfy_bridge.run_hooks(getattr(generated, "num_frames", 1))
+        settings = dict(blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
+                        silence_handling=silence_handling, silence_fade_frames=silence_fade_frames,
+                        chunk_size=chunk_size, replacement_faces=replacement_faces, hooks=hooks)
+        if video is not None:
+            return blend_video(video, faces, generated, settings)
+        frames, audio, fps, count = blend_frames(images, faces, generated,
+                                                 output_device=comfy_bridge.intermediate_device(), **settings)
+        return (frames, audio, fps, count, comfy_bridge.video_from_components(frames, audio, fps))
+
+
+def blend_video(video, faces, generated, settings):
+    """The VIDEO path: source frames re-read per chunk, blended and written to an mp4 in ComfyUI's temp folder."""
+    import uuid
+
+    from musetalk_core.blend import stream_blend
+    from musetalk_core.sources import as_source
+
+    folder = comfy_bridge.temp_directory()
+    if folder is None:
+        import tempfile
+
+        folder = tempfile.gettempdir()
+    folder.mkdir(parents=True, exist_ok=True) if hasattr(folder, "mkdir") else None
+    path = f"{folder}/musetalk_{uuid.uuid4().hex[:12]}.mp4"
+    source = as_source(video, "video")
+    try:
+        sample, audio, fps, count = stream_blend(source, faces, generated, path, **settings)
+    finally:
+        source.close()
+    preview = sample.to(comfy_bridge.intermediate_device())
+    return (preview, audio, fps, count, comfy_bridge.video_from_file(path))

@@ -138,3 +138,43 @@ def soft_empty_cache() -> None:
     mm = _model_management()
     if mm is not None:
         mm.soft_empty_cache()
+
+
+def temp_directory() -> Optional[Path]:
+    """ComfyUI's temp/ (emptied by ComfyUI at start-up); None outside ComfyUI (the system temp dir is used)."""
+    fp = _folder_paths()
+    if fp is not None:
+        try:
+            return Path(fp.get_temp_directory())
+        except Exception:  # noqa: BLE001
+            return None
+    return None
+
+
+def video_from_file(path) -> object:
+    """A VIDEO for a file we wrote: ComfyUI's own VideoFromFile when ComfyUI is present (SaveVideo/PreviewVideo
+    take it), else the pack's duck-typed equivalent with the same methods."""
+    try:
+        from comfy_api.input_impl import VideoFromFile  # type: ignore
+
+        return VideoFromFile(str(path))
+    except Exception:  # noqa: BLE001 - absent outside ComfyUI
+        from musetalk_core.video_io import FileVideo
+
+        return FileVideo(path)
+
+
+def video_from_components(images, audio, fps) -> object:
+    """A VIDEO holding frames in memory (the IMAGE path's output), ComfyUI's VideoFromComponents when present."""
+    from fractions import Fraction
+
+    rate = Fraction(fps).limit_denominator(1001)
+    try:
+        from comfy_api.input_impl import VideoFromComponents  # type: ignore
+        from comfy_api.util import VideoComponents  # type: ignore
+
+        return VideoFromComponents(VideoComponents(images=images, audio=audio, frame_rate=rate))
+    except Exception:  # noqa: BLE001
+        from musetalk_core.video_io import ComponentsVideo
+
+        return ComponentsVideo(images, audio, rate)

@@ -23,7 +23,8 @@ class FaceDetectAndParse:
     OUTPUT_TOOLTIPS = (
         "Per frame: face box, landmarks, 256x256 crop and blend mask, for VAEEncodeMasked and BlendAndAssemble.",
         "The frames with the crop box (red), its middle line (yellow: the mouth region starts below it), the blend "
-        "box (blue), landmarks (white) and the blend mask (green). Same size as the input.",
+        "box (blue), landmarks (white) and the blend mask (green). Every frame of clips up to 16 frames, else 16 "
+        "frames sampled evenly over the video; frames larger than 768 px are downscaled.",
         "The reference's bbox_shift report: the range [-A~B] worth trying and the current value.",
     )
 
@@ -32,7 +33,6 @@ class FaceDetectAndParse:
         return {
             "required": {
                 "musetalk_models": (MODELS_TYPE, {"tooltip": "From LoadMuseTalkModels."}),
-                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size)."}),
                 "bbox_shift": ("INT", {"default": 0, "min": -200, "max": 200, "tooltip":
                                "Moves the crop's centre line (landmark 29) down (+) or up (-) in pixels: positive "
                                "opens the mouth more. The bbox_range output suggests a range. 0 = reference."}),
@@ -60,19 +60,50 @@ class FaceDetectAndParse:
                                    "videos). 1 = full resolution = reference."}),
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip":
                                "Frames per batch for detection, landmarks and parsing (more = faster, more VRAM)."}),
-            }
+            },
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size), for short clips and "
+                                     "generated frames. Connect this or 'video', not both."}),
+                "video": ("VIDEO", {"tooltip": "The source video (core LoadVideo), read lazily in chunks: any length "
+                                    "in bounded memory. Connect this or 'images', not both."}),
+            },
         }
 
-    def prepare(self, musetalk_models, images, bbox_shift, extra_margin, parsing_mode, left_cheek_width,
-                right_cheek_width, face_selection, landmark_region, box_smoothing, detector_scale, batch_size):
-        from musetalk_core.faces import prepare_faces
-        from musetalk_core.frames import uint8_to_image
+    def prepare(self, musetalk_models, images=None, bbox_shift=0, extra_margin=10, parsing_mode="auto",
+                left_cheek_width=90, right_cheek_width=90, face_selection="highest_score",
+                landmark_region="full_frame", box_smoothing=0.0, detector_scale=1.0, batch_size=8, video=None):
+        from musetalk_core.face_material import build_faces
+        from musetalk_core.previews import sample_indices, strip
+        from musetalk_core.sources import TensorSource, as_source
+        from musetalk_core.spill import SpillFolder
 
-        n = int(images.shape[0]) if hasattr(images, "shape") and images.ndim == 4 else 1
-        hooks = comfy_bridge.run_hooks(2 * n)
-        faces, preview, bbox_range = prepare_faces(
-            musetalk_models, images, bbox_shift=bbox_shift, extra_margin=extra_margin, parsing_mode=parsing_mode,
-            left_cheek_width=left_cheek_width, right_cheek_width=right_cheek_width, face_selection=face_selection,
-            landmark_region=landmark_region, box_smoothing=box_smoothing, detector_scale=detector_scale,
-            batch_size=batch_size, hooks=hooks)
-        return (faces, uint8_to_image(preview, comfy_bridge.intermediate_device()), bbox_range)
+        source = one_source(images, video, "FaceDetectAndParse")
+        source = TensorSource(images, "images") if video is None else as_source(video, "video")
+        spill = SpillFolder(comfy_bridge.temp_directory()) if video is not None else None
+        shown = sample_indices(source.num_frames)
+        try:
+            faces, previews, bbox_range = build_faces(
+                musetalk_models, source, bbox_shift=bbox_shift, extra_margin=extra_margin,
+                parsing_mode=parsing_mode, left_cheek_width=left_cheek_width, right_cheek_width=right_cheek_width,
+                face_selection=face_selection, landmark_region=landmark_region, box_smoothing=box_smoothing,
+                detector_scale=detector_scale, batch_size=batch_size, spill=spill, preview_indices=shown,
+                hooks=comfy_bridge.run_hooks(2 * source.num_frames))
+        except BaseException:
+            if spill is not None:
+                spill.close()  # failed or interrupted: the temporary material goes now
+            raise
+        finally:
+            source.close()
+        preview = strip(previews, shown).to(comfy_bridge.intermediate_device())
+        return (faces, preview, bbox_range)
+
+
+def one_source(images, video, node: str):
+    """Exactly one of the IMAGE and VIDEO inputs must be connected."""
+    from musetalk_core.errors import InputError
+
+    if (images is None) == (video is None):
+        which = "both are" if images is not None else "neither is"
+        raise InputError(f"{node}: connect either 'images' (an IMAGE batch) or 'video' (a VIDEO, e.g. from core "
+                         f"LoadVideo, for long videos), not both; {which} connected.")
+    return images if video is None else video

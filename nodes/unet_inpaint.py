@@ -23,7 +23,8 @@ class MuseTalkUNetInpaint:
     OUTPUT_TOOLTIPS = (
         "The generated faces and the source frame of each output frame (for BlendAndAssemble).",
         "The generated 256x256 faces as an IMAGE batch (one per output frame; black where the source frame has no "
-        "face), for inspection or face restoration (feed back as BlendAndAssemble's replacement_faces).",
+        "face), for inspection or face restoration (feed back as BlendAndAssemble's replacement_faces). When the "
+        "faces came from a VIDEO: 16 faces sampled evenly over the clip (the rest stay on disk).",
     )
 
     @classmethod
@@ -49,10 +50,21 @@ class MuseTalkUNetInpaint:
 
     def generate(self, musetalk_models, latents, audio_features, frame_mapping, frame_offset, batch_size):
         from musetalk_core.generate import generate_faces
+        from musetalk_core.previews import sample_indices
+        from musetalk_core.spill import SpilledArray, SpillFolder
 
         total = getattr(audio_features, "num_frames", 1)
-        generated = generate_faces(musetalk_models, latents, audio_features, frame_mapping=frame_mapping,
-                                   frame_offset=frame_offset, batch_size=batch_size,
-                                   hooks=comfy_bridge.run_hooks(total))
-        images = uint8_to_image(generated.faces, comfy_bridge.intermediate_device())
+        store = None
+        if getattr(latents, "from_video", False):  # long video: T faces on disk, not in (V)RAM
+            store = SpilledArray(SpillFolder(comfy_bridge.temp_directory()), "generated.u8", (total, 256, 256, 3))
+        try:
+            generated = generate_faces(musetalk_models, latents, audio_features, frame_mapping=frame_mapping,
+                                       frame_offset=frame_offset, batch_size=batch_size,
+                                       hooks=comfy_bridge.run_hooks(total), store=store)
+        except BaseException:
+            if store is not None:
+                store.folder.close()
+            raise
+        shown = generated.faces if store is None else generated.faces[sample_indices(total)]
+        images = uint8_to_image(shown, comfy_bridge.intermediate_device())
         return (generated, images)

@@ -161,3 +161,47 @@ def test_audio_too_short_fails_before_any_frame_is_read(models):
 
     with pytest.raises(InputError, match="shorter than one video frame|too short"):
         streamed(models, Untouchable(torch.from_numpy(marked_video())), short, OPTIONS)
+
+
+def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch):
+    """LoadVideo's lazy VIDEO through FaceDetectAndParse ... BlendAndAssemble (NODE_CLASS_MAPPINGS): the frames it
+    encodes are the IMAGE path's frames; the file has exactly T frames at the exact fps and T / fps of audio."""
+    nodes = pack.NODE_CLASS_MAPPINGS
+    path = write_video(tmp_path / "in.mp4", marked_video(), Fraction(30000, 1001))
+    video = video_io.FileVideo(path)
+    images = video.get_components().images
+    fps = float(Fraction(30000, 1001))
+    audio = speech_with_pause(13)
+    face_args = dict(bbox_shift=0, extra_margin=10, parsing_mode="auto", left_cheek_width=90, right_cheek_width=90,
+                     face_selection="highest_score", landmark_region="full_frame", box_smoothing=0.4,
+                     detector_scale=1.0, batch_size=2)
+    blend_args = dict(blur_factor=0.05, upper_boundary_ratio=0.5, silence_handling=True, silence_fade_frames=2,
+                      chunk_size=4)
+    (features,) = nodes["WhisperAudioEncode"]().encode(models, audio, fps, 2, 2, "reference", -45.0)[:1]
+    written = []
+    real_write = video_io.VideoWriter.write
+    monkeypatch.setattr(video_io.VideoWriter, "write",
+                        lambda self, frames, advance=None: (written.append(frames.clone()),
+                                                            real_write(self, frames, advance))[1])
+
+    def run(**source):
+        faces, preview, _ = nodes["FaceDetectAndParse"]().prepare(models, **source, **face_args)
+        (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 3)
+        generated, shown = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 4)
+        return preview, shown, nodes["BlendAndAssemble"]().blend(faces=faces, generated=generated, **source,
+                                                                 **blend_args)
+
+    _, _, (ref_images, ref_audio, _, ref_count, _) = run(images=images)
+    written.clear()
+    preview, shown, (sample, out_audio, out_fps, count, out_video) = run(video=video)
+    assert count == ref_count == features.num_frames
+    assert torch.equal(torch.cat(written), to_uint8(ref_images))
+    assert torch.equal(out_audio["waveform"], ref_audio["waveform"])
+    assert sample.shape[0] == min(16, count) and preview.shape[0] == N and shown.shape[0] <= 16
+    info = video_io.probe(out_video.get_stream_source())
+    assert info["frames"] == count and info["fps"] == Fraction(30000, 1001)
+    assert info["audio_seconds"] == pytest.approx(count / out_fps, abs=2e-3)
+    import musetalk_core.errors as errors
+
+    with pytest.raises(errors.InputError, match="not both"):
+        nodes["BlendAndAssemble"]().blend(images=images, video=video, faces=None, generated=None, **blend_args)
