@@ -92,7 +92,7 @@ def node_classes(pack):
 
 def test_workflow_files_are_generated_and_in_sync():
     rendered = wftool.render()
-    assert len(UI_FILES) == len(API_FILES) == 4
+    assert len(UI_FILES) == len(API_FILES) == len(wftool.WORKFLOWS) >= 4
     for path, text in rendered.items():
         assert path.exists(), f"{path} missing: run python tools/workflows.py"
         assert path.read_text(encoding="utf-8") == text, f"{path} out of date: run python tools/workflows.py"
@@ -161,6 +161,9 @@ def editor_rects(ui: dict) -> dict:
         # a saved size below what the editor needs is grown on load, straight into the node below
         assert h >= need, f"{n['type']} #{n['id']}: height {h} < {need} the editor needs"
         assert w >= wftool.MIN_WIDTH[n["type"]], f"{n['type']} #{n['id']}: width {w}"
+        # a long title widens the node on load (it did: into the next column)
+        title = n.get("title", "")
+        assert wftool.TITLE_CHAR_W * len(title) + wftool.TITLE_PAD_W <= w, f"title {title!r} wider than {w}"
         rects[n["id"]] = (x, y - wftool.TITLE_H, x + w, math.inf if grows else y + h, grows)
     return rects
 
@@ -259,6 +262,9 @@ def test_generator_rejects_layouts_the_editor_would_break():
                                                        size=(340, 100))])
     with pytest.raises(ValueError, match="below the editor"):
         wftool.build_ui(squeezed)
+    with pytest.raises(ValueError, match="would widen"):
+        wftool.build_ui(Workflow("t", "MuseTalk, test", "d", [
+            N(1, "LoadMuseTalkModels", 0, 0, title="Upstream frames (replace with MuseV / ControlNeXt output)")]))
     with pytest.raises(ValueError, match="portable file name"):
         wftool.build_ui(Workflow("t", "MuseTalk: a -> b", "d", [N(1, "LoadMuseTalkModels", 0, 0)]))
     # a generic new workflow: only the graph is given, the layout, id, view and thumbnail follow

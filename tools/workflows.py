@@ -1,7 +1,13 @@
 """Generate the example workflows (UI format + API format) from one description, and keep the copies in sync.
 
-    python tools/workflows.py            write workflows/ui/*.json, workflows/api/*.json, example_workflows/*.json
+    python tools/workflows.py            write workflows/ui/*.json, workflows/api/*.json and, for the Templates
+                                         browser, example_workflows/<title>.json + <title>.jpg
     python tools/workflows.py --check    exit 1 if any file differs from what would be written (CI / tests)
+
+Adding a workflow: a function returning Workflow(name, title, description, [N(id, type, col, row, ...)]) appended
+to WORKFLOWS. Only the graph and each node's column / order in its column are given; the node sizes and positions
+(from the editor's sizing rules below, so nothing overlaps), the view, the uuid, the API file and the thumbnail
+follow. Nodes with a media preview go last in their column (they grow when media loads).
 
 Why generated, not hand-edited, and why copies instead of a symlink:
 - One description (WORKFLOWS below) yields both formats, so the UI file (graph editor) and the API file (POST /prompt)
@@ -10,8 +16,11 @@ Why generated, not hand-edited, and why copies instead of a symlink:
   own files sit one level deeper, in workflows/ui and workflows/api: otherwise every template would be listed twice
   and API files would show up as templates). A symlink example_workflows -> workflows/ui would work on Linux
   (glob and aiohttp's static route both follow it), but git checkouts on Windows without symlink support turn it
-  into a text file and registry archives do not reliably keep links, so we ship real files: example_workflows/ is
-  byte-identical to workflows/ui/, written by this script and checked by tests/test_workflows.py.
+  into a text file and registry archives do not reliably keep links, so we ship real files: each
+  example_workflows/<title>.json is byte-identical to workflows/ui/<name>.json, written by this script and checked
+  by tests/test_workflows.py. The browser (ComfyUI 0.8, frontend 1.35.9) shows a custom node template's file name as
+  its title and loads <file name>.jpg as its thumbnail; it reads no index.json for packs (ComfyUI would even list
+  one as a template named "index"), hence the title file names.
 
 Widget order: ``NODE_WIDGETS`` is the positional order of each node's ``widgets_values`` (UI format). For our nodes
 it is the order of the INPUT_TYPES widget inputs (the fixed interface); tests check it against the real classes.
@@ -168,8 +177,12 @@ MIN_WIDTH = {"LoadMuseTalkModels": 212, "FaceDetectAndParse": 241, "WhisperAudio
              "VAEEncodeMasked": 253, "MuseTalkUNetInpaint": 210, "BlendAndAssemble": 228, "LoadVideo": 223,
              "GetVideoComponents": 194, "LoadAudio": 223, "LoadImage": 223, "CreateVideo": 210, "SaveVideo": 210,
              "ImageSharpen": 210, "MarkdownNote": 210}
+# The editor widens a node to fit its title: measured 6.5 px per character (14 px Inter) plus 62 px (the collapse
+# dot and padding); 7 per character keeps a margin for wide letters.
+TITLE_CHAR_W = 7.0
+TITLE_PAD_W = 64
 NODE_W = 340          # every node is this wide (a column of equal widths reads well and fits the 16:9 preview)
-NOTE_SIZE = (NODE_W, 600)
+NOTE_SIZE = (NODE_W, 420)  # the longest note fills about 80 % of it in the editor
 COL_GAP = 50          # horizontal space between columns (room for the link curves)
 ROW_GAP = 40          # vertical space between a node's body and the next node's title bar
 # The editor's chrome covers the canvas edges: the left sidebar is 59 px wide, the tab bar 38 px high and the
@@ -209,6 +222,10 @@ def min_size(node_type: str, width: float = NODE_W) -> Tuple[float, float]:
     return float(MIN_WIDTH.get(node_type, NODE_W)), float(height)
 
 
+def title_width(title: str) -> float:
+    return TITLE_CHAR_W * len(title) + TITLE_PAD_W
+
+
 def layout(wf: Workflow) -> Dict[int, Tuple[Tuple[int, int], Tuple[int, int]]]:
     """node id -> ((x, y), (w, h)): columns left to right, each column stacked top-down by ``row``."""
     sizes: Dict[int, Tuple[int, int]] = {}
@@ -218,6 +235,8 @@ def layout(wf: Workflow) -> Dict[int, Tuple[Tuple[int, int], Tuple[int, int]]]:
         if n.size and (n.size[0] < auto[0] or n.size[1] < auto[1]):
             raise ValueError(f"{wf.name}: {n.type} #{n.id} size {n.size} is below the editor's {auto}")
         sizes[n.id] = tuple(n.size) if n.size else (w, int(math.ceil(auto[1])))
+        if n.title and title_width(n.title) > sizes[n.id][0]:
+            raise ValueError(f"{wf.name}: title {n.title!r} would widen {n.type} #{n.id} past {sizes[n.id][0]} px")
     cols = sorted({n.col for n in wf.nodes})
     if cols != list(range(len(cols))):
         raise ValueError(f"{wf.name}: columns must be 0..k without gaps, got {cols}")
@@ -496,8 +515,7 @@ Anything that maps an IMAGE batch to an IMAGE batch of the same size can sit bet
                     "Lip-sync frames from an upstream generator, with a face-restoration slot before blending.", [
         N(1, "LoadMuseTalkModels", 0, 0),
         N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
-        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE},
-          title="Upstream frames (replace with MuseV / ControlNeXt output)"),
+        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}, title="Upstream frames (your generator)"),
         N(3, "GetVideoComponents", 1, 0, links={"video": (2, 0)}),
         N(5, "FaceDetectAndParse", 1, 1, links={"musetalk_models": (1, 0), "images": (3, 0)}),
         N(6, "WhisperAudioEncode", 1, 2, widgets={"fps": 25.0}, links={"musetalk_models": (1, 0), "audio": (4, 0)}),
@@ -505,7 +523,7 @@ Anything that maps an IMAGE batch to an IMAGE batch of the same size can sit bet
         N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
                                                   "audio_features": (6, 0)}),
         N(9, "ImageSharpen", 2, 2, widgets={"sharpen_radius": 1, "sigma": 0.8, "alpha": 0.3},
-          links={"image": (8, 1)}, title="Face restoration slot (replace with GFPGAN / CodeFormer)"),
+          links={"image": (8, 1)}, title="Face restoration slot"),
         N(10, "BlendAndAssemble", 3, 0, links={"images": (3, 0), "faces": (5, 0), "generated": (8, 0),
                                                 "replacement_faces": (9, 0)}),
         N(11, "CreateVideo", 3, 1, links={"images": (10, 0), "audio": (10, 1), "fps": (10, 2)}),
@@ -601,8 +619,11 @@ def thumbnail(ui: dict):
             d.rectangle([pt(x + 10, wy + 4), pt(x + w - 10, y + h - 8)], fill=(16, 16, 16))
             cx, cy = pt(x + w / 2, (wy + y + h) / 2)
             r = 14 * s * 3
-            d.polygon([(cx - r * 0.5, cy - r * 0.6), (cx - r * 0.5, cy + r * 0.6), (cx + r * 0.6, cy)],
-                      fill=(120, 120, 120))
+            if PREVIEW_NODES[n["type"]] == "video":  # a play button
+                d.polygon([(cx - r * 0.5, cy - r * 0.6), (cx - r * 0.5, cy + r * 0.6), (cx + r * 0.6, cy)],
+                          fill=(120, 120, 120))
+            else:  # a face
+                d.ellipse([cx - r * 0.7, cy - r * 0.9, cx + r * 0.7, cy + r * 0.9], fill=(200, 160, 130))
     return img
 
 
@@ -646,13 +667,17 @@ def render_thumbnails() -> Dict[Path, bytes]:
 
 
 def thumbnail_differs(path: Path, data: bytes) -> bool:
-    """Thumbnails are compared by pixels (mean difference), not bytes: JPEG encoders differ slightly by build."""
+    """Compared by pixels, not bytes (JPEG encoders of other builds differ by a few levels): stale when more than
+    8 pixels differ by more than 24 levels, which any changed box, link or label does."""
     if not path.exists():
         return True
-    from PIL import Image, ImageChops, ImageStat
+    from PIL import Image, ImageChops
 
     old, new = Image.open(path).convert("RGB"), Image.open(io.BytesIO(data)).convert("RGB")
-    return old.size != new.size or max(ImageStat.Stat(ImageChops.difference(old, new)).mean) > 2.0
+    if old.size != new.size:
+        return True
+    diff = ImageChops.difference(old, new).convert("L").point(lambda v: 255 if v > 24 else 0)
+    return diff.histogram()[255] > 8
 
 
 def main(argv=None) -> int:
