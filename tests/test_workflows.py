@@ -245,6 +245,7 @@ def test_templates_have_titles_and_thumbnails_the_browser_shows():
 
     jsons = sorted(TEMPLATES_DIR.glob("*.json"))
     assert jsons and all(wftool.TEMPLATE_TITLE.fullmatch(p.stem) for p in jsons)
+    assert all(len(p.stem) <= wftool.TITLE_MAX_CHARS for p in jsons)  # whole on the card
     for p in jsons:
         ui = json.loads(p.read_text())
         assert ui["extra"]["musetalk"]["title"] == p.stem and ui["nodes"]  # a workflow, not an index or a list
@@ -265,6 +266,9 @@ def test_generator_rejects_layouts_the_editor_would_break():
     with pytest.raises(ValueError, match="would widen"):
         wftool.build_ui(Workflow("t", "MuseTalk, test", "d", [
             N(1, "LoadMuseTalkModels", 0, 0, title="Upstream frames (replace with MuseV / ControlNeXt output)")]))
+    with pytest.raises(ValueError, match="cut off"):
+        wftool.build_ui(Workflow("t", "MuseTalk, video + audio to lip-synced video", "d",
+                                 [N(1, "LoadMuseTalkModels", 0, 0)]))
     with pytest.raises(ValueError, match="portable file name"):
         wftool.build_ui(Workflow("t", "MuseTalk: a -> b", "d", [N(1, "LoadMuseTalkModels", 0, 0)]))
     # a generic new workflow: only the graph is given, the layout, id, view and thumbnail follow

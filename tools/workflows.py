@@ -111,6 +111,7 @@ UI_ONLY_NODES = ("MarkdownNote", "Note")
 # A template title is also a file name (see Workflow): letters, digits, spaces and , + ( ) - only (Windows-safe,
 # nothing a URL needs to escape beyond the space).
 TEMPLATE_TITLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ,+()-]*[A-Za-z0-9)]")
+TITLE_MAX_CHARS = 28  # a template card shows about 31 characters of its title (1600 px window), then "..."
 NODE_DEFS: Dict[str, NodeDef] = {**MUSETALK_NODES, **CORE_NODES}
 
 
@@ -294,6 +295,8 @@ def _order(nodes: List[N]) -> Dict[int, int]:
 def build_ui(wf: Workflow) -> dict:
     if not TEMPLATE_TITLE.fullmatch(wf.title):
         raise ValueError(f"{wf.name}: title {wf.title!r} must be a portable file name ({TEMPLATE_TITLE.pattern})")
+    if len(wf.title) > TITLE_MAX_CHARS:
+        raise ValueError(f"{wf.name}: title {wf.title!r} is cut off on its card past {TITLE_MAX_CHARS} characters")
     by_id = {n.id: n for n in wf.nodes}
     if len(by_id) != len(wf.nodes):
         raise ValueError(f"{wf.name}: duplicate node ids")
@@ -410,7 +413,7 @@ Tuning: `bbox_shift` (face detect) moves the crop up/down (negative = more mouth
 output); `extra_margin` adds chin room (v1.5); `blur_factor` softens the paste seam.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_video_to_video", "MuseTalk, video + audio to lip-synced video",
+    return Workflow("musetalk_video_to_video", "MuseTalk, lip-sync a video",
                     "Lip-sync an existing video to a new audio track with MuseTalk 1.5 (core video nodes in and out).", [
         N(1, "LoadMuseTalkModels", 0, 0),
         N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
@@ -440,7 +443,7 @@ moves (MuseTalk is a mouth inpainter, not a head animator): for head motion, gen
 model first and see the *generated frames* workflow.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_photo_to_video", "MuseTalk, photo + audio to talking video",
+    return Workflow("musetalk_photo_to_video", "MuseTalk, talking photo",
                     "Make a single portrait photo speak an audio track.", [
         N(1, "LoadMuseTalkModels", 0, 0),
         N(3, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
@@ -468,7 +471,7 @@ Queue again with a *different* audio file: the video stages are not re-run at al
 branch that changed. Add more branches (copy one audio column) to dub the same clip into more languages.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_one_video_two_audios", "MuseTalk, one video with two audio tracks",
+    return Workflow("musetalk_one_video_two_audios", "MuseTalk, two audio tracks",
                     "Prepare a video once (faces, latents) and lip-sync it to two different audio tracks.", [
         N(1, "LoadMuseTalkModels", 0, 0),
         N(6, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}, title="Load Audio (track A)"),
@@ -511,7 +514,7 @@ Anything that maps an IMAGE batch to an IMAGE batch of the same size can sit bet
 (keep it at 256x256 and the same number of frames). Disconnect `replacement_faces` to compare with the raw output.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_generated_frames_face_restore", "MuseTalk, generated frames + face restoration",
+    return Workflow("musetalk_generated_frames_face_restore", "MuseTalk, generated frames",
                     "Lip-sync frames from an upstream generator, with a face-restoration slot before blending.", [
         N(1, "LoadMuseTalkModels", 0, 0),
         N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
