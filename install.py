@@ -24,8 +24,12 @@ TORCH_WHEN_ABSENT = os.environ.get("MUSETALK_TORCH_SPEC", "torch==2.13.0")
 
 # The OpenMMLab recipe that installs without a compiler on current torch/numpy (see README, Troubleshooting).
 MMPOSE_NO_DEPS = ["mmengine==0.10.7", "mmcv-lite==2.1.0", "mmdet==3.3.0", "mmpose==1.3.2"]
-MMPOSE_RUNTIME = ["setuptools<81", "addict", "yapf", "termcolor", "rich", "terminaltables", "shapely", "scipy",
-                  "pycocotools", "json_tricks", "munkres", "matplotlib", "cython", "opencv-python-headless"]
+# Everything the four packages declare (pip show ... Requires), minus torchvision, chumpy and the GUI opencv-python
+# (--no-deps below skips them on purpose), so nothing is left to whatever the machine happens to have: six (mmdet)
+# was missing on fresh machines once.
+MMPOSE_RUNTIME = ["setuptools<81", "addict", "yapf", "termcolor", "rich", "pyyaml", "terminaltables", "shapely",
+                  "scipy", "six", "tqdm", "pycocotools", "json_tricks", "munkres", "matplotlib", "cython",
+                  "opencv-python-headless"]
 XTCOCOTOOLS = "xtcocotools==1.14.3"
 
 
@@ -63,8 +67,10 @@ def install_requirements(constraint: str, dev: bool) -> None:
 
 
 def mmpose_present() -> bool:
-    code = "import mmpose, mmdet, mmengine, mmcv, xtcocotools"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    """True when the whole stack imports the way the backend imports it (mmpose.apis pulls in mmdet, six, ...)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import xtcocotools; "
+            "from musetalk_core.models.dwpose_mmpose import import_mmpose; import_mmpose()")
+    return subprocess.run([sys.executable, "-c", code, str(HERE)], capture_output=True).returncode == 0
 
 
 def install_mmpose(constraint: str) -> None:
@@ -76,6 +82,9 @@ def install_mmpose(constraint: str) -> None:
     pip("--no-deps", *MMPOSE_NO_DEPS)
     # The xtcocotools wheel is built against numpy 1.x; build it from source against the numpy installed here.
     pip("--force-reinstall", "--no-deps", "--no-build-isolation", "--no-binary", "xtcocotools", XTCOCOTOOLS)
+    if not mmpose_present():
+        raise SystemExit("The mmpose stack was installed but does not import; run\n  python -c \"from "
+                         "musetalk_core.models.dwpose_mmpose import import_mmpose; import_mmpose()\"\nto see why.")
 
 
 def download(which: str, models_dir: str | None) -> int:

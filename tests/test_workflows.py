@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import sys
+import uuid
 from fractions import Fraction
 
 import pytest
@@ -26,6 +28,9 @@ _spec.loader.exec_module(wftool)
 UI_FILES = sorted((ROOT / "workflows" / "ui").glob("*.json"))
 API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
 NAMES = [p.stem for p in UI_FILES]
+TEMPLATES_DIR = ROOT / "example_workflows"
+TITLES = {json.loads(p.read_text())["extra"]["musetalk"]["name"]: json.loads(p.read_text())["extra"]["musetalk"]["title"]
+          for p in UI_FILES}
 
 # A saved workflow stores widget values by POSITION. This list pins each node's widget order: changing it breaks
 # every workflow users have saved, so it must be a deliberate change, documented in the changelog/README, with the
@@ -87,16 +92,20 @@ def node_classes(pack):
 
 def test_workflow_files_are_generated_and_in_sync():
     rendered = wftool.render()
-    assert len(UI_FILES) == len(API_FILES) == 4
+    assert len(UI_FILES) == len(API_FILES) == len(wftool.WORKFLOWS) >= 4
     for path, text in rendered.items():
         assert path.exists(), f"{path} missing: run python tools/workflows.py"
         assert path.read_text(encoding="utf-8") == text, f"{path} out of date: run python tools/workflows.py"
-    templates = sorted((ROOT / "example_workflows").glob("*.json"))
-    assert [p.name for p in templates] == [p.name for p in UI_FILES]
-    for ui, tpl in zip(UI_FILES, templates):
-        assert ui.read_bytes() == tpl.read_bytes()
+    for path, data in wftool.render_thumbnails().items():
+        assert not wftool.thumbnail_differs(path, data), f"{path} out of date: run python tools/workflows.py"
+    # example_workflows/ holds exactly one copy of each UI file, named by its title, and its thumbnail
+    templates = sorted(TEMPLATES_DIR.iterdir())
+    assert {p.name for p in templates} == {f"{t}.{ext}" for t in TITLES.values() for ext in ("json", "jpg")}
+    for name, title in TITLES.items():
+        assert (TEMPLATES_DIR / f"{title}.json").read_bytes() == (ROOT / "workflows" / "ui" / f"{name}.json").read_bytes()
     # ComfyUI also lists <pack>/workflows/*.json as templates: keep that level empty so nothing is listed twice.
     assert list((ROOT / "workflows").glob("*.json")) == []
+    assert wftool.main(["--check"]) == 0
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -118,6 +127,158 @@ def test_ui_workflow_has_explaining_note_and_only_core_or_our_nodes(name):
     assert notes and len(notes[0]["widgets_values"][0]) > 200
     allowed = set(wftool.CORE_NODES) | set(PINNED_WIDGETS)
     assert {n["type"] for n in ui["nodes"]} <= allowed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the graph editor: valid workflow id, nodes that do not overlap, a view clear of the editor's chrome, templates
+# ---------------------------------------------------------------------------------------------------------------
+
+# The frontend validates the workflow with zod before loading it; its uuid check (zod 3.x) is this pattern.
+ZOD_UUID = re.compile(r"^[0-9a-fA-F]{8}\b-[0-9a-fA-F]{4}\b-[0-9a-fA-F]{4}\b-[0-9a-fA-F]{4}\b-[0-9a-fA-F]{12}$")
+GAP = 10  # what must separate two boxes, in graph units, so that the borders and socket dots do not touch
+
+
+def editor_rects(ui: dict) -> dict:
+    """node id -> (x0, y0, x1, y1, grows): the box the editor draws, title bar included, from the UI file itself.
+
+    Heights follow the editor's rules (see tools/workflows.py for the measured constants): socket rows for the
+    taller of link inputs / outputs, one row per widget (a linked widget keeps its row), the audio player's DOM
+    height, and a media preview at 16:9. A node with a media preview GROWS downward when its file loads or its
+    result arrives (by the media's aspect ratio), so its box is open at the bottom.
+    """
+    rects = {}
+    for n in ui["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        slots = max(sum(1 for i in n["inputs"] if "widget" not in i), len(n["outputs"]))
+        kinds = [kind for _, kind, _ in wftool.NODE_DEFS[n["type"]][1]]
+        assert len(kinds) == len(n["widgets_values"]), n["type"]
+        need = (wftool.SLOT_TOP + wftool.SLOT_H * slots if slots else wftool.NO_SLOT_TOP) \
+            + sum(wftool.DOM_WIDGET_H.get(k, wftool.WIDGET_H) for k in kinds) + (wftool.BODY_PAD if kinds else 0)
+        grows = n["type"] in wftool.PREVIEW_NODES
+        if grows:
+            need += (w - wftool.PREVIEW_INSET) * 9 / 16 + wftool.VIDEO_PREVIEW_PAD \
+                if wftool.PREVIEW_NODES[n["type"]] == "video" else wftool.IMAGE_PREVIEW_H
+        # a saved size below what the editor needs is grown on load, straight into the node below
+        assert h >= need, f"{n['type']} #{n['id']}: height {h} < {need} the editor needs"
+        assert w >= wftool.MIN_WIDTH[n["type"]], f"{n['type']} #{n['id']}: width {w}"
+        # a long title widens the node on load (it did: into the next column)
+        title = n.get("title", "")
+        assert wftool.TITLE_CHAR_W * len(title) + wftool.TITLE_PAD_W <= w, f"title {title!r} wider than {w}"
+        rects[n["id"]] = (x, y - wftool.TITLE_H, x + w, math.inf if grows else y + h, grows)
+    return rects
+
+
+def overlaps(rects: dict) -> list:
+    bad = []
+    items = sorted(rects.items())
+    for i, (a, ra) in enumerate(items):
+        for b, rb in items[i + 1:]:
+            if ra[0] < rb[2] + GAP and rb[0] < ra[2] + GAP and ra[1] < rb[3] + GAP and rb[1] < ra[3] + GAP:
+                bad.append((a, b))
+    return bad
+
+
+def test_overlap_check_catches_the_reported_layouts():
+    """The layouts users reported (before this check existed): a title bar under the node above, a video preview
+    growing into Get Video Components. The check must flag both, and pass a correct stack."""
+    def node(id_, type_, pos, size, inputs=(), outputs=()):
+        widgets = [d for _, _, d in wftool.NODE_DEFS[type_][1]]
+        return {"id": id_, "type": type_, "pos": list(pos), "size": list(size), "inputs": list(inputs),
+                "outputs": list(outputs), "widgets_values": widgets}
+
+    video = node(2, "LoadVideo", (0, 180), (340, 320), outputs=[{"name": "VIDEO"}])
+    below = node(3, "GetVideoComponents", (0, 700), (340, 80), inputs=[{"name": "video"}],
+                 outputs=[{"name": n} for n in ("images", "audio", "fps")])
+    assert overlaps(editor_rects({"nodes": [video, below]})) == [(2, 3)]  # the preview grows into it
+    beside = dict(below, pos=[390, 180])
+    assert overlaps(editor_rects({"nodes": [video, beside]})) == []
+    models = node(1, "LoadMuseTalkModels", (0, 0), (340, 140), outputs=[{"name": "m"}])
+    audio = node(4, "LoadAudio", (0, 150), (340, 150), outputs=[{"name": "AUDIO"}])  # title bar at 120..150
+    assert overlaps(editor_rects({"nodes": [models, audio]})) == [(1, 4)]
+    audio["pos"] = [0, 140 + wftool.TITLE_H + GAP]
+    assert overlaps(editor_rects({"nodes": [models, audio]})) == []
+    with pytest.raises(AssertionError, match="height"):  # the audio player needs more than a plain widget row
+        editor_rects({"nodes": [dict(audio, size=[340, 100])]})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_nodes_do_not_overlap_in_the_editor(name):
+    ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+    rects = editor_rects(ui)
+    assert overlaps(rects) == []
+    # every node that grows has the space below it to itself (nothing further down in its column either)
+    assert any(r[4] for r in rects.values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_view_keeps_the_graph_clear_of_the_sidebar_and_top_bars(name):
+    ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+    ds = ui["extra"]["ds"]
+    scale, (ox, oy) = ds["scale"], ds["offset"]
+    assert 0.5 <= scale <= 1.0  # still readable
+    rects = editor_rects(ui).values()
+    # screen = (graph + offset) * scale (LiteGraph's DragAndScale)
+    left = min((r[0] + ox) * scale for r in rects)
+    top = min((r[1] + oy) * scale for r in rects)
+    right = max((r[2] + ox) * scale for r in rects)
+    assert left >= wftool.SIDEBAR_PX + 16, left
+    assert top >= wftool.TOPBAR_PX + 16, top
+    assert right <= wftool.VIEW_WIDTH_PX, right  # the whole graph is in view in a 1600 px wide window
+
+
+def test_workflow_ids_are_stable_uuids():
+    ids = {}
+    for name in NAMES:
+        ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+        assert ZOD_UUID.match(ui["id"]), ui["id"]  # what raised "Invalid uuid at id" in the editor
+        assert uuid.UUID(ui["id"]).version == 5 and ui["id"] == wftool.workflow_id(name)
+        ids[ui["id"]] = name
+    assert len(ids) == len(NAMES)
+    assert wftool.workflow_id("musetalk_video_to_video") == str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                           "musetalk-nodes/workflows/musetalk_video_to_video"))
+
+
+def test_templates_have_titles_and_thumbnails_the_browser_shows():
+    """ComfyUI 0.8's /api/workflow_templates lists every <pack>/example_workflows/*.json by file stem and the
+    browser (frontend 1.35.9) shows that stem as the title and loads <stem>.jpg as the thumbnail."""
+    from PIL import Image
+
+    jsons = sorted(TEMPLATES_DIR.glob("*.json"))
+    assert jsons and all(wftool.TEMPLATE_TITLE.fullmatch(p.stem) for p in jsons)
+    assert all(len(p.stem) <= wftool.TITLE_MAX_CHARS for p in jsons)  # whole on the card
+    for p in jsons:
+        ui = json.loads(p.read_text())
+        assert ui["extra"]["musetalk"]["title"] == p.stem and ui["nodes"]  # a workflow, not an index or a list
+        with Image.open(p.with_suffix(".jpg")) as im:
+            assert im.format == "JPEG" and im.size == wftool.THUMB_SIZE
+            # a picture of the graph, not a blank: node boxes and links give many distinct colours
+            assert len(im.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 50
+    # the editor's tab shows the same title
+    assert len({p.stem.lower() for p in jsons}) == len(jsons) == len(NAMES)
+
+
+def test_generator_rejects_layouts_the_editor_would_break():
+    N, Workflow = wftool.N, wftool.Workflow
+    squeezed = Workflow("t", "MuseTalk, test", "d", [N(1, "LoadAudio", 0, 0, widgets={"audio": "a.wav"},
+                                                       size=(340, 100))])
+    with pytest.raises(ValueError, match="below the editor"):
+        wftool.build_ui(squeezed)
+    with pytest.raises(ValueError, match="would widen"):
+        wftool.build_ui(Workflow("t", "MuseTalk, test", "d", [
+            N(1, "LoadMuseTalkModels", 0, 0, title="Upstream frames (replace with MuseV / ControlNeXt output)")]))
+    with pytest.raises(ValueError, match="cut off"):
+        wftool.build_ui(Workflow("t", "MuseTalk, video + audio to lip-synced video", "d",
+                                 [N(1, "LoadMuseTalkModels", 0, 0)]))
+    with pytest.raises(ValueError, match="portable file name"):
+        wftool.build_ui(Workflow("t", "MuseTalk: a -> b", "d", [N(1, "LoadMuseTalkModels", 0, 0)]))
+    # a generic new workflow: only the graph is given, the layout, id, view and thumbnail follow
+    wf = Workflow("t", "MuseTalk, test", "d", [
+        N(1, "LoadVideo", 0, 1, widgets={"file": "v.mp4"}), N(2, "GetVideoComponents", 1, 0, links={"video": (1, 0)}),
+        N(3, "CreateVideo", 2, 0, links={"images": (2, 0), "audio": (2, 1), "fps": (2, 2)}),
+        N(4, "SaveVideo", 3, 0, links={"video": (3, 0)}), N(5, "LoadMuseTalkModels", 0, 0)])
+    ui = wftool.build_ui(wf)
+    assert overlaps(editor_rects(ui)) == []
+    assert ZOD_UUID.match(ui["id"]) and wftool.thumbnail(ui).size == wftool.THUMB_SIZE
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,13 @@
 """Generate the example workflows (UI format + API format) from one description, and keep the copies in sync.
 
-    python tools/workflows.py            write workflows/ui/*.json, workflows/api/*.json, example_workflows/*.json
+    python tools/workflows.py            write workflows/ui/*.json, workflows/api/*.json and, for the Templates
+                                         browser, example_workflows/<title>.json + <title>.jpg
     python tools/workflows.py --check    exit 1 if any file differs from what would be written (CI / tests)
+
+Adding a workflow: a function returning Workflow(name, title, description, [N(id, type, col, row, ...)]) appended
+to WORKFLOWS. Only the graph and each node's column / order in its column are given; the node sizes and positions
+(from the editor's sizing rules below, so nothing overlaps), the view, the uuid, the API file and the thumbnail
+follow. Nodes with a media preview go last in their column (they grow when media loads).
 
 Why generated, not hand-edited, and why copies instead of a symlink:
 - One description (WORKFLOWS below) yields both formats, so the UI file (graph editor) and the API file (POST /prompt)
@@ -10,8 +16,11 @@ Why generated, not hand-edited, and why copies instead of a symlink:
   own files sit one level deeper, in workflows/ui and workflows/api: otherwise every template would be listed twice
   and API files would show up as templates). A symlink example_workflows -> workflows/ui would work on Linux
   (glob and aiohttp's static route both follow it), but git checkouts on Windows without symlink support turn it
-  into a text file and registry archives do not reliably keep links, so we ship real files: example_workflows/ is
-  byte-identical to workflows/ui/, written by this script and checked by tests/test_workflows.py.
+  into a text file and registry archives do not reliably keep links, so we ship real files: each
+  example_workflows/<title>.json is byte-identical to workflows/ui/<name>.json, written by this script and checked
+  by tests/test_workflows.py. The browser (ComfyUI 0.8, frontend 1.35.9) shows a custom node template's file name as
+  its title and loads <file name>.jpg as its thumbnail; it reads no index.json for packs (ComfyUI would even list
+  one as a template named "index"), hence the title file names.
 
 Widget order: ``NODE_WIDGETS`` is the positional order of each node's ``widgets_values`` (UI format). For our nodes
 it is the order of the INPUT_TYPES widget inputs (the fixed interface); tests check it against the real classes.
@@ -20,8 +29,12 @@ it is the order of the INPUT_TYPES widget inputs (the fixed interface); tests ch
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
+import re
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -95,6 +108,10 @@ CORE_NODES: Dict[str, NodeDef] = {
     "MarkdownNote": ([], [("text", "STRING", "")], []),
 }
 UI_ONLY_NODES = ("MarkdownNote", "Note")
+# A template title is also a file name (see Workflow): letters, digits, spaces and , + ( ) - only (Windows-safe,
+# nothing a URL needs to escape beyond the space).
+TEMPLATE_TITLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ,+()-]*[A-Za-z0-9)]")
+TITLE_MAX_CHARS = 28  # a template card shows about 31 characters of its title (1600 px window), then "..."
 NODE_DEFS: Dict[str, NodeDef] = {**MUSETALK_NODES, **CORE_NODES}
 
 
@@ -104,7 +121,12 @@ def widget_names(node_type: str) -> List[str]:
 
 @dataclass
 class N:
-    """One node of a workflow description. links: input name -> (source node id, output slot)."""
+    """One node of a workflow description.
+
+    col: the column it sits in (0 = left); row: its order inside the column (any sortable number). Positions and
+    sizes are computed (``layout``); ``size`` overrides the computed size (notes), and must not be smaller.
+    links: input name -> (source node id, output slot).
+    """
 
     id: int
     type: str
@@ -118,10 +140,131 @@ class N:
 
 @dataclass
 class Workflow:
+    """name: file stem of workflows/ui and workflows/api (snake case). title: what the Templates browser shows;
+    it is also the file stem in example_workflows/, because ComfyUI's template browser (frontend 1.35.9, the
+    one ComfyUI 0.8 pins) shows a custom node template's FILE NAME as its title and ignores any metadata."""
+
     name: str
     title: str
     description: str
     nodes: List[N]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# How the graph editor sizes nodes (ComfyUI frontend 1.35.9 / its LiteGraph; measured in a real editor with
+# headless Chromium: widget y positions, computeSize(), DOM element boxes). A node's ``pos`` is the top-left of
+# its BODY: the title bar is drawn above it, so a node below must start TITLE_H lower than the body's end.
+# --------------------------------------------------------------------------------------------------------------
+
+TITLE_H = 30          # LiteGraph.NODE_TITLE_HEIGHT
+SLOT_H = 20           # LiteGraph.NODE_SLOT_HEIGHT: one row per input/output socket (the taller side counts)
+SLOT_TOP = 6          # first socket row starts 6 px into the body
+NO_SLOT_TOP = 2       # a node without sockets (MarkdownNote) starts its widgets here
+WIDGET_H = 24         # LiteGraph.NODE_WIDGET_HEIGHT (20) + 4 px spacing: combo, number, text, toggle, button
+BODY_PAD = 8          # below the last widget
+# DOM widgets (HTML elements laid over the canvas) by widget TYPE in NODE_DEFS: the audio player under Load Audio.
+DOM_WIDGET_H = {"AUDIO_UI": 66}
+# Media previews appended after the widgets. A video preview takes the node's inner width and the video's aspect
+# ratio: the editor GROWS the node when the file loads (a portrait clip nearly triples it), and Save Video gets one
+# when the run finishes. So these nodes get room for a 16:9 preview and must have nothing below them (checked by
+# tests/test_workflows.py). Load Image's preview area is fixed, but it also grows the node on load.
+PREVIEW_NODES = {"LoadVideo": "video", "SaveVideo": "video", "LoadImage": "image"}
+VIDEO_PREVIEW_PAD = 40   # measured: preview height = (width - 20) * aspect + about 12..36
+IMAGE_PREVIEW_H = 240    # measured 220 + margin
+PREVIEW_INSET = 20       # the preview element is the node width less 10 px each side
+# Widest computeSize() width the editor asked for, per node (our nodes with their defaults, core nodes with the
+# example file names); a node narrower than this gets squeezed text.
+MIN_WIDTH = {"LoadMuseTalkModels": 212, "FaceDetectAndParse": 241, "WhisperAudioEncode": 258,
+             "VAEEncodeMasked": 253, "MuseTalkUNetInpaint": 210, "BlendAndAssemble": 228, "LoadVideo": 223,
+             "GetVideoComponents": 194, "LoadAudio": 223, "LoadImage": 223, "CreateVideo": 210, "SaveVideo": 210,
+             "ImageSharpen": 210, "MarkdownNote": 210}
+# The editor widens a node to fit its title: measured 6.5 px per character (14 px Inter) plus 62 px (the collapse
+# dot and padding); 7 per character keeps a margin for wide letters.
+TITLE_CHAR_W = 7.0
+TITLE_PAD_W = 64
+NODE_W = 340          # every node is this wide (a column of equal widths reads well and fits the 16:9 preview)
+NOTE_SIZE = (NODE_W, 420)  # the longest note fills about 80 % of it in the editor
+COL_GAP = 50          # horizontal space between columns (room for the link curves)
+ROW_GAP = 40          # vertical space between a node's body and the next node's title bar
+# The editor's chrome covers the canvas edges: the left sidebar is 59 px wide, the tab bar 38 px high and the
+# floating breadcrumb / Run bar below it reaches y = 86 px. The saved view (extra.ds) keeps the graph clear of them.
+SIDEBAR_PX = 59
+TOPBAR_PX = 86
+VIEW_MARGIN_PX = 24
+VIEW_WIDTH_PX = 1600  # the view is scaled so the whole graph fits this window width (a laptop-sized browser)
+MAX_SCALE = 0.8
+
+
+def slot_rows(node_type: str) -> int:
+    """Socket rows: link inputs on the left, outputs on the right; a widget fed by a link keeps its widget row."""
+    links, _, outputs = NODE_DEFS[node_type]
+    return max(len(links), len(outputs))
+
+
+def widget_heights(node_type: str) -> List[int]:
+    return [DOM_WIDGET_H.get(kind, WIDGET_H) for _, kind, _ in NODE_DEFS[node_type][1]]
+
+
+def preview_height(node_type: str, width: float) -> float:
+    kind = PREVIEW_NODES.get(node_type)
+    if kind == "video":
+        return (width - PREVIEW_INSET) * 9 / 16 + VIDEO_PREVIEW_PAD
+    if kind == "image":
+        return IMAGE_PREVIEW_H
+    return 0.0
+
+
+def min_size(node_type: str, width: float = NODE_W) -> Tuple[float, float]:
+    """The smallest body the editor gives this node (media previews at 16:9), as (width, height)."""
+    rows = slot_rows(node_type)
+    top = SLOT_TOP + SLOT_H * rows if rows else NO_SLOT_TOP
+    widgets = widget_heights(node_type)
+    height = top + sum(widgets) + (BODY_PAD if widgets else 0) + preview_height(node_type, width)
+    return float(MIN_WIDTH.get(node_type, NODE_W)), float(height)
+
+
+def title_width(title: str) -> float:
+    return TITLE_CHAR_W * len(title) + TITLE_PAD_W
+
+
+def layout(wf: Workflow) -> Dict[int, Tuple[Tuple[int, int], Tuple[int, int]]]:
+    """node id -> ((x, y), (w, h)): columns left to right, each column stacked top-down by ``row``."""
+    sizes: Dict[int, Tuple[int, int]] = {}
+    for n in wf.nodes:
+        w = n.size[0] if n.size else NODE_W
+        auto = min_size(n.type, w)
+        if n.size and (n.size[0] < auto[0] or n.size[1] < auto[1]):
+            raise ValueError(f"{wf.name}: {n.type} #{n.id} size {n.size} is below the editor's {auto}")
+        sizes[n.id] = tuple(n.size) if n.size else (w, int(math.ceil(auto[1])))
+        if n.title and title_width(n.title) > sizes[n.id][0]:
+            raise ValueError(f"{wf.name}: title {n.title!r} would widen {n.type} #{n.id} past {sizes[n.id][0]} px")
+    cols = sorted({n.col for n in wf.nodes})
+    if cols != list(range(len(cols))):
+        raise ValueError(f"{wf.name}: columns must be 0..k without gaps, got {cols}")
+    x, placed = 0, {}
+    for col in cols:
+        column = sorted((n for n in wf.nodes if n.col == col), key=lambda n: (n.row, n.id))
+        y = TITLE_H
+        for n in column:
+            placed[n.id] = ((x, y), sizes[n.id])
+            y += sizes[n.id][1] + ROW_GAP + TITLE_H
+        x += max(sizes[n.id][0] for n in column) + COL_GAP
+    return placed
+
+
+def view(placed) -> dict:
+    """extra.ds: a scale that fits the graph's width in VIEW_WIDTH_PX, and an offset that puts its top-left corner
+    (title bars included) just clear of the sidebar and the top bars. Screen = (graph + offset) * scale."""
+    right = max(x + w for (x, _), (w, _) in placed.values())
+    left_px = SIDEBAR_PX + VIEW_MARGIN_PX
+    scale = min(MAX_SCALE, (VIEW_WIDTH_PX - left_px - VIEW_MARGIN_PX) / right)
+    scale = math.floor(scale * 20) / 20  # 0.05 steps, like the editor's zoom
+    return {"scale": scale, "offset": [math.ceil(left_px / scale), math.ceil((TOPBAR_PX + VIEW_MARGIN_PX) / scale)]}
+
+
+def workflow_id(name: str) -> str:
+    """The editor validates ``id`` as a UUID (zod); uuid5 of the name keeps it stable across regenerations."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"musetalk-nodes/workflows/{name}"))
 
 
 def _widget_values(node: N) -> list:
@@ -150,8 +293,15 @@ def _order(nodes: List[N]) -> Dict[int, int]:
 
 
 def build_ui(wf: Workflow) -> dict:
+    if not TEMPLATE_TITLE.fullmatch(wf.title):
+        raise ValueError(f"{wf.name}: title {wf.title!r} must be a portable file name ({TEMPLATE_TITLE.pattern})")
+    if len(wf.title) > TITLE_MAX_CHARS:
+        raise ValueError(f"{wf.name}: title {wf.title!r} is cut off on its card past {TITLE_MAX_CHARS} characters")
     by_id = {n.id: n for n in wf.nodes}
+    if len(by_id) != len(wf.nodes):
+        raise ValueError(f"{wf.name}: duplicate node ids")
     order = _order(wf.nodes)
+    placed = layout(wf)
     links = []
     in_link: Dict[Tuple[int, str], int] = {}
     out_links: Dict[Tuple[int, int], List[int]] = {}
@@ -178,10 +328,9 @@ def build_ui(wf: Workflow) -> dict:
         for name, typ, _ in widgets:
             if (n.id, name) in in_link:  # a widget fed by a link
                 inputs.append({"name": name, "type": typ, "widget": {"name": name}, "link": in_link[(n.id, name)]})
+        (x, y), (w, h) = placed[n.id]
         node = {
-            "id": n.id, "type": n.type,
-            "pos": [n.col * 380, int(n.row * 150)],
-            "size": list(n.size or ((420, 260) if n.type in UI_ONLY_NODES else (330, 60 + 26 * (len(widgets) + max(len(inputs), len(outputs)))))),
+            "id": n.id, "type": n.type, "pos": [x, y], "size": [w, h],
             "flags": {}, "order": order[n.id], "mode": 0,
             "inputs": inputs,
             "outputs": [{"name": name, "type": typ, "links": out_links.get((n.id, slot), []), "slot_index": slot}
@@ -196,11 +345,11 @@ def build_ui(wf: Workflow) -> dict:
             node["color"], node["bgcolor"] = "#432", "#653"
         nodes.append(node)
     return {
-        "id": f"musetalk-{wf.name}", "revision": 0,
+        "id": workflow_id(wf.name), "revision": 0,
         "last_node_id": max(n.id for n in wf.nodes), "last_link_id": len(links),
         "nodes": nodes, "links": links, "groups": [], "config": {},
-        "extra": {"ds": {"scale": 0.75, "offset": [40, 40]}, "musetalk": {"title": wf.title,
-                                                                           "description": wf.description}},
+        "extra": {"ds": view(placed), "musetalk": {"name": wf.name, "title": wf.title,
+                                                   "description": wf.description}},
         "version": 0.4,
     }
 
@@ -264,22 +413,21 @@ Tuning: `bbox_shift` (face detect) moves the crop up/down (negative = more mouth
 output); `extra_margin` adds chin room (v1.5); `blur_factor` softens the paste seam.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_video_to_video", "MuseTalk: video + audio -> lip-synced video",
+    return Workflow("musetalk_video_to_video", "MuseTalk, lip-sync a video",
                     "Lip-sync an existing video to a new audio track with MuseTalk 1.5 (core video nodes in and out).", [
         N(1, "LoadMuseTalkModels", 0, 0),
-        N(2, "LoadVideo", 0, 1.2, widgets={"file": VIDEO_FILE}, size=(330, 300)),
-        N(3, "GetVideoComponents", 0, 3.4, links={"video": (2, 0)}),
-        N(4, "LoadAudio", 0, 4.4, widgets={"audio": AUDIO_FILE}, size=(330, 140)),
-        N(5, "FaceDetectAndParse", 1, 0, links={"musetalk_models": (1, 0), "images": (3, 0)}),
-        N(6, "WhisperAudioEncode", 1, 2.8, links={"musetalk_models": (1, 0), "audio": (4, 0), "fps": (3, 2)}),
+        N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
+        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}),
+        N(3, "GetVideoComponents", 1, 0, links={"video": (2, 0)}),
+        N(5, "FaceDetectAndParse", 1, 1, links={"musetalk_models": (1, 0), "images": (3, 0)}),
+        N(6, "WhisperAudioEncode", 1, 2, links={"musetalk_models": (1, 0), "audio": (4, 0), "fps": (3, 2)}),
         N(7, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (5, 0)}),
-        N(8, "MuseTalkUNetInpaint", 2, 1.5, links={"musetalk_models": (1, 0), "latents": (7, 0),
-                                                    "audio_features": (6, 0)}),
+        N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
+                                                  "audio_features": (6, 0)}),
         N(9, "BlendAndAssemble", 3, 0, links={"images": (3, 0), "faces": (5, 0), "generated": (8, 0)}),
-        N(10, "CreateVideo", 3, 2.2, links={"images": (9, 0), "audio": (9, 1), "fps": (9, 2)}),
-        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk"}, links={"video": (10, 0)},
-          size=(380, 420)),
-        N(12, "MarkdownNote", 4, 3, widgets={"text": note}, title="About this workflow", size=(460, 520)),
+        N(10, "CreateVideo", 3, 1, links={"images": (9, 0), "audio": (9, 1), "fps": (9, 2)}),
+        N(12, "MarkdownNote", 3, 2, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk"}, links={"video": (10, 0)}),
     ])
 
 
@@ -295,21 +443,20 @@ moves (MuseTalk is a mouth inpainter, not a head animator): for head motion, gen
 model first and see the *generated frames* workflow.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_photo_to_video", "MuseTalk: photo + audio -> talking video",
+    return Workflow("musetalk_photo_to_video", "MuseTalk, talking photo",
                     "Make a single portrait photo speak an audio track.", [
         N(1, "LoadMuseTalkModels", 0, 0),
-        N(2, "LoadImage", 0, 1.2, widgets={"image": PHOTO_FILE}, size=(330, 340)),
-        N(3, "LoadAudio", 0, 3.8, widgets={"audio": AUDIO_FILE}, size=(330, 140)),
+        N(3, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
+        N(2, "LoadImage", 0, 2, widgets={"image": PHOTO_FILE}),
         N(4, "FaceDetectAndParse", 1, 0, links={"musetalk_models": (1, 0), "images": (2, 0)}),
-        N(5, "WhisperAudioEncode", 1, 2.8, widgets={"fps": 25.0}, links={"musetalk_models": (1, 0), "audio": (3, 0)}),
+        N(5, "WhisperAudioEncode", 1, 1, widgets={"fps": 25.0}, links={"musetalk_models": (1, 0), "audio": (3, 0)}),
         N(6, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (4, 0)}),
-        N(7, "MuseTalkUNetInpaint", 2, 1.5, links={"musetalk_models": (1, 0), "latents": (6, 0),
-                                                    "audio_features": (5, 0)}),
+        N(7, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (6, 0),
+                                                  "audio_features": (5, 0)}),
         N(8, "BlendAndAssemble", 3, 0, links={"images": (2, 0), "faces": (4, 0), "generated": (7, 0)}),
-        N(9, "CreateVideo", 3, 2.2, links={"images": (8, 0), "audio": (8, 1), "fps": (8, 2)}),
-        N(10, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_photo"}, links={"video": (9, 0)},
-          size=(380, 420)),
-        N(11, "MarkdownNote", 4, 3, widgets={"text": note}, title="About this workflow", size=(460, 440)),
+        N(9, "CreateVideo", 3, 1, links={"images": (8, 0), "audio": (8, 1), "fps": (8, 2)}),
+        N(11, "MarkdownNote", 3, 2, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(10, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_photo"}, links={"video": (9, 0)}),
     ])
 
 
@@ -324,32 +471,32 @@ Queue again with a *different* audio file: the video stages are not re-run at al
 branch that changed. Add more branches (copy one audio column) to dub the same clip into more languages.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_one_video_two_audios", "MuseTalk: one video, two audio tracks",
+    return Workflow("musetalk_one_video_two_audios", "MuseTalk, two audio tracks",
                     "Prepare a video once (faces, latents) and lip-sync it to two different audio tracks.", [
         N(1, "LoadMuseTalkModels", 0, 0),
-        N(2, "LoadVideo", 0, 1.2, widgets={"file": VIDEO_FILE}, size=(330, 300)),
-        N(3, "GetVideoComponents", 0, 3.4, links={"video": (2, 0)}),
-        N(4, "FaceDetectAndParse", 1, 0, links={"musetalk_models": (1, 0), "images": (3, 0)}),
-        N(5, "VAEEncodeMasked", 1, 2.8, links={"musetalk_models": (1, 0), "faces": (4, 0)}),
-        # audio branch A
-        N(6, "LoadAudio", 2, 0, widgets={"audio": AUDIO_FILE}, title="Load Audio (track A)", size=(330, 140)),
-        N(7, "WhisperAudioEncode", 2, 1.1, links={"musetalk_models": (1, 0), "audio": (6, 0), "fps": (3, 2)}),
-        N(8, "MuseTalkUNetInpaint", 2, 2.7, links={"musetalk_models": (1, 0), "latents": (5, 0),
-                                                    "audio_features": (7, 0)}),
+        N(6, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}, title="Load Audio (track A)"),
+        N(12, "LoadAudio", 0, 2, widgets={"audio": AUDIO_FILE_2}, title="Load Audio (track B)"),
+        N(2, "LoadVideo", 0, 3, widgets={"file": VIDEO_FILE}),
+        N(3, "GetVideoComponents", 1, 0, links={"video": (2, 0)}),
+        N(4, "FaceDetectAndParse", 1, 1, links={"musetalk_models": (1, 0), "images": (3, 0)}),
+        N(5, "VAEEncodeMasked", 1, 2, links={"musetalk_models": (1, 0), "faces": (4, 0)}),
+        # audio branch A above, branch B below
+        N(7, "WhisperAudioEncode", 2, 0, links={"musetalk_models": (1, 0), "audio": (6, 0), "fps": (3, 2)}),
+        N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (5, 0),
+                                                  "audio_features": (7, 0)}),
+        N(13, "WhisperAudioEncode", 2, 2, links={"musetalk_models": (1, 0), "audio": (12, 0), "fps": (3, 2)}),
+        N(14, "MuseTalkUNetInpaint", 2, 3, links={"musetalk_models": (1, 0), "latents": (5, 0),
+                                                   "audio_features": (13, 0)}),
         N(9, "BlendAndAssemble", 3, 0, links={"images": (3, 0), "faces": (4, 0), "generated": (8, 0)}),
-        N(10, "CreateVideo", 3, 1.8, links={"images": (9, 0), "audio": (9, 1), "fps": (9, 2)}),
+        N(10, "CreateVideo", 3, 1, links={"images": (9, 0), "audio": (9, 1), "fps": (9, 2)}),
+        N(15, "BlendAndAssemble", 3, 2, links={"images": (3, 0), "faces": (4, 0), "generated": (14, 0)}),
+        N(16, "CreateVideo", 3, 3, links={"images": (15, 0), "audio": (15, 1), "fps": (15, 2)}),
+        # each Save Video grows when its result arrives, so each has a column to itself
         N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_track_a"}, links={"video": (10, 0)},
-          size=(380, 300)),
-        # audio branch B
-        N(12, "LoadAudio", 2, 4.2, widgets={"audio": AUDIO_FILE_2}, title="Load Audio (track B)", size=(330, 140)),
-        N(13, "WhisperAudioEncode", 2, 5.3, links={"musetalk_models": (1, 0), "audio": (12, 0), "fps": (3, 2)}),
-        N(14, "MuseTalkUNetInpaint", 2, 6.9, links={"musetalk_models": (1, 0), "latents": (5, 0),
-                                                     "audio_features": (13, 0)}),
-        N(15, "BlendAndAssemble", 3, 4.2, links={"images": (3, 0), "faces": (4, 0), "generated": (14, 0)}),
-        N(16, "CreateVideo", 3, 6.0, links={"images": (15, 0), "audio": (15, 1), "fps": (15, 2)}),
-        N(17, "SaveVideo", 4, 4.2, widgets={"filename_prefix": "video/musetalk_track_b"}, links={"video": (16, 0)},
-          size=(380, 300)),
-        N(18, "MarkdownNote", 0, 4.6, widgets={"text": note}, title="About this workflow", size=(360, 460)),
+          title="Save Video (track A)"),
+        N(17, "SaveVideo", 5, 0, widgets={"filename_prefix": "video/musetalk_track_b"}, links={"video": (16, 0)},
+          title="Save Video (track B)"),
+        N(18, "MarkdownNote", 1, 3, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
     ])
 
 
@@ -367,61 +514,205 @@ Anything that maps an IMAGE batch to an IMAGE batch of the same size can sit bet
 (keep it at 256x256 and the same number of frames). Disconnect `replacement_faces` to compare with the raw output.
 
 {MODELS_NOTE}"""
-    return Workflow("musetalk_generated_frames_face_restore", "MuseTalk: generated frames + face restoration",
+    return Workflow("musetalk_generated_frames_face_restore", "MuseTalk, generated frames",
                     "Lip-sync frames from an upstream generator, with a face-restoration slot before blending.", [
         N(1, "LoadMuseTalkModels", 0, 0),
-        N(2, "LoadVideo", 0, 1.2, widgets={"file": VIDEO_FILE}, size=(330, 300),
-          title="Upstream frames (replace with MuseV / ControlNeXt output)"),
-        N(3, "GetVideoComponents", 0, 3.4, links={"video": (2, 0)}),
-        N(4, "LoadAudio", 0, 4.4, widgets={"audio": AUDIO_FILE}, size=(330, 140)),
-        N(5, "FaceDetectAndParse", 1, 0, links={"musetalk_models": (1, 0), "images": (3, 0)}),
-        N(6, "WhisperAudioEncode", 1, 2.8, widgets={"fps": 25.0}, links={"musetalk_models": (1, 0), "audio": (4, 0)}),
+        N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
+        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}, title="Upstream frames (your generator)"),
+        N(3, "GetVideoComponents", 1, 0, links={"video": (2, 0)}),
+        N(5, "FaceDetectAndParse", 1, 1, links={"musetalk_models": (1, 0), "images": (3, 0)}),
+        N(6, "WhisperAudioEncode", 1, 2, widgets={"fps": 25.0}, links={"musetalk_models": (1, 0), "audio": (4, 0)}),
         N(7, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (5, 0)}),
-        N(8, "MuseTalkUNetInpaint", 2, 1.5, links={"musetalk_models": (1, 0), "latents": (7, 0),
-                                                    "audio_features": (6, 0)}),
-        N(9, "ImageSharpen", 2, 3.4, widgets={"sharpen_radius": 1, "sigma": 0.8, "alpha": 0.3},
-          links={"image": (8, 1)}, title="Face restoration slot (replace with GFPGAN / CodeFormer)"),
+        N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
+                                                  "audio_features": (6, 0)}),
+        N(9, "ImageSharpen", 2, 2, widgets={"sharpen_radius": 1, "sigma": 0.8, "alpha": 0.3},
+          links={"image": (8, 1)}, title="Face restoration slot"),
         N(10, "BlendAndAssemble", 3, 0, links={"images": (3, 0), "faces": (5, 0), "generated": (8, 0),
                                                 "replacement_faces": (9, 0)}),
-        N(11, "CreateVideo", 3, 2.4, links={"images": (10, 0), "audio": (10, 1), "fps": (10, 2)}),
-        N(12, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_restored"}, links={"video": (11, 0)},
-          size=(380, 420)),
-        N(13, "MarkdownNote", 4, 3, widgets={"text": note}, title="About this workflow", size=(460, 520)),
+        N(11, "CreateVideo", 3, 1, links={"images": (10, 0), "audio": (10, 1), "fps": (10, 2)}),
+        N(13, "MarkdownNote", 3, 2, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(12, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_restored"}, links={"video": (11, 0)}),
     ])
 
 
 WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Templates browser thumbnails: a picture of the graph, drawn from the UI file (same boxes as the editor).
+# The browser loads <template>.jpg next to <template>.json (frontend 1.35.9: the .jpg extension is fixed for
+# custom node templates) and shows it with object-contain, so any aspect works; 4:3 fills its card.
+# --------------------------------------------------------------------------------------------------------------
+
+THUMB_SIZE = (480, 360)
+THUMB_PAD = 14
+_LINK_COLORS = {"IMAGE": (100, 181, 246), "AUDIO": (234, 154, 66), "VIDEO": (214, 104, 214), "FLOAT": (170, 238, 136),
+                "INT": (170, 238, 136)}
+_MUSETALK_LINK = (74, 201, 180)
+
+
+def _link_color(typ: str):
+    return _LINK_COLORS.get(typ, _MUSETALK_LINK if typ.startswith("MUSETALK") else (160, 160, 160))
+
+
+def thumbnail(ui: dict):
+    """A 480x360 PIL image of the graph: links, node boxes with title bars, widget rows and media previews."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    x0 = min(n["pos"][0] for n in ui["nodes"])
+    y0 = min(n["pos"][1] - TITLE_H for n in ui["nodes"])
+    x1 = max(n["pos"][0] + n["size"][0] for n in ui["nodes"])
+    y1 = max(n["pos"][1] + n["size"][1] for n in ui["nodes"])
+    tw, th = THUMB_SIZE
+    s = min((tw - 2 * THUMB_PAD) / (x1 - x0), (th - 2 * THUMB_PAD) / (y1 - y0))
+    ox = (tw - (x1 - x0) * s) / 2 - x0 * s
+    oy = (th - (y1 - y0) * s) / 2 - y0 * s
+
+    def pt(x, y):
+        return ox + x * s, oy + y * s
+
+    img = Image.new("RGB", THUMB_SIZE, (24, 24, 24))
+    d = ImageDraw.Draw(img)
+    for gx in range(0, tw, 24):  # the editor's dotted canvas, faintly
+        for gy in range(0, th, 24):
+            d.point((gx, gy), fill=(48, 48, 48))
+    for _, src, slot, dst, dslot, typ in ui["links"]:
+        a, b = nodes[src], nodes[dst]
+        p0 = pt(a["pos"][0] + a["size"][0], a["pos"][1] + SLOT_TOP + SLOT_H * (slot + 0.5))
+        p3 = pt(b["pos"][0], b["pos"][1] + SLOT_TOP + SLOT_H * (min(dslot, slot_rows(b["type"]) - 1) + 0.5))
+        dx = max(abs(p3[0] - p0[0]) * 0.5, 12)
+        p1, p2 = (p0[0] + dx, p0[1]), (p3[0] - dx, p3[1])
+        curve = []
+        for i in range(25):
+            t = i / 24
+            curve.append(tuple((1 - t) ** 3 * p0[k] + 3 * (1 - t) ** 2 * t * p1[k] + 3 * (1 - t) * t * t * p2[k]
+                               + t ** 3 * p3[k] for k in range(2)))
+        d.line(curve, fill=_link_color(typ), width=2)
+    font = ImageFont.load_default(size=max(8, round(TITLE_H * s * 0.5)))
+    radius = max(2, round(6 * s))
+    for n in ui["nodes"]:
+        (x, y), (w, h) = n["pos"], n["size"]
+        note = n["type"] in UI_ONLY_NODES
+        ours = n["type"] in MUSETALK_NODES
+        body = (85, 68, 51) if note else (53, 53, 53)
+        bar = (68, 51, 34) if note else ((38, 94, 86) if ours else (72, 72, 72))
+        d.rounded_rectangle([pt(x, y - TITLE_H), pt(x + w, y + h)], radius=radius, fill=body)
+        d.rounded_rectangle([pt(x, y - TITLE_H), pt(x + w, y)], radius=radius, fill=bar,
+                            corners=(True, True, False, False))
+        title = n.get("title") or TYPE_TITLES.get(n["type"], n["type"])
+        max_w = w * s - 8
+        while title and d.textlength(title, font=font) > max_w:
+            title = title[:-2] + "…" if len(title) > 2 else ""
+            title = title.rstrip("…")[:-1] + "…" if d.textlength(title, font=font) > max_w else title
+        tx, ty = pt(x + 10, y - TITLE_H / 2)
+        d.text((tx, ty), title, fill=(230, 230, 230), font=font, anchor="lm")
+        if note:  # lines of text
+            for i, ly in enumerate(range(int(y + 20), int(y + h - 20), 26)):
+                lw = w - 40 if i % 4 != 3 else (w - 40) * 0.6
+                d.line([pt(x + 20, ly), pt(x + 20 + lw, ly)], fill=(150, 128, 100), width=max(1, round(6 * s)))
+            continue
+        rows = slot_rows(n["type"])
+        wy = y + (SLOT_TOP + SLOT_H * rows if rows else NO_SLOT_TOP)
+        for wh in widget_heights(n["type"]):
+            d.rounded_rectangle([pt(x + 12, wy + 3), pt(x + w - 12, wy + wh - 3)], radius=max(1, radius // 2),
+                                fill=(34, 34, 34))
+            wy += wh
+        if n["type"] in PREVIEW_NODES:
+            d.rectangle([pt(x + 10, wy + 4), pt(x + w - 10, y + h - 8)], fill=(16, 16, 16))
+            cx, cy = pt(x + w / 2, (wy + y + h) / 2)
+            r = 14 * s * 3
+            if PREVIEW_NODES[n["type"]] == "video":  # a play button
+                d.polygon([(cx - r * 0.5, cy - r * 0.6), (cx - r * 0.5, cy + r * 0.6), (cx + r * 0.6, cy)],
+                          fill=(120, 120, 120))
+            else:  # a face
+                d.ellipse([cx - r * 0.7, cy - r * 0.9, cx + r * 0.7, cy + r * 0.9], fill=(200, 160, 130))
+    return img
+
+
+def thumbnail_bytes(ui: dict) -> bytes:
+    buf = io.BytesIO()
+    thumbnail(ui).save(buf, "JPEG", quality=88, optimize=True)
+    return buf.getvalue()
+
+
+# Display names of the nodes (the editor's titles when a node has no custom title), for the thumbnails.
+TYPE_TITLES = {"LoadMuseTalkModels": "Load MuseTalk Models", "FaceDetectAndParse": "MuseTalk Face Detect & Parse",
+               "WhisperAudioEncode": "MuseTalk Whisper Audio Encode", "VAEEncodeMasked": "MuseTalk VAE Encode (masked)",
+               "MuseTalkUNetInpaint": "MuseTalk UNet Inpaint", "BlendAndAssemble": "MuseTalk Blend & Assemble",
+               "LoadVideo": "Load Video", "GetVideoComponents": "Get Video Components", "LoadAudio": "Load Audio",
+               "LoadImage": "Load Image", "CreateVideo": "Create Video", "SaveVideo": "Save Video",
+               "ImageSharpen": "Image Sharpen"}
+
+
 def render() -> Dict[Path, str]:
-    """Every file this script owns -> its exact content."""
+    """Every text file this script owns -> its exact content. The editor file is written twice: workflows/ui/<name>
+    (stable paths for docs and scripts) and example_workflows/<title> (what the Templates browser shows)."""
     files: Dict[Path, str] = {}
+    titles = set()
     for make in WORKFLOWS:
         wf = make()
         ui = build_ui(wf)
+        if wf.title.lower() in titles:
+            raise ValueError(f"two workflows are titled {wf.title!r}")
+        titles.add(wf.title.lower())
         ui_text = json.dumps(ui, indent=2, ensure_ascii=False) + "\n"
         api_text = json.dumps(ui_to_api(ui), indent=2, ensure_ascii=False) + "\n"
         files[UI_DIR / f"{wf.name}.json"] = ui_text
         files[API_DIR / f"{wf.name}.json"] = api_text
-        files[TEMPLATES_DIR / f"{wf.name}.json"] = ui_text
+        files[TEMPLATES_DIR / f"{wf.title}.json"] = ui_text
     return files
+
+
+def render_thumbnails() -> Dict[Path, bytes]:
+    """example_workflows/<title>.jpg for every template."""
+    return {TEMPLATES_DIR / f"{wf.title}.jpg": thumbnail_bytes(build_ui(wf)) for wf in (m() for m in WORKFLOWS)}
+
+
+def thumbnail_differs(path: Path, data: bytes) -> bool:
+    """Compared by pixels, not bytes (JPEG encoders of other builds differ by a few levels): stale when more than
+    8 pixels differ by more than 24 levels, which any changed box, link or label does."""
+    if not path.exists():
+        return True
+    from PIL import Image, ImageChops
+
+    old, new = Image.open(path).convert("RGB"), Image.open(io.BytesIO(data)).convert("RGB")
+    if old.size != new.size:
+        return True
+    diff = ImageChops.difference(old, new).convert("L").point(lambda v: 255 if v > 24 else 0)
+    return diff.histogram()[255] > 8
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is out of date")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in render().items():
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != text:
+    stale, extra = [], []
+    texts, thumbs = render(), render_thumbnails()
+    for path, text in texts.items():
+        if (path.read_text(encoding="utf-8") if path.exists() else None) != text:
             stale.append(path)
             if not args.check:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
+    for path, data in thumbs.items():
+        if thumbnail_differs(path, data):
+            stale.append(path)
+            if not args.check:
+                path.write_bytes(data)
+    # files left over from a renamed or removed workflow would still be listed as templates
+    for folder, patterns in ((UI_DIR, ("*.json",)), (API_DIR, ("*.json",)), (TEMPLATES_DIR, ("*.json", "*.jpg"))):
+        for pattern in patterns:
+            for path in folder.glob(pattern):
+                if path not in texts and path not in thumbs:
+                    extra.append(path)
+                    if not args.check:
+                        path.unlink()
     for path in stale:
         print(("out of date: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
-    return 1 if (args.check and stale) else 0
+    for path in extra:
+        print(("not generated: " if args.check else "removed ") + str(path.relative_to(ROOT)))
+    return 1 if (args.check and (stale or extra)) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,110 @@
+// Open the pack's workflows in a running ComfyUI's real graph editor (headless Chromium via playwright-core) the way
+// a user does, and print a JSON report: alerts, node boxes that overlap, HTML widgets outside their node, where the
+// graph sits against the sidebar / top bars, and what the Templates browser shows (titles, thumbnails) and opens.
+//
+//   NODE_PATH=<folder with node_modules/playwright-core> node tools/editor_check.js URL OUTDIR UI_FILE...
+//
+// Each UI file is dropped like a file from the desktop, then its media previews are made to grow as far as they do
+// in use: Load Video switched to a portrait clip named by $PORTRAIT_VIDEO (if set, it must be in ComfyUI's input
+// folder) and every Save Video given the 'executed' message of a finished run showing $PORTRAIT_OUTPUT (in output/).
+// Screenshots go to OUTDIR. Used by tests/test_comfyui_integration.py (COMFYUI_DIR set); also runnable by hand.
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const path = require('path');
+
+const [url, outdir, ...files] = process.argv.slice(2);
+const BROWSER = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function measure() {  // runs in the page
+  const app = window.app, ds = app.canvas.ds;
+  const toScreen = (x, y) => [(x + ds.offset[0]) * ds.scale, (y + ds.offset[1]) * ds.scale];
+  const side = document.querySelector('.side-tool-bar-container');
+  const boxes = app.graph._nodes.map(n => ({ name: `${n.type}#${n.id}`, b: Array.from(n.getBounding()) }));
+  const overlaps = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i].b, b = boxes[j].b;
+    if (a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3])
+      overlaps.push([boxes[i].name, boxes[j].name]);
+  }
+  const domOutside = [];
+  for (const n of app.graph._nodes) for (const w of n.widgets || []) {
+    if (!w.element || !w.element.isConnected) continue;
+    const r = w.element.getBoundingClientRect();
+    if (!r.width) continue;
+    const [x0, y0] = toScreen(n.pos[0], n.pos[1]), [x1, y1] = toScreen(n.pos[0] + n.size[0], n.pos[1] + n.size[1]);
+    if (r.left < x0 - 1 || r.right > x1 + 1 || r.top < y0 - 1 || r.bottom > y1 + 1) domOutside.push(`${n.type}#${n.id}.${w.name}`);
+  }
+  return {
+    id: app.graph.id, scale: ds.scale, sidebarRight: side ? side.getBoundingClientRect().right : null,
+    left: Math.min(...boxes.map(x => toScreen(x.b[0], x.b[1])[0])), top: Math.min(...boxes.map(x => toScreen(x.b[0], x.b[1])[1])),
+    overlaps, domOutside, toasts: [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText),
+    sizes: app.graph._nodes.map(n => [`${n.type}#${n.id}`, ...Array.from(n.size).map(Math.round)]),
+  };
+}
+
+(async () => {
+  const browser = await chromium.launch({ executablePath: BROWSER, headless: true, args: ['--no-sandbox'] });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  const alerts = [];
+  page.on('dialog', async d => { alerts.push(d.message()); await d.dismiss(); });
+  await page.goto(url);
+  await page.waitForFunction(() => window.app && window.app.graph && window.app.canvas, null, { timeout: 120000 });
+  await page.waitForTimeout(1500);
+  await page.keyboard.press('Escape');  // a fresh user gets the Templates browser on first start
+  await page.waitForTimeout(500);
+  const closeToasts = () => page.evaluate(() => document.querySelectorAll('.p-toast-message .p-toast-close-button').forEach(b => b.click()));
+  const report = { dropped: {}, templates: {} };
+  for (const f of files) {
+    const name = path.basename(f, '.json');
+    const first = alerts.length;
+    await closeToasts();
+    await page.evaluate(async ([text, fname]) => {
+      await window.app.handleFile(new File([text], fname, { type: 'application/json' }));
+    }, [fs.readFileSync(f, 'utf8'), path.basename(f)]);
+    await page.waitForTimeout(4000);
+    const loaded = await page.evaluate(measure);
+    await page.screenshot({ path: path.join(outdir, `dropped_${name}.png`) });
+    await page.evaluate(async ([portrait, output]) => {
+      const app = window.app, api = window.comfyAPI.api.api;
+      for (const n of app.graph._nodes) {
+        if (n.type === 'SaveVideo' && output)
+          api.dispatchCustomEvent('executed', { node: String(n.id), display_node: String(n.id), prompt_id: 'check',
+            output: { images: [{ filename: path_base(output), subfolder: path_dir(output), type: 'output' }], animated: [true] } });
+        if (n.type === 'LoadVideo' && portrait) {
+          const w = n.widgets.find(w => w.name === 'file'); w.value = portrait; w.callback?.(w.value);
+        }
+      }
+      function path_base(p) { return p.split('/').pop(); }
+      function path_dir(p) { return p.split('/').slice(0, -1).join('/'); }
+      await new Promise(r => setTimeout(r, 4000));
+      app.graph.setDirtyCanvas(true, true);
+    }, [process.env.PORTRAIT_VIDEO || '', process.env.PORTRAIT_OUTPUT || '']);
+    await page.waitForTimeout(1000);
+    const grown = await page.evaluate(measure);
+    await page.screenshot({ path: path.join(outdir, `dropped_${name}_grown.png`) });
+    report.dropped[name] = { alerts: alerts.slice(first), loaded, grown };
+  }
+  const openBrowser = async () => {
+    await page.evaluate(() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates'));
+    await page.waitForTimeout(2500);
+  };
+  await openBrowser();
+  report.cards = await page.evaluate(() => [...document.querySelectorAll('[role=dialog] img')].map(i => ({
+    loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth, height: i.naturalHeight })));
+  report.dialogText = await page.evaluate(() => document.querySelector('[role=dialog]')?.innerText ?? '');
+  await page.screenshot({ path: path.join(outdir, 'templates_browser.png') });
+  const titles = (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean);
+  let i = 0;
+  for (const title of titles) {
+    if (i++) await openBrowser();
+    await closeToasts();
+    const first = alerts.length;
+    const card = page.locator('[role=dialog]').getByText(title, { exact: true }).first();
+    const found = await card.count() > 0;
+    if (found) { await card.click(); await page.waitForTimeout(4500); }
+    report.templates[title] = { found, alerts: alerts.slice(first), ...(await page.evaluate(measure)) };
+    await page.screenshot({ path: path.join(outdir, `template_${i}.png`) });
+  }
+  process.stdout.write(JSON.stringify(report));
+  await browser.close();
+})().catch(e => { console.error(e); process.exit(1); });
