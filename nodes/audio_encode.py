@@ -49,15 +49,43 @@ class WhisperAudioEncode:
                                                    "tooltip": "A frame is silent when the RMS level of the audio "
                                                               "its window covers is below this (dBFS). Used by "
                                                               "BlendAndAssemble's silence_handling."}),
-            }
+            },
+            "optional": {
+                "video": ("VIDEO", {"tooltip": "Optional: take the frame rate from this VIDEO (exact, e.g. "
+                                    "30000/1001) instead of the fps widget, without decoding any frame. Use it "
+                                    "with core LoadVideo for long videos."}),
+            },
         }
 
     def encode(self, musetalk_models, audio, fps, audio_padding_left, audio_padding_right, feature_mode,
-               silence_threshold_db):
+               silence_threshold_db, video=None):
         from musetalk_core.audio import encode_audio, num_segments
+
+        if video is not None:
+            fps = video_fps(video)
 
         hooks = comfy_bridge.run_hooks(num_segments(audio))
         result = encode_audio(musetalk_models, audio, fps, audio_padding_left=audio_padding_left,
                               audio_padding_right=audio_padding_right, feature_mode=feature_mode,
                               silence_threshold_db=silence_threshold_db, hooks=hooks)
         return (result, result.num_frames, audio)
+
+
+def video_fps(video) -> float:
+    """The exact frame rate of a VIDEO (ComfyUI's get_frame_rate(), else the file's stream, nothing decoded)."""
+    from musetalk_core.errors import InputError
+    from musetalk_core.sources import as_source
+
+    rate = None
+    if callable(getattr(video, "get_frame_rate", None)):
+        try:
+            rate = video.get_frame_rate()
+        except Exception:  # noqa: BLE001 - older ComfyUI: fall back to reading the stream header
+            rate = None
+    if not rate:
+        source = as_source(video, "video")
+        rate = source.fps
+        source.close()
+    if not rate or float(rate) <= 0:
+        raise InputError("'video' declares no frame rate; set the fps widget and disconnect 'video'.")
+    return float(rate)

@@ -48,13 +48,15 @@ PINNED_WIDGETS = {
 }
 PINNED_LINK_INPUTS = {
     "LoadMuseTalkModels": [],
-    "FaceDetectAndParse": [("musetalk_models", "MUSETALK_MODELS"), ("images", "IMAGE")],
-    "WhisperAudioEncode": [("musetalk_models", "MUSETALK_MODELS"), ("audio", "AUDIO")],
+    "FaceDetectAndParse": [("musetalk_models", "MUSETALK_MODELS"), ("images", "IMAGE"), ("video", "VIDEO")],
+    "WhisperAudioEncode": [("musetalk_models", "MUSETALK_MODELS"), ("audio", "AUDIO"), ("video", "VIDEO")],
     "VAEEncodeMasked": [("musetalk_models", "MUSETALK_MODELS"), ("faces", "MUSETALK_FACES")],
     "MuseTalkUNetInpaint": [("musetalk_models", "MUSETALK_MODELS"), ("latents", "MUSETALK_LATENTS"),
                             ("audio_features", "MUSETALK_AUDIO")],
-    "BlendAndAssemble": [("images", "IMAGE"), ("faces", "MUSETALK_FACES"), ("generated", "MUSETALK_GENERATED"),
-                         ("replacement_faces", "IMAGE")],
+    # images became optional beside video (issue 13): saved workflows keep their own slot order, so the move
+    # behind the required inputs does not break them (the editor restores a node's inputs from the file)
+    "BlendAndAssemble": [("faces", "MUSETALK_FACES"), ("generated", "MUSETALK_GENERATED"), ("images", "IMAGE"),
+                         ("video", "VIDEO"), ("replacement_faces", "IMAGE")],
 }
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
@@ -405,8 +407,11 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
     assert sorted(got) == expected
     for nid, n in api.items():
         if n["class_type"] == "BlendAndAssemble":
-            images, audio, fps, count = result.outputs[nid]
-            assert images.shape[0] == count and fps == pytest.approx(float(FPS))
+            images, audio, fps, count, video = result.outputs[nid]
+            streamed = "video" in n["inputs"]  # a VIDEO in: a sample strip of the frames, the clip as a file
+            assert images.shape[0] == (min(16, count) if streamed else count) and fps == pytest.approx(float(FPS))
+            assert video_io.probe(video.get_stream_source())["frames"] == count if streamed else \
+                video.get_frame_count() == count
             assert audio["waveform"].shape[-1] == pytest.approx(count / fps * audio["sample_rate"], abs=1)
     if name == "musetalk_one_video_two_audios":
         # the per-video stages ran once for both audio tracks

@@ -49,8 +49,7 @@ class LoadVideo(_Core):
     def run(self, file):
         from musetalk_core import video_io
 
-        v = video_io.read_video(self.input_dir / file)
-        return (_Video(v.frames.float() / 255.0, v.audio, v.fps),)
+        return (video_io.FileVideo(self.input_dir / file),)  # lazy and file-backed, as core VideoFromFile
 
 
 class GetVideoComponents(_Core):
@@ -62,7 +61,8 @@ class GetVideoComponents(_Core):
         return {"required": {"video": ("VIDEO",)}}
 
     def run(self, video):
-        return (video.images, video.audio, float(video.frame_rate))
+        parts = video.get_components()
+        return (parts.images, parts.audio, float(parts.frame_rate))
 
 
 class LoadAudio(_Core):
@@ -104,7 +104,9 @@ class CreateVideo(_Core):
                 "optional": {"audio": ("AUDIO",)}}
 
     def run(self, images, fps, audio=None):
-        return (_Video(images, audio, Fraction(fps)),)
+        from musetalk_core import video_io
+
+        return (video_io.ComponentsVideo(images, audio, Fraction(fps)),)
 
 
 class SaveVideo(_Core):
@@ -122,9 +124,12 @@ class SaveVideo(_Core):
 
         path = self.output_dir / f"{filename_prefix}_00001_.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
-        # as core SaveVideo: fps rounded to 1/1000
-        rate = Fraction(round(video.frame_rate * 1000), 1000)
-        video_io.write_video(path, video.images, rate, video.audio)
+        if callable(getattr(video, "get_stream_source", None)):  # a file: core SaveVideo copies its streams
+            video.save_to(path)
+        else:  # frames: as core SaveVideo, fps rounded to 1/1000
+            parts = video.get_components()
+            rate = Fraction(round(parts.frame_rate * 1000), 1000)
+            video_io.write_video(path, parts.images, rate, parts.audio)
         return {"ui": {"images": [str(path)]}, "result": ()}
 
 

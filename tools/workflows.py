@@ -58,14 +58,14 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
          ("landmark_backend", "COMBO", "torch")],
         [("musetalk_models", "MUSETALK_MODELS")]),
     "FaceDetectAndParse": (
-        [("musetalk_models", "MUSETALK_MODELS", False), ("images", "IMAGE", False)],
+        [("musetalk_models", "MUSETALK_MODELS", False), ("images", "IMAGE", True), ("video", "VIDEO", True)],
         [("bbox_shift", "INT", 0), ("extra_margin", "INT", 10), ("parsing_mode", "COMBO", "auto"),
          ("left_cheek_width", "INT", 90), ("right_cheek_width", "INT", 90),
          ("face_selection", "COMBO", "highest_score"), ("landmark_region", "COMBO", "full_frame"),
          ("box_smoothing", "FLOAT", 0.0), ("detector_scale", "FLOAT", 1.0), ("batch_size", "INT", 8)],
         [("faces", "MUSETALK_FACES"), ("preview", "IMAGE"), ("bbox_range", "STRING")]),
     "WhisperAudioEncode": (
-        [("musetalk_models", "MUSETALK_MODELS", False), ("audio", "AUDIO", False)],
+        [("musetalk_models", "MUSETALK_MODELS", False), ("audio", "AUDIO", False), ("video", "VIDEO", True)],
         [("fps", "FLOAT", 25.0), ("audio_padding_left", "INT", 2), ("audio_padding_right", "INT", 2),
          ("feature_mode", "COMBO", "reference"), ("silence_threshold_db", "FLOAT", -45.0)],
         [("audio_features", "MUSETALK_AUDIO"), ("frame_count", "INT"), ("audio", "AUDIO")]),
@@ -80,11 +80,11 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
         [("frame_mapping", "COMBO", "ping_pong"), ("frame_offset", "INT", 0), ("batch_size", "INT", 8)],
         [("generated", "MUSETALK_GENERATED"), ("faces", "IMAGE")]),
     "BlendAndAssemble": (
-        [("images", "IMAGE", False), ("faces", "MUSETALK_FACES", False), ("generated", "MUSETALK_GENERATED", False),
-         ("replacement_faces", "IMAGE", True)],
+        [("faces", "MUSETALK_FACES", False), ("generated", "MUSETALK_GENERATED", False), ("images", "IMAGE", True),
+         ("video", "VIDEO", True), ("replacement_faces", "IMAGE", True)],
         [("blur_factor", "FLOAT", 0.05), ("upper_boundary_ratio", "FLOAT", 0.5), ("silence_handling", "BOOLEAN", False),
          ("silence_fade_frames", "INT", 3), ("chunk_size", "INT", 16)],
-        [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"), ("frame_count", "INT")]),
+        [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"), ("frame_count", "INT"), ("video", "VIDEO")]),
 }
 
 # Core ComfyUI v0.8 nodes used (ids, input names and output order from comfy_extras/nodes_video.py,
@@ -535,7 +535,38 @@ Anything that maps an IMAGE batch to an IMAGE batch of the same size can sit bet
     ])
 
 
-WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration]
+def long_video() -> Workflow:
+    note = f"""# Long video + audio -> lip-synced video, in bounded memory
+
+For videos of any length (minutes, 4K): no node holds the frames of the whole video.
+
+1. **Load Video** gives a VIDEO that is read lazily: *Face Detect & Parse* and *Blend & Assemble* take it on their
+   `video` input and read it in chunks (the per-frame material waits in ComfyUI's temp folder).
+2. **Whisper Audio Encode** takes the exact fps from the same VIDEO (its `video` input).
+3. **Blend & Assemble** writes the finished H.264 + AAC clip while it blends and outputs it as a VIDEO:
+   **Save Video** stores it under `output/video/`. Its `images` output is a strip of 16 sample frames.
+
+Do not add *Get Video Components* here: it decodes the whole video into one IMAGE batch (about 25 MB per 1080p
+frame), which is what this workflow avoids. The output has floor(audio seconds x fps) frames.
+
+{MODELS_NOTE}"""
+    return Workflow("musetalk_long_video", "MuseTalk, long video",
+                    "Lip-sync a long video to an audio track in bounded memory: LoadVideo's VIDEO in, a VIDEO out.", [
+        N(1, "LoadMuseTalkModels", 0, 0),
+        N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
+        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}),
+        N(5, "FaceDetectAndParse", 1, 0, links={"musetalk_models": (1, 0), "video": (2, 0)}),
+        N(6, "WhisperAudioEncode", 1, 1, links={"musetalk_models": (1, 0), "audio": (4, 0), "video": (2, 0)}),
+        N(7, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (5, 0)}),
+        N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
+                                                  "audio_features": (6, 0)}),
+        N(9, "BlendAndAssemble", 3, 0, links={"video": (2, 0), "faces": (5, 0), "generated": (8, 0)}),
+        N(12, "MarkdownNote", 3, 1, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_long"}, links={"video": (9, 4)}),
+    ])
+
+
+WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration, long_video]
 
 
 # --------------------------------------------------------------------------------------------------------------
