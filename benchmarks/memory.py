@@ -1,0 +1,150 @@
+"""Peak memory and wall time of a lip-sync run against video length and resolution (issue 13), tiny networks.
+
+    python -m benchmarks.memory --seconds 4 10 --resolution 720p 1080p --path cli graph [--out results/memory.json]
+
+For each (length, resolution) a synthetic talking-head video (a moving face-like blob on a gradient, H.264) and a
+tone of the same length are written once to a work folder; then each path runs in a fresh Python process:
+- ``cli``: ``python -m musetalk_core lipsync`` (the streaming command line);
+- ``graph``: the graph's VIDEO path through NODE_CLASS_MAPPINGS (LoadVideo's lazy VIDEO -> FaceDetectAndParse ->
+  VAEEncodeMasked / WhisperAudioEncode -> MuseTalkUNetInpaint -> BlendAndAssemble -> a VIDEO file);
+- ``networks``: a process that only loads the networks: the baseline the targets are "above".
+Peak RSS is the child's ru_maxrss (resident set high-water mark, file cache excluded); wall time includes
+loading. The networks are the tiny real-format ones from tests/tiny, so the frames dominate, not the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
+FPS = 25
+
+_GRAPH = r"""
+import sys, torch
+sys.path.insert(0, {root!r})
+torch.set_num_threads({threads})
+from tests.conftest import load_pack
+from musetalk_core import video_io
+nodes = load_pack().NODE_CLASS_MAPPINGS
+(models,) = nodes["LoadMuseTalkModels"]().load("v15", "auto", "cpu", "torch")
+video = video_io.FileVideo({video!r})
+audio = video_io.read_audio({audio!r})
+features = nodes["WhisperAudioEncode"]().encode(models, audio, 25.0, 2, 2, "reference", -45.0, video=video)[0]
+faces = nodes["FaceDetectAndParse"]().prepare(models, video=video, batch_size=8, detector_scale={scale})[0]
+(latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 8)
+generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)[0]
+out = nodes["BlendAndAssemble"]().blend(video=video, faces=faces, generated=generated)
+print("frames", out[3], out[4].get_stream_source())
+"""
+
+_NETWORKS = r"""
+import sys, torch
+sys.path.insert(0, {root!r})
+from musetalk_core.loading import load_models
+load_models([{models!r}], "v15", precision="fp32", device="cpu")
+"""
+
+
+def make_media(folder: Path, seconds: float, resolution: str) -> tuple:
+    """A synthetic face video and a tone, written once per (length, resolution)."""
+    import av
+    import numpy as np
+
+    h, w = RESOLUTIONS[resolution]
+    video = folder / f"talk_{resolution}_{seconds:g}s.mp4"
+    audio = folder / f"tone_{seconds:g}s.wav"
+    if not video.exists():
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = ((xx // 4 + yy // 4) % 256).astype(np.uint8)
+        tmp = video.with_suffix(".part.mp4")
+        with av.open(str(tmp), "w") as c:
+            s = c.add_stream("libx264", rate=FPS)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            s.options = {"preset": "ultrafast", "crf": "23"}
+            for i in range(int(round(seconds * FPS))):
+                img = np.stack([np.roll(base, i, 1), base, np.full_like(base, 90)], -1)
+                cy, cx, ry, rx = h // 2 + (i % 5), w // 2, h // 5, w // 9
+                sl = (slice(cy - ry, cy + ry), slice(cx - rx, cx + rx))
+                blob = ((yy[sl] - cy) / ry) ** 2 + ((xx[sl] - cx) / rx) ** 2 < 1
+                img[sl][blob] = (220, 180, 150)
+                c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            c.mux(s.encode())
+        tmp.rename(video)
+    if not audio.exists():
+        import soundfile as sf
+
+        t = np.arange(int(seconds * 16000)) / 16000
+        sf.write(str(audio), 0.4 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(6 * np.pi * t)), 16000)
+    return video, audio
+
+
+def run_child(argv, env=None) -> dict:
+    """Run one child process; its peak RSS (MB) from wait4's rusage and its wall time."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read(), proc.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{argv[:4]} failed ({code}): {err[-2000:]}")
+    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1), "stdout": out.strip()[-300:]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, nargs="+", default=[4.0, 10.0])
+    p.add_argument("--resolution", nargs="+", choices=list(RESOLUTIONS), default=["720p"])
+    p.add_argument("--path", nargs="+", choices=["cli", "graph"], default=["cli", "graph"])
+    p.add_argument("--work", type=Path, default=Path("/tmp/musetalk_memory_bench"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--detector-scale", type=float, default=1.0,
+                   help="S3FD on downscaled frames: same memory picture, much less CPU time on big frames")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import write_models
+
+    models = args.work / "tiny_models"
+    if not (models / ".done").exists():
+        write_models(models, "v15")
+        (models / ".done").write_text("ok")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    rows = [{"path": "networks", **run_child([sys.executable, "-c", _NETWORKS.format(root=str(ROOT),
+                                                                                    models=str(models))], env)}]
+    print(json.dumps(rows[-1]), flush=True)
+    for resolution in args.resolution:
+        for seconds in args.seconds:
+            video, audio = make_media(args.work, seconds, resolution)
+            for path in args.path:
+                if path == "cli":
+                    cmd = [sys.executable, "-m", "musetalk_core", "lipsync", "--video", str(video), "--audio",
+                           str(audio), "-o", str(args.work / "out_cli.mp4"), "--models-dir", str(models),
+                           "--device", "cpu", "--no-progress", "--detector-scale", str(args.detector_scale)]
+                else:
+                    cmd = [sys.executable, "-c", _GRAPH.format(root=str(ROOT), threads=args.threads,
+                                                               video=str(video), audio=str(audio),
+                                                               scale=args.detector_scale)]
+                row = {"path": path, "resolution": resolution, "seconds": seconds,
+                       "detector_scale": args.detector_scale,
+                       "frames": int(round(seconds * FPS)), **run_child(cmd, env)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
