@@ -371,6 +371,7 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     from fractions import Fraction
 
     from .previews import sample_indices, strip
+    from .sources import prefetched
     from .video_io import VideoWriter, audio_layout
 
     hooks = hooks or NO_HOOKS
@@ -392,12 +393,17 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     shown = sample_indices(t)
     kept: Dict[int, np.ndarray] = {}
     with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
-        for start in range(0, t, int(chunk_size)):
-            stop = min(t, start + int(chunk_size))
-            raw = source.read(blender.source[start:stop].tolist())
-            out = to_uint8(blender.blend(start, stop, raw, faces_of)).cpu()
-            writer.write(out)
-            kept.update({i: out[i - start].numpy().copy() for i in shown if start <= i < stop})
-            hooks.step(stop - start)
+        step = int(chunk_size)
+        starts = range(0, t, step)
+        reads = prefetched(source, [blender.source[a:a + step].tolist() for a in starts])
+        try:
+            for start, raw in zip(starts, reads):
+                stop = min(t, start + step)
+                out = to_uint8(blender.blend(start, stop, raw, faces_of)).cpu()
+                writer.write(out)
+                kept.update({i: out[i - start].numpy().copy() for i in shown if start <= i < stop})
+                hooks.step(stop - start)
+        finally:
+            reads.close()  # waits for a read still running on the prefetch thread
         writer.finish(audio)
     return strip(kept, shown), audio, fps, t

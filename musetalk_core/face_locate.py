@@ -23,7 +23,9 @@ from .hooks import NO_HOOKS, RunHooks
 FACE_SELECTIONS = ("highest_score", "largest", "leftmost", "rightmost")
 LANDMARK_REGIONS = ("full_frame", "face_region")
 FACE_REGION_FACTOR = 2.0  # face_region: DWPose's person box is a square of 2x the S3FD box's longer side
-S3FD_PIXEL_BUDGET = 4_000_000  # frames x pixels per S3FD forward (batch shrinks on huge frames; results unchanged)
+# frames x pixels per S3FD forward (batch shrinks on big frames; results unchanged): about 1 GB of first-layer
+# activations, so 720p and 1080p peak alike; a 4K frame alone is 8.3 Mpx (use detector_scale 0.5 there)
+S3FD_PIXEL_BUDGET = 2_000_000
 
 
 @dataclass(frozen=True, eq=False)

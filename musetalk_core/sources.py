@@ -235,3 +235,21 @@ def as_source(obj, name: str = "images") -> FrameSource:
         rate = getattr(components, "frame_rate", None)
         return TensorSource(components.images, name, Fraction(rate) if rate is not None else None)
     raise InputError(f"'{name}' must be an IMAGE batch or a VIDEO, got {type(obj).__name__}.")
+
+
+def prefetched(source: FrameSource, groups: Sequence[Sequence[int]]) -> Iterator[torch.Tensor]:
+    """``source.read(g)`` for each group in order, the next group decoded on a thread while the caller works on
+    the current one (PyAV decodes without the GIL). One read at a time, so sources need no locking; one chunk more
+    in memory. Where a GPU consumer overlaps with decoding."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups = list(groups)
+    if not groups:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="musetalk-read") as pool:
+        pending = pool.submit(source.read, groups[0])
+        for k in range(len(groups)):
+            frames = pending.result()
+            if k + 1 < len(groups):
+                pending = pool.submit(source.read, groups[k + 1])
+            yield frames

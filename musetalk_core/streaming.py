@@ -27,7 +27,7 @@ from .blend import Blender, assemble_audio, check_blend_settings, to_uint8
 from .errors import InputError
 from .frame_mapping import MODES, source_indices
 from .hooks import NO_HOOKS, RunHooks
-from .sources import FrameSource
+from .sources import FrameSource, prefetched
 from .spill import SpillFolder
 from .types import MuseTalkModels
 
@@ -120,6 +120,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
 
     spill = SpillFolder(spill_dir)
     buffer = _FaceBuffer(None)
+    reads = None
     try:
         faces, _, _ = build_faces(
             models, source, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin,
@@ -136,16 +137,19 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
                           silence_fade_frames=options.silence_fade_frames)
         hooks = _hooks(progress, "lip-sync", t)
         step = int(options.chunk_size)
-        for start in range(0, t, step):
+        starts = range(0, t, step)
+        reads = prefetched(source, [mapping[a:a + step].tolist() for a in starts])
+        for start, raw in zip(starts, reads):
             stop = min(t, start + step)
             rows = blender.rows(start, stop)
             if rows:
                 buffer.upto(rows[-1], hooks)
-            raw = source.read(mapping[start:stop].tolist())
             sink(to_uint8(blender.blend(start, stop, raw, buffer.take)).cpu())
             buffer.drop_before(stop)
             hooks.step(stop - start)
     finally:
+        if reads is not None:
+            reads.close()  # waits for a read still running on the prefetch thread
         buffer.close()
         spill.close()
     out_audio = assemble_audio(audio, t, float(fps))
