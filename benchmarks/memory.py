@@ -119,7 +119,8 @@ def main(argv=None) -> int:
     if not (models / ".done").exists():
         write_models(models, "v15")
         (models / ".done").write_text("ok")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               MUSETALK_MODELS_DIR=str(models))
     rows = [{"path": "networks", **run_child([sys.executable, "-c", _NETWORKS.format(root=str(ROOT),
                                                                                     models=str(models))], env)}]
     print(json.dumps(rows[-1]), flush=True)

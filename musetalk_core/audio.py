@@ -185,11 +185,14 @@ def silence_flags(mono: np.ndarray, rows: torch.Tensor, threshold_db: float) -> 
     return torch.from_numpy(level < threshold_db), torch.from_numpy(level.astype(np.float32))
 
 
-def gather_windows(states: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(N+1, 5, 384) states whose last row is zeros, (T, L) rows (-1 = zero) -> (T, 5L, 384), token 5*t + layer."""
+def gather_windows(states: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype, store=None) -> torch.Tensor:
+    """(N+1, 5, 384) states whose last row is zeros, (T, L) rows (-1 = zero) -> (T, 5L, 384), token 5*t + layer.
+
+    ``store(shape, dtype)``: where the windows go instead of a tensor (a spill.SpilledArray for long videos)."""
     num_frames, window = rows.shape
     zero_row = states.shape[0] - 1
-    out = torch.empty((num_frames, window * states.shape[1], states.shape[2]), dtype=dtype, device=states.device)
+    shape = (num_frames, window * states.shape[1], states.shape[2])
+    out = torch.empty(shape, dtype=dtype, device=states.device) if store is None else store(shape, dtype)
     for start in range(0, num_frames, GATHER_CHUNK):
         idx = rows[start:start + GATHER_CHUNK].clone()
         idx[idx < 0] = zero_row
@@ -303,8 +306,11 @@ def _original_states(models, encoder, mono, hooks) -> torch.Tensor:
 
 def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_left: int = 2,
                  audio_padding_right: int = 2, feature_mode: str = "reference", silence_threshold_db: float = -45.0,
-                 hooks: Optional[RunHooks] = None) -> MuseTalkAudio:
-    """AUDIO -> MuseTalkAudio with (T, 50, 384) windows (T = floor(duration * fps)) and per-frame silence flags."""
+                 hooks: Optional[RunHooks] = None, store=None) -> MuseTalkAudio:
+    """AUDIO -> MuseTalkAudio with (T, 50, 384) windows (T = floor(duration * fps)) and per-frame silence flags.
+
+    ``store(shape, dtype)`` -> an array the windows are written to (e.g. spill.SpilledArray on disk: 77 KB per
+    frame at fp32 would otherwise grow with the length of a long video)."""
     hooks = hooks or NO_HOOKS
     fps = check_fps(fps)
     if feature_mode not in FEATURE_MODES:
@@ -340,7 +346,7 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
         else:
             states = _original_states(models, encoder, mono, hooks)
             rows = original_window_rows(num_frames, fps, pad_left, pad_right, states.shape[0] - 1)
-        features = gather_windows(states, rows, models.dtype)
+        features = gather_windows(states, rows, models.dtype, store)
         del states
     silent, level = silence_flags(mono, rows, threshold)
     settings = {

@@ -23,6 +23,7 @@ from .errors import InputError
 from .frame_mapping import MODES, source_indices
 from .hooks import NO_HOOKS, RunHooks
 from .passes import in_passes
+from .spill import SpilledArray
 from .types import MuseTalkAudio, MuseTalkGenerated, MuseTalkLatents, MuseTalkModels
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ def _validate(models, latents, audio, frame_mapping, batch_size) -> None:
                          f"{models.version}. Connect WhisperAudioEncode and MuseTalkUNetInpaint to the same "
                          "LoadMuseTalkModels node.")
     z = latents.latents
-    if not isinstance(z, torch.Tensor) or z.ndim != 4 or z.shape[1] != 8:
-        shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+    if not isinstance(z, (torch.Tensor, SpilledArray)) or z.ndim != 4 or z.shape[1] != 8:
+        shape = tuple(z.shape) if isinstance(z, (torch.Tensor, SpilledArray)) else type(z).__name__
         raise InputError(f"'latents' must be (frames, 8, 32, 32), got {shape}. Re-run VAEEncodeMasked.")
     if z.shape[0] == 0 or latents.frame_indices.numel() == 0:
         raise InputError("'latents' hold no face (no source frame had a face), so there is nothing to animate.")
@@ -106,8 +107,9 @@ def _validate(models, latents, audio, frame_mapping, batch_size) -> None:
     if int(fi.min()) < 0 or int(fi.max()) >= latents.num_frames:
         raise InputError("'latents' refer to source frames outside 0..N-1. Re-run VAEEncodeMasked.")
     f = audio.features
-    if not isinstance(f, torch.Tensor) or f.ndim != 3 or tuple(f.shape[1:]) != (AUDIO_TOKENS, AUDIO_DIM):
-        shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+    if not isinstance(f, (torch.Tensor, SpilledArray)) or f.ndim != 3 \
+            or tuple(f.shape[1:]) != (AUDIO_TOKENS, AUDIO_DIM):
+        shape = tuple(f.shape) if isinstance(f, (torch.Tensor, SpilledArray)) else type(f).__name__
         raise InputError(f"'audio_features' must be (frames, 50, 384), got {shape}. Re-run WhisperAudioEncode.")
     if f.shape[0] == 0:
         raise InputError("'audio_features' hold 0 frames: the audio is shorter than one video frame "
@@ -145,13 +147,14 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     with models.use("unet", "vae", "pe") as (unet, vae, pe):
         unet_dtype = next(unet.parameters()).dtype
         scale = scaling_factor(vae)
-        source_latents = latents.latents.to(device=device, dtype=unet_dtype)
+        source_latents = latents.latents  # a tensor, or spilled rows read per batch
         features = audio_features.features
         timesteps = torch.zeros(1, dtype=torch.int64, device=device)
         with fixed_time_embedding(unet, device, unet_dtype):
             for start in range(0, int(todo.numel()), int(batch_size)):
                 out_idx = todo[start:start + int(batch_size)]
-                lat = source_latents[plan.rows[out_idx].to(device)]
+                rows = plan.rows[out_idx]
+                lat = source_latents[rows.to(source_latents.device)].to(device=device, dtype=unet_dtype)
                 audio = features[out_idx.to(features.device)].to(device=device, dtype=unet_dtype)
                 context = pe(audio)
                 pred = unet(lat, timesteps, encoder_hidden_states=context).sample

@@ -90,8 +90,11 @@ def encode_moments(vae: torch.nn.Module, x: torch.Tensor):
 
 
 def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str = "sample", seed: int = 0,
-                 batch_size: int = 8, hooks: Optional[RunHooks] = None) -> MuseTalkLatents:
-    """Encode every face crop to its (8, 32, 32) latent, batched; frames without a face get no latent."""
+                 batch_size: int = 8, hooks: Optional[RunHooks] = None, store=None) -> MuseTalkLatents:
+    """Encode every face crop to its (8, 32, 32) latent, batched; frames without a face get no latent.
+
+    ``store(shape, dtype)`` -> the array the latents go to instead of a device tensor (spill.SpilledArray for
+    long videos: 32 KB per face frame at fp32)."""
     from .models.vae import scaling_factor
 
     _validate(models, faces, latent_mode, seed, batch_size)
@@ -119,7 +122,8 @@ def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str 
             z = scale * z
             latent = torch.cat([z[:b], z[b:]], dim=1).to(dtype)
             if out is None:
-                out = torch.empty((m, *latent.shape[1:]), dtype=dtype, device=device)
+                shape = (m, *latent.shape[1:])
+                out = torch.empty(shape, dtype=dtype, device=device) if store is None else store(shape, dtype)
             out[start:start + b] = latent
             hooks.step(b)
     return MuseTalkLatents(latents=out, frame_indices=frame_indices, num_frames=faces.num_frames,

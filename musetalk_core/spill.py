@@ -109,15 +109,20 @@ class _File:
 
 
 class SpilledArray:
-    """uint8 (N, *row_shape) on disk; ``a[indices]`` -> uint8 CPU tensor, ``a[indices] = values``."""
+    """(N, *row_shape) of one dtype on disk; ``a[indices]`` -> CPU tensor, ``a[indices] = values``.
 
-    dtype = torch.uint8
+    Rows are raw bytes, so any dtype round-trips exactly (uint8 crops and faces, float latents and audio windows
+    in the model dtype, bfloat16 included)."""
+
     device = torch.device("cpu")
 
-    def __init__(self, folder: SpillFolder, name: str, shape: Sequence[int]):
+    def __init__(self, folder: SpillFolder, name: str, shape: Sequence[int], dtype: torch.dtype = torch.uint8):
         self.shape = torch.Size(int(v) for v in shape)
+        self.dtype = dtype
         self.row_shape = tuple(self.shape[1:])
-        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) if self.row_shape else 1
+        self.itemsize = torch.empty((), dtype=dtype).element_size()
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.itemsize if self.row_shape \
+            else self.itemsize
         self._file = _File(folder, name)
         self._file.resize(self.shape[0] * self.row_bytes)  # sparse: unwritten rows cost no disk
 
@@ -132,25 +137,47 @@ class SpilledArray:
     def __len__(self) -> int:
         return int(self.shape[0])
 
+    def numel(self) -> int:
+        return int(np.prod(tuple(self.shape), dtype=np.int64))
+
     def __getitem__(self, key) -> torch.Tensor:
         single = isinstance(key, (int, np.integer))
         rows = [int(key)] if single else _indices(key, len(self))
-        out = np.empty((len(rows), *self.row_shape), dtype=np.uint8)
-        flat = out.reshape(len(rows), -1)
+        raw = bytearray(len(rows) * self.row_bytes)
+        view = memoryview(raw)
         for pos, first, count in _runs(rows):
-            if not 0 <= first and first + count <= len(self):
+            if first < 0 or first + count > len(self):
                 raise IndexError(f"row {first} out of range for {len(self)} rows")
-            data = self._file.read(first * self.row_bytes, count * self.row_bytes)
-            flat[pos:pos + count] = np.frombuffer(data, dtype=np.uint8).reshape(count, -1)
-        tensor = torch.from_numpy(out)
+            view[pos * self.row_bytes:(pos + count) * self.row_bytes] = \
+                self._file.read(first * self.row_bytes, count * self.row_bytes)
+        flat = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+        tensor = flat.view(self.dtype).reshape(len(rows), *self.row_shape)
         return tensor[0] if single else tensor
 
     def __setitem__(self, key, value) -> None:
         single = isinstance(key, (int, np.integer))
         rows = [int(key)] if single else _indices(key, len(self))
-        values = torch.as_tensor(value).detach().to("cpu", torch.uint8).reshape(len(rows), -1).numpy()
+        values = torch.as_tensor(value).detach().to("cpu", self.dtype).contiguous()
+        values = values.reshape(len(rows), -1).view(torch.uint8)
         for pos, first, count in _runs(rows):
-            self._file.write(first * self.row_bytes, np.ascontiguousarray(values[pos:pos + count]).tobytes())
+            self._file.write(first * self.row_bytes, values[pos:pos + count].numpy().tobytes())
+
+    def to(self, *args, **kwargs) -> torch.Tensor:
+        """The whole array as a tensor (for code written for tensors; avoid on long videos)."""
+        return self[slice(None)].to(*args, **kwargs)
+
+
+def store_in(folder: SpillFolder, name: str):
+    """A ``store(shape, dtype)`` callable for the stages that accept one: a SpilledArray in ``folder``."""
+    return lambda shape, dtype: SpilledArray(folder, name, shape, dtype)
+
+
+def spill_tensor(folder: SpillFolder, name: str, tensor: torch.Tensor) -> SpilledArray:
+    """A tensor written to disk in chunks of rows (its memory can then be freed)."""
+    out = SpilledArray(folder, name, tuple(tensor.shape), tensor.dtype)
+    for start in range(0, int(tensor.shape[0]), 256):
+        out[slice(start, start + 256)] = tensor[start:start + 256]
+    return out
 
 
 class SpilledMasks:

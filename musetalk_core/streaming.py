@@ -3,13 +3,14 @@
     audio -> WhisperAudioEncode (checks the audio before a single frame is decoded)
           -> frame mapping: which source frames the T output frames use
           -> faces of those frames, chunk by chunk (crops and masks spilled to a temporary folder)
-          -> VAE latents (model dtype, M x 8 x 32 x 32: 32 KB per face frame at fp32)
+          -> VAE latents (model dtype, M x 8 x 32 x 32: 32 KB per face frame at fp32, spilled like the audio
+             windows, 77 KB per output frame at fp32)
           -> per chunk of output frames: UNet batches, blend over the source frames re-read, encode
 
 The stages are the ones the nodes run (face_material, latents, generate, blend), so the result is the in-memory
 pipeline's bit for bit; only when each frame is read and where the per-frame material waits differ. In memory at
-any time: one chunk of source frames, one chunk of output frames, one UNet batch, per-frame metadata, the latents
-and the audio features. The temporary folder is removed when the run ends, fails or is interrupted.
+any time: one chunk of source frames, one chunk of output frames, one UNet batch and per-frame metadata (boxes,
+landmarks, flags: about 1.2 KB per frame). The temporary folder is removed when the run ends, fails or is interrupted.
 
 Producer/consumer overlap (a decode thread feeding the GPU) fits at ``source.read`` and ``sink``: both see whole
 chunks in order.
@@ -28,7 +29,7 @@ from .errors import InputError
 from .frame_mapping import MODES, source_indices
 from .hooks import NO_HOOKS, RunHooks
 from .sources import FrameSource, prefetched
-from .spill import SpillFolder
+from .spill import SpillFolder, store_in
 from .types import MuseTalkModels
 
 Sink = Callable[[torch.Tensor], None]  # receives uint8 (k, H, W, 3) CPU frames, in output order
@@ -107,21 +108,21 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
     from .face_material import DEFAULT_CHUNK, build_faces
 
     check_options(options)
-    features = encode_audio(
-        models, audio, float(fps), audio_padding_left=options.audio_padding_left,
-        audio_padding_right=options.audio_padding_right, feature_mode=options.feature_mode,
-        silence_threshold_db=options.silence_threshold_db, hooks=_hooks(progress, "audio", 1))
-    if isinstance(features, tuple):
-        features = features[0]
-    t, n = features.num_frames, source.num_frames
-    mapping = source_indices(t, n, options.frame_mapping, options.frame_offset)
-    wanted = np.zeros(n, dtype=bool)
-    wanted[mapping.unique().numpy()] = True
-
     spill = SpillFolder(spill_dir)
     buffer = _FaceBuffer(None)
     reads = None
     try:
+        features = encode_audio(
+            models, audio, float(fps), audio_padding_left=options.audio_padding_left,
+            audio_padding_right=options.audio_padding_right, feature_mode=options.feature_mode,
+            silence_threshold_db=options.silence_threshold_db, hooks=_hooks(progress, "audio", 1),
+            store=store_in(spill, "audio.bin"))
+        if isinstance(features, tuple):
+            features = features[0]
+        t, n = features.num_frames, source.num_frames
+        mapping = source_indices(t, n, options.frame_mapping, options.frame_offset)
+        wanted = np.zeros(n, dtype=bool)
+        wanted[mapping.unique().numpy()] = True
         faces, _, _ = build_faces(
             models, source, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin,
             parsing_mode=options.parsing_mode, left_cheek_width=options.left_cheek_width,
@@ -130,7 +131,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
             detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted,
             chunk_frames=chunk_frames or DEFAULT_CHUNK, spill=spill,
             hooks=_hooks(progress, "faces", 2 * int(wanted.sum())))
-        has_face = _start_generation(models, faces, features, options, buffer, progress)
+        has_face = _start_generation(models, faces, features, options, buffer, progress, spill)
         blender = Blender(faces, mapping, has_face, models.device, silent=features.silent,
                           blur_factor=options.blur_factor, upper_boundary_ratio=options.upper_boundary_ratio,
                           silence_handling=options.silence_handling,
@@ -156,7 +157,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
     return StreamResult(t, float(fps), out_audio, faces, features, int(wanted.sum()))
 
 
-def _start_generation(models, faces, features, options, buffer: _FaceBuffer, progress) -> torch.Tensor:
+def _start_generation(models, faces, features, options, buffer: _FaceBuffer, progress, spill) -> torch.Tensor:
     """Latents of every face frame, then the UNet batches as a lazy iterator; returns has_face per output frame."""
     from .generate import iter_generated, plan_generation
     from .latents import encode_faces
@@ -165,7 +166,8 @@ def _start_generation(models, faces, features, options, buffer: _FaceBuffer, pro
     if not bool(faces.has_face.any()):  # nothing to animate: every frame passes through unchanged
         return torch.zeros(t, dtype=torch.bool)
     latents = encode_faces(models, faces, options.latent_mode, options.seed, options.vae_batch_size,
-                           hooks=_hooks(progress, "vae encode", int(faces.has_face.sum())))
+                           hooks=_hooks(progress, "vae encode", int(faces.has_face.sum())),
+                           store=store_in(spill, "latents.bin"))
     plan = plan_generation(latents, t, options.frame_mapping, options.frame_offset)
     buffer.batches = iter_generated(models, latents, features, plan, int(options.batch_size))
     return plan.has_face

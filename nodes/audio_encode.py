@@ -61,13 +61,17 @@ class WhisperAudioEncode:
                silence_threshold_db, video=None):
         from musetalk_core.audio import encode_audio, num_segments
 
-        if video is not None:
+        store = None
+        if video is not None:  # a long video: its fps, and the windows (77 KB per frame at fp32) kept on disk
+            from musetalk_core.spill import SpillFolder, store_in
+
             fps = video_fps(video)
+            store = store_in(SpillFolder(comfy_bridge.temp_directory()), "audio.bin")
 
         hooks = comfy_bridge.run_hooks(num_segments(audio))
         result = encode_audio(musetalk_models, audio, fps, audio_padding_left=audio_padding_left,
                               audio_padding_right=audio_padding_right, feature_mode=feature_mode,
-                              silence_threshold_db=silence_threshold_db, hooks=hooks)
+                              silence_threshold_db=silence_threshold_db, hooks=hooks, store=store)
         return (result, result.num_frames, audio)
 
 

@@ -40,8 +40,12 @@ class VAEEncodeMasked:
 
     def encode(self, musetalk_models, faces, latent_mode, seed, batch_size):
         from musetalk_core.latents import encode_faces
+        from musetalk_core.spill import SpilledArray, SpillFolder, store_in
 
         hooks = comfy_bridge.run_hooks(int(faces.has_face.sum()) if hasattr(faces, "has_face") else 1)
+        store = None  # faces from a VIDEO: latents on disk as well (32 KB per frame would grow with the video)
+        if isinstance(getattr(faces, "crops", None), SpilledArray):
+            store = store_in(SpillFolder(comfy_bridge.temp_directory()), "latents.bin")
         latents = encode_faces(musetalk_models, faces, latent_mode=latent_mode, seed=seed, batch_size=batch_size,
-                               hooks=hooks)
+                               hooks=hooks, store=store)
         return (latents,)

@@ -60,3 +60,12 @@ def test_disk_full_is_a_clear_error_and_removes_the_folder(tmp_path, monkeypatch
     with pytest.raises(InputError, match="is full"):
         a[0] = torch.ones(3, dtype=torch.uint8)
     assert not a.folder.path.exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64])
+def test_any_dtype_round_trips_exactly(tmp_path, dtype):
+    from musetalk_core.spill import spill_tensor
+
+    x = (torch.randn(5, 3, 2) * 100).to(dtype)
+    a = spill_tensor(SpillFolder(tmp_path), "x.bin", x)
+    assert a.dtype == dtype and torch.equal(a[[4, 0, 2]], x[[4, 0, 2]]) and torch.equal(a.to("cpu"), x)
