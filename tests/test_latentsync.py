@@ -1,0 +1,227 @@
+"""LatentSync UNet3D, its checkpoint loading and its DDIM sampler against goldens recorded from bytedance/LatentSync.
+
+tests/golden/latentsync/README.md gives the command that recorded latentsync.npz (reference commit in the file).
+Tolerances are absolute, on outputs of magnitude ~2 (fp32 on the CPU), far above float-kernel noise (observed
+<1e-5) and far below any real mistake (a wrong layer moves outputs by >1e-2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tiny_latentsync as tl
+from musetalk_core.checkpoints import on_meta
+from musetalk_core.errors import InputError, WeightFileError
+from musetalk_core.hooks import RunHooks
+from musetalk_core.latentsync import audio as ls_audio
+from musetalk_core.latentsync import sampler as ls_sampler
+from musetalk_core.latentsync.config import (REFERENCE_COMMIT, VERSIONS, UNet3DConfig, config_from_dict,
+                                             get_version, tiny_config)
+from musetalk_core.latentsync.unet3d import UNet3DConditionModel
+from musetalk_core.latentsync.weights import load_unet3d
+
+GOLDEN = Path(__file__).parent / "golden" / "latentsync" / "latentsync.npz"
+UNET_ATOL = 2e-4  # one UNet3D forward
+LOOP_ATOL = 5e-4  # after 3 DDIM steps (errors pass through the scheduler's 1/sqrt(alpha) factors)
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(GOLDEN))
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return tl.write_checkpoint(tmp_path_factory.mktemp("ls") / "latentsync_unet.pt")
+
+
+@pytest.fixture(scope="module")
+def tiny_unet(tiny_ckpt):
+    return load_unet3d(tiny_ckpt, tiny_config())
+
+
+# --- configs ---------------------------------------------------------------------------------------------------
+
+def test_golden_is_from_the_pinned_commit(golden):
+    assert str(golden["reference_commit"]) == REFERENCE_COMMIT
+
+
+def test_published_configs_equal_ours(golden):
+    for key in ("published_model_json", "published_512_model_json"):
+        assert config_from_dict(json.loads(str(golden[key]))) == UNet3DConfig()
+    assert config_from_dict(json.loads(str(golden["tiny_model_json"]))) == tiny_config()
+
+
+def test_versions():
+    assert get_version("latentsync15").resolution == 256 and get_version("latentsync16").resolution == 512
+    assert VERSIONS["latentsync15"].unet == VERSIONS["latentsync16"].unet == UNet3DConfig()
+    with pytest.raises(InputError, match="latentsync15"):
+        get_version("latentsync2")
+
+
+def test_config_rejects_what_upstream_cannot_build():
+    with pytest.raises(InputError, match="block"):
+        UNet3DConfig(block_out_channels=(32, 64))
+    with pytest.raises(InputError, match="mid_block_type"):
+        config_from_dict({"mid_block_type": "UNetMidBlock2D"})
+
+
+def test_real_size_structure():
+    """The published config on the meta device: 13 -> 4 channels, audio cross-attention 384 wide, 20 motion modules."""
+    model = on_meta(lambda: UNet3DConditionModel(UNet3DConfig()))
+    state = model.state_dict()
+    assert state["conv_in.weight"].shape == (320, 13, 3, 3) and state["conv_out.weight"].shape == (4, 320, 3, 3)
+    k = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    assert state[k].shape == (320, 384)
+    modules = {n.rsplit(".temporal_transformer", 1)[0] for n in state if ".temporal_transformer." in n}
+    assert len(modules) == 4 * 2 + 4 * 3  # every down and up layer, none in the mid block
+    assert not any(n.startswith("mid_block.motion_modules") for n in state)
+    assert state["up_blocks.3.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.1"
+                 ".pos_encoder.pe"].shape == (1, 24, 320)
+    params = sum(v.numel() for n, v in state.items() if not n.endswith(".pe"))
+    assert 1.2e9 < params < 1.35e9  # ~1.27 G parameters: ~5.1 GB in fp32
+
+
+# --- loading ---------------------------------------------------------------------------------------------------
+
+def test_loads_published_wrapper_and_safetensors_twin(tmp_path, tiny_unet):
+    st = tl.write_checkpoint(tmp_path / "latentsync_unet.safetensors", fmt="safetensors")
+    twin = load_unet3d(st, tiny_config())
+    for (k, a), (_, b) in zip(sorted(tiny_unet.state_dict().items()), sorted(twin.state_dict().items())):
+        assert torch.equal(a, b), k
+
+
+def test_file_without_position_tables_loads(tmp_path):
+    state = {k: v for k, v in tl.seeded_state().items() if not k.endswith("pos_encoder.pe")}
+    path = tmp_path / "no_pe.pt"
+    torch.save({"state_dict": state}, path)
+    model = load_unet3d(path, tiny_config())
+    key = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
+    assert torch.equal(model.state_dict()[key], tl.seeded_state()[key])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s.pop("conv_in.weight"), "missing keys"),
+    (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), "unexpected keys"),
+    (lambda s: s.__setitem__("conv_in.weight", torch.zeros(32, 9, 3, 3)), "another shape"),
+])
+def test_mismatched_checkpoint_names_the_file(tmp_path, change, words):
+    state = tl.seeded_state()
+    change(state)
+    path = tmp_path / "latentsync_unet.pt"
+    torch.save({"global_step": 3, "state_dict": state}, path)
+    with pytest.raises(WeightFileError, match=words) as info:
+        load_unet3d(path, tiny_config())
+    assert str(path) in str(info.value)
+
+
+def test_wrong_config_for_the_file_is_reported(tiny_ckpt):
+    with pytest.raises(WeightFileError, match="LatentSync UNet3D"):
+        load_unet3d(tiny_ckpt, replace(tiny_config(), cross_attention_dim=768))
+
+
+def test_corrupt_file_is_reported(tmp_path):
+    path = tmp_path / "latentsync_unet.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightFileError, match="download it again"):
+        load_unet3d(path, tiny_config())
+
+
+# --- faithfulness ----------------------------------------------------------------------------------------------
+
+def test_unet_forward_matches_reference(golden, tiny_unet):
+    g = tl.golden_inputs()
+    with torch.no_grad():
+        a = tiny_unet(g["a_sample"], g["a_t"], g["a_audio"]).numpy()  # CFG batch, 16 frames
+        b = tiny_unet(g["b_sample"], g["b_t"], g["b_audio"]).numpy()  # 5 frames, 12 x 12 latents, (b, f, s, d) audio
+    np.testing.assert_allclose(a, golden["unet_a"], rtol=0, atol=UNET_ATOL)
+    np.testing.assert_allclose(b, golden["unet_b"], rtol=0, atol=UNET_ATOL)
+
+
+def test_audio_windows_match_reference(golden):
+    features = tl.sampler_features()
+    n_windows = ls_audio.reference_window_count(len(features))
+    assert n_windows == len(golden["audio_chunk_index"])
+    index = [ls_audio.window_indices(i, len(features)) for i in range(n_windows)]
+    np.testing.assert_array_equal(np.array(index), golden["audio_chunk_index"])
+    windows = ls_audio.audio_windows(features, n_windows)
+    assert windows.shape == (n_windows, 50, 384)
+    np.testing.assert_allclose(windows.sum((1, 2)).numpy(), golden["audio_chunks_sum"], rtol=1e-5, atol=1e-3)
+
+
+def _golden_condition(golden):
+    cat = lambda name: torch.from_numpy(np.concatenate([golden[f"w0_{name}"], golden[f"w1_{name}"]], axis=2))
+    features = tl.sampler_features()
+    audio = ls_audio.audio_windows(features, ls_audio.reference_window_count(len(features)))
+    return cat("mask"), cat("masked"), cat("ref"), audio
+
+
+def test_initial_latents_match_reference_seed(golden):
+    s = tl.SAMPLER
+    latents = ls_sampler.initial_latents(len(golden["source_index"]), s["size"] // 8, s["size"] // 8, s["seed"])
+    np.testing.assert_allclose(latents.numpy(), golden["init_latents"], rtol=0, atol=1e-6)
+
+
+def test_mask_reaches_latent_size_as_reference(golden):
+    mask = torch.from_numpy(golden["mask_image"][:1]).float()[None].repeat(16, 1, 1, 1)
+    small = ls_sampler.latent_mask(mask, 16, 16)
+    np.testing.assert_array_equal(small.numpy(), golden["w0_mask"])
+
+
+def test_sampler_matches_reference_step_by_step(golden, tiny_unet):
+    s = tl.SAMPLER
+    mask, masked, ref, audio = _golden_condition(golden)
+    seen, progress = [], []
+    out = ls_sampler.sample(tiny_unet, mask, masked, ref, audio, steps=s["steps"], guidance_scale=s["guidance"],
+                            seed=s["seed"], hooks=RunHooks(advance=progress.append),
+                            on_step=lambda w, j, t, raw, lat: seen.append((w, j, t, raw.numpy(), lat.numpy())))
+    assert [t for *_, t, _, _ in [(w, j, t, r, l) for w, j, t, r, l in seen]] == list(golden["timesteps"])
+    for w, j, t, raw, lat in seen:
+        np.testing.assert_allclose(raw, golden[f"w{w}_s{j}_unet"], rtol=0, atol=LOOP_ATOL, err_msg=f"w{w} s{j}")
+        np.testing.assert_allclose(lat, golden[f"w{w}_s{j}_latents"], rtol=0, atol=LOOP_ATOL, err_msg=f"w{w} s{j}")
+    final = np.concatenate([golden["w0_s2_latents"], golden["w1_s2_latents"]], axis=2)
+    np.testing.assert_allclose(out.numpy(), final, rtol=0, atol=LOOP_ATOL)
+    assert sum(progress) == 2 * s["steps"]  # one unit per denoising step of each window
+
+
+def test_sampler_without_guidance_runs_one_pass(tiny_unet):
+    calls = []
+    unet = lambda x, t, a: calls.append(x.shape[0]) or tiny_unet(x, t, a)
+    unet.dtype = torch.float32  # type: ignore[attr-defined]
+    cond = torch.zeros(1, 4, 3, 12, 12)
+    out = ls_sampler.sample(unet, cond[:, :1], cond, cond, torch.zeros(3, 50, 384), steps=2, guidance_scale=1.0,
+                            window=2)
+    assert out.shape == (1, 4, 3, 12, 12) and calls == [1, 1, 1, 1]  # 2 windows x 2 steps, batch 1
+
+
+def test_sampler_interrupt_stops_between_steps(tiny_unet):
+    class Stop(Exception):
+        pass
+
+    steps = []
+
+    def check():
+        if len(steps) == 2:
+            raise Stop
+
+    cond = torch.zeros(1, 4, 2, 12, 12)
+    with pytest.raises(Stop):
+        ls_sampler.sample(tiny_unet, cond[:, :1], cond, cond, torch.zeros(2, 50, 384), steps=5,
+                          hooks=RunHooks(advance=steps.append, check_interrupt=check))
+    assert len(steps) == 2
+
+
+def test_sampler_rejects_bad_input(tiny_unet):
+    cond = torch.zeros(1, 4, 3, 12, 12)
+    with pytest.raises(InputError, match="window"):
+        ls_sampler.sample(tiny_unet, cond[:, :1], cond, cond, torch.zeros(3, 50, 384), window=25)
+    with pytest.raises(InputError, match="audio windows"):
+        ls_sampler.sample(tiny_unet, cond[:, :1], cond, cond, torch.zeros(2, 50, 384))
+    with pytest.raises(InputError, match="reference"):
+        ls_sampler.sample(tiny_unet, cond[:, :1], cond, cond[:, :, :2], torch.zeros(3, 50, 384))
