@@ -169,8 +169,9 @@ def test_initial_latents_match_reference_seed(golden):
 
 
 def test_mask_reaches_latent_size_as_reference(golden):
+    size = tl.SAMPLER["size"] // 8
     mask = torch.from_numpy(golden["mask_image"][:1]).float()[None].repeat(16, 1, 1, 1)
-    small = ls_sampler.latent_mask(mask, 16, 16)
+    small = ls_sampler.latent_mask(mask, size, size)
     np.testing.assert_array_equal(small.numpy(), golden["w0_mask"])
 
 
@@ -225,3 +226,46 @@ def test_sampler_rejects_bad_input(tiny_unet):
         ls_sampler.sample(tiny_unet, cond[:, :1], cond, cond, torch.zeros(2, 50, 384))
     with pytest.raises(InputError, match="reference"):
         ls_sampler.sample(tiny_unet, cond[:, :1], cond, cond[:, :, :2], torch.zeros(3, 50, 384))
+
+
+# --- model files and downloads ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version, repo", [("latentsync15", "ByteDance/LatentSync-1.5"),
+                                           ("latentsync16", "ByteDance/LatentSync-1.6")])
+def test_download_set_fetches_exactly_the_latentsync_files(tmp_path, version, repo):
+    from musetalk_core import download, model_files
+
+    calls = []
+
+    def fetch(spec, target):
+        calls.append((spec.role, spec.repo, spec.repo_file, target.relative_to(tmp_path).as_posix()))
+        target.write_bytes(b"x")
+
+    download.download_models(version, tmp_path, fetchers={"hf": fetch, "url": fetch}, report=lambda _: None)
+    assert calls == [
+        ("vae_config", "stabilityai/sd-vae-ft-mse", "config.json", "sd-vae/config.json"),
+        ("vae", "stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors",
+         "sd-vae/diffusion_pytorch_model.safetensors"),
+        (f"{version}_unet", repo, "latentsync_unet.pt", f"{version}/latentsync_unet.pt"),
+        ("latentsync_whisper", "ByteDance/LatentSync-1.6", "whisper/tiny.pt", "whisper/tiny.pt"),
+    ]
+    assert set(model_files.require([tmp_path], version)) == {c[0] for c in calls}
+
+
+def test_all_set_stays_musetalk_only():
+    from musetalk_core import download
+
+    roles = {f.role for f in download.files_to_fetch("all")}
+    assert "whisper_tiny_pt" in roles and not any(r.startswith("latentsync") for r in roles)
+
+
+def test_missing_latentsync_files_name_the_download_command(tmp_path):
+    from musetalk_core import model_files
+    from musetalk_core.errors import ModelFilesMissing
+
+    (tmp_path / "sd-vae").mkdir()
+    with pytest.raises(ModelFilesMissing, match="--download-models latentsync16") as info:
+        model_files.require([tmp_path], "latentsync16")
+    message = str(info.value)
+    assert "latentsync16/latentsync_unet.pt" in message and "ByteDance/LatentSync-1.6/latentsync_unet.pt" in message
+    assert "latentsync15" not in message

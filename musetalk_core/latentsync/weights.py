@@ -15,30 +15,41 @@ from typing import Optional
 
 import torch
 
-from ..checkpoints import load_strict, read_state_dict
+from ..checkpoints import mismatch_summary, on_meta, read_state_dict
+from ..errors import WeightFileError
 from .config import UNet3DConfig
+from .layers import sinusoid_table
 from .unet3d import UNet3DConditionModel
 
 _CONSTANT_SUFFIX = "pos_encoder.pe"
+WHAT = "LatentSync UNet3D (latentsync_unet.pt)"
 
 
-def complete_constants(model: torch.nn.Module, state: dict) -> dict:
-    """``state`` plus the model's own position tables where the file has none."""
+def complete_constants(expected: dict, state: dict) -> dict:
+    """``state`` plus computed position tables where the file has none (``expected``: key -> shape)."""
     state = dict(state)
-    for key, value in model.state_dict().items():
+    for key, shape in expected.items():
         if key.endswith(_CONSTANT_SUFFIX) and key not in state:
-            state[key] = value
+            state[key] = sinusoid_table(shape[2], shape[1])
     return state
 
 
 def load_unet3d(path: Path, config: UNet3DConfig, dtype: Optional[torch.dtype] = None,
                 device: Optional[torch.device] = None) -> UNet3DConditionModel:
-    """Build the UNet3D for ``config`` and load ``path`` (.pt / .safetensors) into it with strict key matching."""
+    """Build the UNet3D for ``config`` and load ``path`` (.pt / .safetensors) into it with strict key matching.
+
+    The network is built on the meta device and takes the file's tensors as they are (no random init of ~1.3 G
+    parameters that would be overwritten anyway).
+    """
     path = Path(path)
     state = read_state_dict(path, unwrap=("state_dict",))
-    model = UNet3DConditionModel(config)
-    load_strict(model, complete_constants(model, state), path, "LatentSync UNet3D (latentsync_unet.pt)")
+    model = on_meta(lambda: UNet3DConditionModel(config))
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    state = complete_constants(expected, state)
+    summary = mismatch_summary(expected, state)
+    if summary is not None:
+        raise WeightFileError(path, f"is not a {WHAT} checkpoint for this config: {summary}. "
+                                    "Check that the right file is in this place (1.5 and 1.6 share one layout).")
+    model.load_state_dict(state, strict=True, assign=True)
     model.eval().requires_grad_(False)
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
-    return model
+    return model.to(device=device, dtype=dtype or torch.float32)
