@@ -269,3 +269,32 @@ def test_missing_latentsync_files_name_the_download_command(tmp_path):
     message = str(info.value)
     assert "latentsync16/latentsync_unet.pt" in message and "ByteDance/LatentSync-1.6/latentsync_unet.pt" in message
     assert "latentsync15" not in message
+
+
+# --- pixels <-> latents ----------------------------------------------------------------------------------------
+
+def test_vae_draws_decode_and_paste_back_match_reference(golden):
+    """Same seed, same draw order (initial noise, then per window masked and reference posteriors) as upstream."""
+    from musetalk_core.latentsync import pixels as px
+    from tiny.unet_vae import seeded_vae
+
+    vae = seeded_vae().eval()
+    s = tl.SAMPLER
+    faces = px.face_pixels(tl.sampler_faces()[torch.from_numpy(golden["source_index"])])
+    mask_image = torch.from_numpy(golden["mask_image"])
+    noise = px.LatentSyncNoise(s["seed"])
+    size = s["size"] // 8
+    np.testing.assert_allclose(noise.initial(len(faces), size, size).numpy(), golden["init_latents"], atol=1e-6)
+    with torch.no_grad():
+        for w, part in ((0, slice(0, 16)), (1, slice(16, None))):
+            masked = px.encode(vae, px.masked_faces(faces[part], mask_image), noise.generator)
+            ref = px.encode(vae, faces[part], noise.generator)
+            np.testing.assert_allclose(masked.numpy(), golden[f"w{w}_masked"], rtol=0, atol=UNET_ATOL)
+            np.testing.assert_allclose(ref.numpy(), golden[f"w{w}_ref"], rtol=0, atol=UNET_ATOL)
+        idx = torch.from_numpy(golden["pixel_frames"])
+        final = torch.from_numpy(np.concatenate([golden["w0_s2_latents"], golden["w1_s2_latents"]], axis=2))
+        decoded = px.decode(vae, final[:, :, idx])
+        restored = px.paste_mouth(decoded, faces[idx], mask_image)
+    # float16 storage: 1e-3 relative on values of about 1
+    np.testing.assert_allclose(decoded.numpy(), golden["decoded"].astype(np.float32), rtol=0, atol=5e-3)
+    np.testing.assert_allclose(restored.numpy(), golden["restored"].astype(np.float32), rtol=0, atol=5e-3)

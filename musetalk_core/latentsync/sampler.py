@@ -19,6 +19,7 @@ import torch
 from ..errors import InputError
 from ..hooks import NO_HOOKS, RunHooks
 from .config import SCHEDULER_CONFIG
+from .pixels import LatentSyncNoise
 
 MAX_WINDOW = 24  # temporal position tables hold 24 frames
 
@@ -33,9 +34,8 @@ def make_scheduler():
 def initial_latents(num_frames: int, height: int, width: int, seed: int, device=None,
                     dtype: torch.dtype = torch.float32, init_noise_sigma: float = 1.0) -> torch.Tensor:
     """(1, 4, num_frames, height, width): one seeded (4, h, w) noise image repeated over all frames."""
-    gen = torch.Generator().manual_seed(int(seed))
-    noise = torch.randn((1, 4, 1, height, width), generator=gen, dtype=torch.float32)
-    return (noise.to(device=device, dtype=dtype) * init_noise_sigma).repeat(1, 1, num_frames, 1, 1)
+    noise = LatentSyncNoise(seed).initial(num_frames, height, width)
+    return noise.to(device=device, dtype=dtype) * init_noise_sigma
 
 
 def latent_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
