@@ -145,11 +145,14 @@ def test_unet_forward_matches_reference(golden, tiny_unet):
 
 
 def test_audio_windows_match_reference(golden):
+    """LatentSync's windows are those of WhisperAudioEncode's v1.0-original mode (same rows, same token order)."""
+    from musetalk_core.audio import original_window_rows
+
     features = tl.sampler_features()
     n_windows = ls_audio.reference_window_count(len(features))
     assert n_windows == len(golden["audio_chunk_index"])
-    index = [ls_audio.window_indices(i, len(features)) for i in range(n_windows)]
-    np.testing.assert_array_equal(np.array(index), golden["audio_chunk_index"])
+    rows = original_window_rows(n_windows, 25, 2, 2, len(features))
+    np.testing.assert_array_equal(rows.numpy(), golden["audio_chunk_index"])
     windows = ls_audio.audio_windows(features, n_windows)
     assert windows.shape == (n_windows, 50, 384)
     np.testing.assert_allclose(windows.sum((1, 2)).numpy(), golden["audio_chunks_sum"], rtol=1e-5, atol=1e-3)
