@@ -301,3 +301,54 @@ def test_vae_draws_decode_and_paste_back_match_reference(golden):
     # float16 storage: 1e-3 relative on values of about 1
     np.testing.assert_allclose(decoded.numpy(), golden["decoded"].astype(np.float32), rtol=0, atol=5e-3)
     np.testing.assert_allclose(restored.numpy(), golden["restored"].astype(np.float32), rtol=0, atol=5e-3)
+
+
+# --- face alignment and restore --------------------------------------------------------------------------------
+
+ALIGN_GOLDEN = Path(__file__).parent / "golden" / "latentsync" / "align.npz"
+
+
+def _close_uint8(ours: np.ndarray, theirs: np.ndarray) -> None:
+    """uint8 results of float maths truncated: allow 1 level on under 1% of values (exact here, observed)."""
+    diff = np.abs(ours.astype(np.int16) - theirs.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_alignment_and_restore_match_reference():
+    import cv2
+
+    from musetalk_core.latentsync import align
+
+    golden = dict(np.load(ALIGN_GOLDEN))
+    inputs, res = tl.align_inputs(), tl.ALIGN["resolution"]
+    state = align.SmoothState()  # the translation bias carries over frame to frame, in order
+    for k, (frame, points) in enumerate(zip(inputs["frames"], inputs["points"])):
+        crop, matrix = align.align_face(frame, points, res, state)
+        np.testing.assert_allclose(matrix.numpy(), golden["matrices"][k], rtol=0, atol=1e-4)
+        assert crop.shape == (140, 105, 3)  # (100 r, 75 r) with r = 128 / 256 * 2.8
+        _close_uint8(crop, golden["crops"][k])
+        _close_uint8(cv2.resize(crop, (res, res), interpolation=cv2.INTER_LANCZOS4), golden["resized"][k])
+        face = align.resize_face(inputs["face"], crop.shape[:2])
+        restored = align.restore_face(frame, face, torch.from_numpy(golden["matrices"][k]), res)
+        _close_uint8(restored, golden["restored"][k])
+        assert (restored != frame).mean() > 0.3  # the face really went back in
+
+
+def test_alignment_without_smoothing_is_a_pure_similarity():
+    from musetalk_core.latentsync import align
+
+    template, size = align.face_template(256)
+    assert size == (210, 280)
+    matrix = align.similarity(template * 0.5 + 10, template)  # a scaled, shifted copy maps back exactly
+    pts = np.c_[template * 0.5 + 10, np.ones(3)] @ matrix.numpy().T
+    np.testing.assert_allclose(pts, template, atol=1e-3)
+
+
+def test_insightface_points():
+    from musetalk_core.latentsync import align
+
+    lmk = np.zeros((106, 2))
+    lmk[[43, 48, 49, 51, 50]] = [10, 20]
+    lmk[101:106] = [30.4, 20.6]
+    lmk[[74, 77, 83, 86]] = [[20, 30], [21, 31], [20, 30], [21, 31]]
+    np.testing.assert_array_equal(align.insightface_points(lmk), [[10, 20], [30, 21], [20, 30]])

@@ -9,8 +9,10 @@ same file comes out on every machine. tools/golden/record_latentsync.py feeds th
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from musetalk_core.checkpoints import on_meta
@@ -90,3 +92,28 @@ def sampler_faces() -> torch.Tensor:
         rgb = torch.stack([0.3 + 0.5 * xx, 0.2 + 0.6 * yy, 0.5 + 0.3 * (xx - yy) + 0.02 * i])
         faces.append((rgb.clamp(0, 1) * 255).round().to(torch.uint8))
     return torch.stack(faces)
+
+
+# The alignment golden: 3 frames of 180 x 240 with a drifting, slightly rotating "face" (three points), face
+# resolution 128 (crop 105 x 140), and a generated face to restore.
+ALIGN = {"resolution": 128, "height": 180, "width": 240}
+
+
+def align_inputs() -> dict:
+    gen = torch.Generator().manual_seed(7)
+    h, w = ALIGN["height"], ALIGN["width"]
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    frames, points = [], []
+    for i in range(3):
+        base = torch.stack([0.4 + 0.4 * xx, 0.3 + 0.5 * yy, 0.6 - 0.3 * xx * yy])
+        texture = 0.08 * torch.sin(xx * (23 + i) + yy * 17) + 0.03 * torch.randn(3, h, w, generator=gen)
+        frames.append(((base + texture).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+        angle = 0.05 * (i - 1)
+        centre = torch.tensor([120.0 + 4 * i, 85.0 - 2 * i])
+        offsets = torch.tensor([[-30.0, -15.0], [30.0, -15.0], [1.0, 20.0]])
+        rot = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        points.append(torch.round(centre + offsets @ rot.T).numpy().astype(np.float64))
+    r = ALIGN["resolution"]
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, r), torch.linspace(-1, 1, r), indexing="ij")
+    face = torch.stack([0.6 * xx, 0.5 * yy, 0.4 * torch.cos(3 * xx * yy)]) + 0.05 * torch.randn(3, r, r, generator=gen)
+    return {"frames": np.stack(frames), "points": np.stack(points), "face": face.clamp(-1, 1)}

@@ -5,6 +5,7 @@ layers    the UNet3D's layers (resnets, spatial and temporal transformers), upst
 unet3d    UNet3DConditionModel
 weights   strict loading of latentsync_unet.pt (.pt wrapper or .safetensors twin)
 audio     Whisper frames -> per-video-frame (50, 384) windows
+align     three-point face alignment and the affine restore (AlignRestore)
 pixels    faces <-> latents, mouth mask and paste-back, the reference's order of random draws
 sampler   DDIM with classifier-free guidance over 16-frame windows, progress/interrupt per step
 """
