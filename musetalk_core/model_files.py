@@ -12,6 +12,7 @@ Layout (upstream's, inside ComfyUI's ``models/musetalk``):
   latentsync15/latentsync_unet.pt                LatentSync 1.5 UNet3D (256 x 256), download set latentsync15
   latentsync16/latentsync_unet.pt                LatentSync 1.6 UNet3D (512 x 512), download set latentsync16
   whisper/tiny.pt                                LatentSync's Whisper (OpenAI tiny checkpoint, required by both sets)
+  latentsync/mask.png                            LatentSync's fixed mouth mask (GitHub, pinned commit)
 Every pickle may be replaced by a ``.safetensors`` twin with the same stem.
 """
 
@@ -60,6 +61,8 @@ WHISPER_TINY_PT_URL = (
     "65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9/tiny.pt"
 )
 
+LATENTSYNC_MASK_URL = ("https://raw.githubusercontent.com/bytedance/LatentSync/"
+                       "a229c3948406bc2cf6eaf4873e662e70c6a04746/latentsync/utils/mask.png")
 MUSETALK_VERSIONS = ("v15", "v1")
 LATENTSYNC_VERSIONS = ("latentsync15", "latentsync16")
 ALL_VERSIONS = MUSETALK_VERSIONS + LATENTSYNC_VERSIONS
@@ -101,6 +104,9 @@ MODEL_FILES: tuple = (
     # The same place as the optional OpenAI tiny.pt above: LatentSync's Audio2Feature loads an OpenAI checkpoint.
     ModelFile("latentsync_whisper", ("whisper/tiny.pt",), "ByteDance/LatentSync-1.6", "whisper/tiny.pt",
               size="75 MB", licence="MIT", versions=LATENTSYNC_VERSIONS),
+    # The fixed mouth mask lives in the GitHub repo only (not on Hugging Face): fetched at the pinned commit.
+    ModelFile("latentsync_mask", ("latentsync/mask.png",), None, None, url=LATENTSYNC_MASK_URL, size="2 KB",
+              licence="Apache-2.0 (bytedance/LatentSync)", versions=LATENTSYNC_VERSIONS),
 )
 
 FILES_BY_ROLE = {f.role: f for f in MODEL_FILES}

@@ -251,7 +251,9 @@ def test_download_set_fetches_exactly_the_latentsync_files(tmp_path, version, re
          "sd-vae/diffusion_pytorch_model.safetensors"),
         (f"{version}_unet", repo, "latentsync_unet.pt", f"{version}/latentsync_unet.pt"),
         ("latentsync_whisper", "ByteDance/LatentSync-1.6", "whisper/tiny.pt", "whisper/tiny.pt"),
+        ("latentsync_mask", None, None, "latentsync/mask.png"),
     ]
+    assert REFERENCE_COMMIT in model_files.LATENTSYNC_MASK_URL
     assert set(model_files.require([tmp_path], version)) == {c[0] for c in calls}
 
 
@@ -352,3 +354,25 @@ def test_insightface_points():
     lmk[101:106] = [30.4, 20.6]
     lmk[[74, 77, 83, 86]] = [[20, 30], [21, 31], [20, 30], [21, 31]]
     np.testing.assert_array_equal(align.insightface_points(lmk), [[10, 20], [30, 21], [20, 30]])
+
+
+def test_fixed_mask_loads_as_reference(tmp_path):
+    """RGB order, LANCZOS4 resize, float64 in [0, 1], channels first; an unreadable file names itself."""
+    import cv2
+
+    from musetalk_core.latentsync.pixels import load_fixed_mask
+
+    mask = np.full((256, 256, 3), 255, np.uint8)
+    mask[150:230, 60:200] = 0  # a mouth hole
+    mask[:, :, 0] = 254  # a distinguishable blue channel in BGR
+    path = tmp_path / "mask.png"
+    cv2.imwrite(str(path), mask)
+    loaded = load_fixed_mask(path, 96)
+    assert loaded.shape == (3, 96, 96) and loaded.dtype == torch.float64
+    expected = cv2.resize(mask[:, :, ::-1], (96, 96), interpolation=cv2.INTER_LANCZOS4) / 255.0
+    np.testing.assert_array_equal(loaded.numpy(), expected.transpose(2, 0, 1))
+    assert loaded[2, 0, 0] == 254 / 255 and loaded[0, 0, 0] == 1.0
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"nope")
+    with pytest.raises(WeightFileError, match="broken.png"):
+        load_fixed_mask(bad, 96)

@@ -14,7 +14,22 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import WeightFileError
 from .config import VAE_SCALING_FACTOR, VAE_SHIFT_FACTOR
+
+
+def load_fixed_mask(path, resolution: int) -> torch.Tensor:
+    """mask.png -> (3, res, res) float64 in [0, 1] (load_fixed_mask: RGB, cv2 LANCZOS4 resize, / 255)."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imread(str(path))
+    if image is None:
+        raise WeightFileError(path, "is not a readable image: LatentSync's mouth mask (mask.png) was expected. "
+                                    "Download it again with python install.py --download-models latentsync15.")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (resolution, resolution), interpolation=cv2.INTER_LANCZOS4) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def face_pixels(faces: torch.Tensor) -> torch.Tensor:
