@@ -72,8 +72,8 @@ def golden_inputs() -> dict:
 
 # Latents of at least 12 x 12 keep the tiny net well conditioned: at 1 x 1 in the deepest block, the motion modules'
 # GroupNorm (32 groups of 2 channels) divides by the spread of two numbers and amplifies float noise.
-# The sampler golden: 10 video frames of 96 x 96 faces (12 x 12 latents), 36 Whisper frames (18 video frames of audio: the video
-# ping-pongs once and the second window holds 2 frames), 3 DDIM steps, guidance 1.5, seed 1247.
+# The sampler golden: 10 video frames of 96 x 96 faces (12 x 12 latents), 36 Whisper frames (upstream makes 20 audio
+# windows of them: the video ping-pongs once, the second window holds 4 frames), 3 DDIM steps, guidance 1.5, seed 1247.
 SAMPLER = {"frames": 10, "size": 96, "whisper_frames": 36, "steps": 3, "guidance": 1.5, "seed": 1247}
 
 

@@ -234,7 +234,8 @@ def main() -> None:
         # Pixels are large: keep the frames in PIXEL_FRAMES (both windows, first/middle/last), as float16.
         decoded = np.concatenate(rec["decoded"])
         out.update({
-            "audio_chunk_index": np.array(chunk_index, np.int64), "audio_chunks_sum": torch.stack(chunks).sum((1, 2)).numpy(),
+            "audio_chunk_index": np.array(chunk_index, np.int64),
+            "audio_chunks_sum": torch.stack(chunks).sum((1, 2)).numpy(),
             "init_latents": rec["init_latents"], "timesteps": np.array(rec["t"], np.int64),
             "source_index": rec["source_index"], "pixel_frames": np.array(PIXEL_FRAMES, np.int64),
             "decoded": decoded[PIXEL_FRAMES].astype(np.float16),
