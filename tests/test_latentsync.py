@@ -379,3 +379,47 @@ def test_fixed_mask_loads_as_reference(tmp_path):
     bad.write_bytes(b"nope")
     with pytest.raises(WeightFileError, match="broken.png"):
         load_fixed_mask(bad, 96)
+
+
+# --- loading a version from the models folder ------------------------------------------------------------------
+
+def _latentsync_folder(root: Path, version: str) -> Path:
+    import cv2
+
+    from tiny import write_models
+
+    write_models(root, "v15", ["vae"])
+    tl.write_checkpoint(root / version / "latentsync_unet.pt")
+    (root / "whisper").mkdir(exist_ok=True)
+    (root / "whisper" / "tiny.pt").write_bytes(b"loaded by the audio stage")
+    (root / "latentsync").mkdir(exist_ok=True)
+    mask = np.full((256, 256, 3), 255, np.uint8)
+    mask[160:230, 64:192] = 0
+    cv2.imwrite(str(root / "latentsync" / "mask.png"), mask)
+    return root
+
+
+def test_load_latentsync_from_the_models_folder(tmp_path, tiny_unet):
+    from musetalk_core.latentsync.loading import load_latentsync
+
+    root = _latentsync_folder(tmp_path, "latentsync15")
+    models = load_latentsync([root], "latentsync15", precision="fp32", device="cpu", unet_config=tiny_config())
+    assert models.version.resolution == 256 and models.dtype == torch.float32
+    assert models.mask.shape == (3, 256, 256) and models.mask.min() == 0 and models.mask.max() == 1
+    assert models.whisper_path == root / "whisper" / "tiny.pt"
+    for (k, a), (_, b) in zip(sorted(models.unet.state_dict().items()), sorted(tiny_unet.state_dict().items())):
+        assert torch.equal(a, b), k
+    assert hasattr(models.vae, "encode") and models.vae.config.latent_channels == 4
+
+
+def test_load_latentsync_lists_every_missing_file_first(tmp_path):
+    from musetalk_core.errors import ModelFilesMissing
+    from musetalk_core.latentsync.loading import load_latentsync
+
+    root = _latentsync_folder(tmp_path, "latentsync15")
+    (root / "latentsync" / "mask.png").unlink()
+    with pytest.raises(ModelFilesMissing) as info:
+        load_latentsync([root], "latentsync16", device="cpu", unet_config=tiny_config())
+    assert {f.role for f in info.value.missing} == {"latentsync16_unet", "latentsync_mask"}
+    with pytest.raises(InputError, match="latentsync15"):
+        load_latentsync([root], "v15", device="cpu")
