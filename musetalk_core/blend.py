@@ -182,6 +182,10 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
     src_face = faces.has_face.detach().to("cpu").bool()[source]
     gen_face = generated.has_face.detach().to("cpu").bool().reshape(-1)
     active = (src_face & gen_face).numpy()
+    if not bool(faces.has_face.any()):  # cutaway / face-less clip: normal footage, passed through
+        log.warning("BlendAndAssemble: the video has no usable face (see FaceDetectAndParse's warning and "
+                    "preview); its %d output frames are the source frames unchanged, with the audio cut to "
+                    "%d / %g s.", t, t, fps)
 
     weights = np.ones(t, dtype=np.float64)
     if silence_handling:

@@ -15,7 +15,8 @@ LANDMARK_REGIONS = ["full_frame", "face_region"]
 class FaceDetectAndParse:
     DESCRIPTION = ("Finds the face in every frame (S3FD + DWPose landmarks, as MuseTalk), crops it to 256x256 for "
                    "the VAE and builds the blend mask from BiSeNet face parsing. Frames without a face are kept and "
-                   "passed through later. Use the preview and the bbox_range text to tune bbox_shift.")
+                   "passed through later; a video with no face at all comes out unchanged (with the new audio) "
+                   "and a warning says why. Use the preview and the bbox_range text to tune bbox_shift.")
     CATEGORY = CATEGORY
     FUNCTION = "prepare"
     RETURN_TYPES = (FACES_TYPE, "IMAGE", "STRING")

@@ -1,0 +1,123 @@
+"""The bad-input catalogue (issue 14): a face-less video, CLI output faults, RGBA / grayscale / 0..255 IMAGEs, and
+the dtype warning at model load. Graph (node classes) and command line behave the same."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from media import face_frames, tone, write_video, write_wav
+from musetalk_core import cli, video_io
+from musetalk_core.frame_mapping import source_indices
+from musetalk_core.loading import load_models
+from musetalk_core.types import Placement
+
+FPS = Fraction(25)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a video without a face
+# ---------------------------------------------------------------------------------------------------------------
+
+def _blind_s3fd(path: Path) -> None:
+    """The tiny S3FD with every classification head fixed at (background 0, face -1e4): whatever the frame and the
+    CPU's kernels, no cell scores above 0.5, so every frame is face-less for this detector."""
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    for key in [k for k in state if "_mbox_conf" in k]:
+        state[key] = torch.zeros_like(state[key])
+        if key.endswith("bias"):
+            state[key][-1] = -1e4
+    torch.save(state, str(path))
+
+
+@pytest.fixture(scope="module")
+def faceless_models_dir(tiny_models_factory, tmp_path_factory):
+    """The tiny v1.5 models folder, except for a detector that never finds a face (the other files linked)."""
+    src = Path(tiny_models_factory("v15"))
+    dst = tmp_path_factory.mktemp("faceless_models")
+    for entry in src.iterdir():
+        if entry.name != "s3fd":
+            (dst / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    (dst / "s3fd").mkdir()
+    weights = dst / "s3fd" / "s3fd-619a316812.pth"
+    weights.write_bytes((src / "s3fd" / "s3fd-619a316812.pth").read_bytes())
+    _blind_s3fd(weights)
+    return dst
+
+
+class _Recorder(Placement):
+    """Records which networks a stage brings onto the device (models.use goes through the placement)."""
+
+    def __init__(self, names):
+        self.names = names
+        self.activated = []
+
+    def activate(self, modules, device):
+        self.activated += [self.names[id(m)] for m in modules]
+        super().activate(modules, device)
+
+
+def test_faceless_video_through_the_node_chain(pack, faceless_models_dir, caplog):
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models = load_models([faceless_models_dir], "v15", precision="fp32", device="cpu")
+    recorder = _Recorder({id(m): name for name, m in models.networks.items()})
+    models = dataclasses.replace(models, placement=recorder)
+    for name in ("vae", "unet"):  # a network call on face-less material is a bug
+        models.network(name).register_forward_pre_hook(lambda *a, n=name: pytest.fail(f"{n} was called"))
+
+    n = 5
+    images = torch.from_numpy(face_frames(n, 64, 48)).float() / 255.0
+    audio = {"waveform": torch.from_numpy(tone(0.5, 16000, 2))[None], "sample_rate": 16000}  # T = 12 > N
+    with caplog.at_level(logging.INFO):
+        faces, preview, _ = nodes["FaceDetectAndParse"]().prepare(models, images, 0, 10, "auto", 90, 90,
+                                                                  "highest_score", "full_frame", 0.0, 1.0, 8)
+        features, t, _ = nodes["WhisperAudioEncode"]().encode(models, audio, 25.0, 2, 2, "reference", -45.0)
+        before = list(recorder.activated)
+        (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 8)
+        generated, gen_images = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)
+        out, out_audio, fps, count = nodes["BlendAndAssemble"]().blend(images, faces, generated, 0.05, 0.5, False,
+                                                                       3, 16)
+    assert recorder.activated == before  # neither the VAE nor the UNet was even moved to the device
+    assert not faces.has_face.any() and torch.equal(preview, images)
+    assert latents.latents.shape[0] == 0 and latents.num_frames == n
+    assert t == count == 12 and gen_images.shape == (12, 256, 256, 3) and not generated.has_face.any()
+    # every output frame is its source frame (ping-pong mapping) bit for bit, the audio exactly T / fps
+    mapping = source_indices(12, n, "ping_pong", 0)
+    assert torch.equal(generated.source_index, mapping)
+    assert torch.equal(out, images[mapping])
+    assert fps == 25.0 and out_audio["waveform"].shape == (1, 2, 12 * 16000 // 25)
+    assert torch.equal(out_audio["waveform"], audio["waveform"][..., :12 * 16000 // 25])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("no face was found in any of the 5 frames" in w and "passed through unchanged" in w
+               and "turned away" in w for w in warnings), warnings
+    assert any("BlendAndAssemble" in w and "unchanged" in w for w in warnings), warnings
+
+
+def test_faceless_video_through_the_cli(faceless_models_dir, tmp_path, capsys):
+    frames = face_frames(4, 64, 48)
+    video = write_video(tmp_path / "cutaway.mp4", frames, FPS)
+    audio = write_wav(tmp_path / "speech.wav", tone(0.34, 16000, 1), 16000)  # 8 frames at 25 fps
+    out = tmp_path / "out.mp4"
+    code = cli.main(["lipsync", "--video", str(video), "--audio", str(audio), "--output", str(out),
+                     "--models-dir", str(faceless_models_dir), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "no face was found in any of the 4 frames" in captured.err
+    assert "passed through unchanged" in captured.out
+    info = video_io.probe(out)
+    assert info["frames"] == 8 and info["fps"] == FPS
+    assert info["audio_seconds"] == pytest.approx(8 / 25, abs=2e-3)
+    # the frames are the source frames in ping-pong order (through two lossy encodes: compare loosely)
+    src = video_io.read_video(video, with_audio=False).frames.float()
+    got = video_io.read_video(out, with_audio=False).frames.float()
+    distance = (got[:, None] - src[None]).abs().mean(dim=(2, 3, 4))  # (8 output, 4 source)
+    assert torch.equal(distance.argmin(dim=1), source_indices(8, 4, "ping_pong", 0))
+    assert float(distance.min(dim=1).values.max()) < 4.0  # H.264 at crf 18 over a noisy picture, nothing else
