@@ -121,3 +121,96 @@ def test_faceless_video_through_the_cli(faceless_models_dir, tmp_path, capsys):
     distance = (got[:, None] - src[None]).abs().mean(dim=(2, 3, 4))  # (8 output, 4 source)
     assert torch.equal(distance.argmin(dim=1), source_indices(8, 4, "ping_pong", 0))
     assert float(distance.min(dim=1).values.max()) < 4.0  # H.264 at crf 18 over a noisy picture, nothing else
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# output faults: a clear message naming the output, exit code 2, nothing half-written, the usual file mode
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("out_media")
+    return {"video": write_video(folder / "in.mp4", face_frames(4, 128, 112), FPS),
+            "audio": write_wav(folder / "speech.wav", tone(0.3, 16000, 1), 16000)}
+
+
+def _lipsync_argv(media, models_dir, out, *extra):
+    # the face-less models: the fastest full run (no UNet / VAE), which is all an output test needs
+    return ["lipsync", "--video", str(media["video"]), "--audio", str(media["audio"]), "--output", str(out),
+            "--models-dir", str(models_dir), "--no-progress", *extra]
+
+
+def test_output_disk_full(small_media, faceless_models_dir, tmp_path):
+    """A real full disk: a 16 KiB tmpfs mounted in a private mount namespace (needs unshare and mount rights)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1)")
+    full = tmp_path / "small_disk"
+    full.mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=16k none '{full}'"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a tmpfs in a private mount namespace here: " + probe.stderr.decode()[:200])
+    out = full / "result.mp4"
+    argv = _lipsync_argv(small_media, faceless_models_dir, out, "--crf", "0")  # lossless: far more than 16 KiB
+    script = (f"mount -t tmpfs -o size=16k none '{full}' && "
+              f"{sys.executable} -m musetalk_core {' '.join(repr(a) for a in argv)}; rc=$?; ls -A '{full}'; exit $rc")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f"Output file '{out}' could not be written: No space left on device" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == ""  # `ls -A` of the full disk: no temporary file left behind
+
+
+def test_write_video_refused_mid_write_leaves_nothing(tmp_path):
+    """The OS refusing more bytes part-way (here a file-size limit: EFBIG, the same path as a full disk)."""
+    import resource
+    import signal
+
+    from musetalk_core.errors import OutputError
+
+    frames = torch.from_numpy(face_frames(8, 128, 112))
+    out = tmp_path / "clip.mp4"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the default kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(OutputError, match=r"Output file '.*clip\.mp4' could not be written: File too large"):
+            video_io.write_video(out, frames, FPS, crf=0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["proc", "name_too_long"])
+def test_output_path_refused_by_the_os(case, small_media, faceless_models_dir, tmp_path, capsys):
+    if case == "proc":  # access() says writable to root; creating a file there still fails
+        out = Path("/proc") / "musetalk-result.mp4"
+        writable = os.access("/proc", os.W_OK)
+        expect = f"Output file '{out}' could not be written" if writable else "Output folder '/proc' is not writable"
+    else:
+        out = tmp_path / ("x" * 300 + ".mp4")
+        expect = "File name too long"
+    code = cli.main(_lipsync_argv(small_media, faceless_models_dir, out))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expect in err and "Traceback" not in err
+    assert not out.exists() if case == "proc" else list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_output_gets_the_usual_file_mode(umask, tmp_path):
+    old = os.umask(umask)
+    try:
+        path = video_io.write_video(tmp_path / "clip.mp4", torch.from_numpy(face_frames(2, 32, 32)), FPS)
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~umask  # 0644 / 0640, like any file the user creates
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
