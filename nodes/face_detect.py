@@ -33,7 +33,8 @@ class FaceDetectAndParse:
         return {
             "required": {
                 "musetalk_models": (MODELS_TYPE, {"tooltip": "From LoadMuseTalkModels."}),
-                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size)."}),
+                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size; RGB, values 0..1; "
+                                               "alpha is ignored, grayscale is expanded)."}),
                 "bbox_shift": ("INT", {"default": 0, "min": -200, "max": 200, "tooltip":
                                "Moves the crop's centre line (landmark 29) down (+) or up (-) in pixels: positive "
                                "opens the mouth more. The bbox_range output suggests a range. 0 = reference."}),

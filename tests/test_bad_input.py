@@ -214,3 +214,91 @@ def test_output_gets_the_usual_file_mode(umask, tmp_path):
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o666 & ~umask  # 0644 / 0640, like any file the user creates
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# IMAGE inputs: RGBA / grayscale read the same way by every node; a float IMAGE outside 0..1 is refused
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_models_factory):
+    return load_models([tiny_models_factory("v15")], "v15", precision="fp32", device="cpu")
+
+
+def _chain(nodes, models, images, audio):
+    faces, _, _ = nodes["FaceDetectAndParse"]().prepare(models, images, 0, 10, "auto", 90, 90, "highest_score",
+                                                        "full_frame", 0.0, 1.0, 8)
+    features, _, _ = nodes["WhisperAudioEncode"]().encode(models, audio, 25.0, 2, 2, "reference", -45.0)
+    (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "mean", 0, 8)
+    generated, _ = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)
+    out, _, _, _ = nodes["BlendAndAssemble"]().blend(images, faces, generated, 0.05, 0.5, False, 3, 16)
+    return faces, generated, out
+
+
+def test_rgba_and_grayscale_through_the_node_chain(pack, tiny_models):
+    """An RGBA / grayscale IMAGE runs the whole chain and each node reads it as the same RGB frames."""
+    from musetalk_core.frames import frames_fingerprint
+
+    nodes = pack.NODE_CLASS_MAPPINGS
+    blend = nodes["BlendAndAssemble"]()
+    rgb = torch.from_numpy(face_frames(2, 64, 48)).float() / 255.0
+    audio = {"waveform": torch.from_numpy(tone(0.12, 16000))[None], "sample_rate": 16000}  # 3 frames
+
+    alpha = torch.linspace(0, 1, 48).expand(2, 64, 48)[..., None]  # any alpha: lip-sync ignores transparency
+    faces, generated, out = _chain(nodes, tiny_models, torch.cat([rgb, alpha], -1), audio)
+    assert faces.has_face.any() and generated.has_face.any()  # really composited: the pixels below matter
+    assert faces.frames_fingerprint == frames_fingerprint(rgb)
+    assert out.shape == (3, 64, 48, 3)
+    assert torch.equal(out, blend.blend(rgb, faces, generated, 0.05, 0.5, False, 3, 16)[0])
+
+    gray = rgb.mean(-1, keepdim=True)
+    faces, generated, out = _chain(nodes, tiny_models, gray, audio)
+    assert out.shape == (3, 64, 48, 3)
+    as_rgb = gray.expand(-1, -1, -1, 3).contiguous()
+    assert torch.equal(out, blend.blend(as_rgb, faces, generated, 0.05, 0.5, False, 3, 16)[0])
+
+
+def test_rgb_frames_is_the_one_reader():
+    from musetalk_core.frames import frames_fingerprint, image_to_uint8, rgb_frames
+
+    rgb = torch.rand(2, 8, 6, 3)
+    assert rgb_frames(rgb) is rgb  # no copy for the normal case
+    rgba = torch.cat([rgb, torch.rand(2, 8, 6, 1)], -1)
+    assert torch.equal(rgb_frames(rgba), rgb) and torch.equal(image_to_uint8(rgba), image_to_uint8(rgb))
+    assert frames_fingerprint(rgb_frames(rgba)) == frames_fingerprint(image_to_uint8(rgba))
+    gray = rgb[..., :1]
+    assert torch.equal(rgb_frames(gray), gray.expand(-1, -1, -1, 3))
+    # slight resampling overshoot is clipped as before, not refused
+    assert image_to_uint8(torch.full((1, 2, 2, 3), 1.04)).eq(255).all()
+    assert image_to_uint8(torch.full((1, 2, 2, 3), -0.03)).eq(0).all()
+
+
+@pytest.mark.parametrize("values, match", [
+    (lambda x: x * 255.0, r"to 255,.*0\.\.255 values: divide by 255"),
+    (lambda x: x * 2.0 - 1.0, r"-1\.\.1 values"),
+    (lambda x: torch.where(x > 0.5, torch.tensor(float("nan")), x), "NaN or infinite"),
+])
+def test_float_image_outside_0_1_is_refused_by_every_node(pack, tiny_models, values, match):
+    from musetalk_core.errors import InputError
+    from musetalk_core.frames import frames_fingerprint
+    from musetalk_core.types import MuseTalkFaces, MuseTalkGenerated
+
+    nodes = pack.NODE_CLASS_MAPPINGS
+    x = torch.linspace(0, 1, 2 * 32 * 32 * 3).reshape(2, 32, 32, 3)
+    bad = values(x)
+    with pytest.raises(InputError, match=r"'images'.*" + match if "NaN" not in match else match):
+        nodes["FaceDetectAndParse"]().prepare(tiny_models, bad, 0, 10, "auto", 90, 90, "highest_score",
+                                              "full_frame", 0.0, 1.0, 8)
+    faces = MuseTalkFaces(frame_size=(32, 32), has_face=torch.zeros(2, dtype=torch.bool),
+                          boxes=torch.zeros(2, 4, dtype=torch.int64), landmarks=torch.zeros(2, 68, 2, dtype=torch.int64),
+                          crop_boxes=torch.zeros(2, 4, dtype=torch.int64), masks=(None, None),
+                          crops=torch.zeros(2, 256, 256, 3, dtype=torch.uint8), frames_fingerprint=frames_fingerprint(x))
+    generated = MuseTalkGenerated(faces=torch.zeros(2, 256, 256, 3, dtype=torch.uint8),
+                                  source_index=torch.arange(2), has_face=torch.zeros(2, dtype=torch.bool), fps=25.0,
+                                  frames_fingerprint=faces.frames_fingerprint)
+    assert nodes["BlendAndAssemble"]().blend(x, faces, generated, 0.05, 0.5, False, 3, 16)[3] == 2  # valid: runs
+    with pytest.raises(InputError, match=match):
+        nodes["BlendAndAssemble"]().blend(bad, faces, generated, 0.05, 0.5, False, 3, 16)
+    with pytest.raises(InputError, match="'replacement_faces'.*" + match if "NaN" not in match else match):
+        nodes["BlendAndAssemble"]().blend(x, faces, generated, 0.05, 0.5, False, 3, 16,
+                                          replacement_faces=values(torch.rand(2, 256, 256, 3)))
