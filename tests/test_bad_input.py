@@ -274,7 +274,7 @@ def test_rgb_frames_is_the_one_reader():
 
 
 @pytest.mark.parametrize("values, match", [
-    (lambda x: x * 255.0, r"to 255,.*0\.\.255 values: divide by 255"),
+    (lambda x: x * 255.0, r"from 0 to 255,.*0\.\.255 values: divide by 255"),
     (lambda x: x * 2.0 - 1.0, r"-1\.\.1 values"),
     (lambda x: torch.where(x > 0.5, torch.tensor(float("nan")), x), "NaN or infinite"),
 ])
@@ -301,7 +301,7 @@ def test_float_image_outside_0_1_is_refused_by_every_node(pack, tiny_models, val
         nodes["BlendAndAssemble"]().blend(bad, faces, generated, 0.05, 0.5, False, 3, 16)
     with pytest.raises(InputError, match="'replacement_faces'.*" + match if "NaN" not in match else match):
         nodes["BlendAndAssemble"]().blend(x, faces, generated, 0.05, 0.5, False, 3, 16,
-                                          replacement_faces=values(torch.rand(2, 256, 256, 3)))
+                                          replacement_faces=values(torch.linspace(0, 1, 2 * 256 * 256 * 3).reshape(2, 256, 256, 3)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
