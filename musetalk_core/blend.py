@@ -25,7 +25,7 @@ import torch
 
 from . import blend_ops
 from .errors import InputError
-from .frames import frames_fingerprint, image_to_uint8
+from .frames import frames_fingerprint, image_to_uint8, rgb_frames
 from .hooks import NO_HOOKS, RunHooks
 from .types import MuseTalkFaces, MuseTalkGenerated
 
@@ -102,17 +102,12 @@ def _check_inputs(images, faces: MuseTalkFaces, generated: MuseTalkGenerated, re
     if not isinstance(generated, MuseTalkGenerated):
         raise InputError("'generated' must be MUSETALK_GENERATED from MuseTalkUNetInpaint, "
                          f"got {type(generated).__name__}.")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise InputError("'images' must be an IMAGE batch (frames, height, width, 3): the same frames given to "
-                         "FaceDetectAndParse.")
     n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
     if n != faces.num_frames or (h, w) != tuple(int(v) for v in faces.frame_size):
         raise InputError(
             f"'images' ({n} frames of {w}x{h}) are not the frames the faces were computed from "
             f"({faces.num_frames} frames of {faces.frame_size[1]}x{faces.frame_size[0]}): connect the same IMAGE "
             "to FaceDetectAndParse and BlendAndAssemble.")
-    if images.shape[3] not in (1, 3, 4):
-        raise InputError(f"'images' has {images.shape[3]} channels; expected 3 (RGB).")
     if not (0.0 <= float(blur_factor) <= 1.0):
         raise InputError(f"'blur_factor' must be between 0 and 1 (0.05 = reference), got {blur_factor}.")
     if not (0.0 <= float(upper_boundary_ratio) <= 1.0):
@@ -139,6 +134,7 @@ def _check_inputs(images, faces: MuseTalkFaces, generated: MuseTalkGenerated, re
     if replacement_faces is not None:
         if not isinstance(replacement_faces, torch.Tensor) or replacement_faces.ndim != 4:
             raise InputError("'replacement_faces' must be an IMAGE batch (frames, 256, 256, 3).")
+        rgb_frames(replacement_faces, "replacement_faces")  # channels and value range, once
         rt, rh, rw = (int(v) for v in replacement_faces.shape[:3])
         if rt != t or (rh, rw) != (FACE_SIZE, FACE_SIZE):
             raise InputError(
@@ -164,6 +160,10 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
     Returns (frames float32 IMAGE (T, H, W, 3) on ``output_device`` (default: the device of ``images``),
     AUDIO {"waveform" (B, C, round(T / fps * rate)), "sample_rate"} on the CPU, fps float, T int)."""
     hooks = hooks or NO_HOOKS
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise InputError("'images' must be an IMAGE batch (frames, height, width, 3): the same frames given to "
+                         "FaceDetectAndParse.")
+    images = rgb_frames(images, "images")  # RGB view (alpha dropped, gray expanded) exactly as the faces saw it
     _check_inputs(images, faces, generated, replacement_faces, blur_factor, upper_boundary_ratio,
                   silence_fade_frames, chunk_size)
     if faces.frames_fingerprint:
@@ -182,6 +182,10 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
     src_face = faces.has_face.detach().to("cpu").bool()[source]
     gen_face = generated.has_face.detach().to("cpu").bool().reshape(-1)
     active = (src_face & gen_face).numpy()
+    if not bool(faces.has_face.any()):  # cutaway / face-less clip: normal footage, passed through
+        log.warning("BlendAndAssemble: the video has no usable face (see FaceDetectAndParse's warning and "
+                    "preview); its %d output frames are the source frames unchanged, with the audio cut to "
+                    "%d / %g s.", t, t, fps)
 
     weights = np.ones(t, dtype=np.float64)
     if silence_handling:
@@ -237,10 +241,10 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
         stop = min(t, start + int(chunk_size))
         src = source[start:stop]
         raw = images[src]  # a fresh copy: the input is never modified
-        if raw.is_floating_point() and raw.shape[-1] == 3:
+        if raw.is_floating_point():
             chunk = raw.to(device=device, dtype=torch.float32)
-        else:  # uint8, grayscale or RGBA input: through the standard conversion
-            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32) / 255.0
+        else:  # uint8 frames
+            chunk = raw.to(device=device, dtype=torch.float32) / 255.0
         rows = [i for i in range(start, stop) if active[i] and weights[i] > 0.0]
         if rows:
             local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)

@@ -139,6 +139,25 @@ def draw_preview(frame: np.ndarray, box, crop_box, landmarks, mask) -> np.ndarra
     return out
 
 
+def no_face_warning(num_frames: int, detected: bool = False, detector_scale: float = 1.0) -> str:
+    """The one message for a video without a usable face: what happens (the video passes through unchanged, with
+    the new audio, which is normal for cutaways) and what to check. ``detected``: the detector found faces but
+    none could be cropped."""
+    if detected:
+        why = ("faces were detected but every face box lay outside the frame or was too small to crop "
+               "(check bbox_shift / extra_margin and the preview)")
+    else:
+        why = ("the face detector (S3FD) found none: faces that are very small, turned away (profile or back of "
+               "the head), covered or very dark are not detected")
+        if float(detector_scale) < 1.0:
+            why += f"; detector_scale is {float(detector_scale):g}: set it to 1 so that small faces are seen"
+        else:
+            why += "; for small faces, upscale the frames before this node"
+    what = "no usable face was found" if detected else "no face was found"
+    return (f"FaceDetectAndParse: {what} in any of the {num_frames} frames, so the video is passed "
+            f"through unchanged (every frame, with the new audio). Why: {why}.")
+
+
 def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_margin: int = 10,
                   parsing_mode: str = "auto", left_cheek_width: int = 90, right_cheek_width: int = 90,
                   face_selection: str = "highest_score", landmark_region: str = "full_frame",
@@ -173,10 +192,6 @@ def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_
     masks = [None] * n
     preview = torch.empty((n, h, w, 3), dtype=torch.uint8)
     unusable = []
-
-    if not bool(has_face.any()):
-        log.warning("FaceDetectAndParse: no face was found in any of the %d frames; they are passed through "
-                    "unchanged (check the preview, try landmark_region/detector_scale, or other frames).", n)
 
     with models.use("face_parser") as (parser,):
         for start in range(0, n, batch):
@@ -217,8 +232,8 @@ def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_
         log.warning("FaceDetectAndParse: %d frame(s) had a face box outside the frame or too small to crop "
                     "(first: frame %d); they are treated as frames without a face.", len(unusable), unusable[0])
         boxes[torch.tensor(unusable)] = 0
-    if bool(loc.has_face.any()) and not bool(has_face.any()):
-        log.warning("FaceDetectAndParse: no usable face in any of the %d frames; they are passed through.", n)
+    if not bool(has_face.any()):
+        log.warning("%s", no_face_warning(n, detected=bool(loc.has_face.any()), detector_scale=detector_scale))
 
     bbox_range = loc.bbox_range_text()
     settings = dict(loc.settings)

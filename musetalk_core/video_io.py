@@ -7,22 +7,26 @@ Used by the command line; the graph uses ComfyUI's own LoadVideo / LoadAudio / C
 - audio is ComfyUI's AUDIO mapping ``{"waveform": float32 (1, C, S), "sample_rate": int}``, so the CLI hands the
   pipeline exactly what LoadAudio would;
 - ``write_video`` muxes H.264 video and AAC audio in one pass into a temporary file next to the output and renames
-  it only on success: a failed or interrupted run never leaves a half-written file at the output path.
+  it only on success (``atomic_output``): a failed or interrupted run never leaves a half-written file, an OS
+  refusal (disk full, a path the OS will not create) is an ``OutputError`` naming the output, and the file gets
+  the mode any new file of the user gets (0666 minus the umask, e.g. 0644), not a private temp file's 0600.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 PathLike = Union[str, os.PathLike]
 
@@ -159,15 +163,65 @@ def check_output_path(path: PathLike) -> Path:
     """The output's folder must exist and be writable; the file name must end in a container PyAV can write."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"Output folder '{folder}' does not exist. Create it first or choose another --output.")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"Output folder '{folder}' is not writable.")
-    if path.is_dir():
-        raise InputError(f"Output path '{path}' is a folder; give a file name such as out.mp4.")
+    try:
+        if not folder.is_dir():
+            raise InputError(f"Output folder '{folder}' does not exist. Create it first or choose another --output.")
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"Output folder '{folder}' is not writable.")
+        if path.is_dir():
+            raise InputError(f"Output path '{path}' is a folder; give a file name such as out.mp4.")
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise InputError(f"Output path '{path}' cannot be used: {exc.strerror or exc}. Choose another --output.") from None
     if path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
         raise InputError(f"Output file '{path}' must end in .mp4, .mov, .mkv or .m4v (H.264 + AAC).")
     return path
+
+
+def _output_failure(path: Path, exc: OSError) -> OutputError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free some space or choose another --output on a disk with room"
+    else:
+        advice = "choose another --output in a normal folder you can write to"
+    return OutputError(f"Output file '{path}' could not be written: {reason}. Nothing was written; {advice}.")
+
+
+@contextmanager
+def atomic_output(path: PathLike) -> Iterator[Path]:
+    """Yield a new temporary file next to ``path``; rename it to ``path`` when the block succeeds.
+
+    On any failure the temporary file is removed. OS errors (disk full, quota, a folder the OS refuses to create
+    files in although access() allowed it) become an OutputError that names the output. The file is created
+    with mode 0666 and the OS applies the user's umask, as for any file the user creates.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    tmp = None
+    try:
+        for _ in range(16):  # O_EXCL: never reuse or clobber a file another run is writing
+            # the stem is shortened so that the temporary name fits wherever the output's name fits
+            candidate = folder / f".{path.stem[:64]}.{secrets.token_hex(4)}.tmp{path.suffix}"
+            try:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            tmp = candidate
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary file name")
+        yield tmp
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise _output_failure(path, exc) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _frame_uint8(frame: torch.Tensor) -> np.ndarray:
@@ -197,50 +251,40 @@ def write_video(path: PathLike, frames: torch.Tensor, fps: Union[Fraction, float
         raise InputError(f"fps must be positive, got {fps}.")
     pad_h, pad_w = h % 2, w % 2
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w") as container:
-            vstream = container.add_stream("libx264", rate=rate)
-            vstream.width, vstream.height = w + pad_w, h + pad_h
-            vstream.pix_fmt = "yuv420p"
-            vstream.options = {"crf": str(int(crf))}
-            astream = None
-            samples = None
-            if audio is not None:
-                waveform = audio["waveform"]
-                sr = int(audio["sample_rate"])
-                wav = waveform[0] if waveform.ndim == 3 else waveform
-                wav = wav.detach().to(torch.float32).cpu().numpy()
-                keep = int(round(float(t / rate) * sr))
-                samples = np.ascontiguousarray(wav[:2, :keep])
-                if samples.shape[0] == 0 or samples.shape[1] == 0:
-                    samples = None
-                else:
-                    layout = "mono" if samples.shape[0] == 1 else "stereo"
-                    astream = container.add_stream("aac", rate=sr, layout=layout)
-            for i in range(t):
-                arr = _frame_uint8(frames[i])
-                if pad_h or pad_w:
-                    arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-                container.mux(vstream.encode(frame))
-                if advance is not None:
-                    advance(1)
-            container.mux(vstream.encode())
-            if astream is not None:
-                aframe = av.AudioFrame.from_ndarray(samples, format="fltp", layout=astream.layout.name)
-                aframe.sample_rate = astream.sample_rate
-                aframe.pts = 0
-                container.mux(astream.encode(aframe))
-                container.mux(astream.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_output(path) as tmp, av.open(str(tmp), mode="w") as container:
+        vstream = container.add_stream("libx264", rate=rate)
+        vstream.width, vstream.height = w + pad_w, h + pad_h
+        vstream.pix_fmt = "yuv420p"
+        vstream.options = {"crf": str(int(crf))}
+        astream = None
+        samples = None
+        if audio is not None:
+            waveform = audio["waveform"]
+            sr = int(audio["sample_rate"])
+            wav = waveform[0] if waveform.ndim == 3 else waveform
+            wav = wav.detach().to(torch.float32).cpu().numpy()
+            keep = int(round(float(t / rate) * sr))
+            samples = np.ascontiguousarray(wav[:2, :keep])
+            if samples.shape[0] == 0 or samples.shape[1] == 0:
+                samples = None
+            else:
+                layout = "mono" if samples.shape[0] == 1 else "stereo"
+                astream = container.add_stream("aac", rate=sr, layout=layout)
+        for i in range(t):
+            arr = _frame_uint8(frames[i])
+            if pad_h or pad_w:
+                arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            container.mux(vstream.encode(frame))
+            if advance is not None:
+                advance(1)
+        container.mux(vstream.encode())
+        if astream is not None:
+            aframe = av.AudioFrame.from_ndarray(samples, format="fltp", layout=astream.layout.name)
+            aframe.sample_rate = astream.sample_rate
+            aframe.pts = 0
+            container.mux(astream.encode(aframe))
+            container.mux(astream.encode())
     return path
 
 

@@ -30,7 +30,8 @@ class BlendAndAssemble:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse."}),
+                "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse "
+                                               "(RGB; alpha is ignored, grayscale is expanded; values 0..1)."}),
                 "faces": (FACES_TYPE, {"tooltip": "Faces, boxes and blend masks from FaceDetectAndParse."}),
                 "generated": (GENERATED_TYPE, {"tooltip": "Generated faces from MuseTalkUNetInpaint."}),
                 "blur_factor": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 0.5, "step": 0.005, "tooltip":

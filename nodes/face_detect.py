@@ -15,7 +15,8 @@ LANDMARK_REGIONS = ["full_frame", "face_region"]
 class FaceDetectAndParse:
     DESCRIPTION = ("Finds the face in every frame (S3FD + DWPose landmarks, as MuseTalk), crops it to 256x256 for "
                    "the VAE and builds the blend mask from BiSeNet face parsing. Frames without a face are kept and "
-                   "passed through later. Use the preview and the bbox_range text to tune bbox_shift.")
+                   "passed through later; a video with no face at all comes out unchanged (with the new audio) "
+                   "and a warning says why. Use the preview and the bbox_range text to tune bbox_shift.")
     CATEGORY = CATEGORY
     FUNCTION = "prepare"
     RETURN_TYPES = (FACES_TYPE, "IMAGE", "STRING")
@@ -32,7 +33,8 @@ class FaceDetectAndParse:
         return {
             "required": {
                 "musetalk_models": (MODELS_TYPE, {"tooltip": "From LoadMuseTalkModels."}),
-                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size)."}),
+                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size; RGB, values 0..1; "
+                                               "alpha is ignored, grayscale is expanded)."}),
                 "bbox_shift": ("INT", {"default": 0, "min": -200, "max": 200, "tooltip":
                                "Moves the crop's centre line (landmark 29) down (+) or up (-) in pixels: positive "
                                "opens the mouth more. The bbox_range output suggests a range. 0 = reference."}),
