@@ -26,7 +26,7 @@ import torch
 
 from . import blend_ops
 from .errors import InputError
-from .frames import frames_fingerprint, image_to_uint8
+from .frames import frames_fingerprint, image_to_uint8, rgb_frames
 from .hooks import NO_HOOKS, RunHooks
 from .spill import SpilledArray, mask_shape
 from .types import MuseTalkFaces, MuseTalkGenerated
@@ -104,12 +104,7 @@ def _check_inputs(images, faces: MuseTalkFaces, generated: MuseTalkGenerated, re
     if not isinstance(generated, MuseTalkGenerated):
         raise InputError("'generated' must be MUSETALK_GENERATED from MuseTalkUNetInpaint, "
                          f"got {type(generated).__name__}.")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise InputError("'images' must be an IMAGE batch (frames, height, width, 3): the same frames given to "
-                         "FaceDetectAndParse.")
     n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
-    if images.shape[3] not in (1, 3, 4):
-        raise InputError(f"'images' has {images.shape[3]} channels; expected 3 (RGB).")
     check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,
                    silence_fade_frames, chunk_size, "images", "IMAGE")
 
@@ -147,6 +142,7 @@ def check_material(faces, generated, n, h, w, replacement_faces, blur_factor, up
     if replacement_faces is not None:
         if not isinstance(replacement_faces, torch.Tensor) or replacement_faces.ndim != 4:
             raise InputError("'replacement_faces' must be an IMAGE batch (frames, 256, 256, 3).")
+        rgb_frames(replacement_faces, "replacement_faces")  # channels and value range, once
         rt, rh, rw = (int(v) for v in replacement_faces.shape[:3])
         if rt != t or (rh, rw) != (FACE_SIZE, FACE_SIZE):
             raise InputError(
@@ -314,6 +310,10 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
     Returns (frames float32 IMAGE (T, H, W, 3) on ``output_device`` (default: the device of ``images``),
     AUDIO {"waveform" (B, C, round(T / fps * rate)), "sample_rate"} on the CPU, fps float, T int)."""
     hooks = hooks or NO_HOOKS
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise InputError("'images' must be an IMAGE batch (frames, height, width, 3): the same frames given to "
+                         "FaceDetectAndParse.")
+    images = rgb_frames(images, "images")  # RGB view (alpha dropped, gray expanded) exactly as the faces saw it
     _check_inputs(images, faces, generated, replacement_faces, blur_factor, upper_boundary_ratio,
                   silence_fade_frames, chunk_size)
     if faces.frames_fingerprint:
@@ -347,6 +347,11 @@ def _check_fps(generated: MuseTalkGenerated) -> float:
 def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
                  silence_fade_frames) -> Blender:
     silent = generated.audio.silent if generated.audio is not None else None
+    if not bool(faces.has_face.any()):  # cutaway / face-less clip: normal footage, passed through
+        t = generated.num_frames
+        log.warning("BlendAndAssemble: the video has no usable face (see FaceDetectAndParse's warning and "
+                    "preview); its %d output frames are the source frames unchanged, with the audio cut to "
+                    "%d / %g s.", t, t, float(generated.fps))
     return Blender(faces, generated.source_index, generated.has_face, device, silent=silent,
                    blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
                    silence_handling=silence_handling, silence_fade_frames=silence_fade_frames)

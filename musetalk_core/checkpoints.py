@@ -108,3 +108,20 @@ def on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     """Build a module on the meta device (no memory, no init cost): for shape/key checks of real-size configs."""
     with torch.device("meta"):
         return build()
+
+
+def cast_dtype(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast a loaded network's floating parameters and buffers to ``dtype``, in place; returns it.
+
+    Goes through torch's own ``nn.Module.to``: diffusers' ``ModelMixin.to`` logs "There are modules in ... that
+    should be kept in float32: []" on every dtype cast, even for models that keep nothing in float32 (the UNet
+    and the VAE). Submodules a diffusers class does declare in ``_keep_in_fp32_modules`` stay float32, matched by
+    name as diffusers matches them.
+    """
+    torch.nn.Module.to(module, dtype=dtype)
+    keep = getattr(module, "_keep_in_fp32_modules", None) or ()
+    if keep and dtype != torch.float32:
+        for name, sub in module.named_modules():
+            if name and any(pattern in name for pattern in keep):
+                torch.nn.Module.to(sub, dtype=torch.float32)
+    return module

@@ -11,7 +11,9 @@ Exit codes: 0 success, 2 bad input / missing model files / bad options, 130 inte
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import List, Optional
@@ -201,7 +203,24 @@ def run_lipsync(args: argparse.Namespace) -> int:
         source.close()
     print(f"Wrote {output} ({result.frame_count} frames at {float(fps):.3f} fps, "
           f"{result.frame_count / float(fps):.2f} s).")
+    if not bool(result.faces.has_face.any()):
+        print("No face was found in the video: it was passed through unchanged with the new audio "
+              "(see the warning above).")
     return EXIT_OK
+
+
+@contextmanager
+def _warnings_to_stderr():
+    """The library's warnings (e.g. "no face was found ...") on stderr as 'musetalk: warning: ...' for this run."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("musetalk: warning: %(message)s"))
+    logger = logging.getLogger("musetalk_core")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -211,8 +230,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as exc:  # argparse: 2 on bad options, 0 on --help
         return int(exc.code or 0)
     try:
-        if args.command == "lipsync":
-            return run_lipsync(args)
+        with _warnings_to_stderr():
+            if args.command == "lipsync":
+                return run_lipsync(args)
     except MuseTalkError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT

@@ -21,14 +21,14 @@ from .errors import InputError, ModelFilesMissing
 
 log = logging.getLogger(__name__)
 
-CHOICES = ("v15", "v1", "all")
+CHOICES = ("v15", "v1", "all") + model_files.LATENTSYNC_VERSIONS  # "all": every MuseTalk file (no LatentSync)
 
 
 def files_to_fetch(which: str) -> list:
     if which not in CHOICES:
         raise InputError(f"Unknown download set '{which}': use one of {', '.join(CHOICES)}.")
     if which == "all":
-        return list(model_files.MODEL_FILES)
+        return [f for f in model_files.MODEL_FILES if set(f.versions) & set(model_files.MUSETALK_VERSIONS)]
     return model_files.files_for(which)
 
 

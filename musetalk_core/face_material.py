@@ -21,7 +21,8 @@ import torch
 
 from . import parsing
 from .face_boxes import bbox_range_text
-from .faces import (CROP_SIZE, MAX_SMOOTHING_SIGMA, _check_settings, crop_face, draw_preview, smooth_boxes)
+from .faces import (CROP_SIZE, MAX_SMOOTHING_SIGMA, _check_settings, crop_face, draw_preview, no_face_warning,
+                    smooth_boxes)
 from .hooks import NO_HOOKS, RunHooks
 from .sources import FrameSource
 from .spill import SpilledArray, SpilledMasks, SpillFolder
@@ -210,11 +211,8 @@ def _finish(mat: _Material, version, h, w, fingerprint, text, bbox_shift, extra_
                     "(first: frame %d); they are treated as frames without a face.", len(mat.unusable),
                     mat.unusable[0])
         mat.boxes[torch.tensor(mat.unusable)] = 0
-    if not mat.found_any:
-        log.warning("FaceDetectAndParse: no face was found in any of the %d frames; they are passed through "
-                    "unchanged (check the preview, try landmark_region/detector_scale, or other frames).", n)
-    elif not bool(mat.has_face.any()):
-        log.warning("FaceDetectAndParse: no usable face in any of the %d frames; they are passed through.", n)
+    if not bool(mat.has_face.any()):
+        log.warning("%s", no_face_warning(n, detected=mat.found_any, detector_scale=detector_scale))
     settings = dict(mat.settings)
     settings.update(version=version, bbox_shift=int(bbox_shift), extra_margin=int(extra_margin),
                     parsing_mode=mode, parsing_mode_requested=parsing_mode, left_cheek_width=left,

@@ -139,6 +139,25 @@ def draw_preview(frame: np.ndarray, box, crop_box, landmarks, mask) -> np.ndarra
     return out
 
 
+def no_face_warning(num_frames: int, detected: bool = False, detector_scale: float = 1.0) -> str:
+    """The one message for a video without a usable face: what happens (the video passes through unchanged, with
+    the new audio, which is normal for cutaways) and what to check. ``detected``: the detector found faces but
+    none could be cropped."""
+    if detected:
+        why = ("faces were detected but every face box lay outside the frame or was too small to crop "
+               "(check bbox_shift / extra_margin and the preview)")
+    else:
+        why = ("the face detector (S3FD) found none: faces that are very small, turned away (profile or back of "
+               "the head), covered or very dark are not detected")
+        if float(detector_scale) < 1.0:
+            why += f"; detector_scale is {float(detector_scale):g}: set it to 1 so that small faces are seen"
+        else:
+            why += "; for small faces, upscale the frames before this node"
+    what = "no usable face was found" if detected else "no face was found"
+    return (f"FaceDetectAndParse: {what} in any of the {num_frames} frames, so the video is passed "
+            f"through unchanged (every frame, with the new audio). Why: {why}.")
+
+
 def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_margin: int = 10,
                   parsing_mode: str = "auto", left_cheek_width: int = 90, right_cheek_width: int = 90,
                   face_selection: str = "highest_score", landmark_region: str = "full_frame",

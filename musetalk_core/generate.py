@@ -98,13 +98,13 @@ def _validate(models, latents, audio, frame_mapping, batch_size) -> None:
     if not isinstance(z, (torch.Tensor, SpilledArray)) or z.ndim != 4 or z.shape[1] != 8:
         shape = tuple(z.shape) if isinstance(z, (torch.Tensor, SpilledArray)) else type(z).__name__
         raise InputError(f"'latents' must be (frames, 8, 32, 32), got {shape}. Re-run VAEEncodeMasked.")
-    if z.shape[0] == 0 or latents.frame_indices.numel() == 0:
-        raise InputError("'latents' hold no face (no source frame had a face), so there is nothing to animate.")
+    if latents.num_frames < 1:
+        raise InputError("'latents' describe 0 source frames. Re-run FaceDetectAndParse and VAEEncodeMasked.")
     if latents.frame_indices.numel() != z.shape[0]:
         raise InputError("'latents' are inconsistent (frame_indices and latents differ in length). "
                          "Re-run VAEEncodeMasked.")
-    fi = latents.frame_indices
-    if int(fi.min()) < 0 or int(fi.max()) >= latents.num_frames:
+    fi = latents.frame_indices  # empty for a video without a face: every frame passes through
+    if fi.numel() and (int(fi.min()) < 0 or int(fi.max()) >= latents.num_frames):
         raise InputError("'latents' refer to source frames outside 0..N-1. Re-run VAEEncodeMasked.")
     f = audio.features
     if not isinstance(f, (torch.Tensor, SpilledArray)) or f.ndim != 3 \
@@ -144,6 +144,8 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
 
     device = models.device
     todo = plan.todo
+    if todo.numel() == 0:  # nothing to generate (e.g. a video without a face): no network is moved or called
+        return
     with models.use("unet", "vae", "pe") as (unet, vae, pe):
         unet_dtype = next(unet.parameters()).dtype
         scale = scaling_factor(vae)
@@ -175,8 +177,11 @@ def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     t = audio_features.num_frames
     plan = plan_generation(latents, t, frame_mapping, frame_offset)
     if plan.todo.numel() == 0:
-        log.warning("MuseTalk: no output frame maps to a source frame with a face (frame_mapping=%s, "
-                    "frame_offset=%d); every frame passes through unchanged.", frame_mapping, int(frame_offset))
+        if latents.frame_indices.numel():
+            log.warning("MuseTalk: no output frame maps to a source frame with a face (frame_mapping=%s, "
+                        "frame_offset=%d); every frame passes through unchanged.", frame_mapping, int(frame_offset))
+        else:
+            log.info("MuseTalkUNetInpaint: the video has no face; all %d output frames pass through.", t)
 
     faces = torch.zeros((t, 256, 256, 3), dtype=torch.uint8, device=device) if store is None else store
     done = 0
@@ -188,7 +193,8 @@ def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     if done < t:
         hooks.advance(t - done)
     settings = {"frame_mapping": frame_mapping, "frame_offset": int(frame_offset), "batch_size": batch_size,
-                "version": models.version, "device": str(device), "latent_mode": latents.latent_mode, "seed": latents.seed}
+                "version": models.version, "device": str(device), "latent_mode": latents.latent_mode,
+                "seed": latents.seed}
     return MuseTalkGenerated(faces=faces, source_index=plan.mapping, has_face=plan.has_face,
                              fps=float(audio_features.fps), audio=audio_features, settings=settings,
                              frames_fingerprint=latents.frames_fingerprint)

@@ -13,6 +13,7 @@ the distribution's mean (what training used; deterministic).
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
@@ -22,6 +23,8 @@ from .hooks import NO_HOOKS, RunHooks
 from .passes import in_passes
 from .spill import SpilledArray
 from .types import MuseTalkFaces, MuseTalkLatents, MuseTalkModels
+
+log = logging.getLogger(__name__)
 
 LATENT_MODES = ("sample", "mean")
 CROP_SIZE = 256
@@ -76,9 +79,8 @@ def _validate(models, faces, latent_mode, seed, batch_size) -> None:
         raise InputError(f"'faces' crops must be uint8 ({n}, 256, 256, 3), got {shape}. Re-run FaceDetectAndParse.")
     if crops.dtype != torch.uint8:
         raise InputError(f"'faces' crops must be uint8, got {crops.dtype}. Re-run FaceDetectAndParse.")
-    if n == 0 or not bool(faces.has_face.any()):
-        raise InputError(f"No face was found in any of the {n} source frames, so there is nothing to animate. "
-                         "Check the frames (a visible, roughly frontal face) or FaceDetectAndParse's preview.")
+    if n == 0:
+        raise InputError("'faces' describe 0 source frames. Re-run FaceDetectAndParse on a non-empty IMAGE batch.")
 
 
 def encode_moments(vae: torch.nn.Module, x: torch.Tensor):
@@ -93,6 +95,7 @@ def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str 
                  batch_size: int = 8, hooks: Optional[RunHooks] = None, store=None) -> MuseTalkLatents:
     """Encode every face crop to its (8, 32, 32) latent, batched; frames without a face get no latent.
 
+    A video without any face gives latents with 0 rows (no VAE call): the later stages pass its frames through.
     ``store(shape, dtype)`` -> the array the latents go to instead of a device tensor (spill.SpilledArray for
     long videos: 32 KB per face frame at fp32)."""
     from .models.vae import scaling_factor
@@ -103,6 +106,12 @@ def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str 
     frame_indices = faces.face_indices.cpu().to(torch.int64)
     m = int(frame_indices.numel())
     device, dtype = models.device, models.dtype
+    if m == 0:  # a video without a usable face passes through: nothing to encode, the VAE is not even moved
+        log.info("VAEEncodeMasked: no source frame has a face; no latent to encode (the frames pass through).")
+        return MuseTalkLatents(latents=torch.empty((0, 8, 32, 32), dtype=dtype, device=device),
+                               frame_indices=frame_indices, num_frames=faces.num_frames, version=models.version,
+                               latent_mode=latent_mode, seed=int(seed), frames_fingerprint=faces.frames_fingerprint,
+                               from_video=isinstance(faces.crops, SpilledArray))
     out = None
     with models.use("vae") as (vae,):
         scale = scaling_factor(vae)

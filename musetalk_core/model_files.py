@@ -9,6 +9,10 @@ Layout (upstream's, inside ComfyUI's ``models/musetalk``):
   dwpose/dw-ll_ucoco_384.pth
   face-parse-bisent/79999_iter.pth
   s3fd/s3fd-619a316812.pth
+  latentsync15/latentsync_unet.pt                LatentSync 1.5 UNet3D (256 x 256), download set latentsync15
+  latentsync16/latentsync_unet.pt                LatentSync 1.6 UNet3D (512 x 512), download set latentsync16
+  whisper/tiny.pt                                LatentSync's Whisper (OpenAI tiny checkpoint, required by both sets)
+  latentsync/mask.png                            LatentSync's fixed mouth mask (GitHub, pinned commit)
 Every pickle may be replaced by a ``.safetensors`` twin with the same stem.
 """
 
@@ -57,6 +61,12 @@ WHISPER_TINY_PT_URL = (
     "65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9/tiny.pt"
 )
 
+LATENTSYNC_MASK_URL = ("https://raw.githubusercontent.com/bytedance/LatentSync/"
+                       "a229c3948406bc2cf6eaf4873e662e70c6a04746/latentsync/utils/mask.png")
+MUSETALK_VERSIONS = ("v15", "v1")
+LATENTSYNC_VERSIONS = ("latentsync15", "latentsync16")
+ALL_VERSIONS = MUSETALK_VERSIONS + LATENTSYNC_VERSIONS
+
 MODEL_FILES: tuple = (
     ModelFile("unet_v15_config", ("musetalkV15/musetalk.json",), "TMElyralab/MuseTalk", "musetalkV15/musetalk.json",
               size="1 KB", licence="MIT (code) / CreativeML-style (weights, see upstream)", versions=("v15",)),
@@ -67,9 +77,10 @@ MODEL_FILES: tuple = (
     ModelFile("unet_v1", _twins("musetalk/pytorch_model.bin"), "TMElyralab/MuseTalk", "musetalk/pytorch_model.bin",
               size="3.4 GB", licence="MuseTalk weights licence (upstream)", versions=("v1",)),
     ModelFile("vae_config", ("sd-vae/config.json",), "stabilityai/sd-vae-ft-mse", "config.json",
-              size="1 KB", licence="MIT"),
+              size="1 KB", licence="MIT", versions=("v15", "v1") + LATENTSYNC_VERSIONS),
     ModelFile("vae", ("sd-vae/diffusion_pytorch_model.safetensors", "sd-vae/diffusion_pytorch_model.bin"),
-              "stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors", size="335 MB", licence="MIT"),
+              "stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors", size="335 MB", licence="MIT",
+              versions=("v15", "v1") + LATENTSYNC_VERSIONS),
     ModelFile("whisper_config", ("whisper/config.json",), "openai/whisper-tiny", "config.json",
               size="2 KB", licence="Apache-2.0"),
     ModelFile("whisper_preprocessor", ("whisper/preprocessor_config.json",), "openai/whisper-tiny",
@@ -83,14 +94,27 @@ MODEL_FILES: tuple = (
     ModelFile("face_parser", _twins("face-parse-bisent/79999_iter.pth"), "ManyOtherFunctions/face-parse-bisent",
               "79999_iter.pth", size="53 MB", licence="MIT"),
     ModelFile("s3fd", _twins("s3fd/s3fd-619a316812.pth"), None, None, url=S3FD_URL, size="86 MB", licence="BSD-3-Clause"),
+    # LatentSync (issue 17). Sizes: ~1.27 G parameters in fp32 by the published config (not measured on the files).
+    ModelFile("latentsync15_unet", _twins("latentsync15/latentsync_unet.pt"), "ByteDance/LatentSync-1.5",
+              "latentsync_unet.pt", size="~5 GB", licence="LatentSync weights licence (see the model card)",
+              versions=("latentsync15",)),
+    ModelFile("latentsync16_unet", _twins("latentsync16/latentsync_unet.pt"), "ByteDance/LatentSync-1.6",
+              "latentsync_unet.pt", size="~5 GB", licence="LatentSync weights licence (see the model card)",
+              versions=("latentsync16",)),
+    # The same place as the optional OpenAI tiny.pt above: LatentSync's Audio2Feature loads an OpenAI checkpoint.
+    ModelFile("latentsync_whisper", ("whisper/tiny.pt",), "ByteDance/LatentSync-1.6", "whisper/tiny.pt",
+              size="75 MB", licence="MIT", versions=LATENTSYNC_VERSIONS),
+    # The fixed mouth mask lives in the GitHub repo only (not on Hugging Face): fetched at the pinned commit.
+    ModelFile("latentsync_mask", ("latentsync/mask.png",), None, None, url=LATENTSYNC_MASK_URL, size="2 KB",
+              licence="Apache-2.0 (bytedance/LatentSync)", versions=LATENTSYNC_VERSIONS),
 )
 
 FILES_BY_ROLE = {f.role: f for f in MODEL_FILES}
 
 
 def files_for(version: str, include_optional: bool = False) -> list:
-    if version not in ("v15", "v1"):
-        raise InputError(f"Unknown MuseTalk version '{version}': use 'v15' or 'v1'.")
+    if version not in ALL_VERSIONS:
+        raise InputError(f"Unknown model version '{version}': use one of {', '.join(ALL_VERSIONS)}.")
     return [f for f in MODEL_FILES if version in f.versions and (include_optional or not f.optional)]
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .frames import frames_fingerprint, image_to_uint8
+from .frames import frames_fingerprint, image_to_uint8, rgb_frames
 
 SEEK_AHEAD = 64  # decoding forward over fewer frames than this is cheaper than a seek
 
@@ -63,14 +63,11 @@ class TensorSource(FrameSource):
     def __init__(self, images: torch.Tensor, name: str = "images", fps: Optional[Fraction] = None):
         if not isinstance(images, torch.Tensor):
             raise InputError(f"'{name}' must be an IMAGE tensor (B, H, W, 3), got {type(images).__name__}.")
-        if images.ndim == 3:
-            images = images.unsqueeze(0)
-        image_to_uint8(images[:1], name)  # shape / channel checks with the usual messages
-        self.images = images
+        self.images = rgb_frames(images, name)  # checked once; RGB view as every IMAGE reader sees it
         self.name = name
         self.fps = fps
-        self.num_frames = int(images.shape[0])
-        self.frame_size = (int(images.shape[1]), int(images.shape[2]))
+        self.num_frames = int(self.images.shape[0])
+        self.frame_size = (int(self.images.shape[1]), int(self.images.shape[2]))
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         idx = torch.as_tensor(list(indices), dtype=torch.long)

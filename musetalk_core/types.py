@@ -155,6 +155,7 @@ class MuseTalkLatents:
     """MUSETALK_LATENTS: per source frame with a face, the 8-channel UNet input latent.
 
     - latents: (M, 8, 32, 32) = cat([masked-lower-half latent, full-crop latent]) * scaling factor, models' dtype.
+      M = 0 for a video without a usable face: later stages then pass every frame through.
     - frame_indices: int64 (M,), the source frame of each latent (the frames where faces.has_face is True).
     - num_frames: N, the number of source frames.
     - version, latent_mode ("sample" or "mean"), seed.

@@ -7,22 +7,26 @@ Used by the command line; the graph uses ComfyUI's own LoadVideo / LoadAudio / C
 - audio is ComfyUI's AUDIO mapping ``{"waveform": float32 (1, C, S), "sample_rate": int}``, so the CLI hands the
   pipeline exactly what LoadAudio would;
 - ``write_video`` muxes H.264 video and AAC audio in one pass into a temporary file next to the output and renames
-  it only on success: a failed or interrupted run never leaves a half-written file at the output path.
+  it only on success (``atomic_output``): a failed or interrupted run never leaves a half-written file, an OS
+  refusal (disk full, a path the OS will not create) is an ``OutputError`` naming the output, and the file gets
+  the mode any new file of the user gets (0666 minus the umask, e.g. 0644), not a private temp file's 0600.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 PathLike = Union[str, os.PathLike]
 
@@ -188,15 +192,65 @@ def check_output_path(path: PathLike) -> Path:
     """The output's folder must exist and be writable; the file name must end in a container PyAV can write."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"Output folder '{folder}' does not exist. Create it first or choose another --output.")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"Output folder '{folder}' is not writable.")
-    if path.is_dir():
-        raise InputError(f"Output path '{path}' is a folder; give a file name such as out.mp4.")
+    try:
+        if not folder.is_dir():
+            raise InputError(f"Output folder '{folder}' does not exist. Create it first or choose another --output.")
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"Output folder '{folder}' is not writable.")
+        if path.is_dir():
+            raise InputError(f"Output path '{path}' is a folder; give a file name such as out.mp4.")
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise InputError(f"Output path '{path}' cannot be used: {exc.strerror or exc}. Choose another --output.") from None
     if path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
         raise InputError(f"Output file '{path}' must end in .mp4, .mov, .mkv or .m4v (H.264 + AAC).")
     return path
+
+
+def _output_failure(path: Path, exc: OSError) -> OutputError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free some space or choose another --output on a disk with room"
+    else:
+        advice = "choose another --output in a normal folder you can write to"
+    return OutputError(f"Output file '{path}' could not be written: {reason}. Nothing was written; {advice}.")
+
+
+@contextmanager
+def atomic_output(path: PathLike) -> Iterator[Path]:
+    """Yield a new temporary file next to ``path``; rename it to ``path`` when the block succeeds.
+
+    On any failure the temporary file is removed. OS errors (disk full, quota, a folder the OS refuses to create
+    files in although access() allowed it) become an OutputError that names the output. The file is created
+    with mode 0666 and the OS applies the user's umask, as for any file the user creates.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    tmp = None
+    try:
+        for _ in range(16):  # O_EXCL: never reuse or clobber a file another run is writing
+            # the stem is shortened so that the temporary name fits wherever the output's name fits
+            candidate = folder / f".{path.stem[:64]}.{secrets.token_hex(4)}.tmp{path.suffix}"
+            try:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            tmp = candidate
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary file name")
+        yield tmp
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise _output_failure(path, exc) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _frame_uint8(frame: torch.Tensor) -> np.ndarray:
@@ -227,10 +281,13 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.pad_h, self.pad_w = self.height % 2, self.width % 2
         self.frames = 0
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
+        self.container = None
+        self._stack: Optional[ExitStack] = ExitStack()
         try:
-            self.container = av.open(self.tmp, mode="w")
+            # atomic_output: temp file next to the output, renamed when the stack closes cleanly, removed on
+            # failure; OS errors (disk full, refused) become an OutputError naming the output
+            self.tmp = self._stack.enter_context(atomic_output(self.path))
+            self.container = av.open(str(self.tmp), mode="w")
             self.vstream = self.container.add_stream("libx264", rate=self.rate)
             self.vstream.width, self.vstream.height = self.width + self.pad_w, self.height + self.pad_h
             self.vstream.pix_fmt = "yuv420p"
@@ -239,8 +296,8 @@ class VideoWriter:
             if audio_rate and audio_channels:
                 layout = "mono" if audio_channels == 1 else "stereo"
                 self.astream = self.container.add_stream("aac", rate=int(audio_rate), layout=layout)
-        except BaseException:
-            self.abort()
+        except BaseException as exc:
+            self._fail(exc)
             raise
 
     def __enter__(self) -> "VideoWriter":
@@ -265,8 +322,8 @@ class VideoWriter:
                 self.frames += 1
                 if advance is not None:
                     advance(1)
-        except BaseException:
-            self.abort()
+        except BaseException as exc:
+            self._fail(exc)
             raise
 
     def finish(self, audio: Optional[Mapping[str, Any]] = None) -> Path:
@@ -288,24 +345,34 @@ class VideoWriter:
                 self.container.mux(self.astream.encode(aframe))
                 self.container.mux(self.astream.encode())
             self.container.close()
-            os.replace(self.tmp, self.path)
-        except BaseException:
-            self.abort()
+            self.container = None
+            stack, self._stack = self._stack, None
+            stack.close()  # renames the temporary file to the output
+        except BaseException as exc:
+            self._fail(exc)
             raise
         return self.path
 
-    def abort(self) -> None:
-        container = getattr(self, "container", None)
-        if container is not None:
+    def _fail(self, exc: BaseException) -> None:
+        """Close the container, then let atomic_output remove the temporary file (and turn an OS error into an
+        OutputError naming the output, which then propagates instead of ``exc``)."""
+        if self.container is not None:
             try:
-                container.close()
+                self.container.close()
             except Exception:  # noqa: BLE001 - closing a half-written file may fail; it is deleted anyway
                 pass
             self.container = None
-        try:
-            os.unlink(self.tmp)
-        except OSError:
-            pass
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.__exit__(type(exc), exc, exc.__traceback__)
+
+    def abort(self) -> None:
+        """Remove the temporary file (no-op after finish)."""
+        self._fail(_Aborted())
+
+
+class _Aborted(Exception):
+    """Passed to atomic_output to make it clean up without reporting anything."""
 
 
 def _audio_samples(audio: Optional[Mapping[str, Any]], frames: int, rate: Fraction) -> Optional[np.ndarray]:

@@ -51,8 +51,9 @@ class BlendAndAssemble:
                                "frames. Does not change the result."}),
             },
             "optional": {
-                "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse. "
-                                     "Connect this or 'video', not both."}),
+                "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse "
+                                     "(RGB; alpha is ignored, grayscale is expanded; values 0..1). Connect this "
+                                     "or 'video', not both."}),
                 "video": ("VIDEO", {"tooltip": "The original video: the same VIDEO given to FaceDetectAndParse. "
                                     "Frames are read, blended and encoded chunk by chunk."}),
                 "replacement_faces": ("IMAGE", {"tooltip":

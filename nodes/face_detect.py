@@ -15,7 +15,8 @@ LANDMARK_REGIONS = ["full_frame", "face_region"]
 class FaceDetectAndParse:
     DESCRIPTION = ("Finds the face in every frame (S3FD + DWPose landmarks, as MuseTalk), crops it to 256x256 for "
                    "the VAE and builds the blend mask from BiSeNet face parsing. Frames without a face are kept and "
-                   "passed through later. Use the preview and the bbox_range text to tune bbox_shift.")
+                   "passed through later; a video with no face at all comes out unchanged (with the new audio) "
+                   "and a warning says why. Use the preview and the bbox_range text to tune bbox_shift.")
     CATEGORY = CATEGORY
     FUNCTION = "prepare"
     RETURN_TYPES = (FACES_TYPE, "IMAGE", "STRING")
@@ -62,8 +63,9 @@ class FaceDetectAndParse:
                                "Frames per batch for detection, landmarks and parsing (more = faster, more VRAM)."}),
             },
             "optional": {
-                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size), for short clips and "
-                                     "generated frames. Connect this or 'video', not both."}),
+                "images": ("IMAGE", {"tooltip": "The source video frames (all the same size; RGB, values 0..1; alpha is "
+                                     "ignored, grayscale is expanded), for short clips and generated frames. "
+                                     "Connect this or 'video', not both."}),
                 "video": ("VIDEO", {"tooltip": "The source video (core LoadVideo), read lazily in chunks: any length "
                                     "in bounded memory. Connect this or 'images', not both."}),
             },

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import load_strict, on_meta, read_json, read_state_dict
+from ..checkpoints import cast_dtype, load_strict, on_meta, read_json, read_state_dict
 from ..errors import WeightFileError
 
 # The published musetalk.json (HF TMElyralab/MuseTalk, identical for v1.0 and v1.5; pipeline spec §1.2). Used to
@@ -54,4 +54,4 @@ def load_unet(config_path: Path, weights_path: Path, dtype: torch.dtype = torch.
     unet = build_unet(config_path)
     state = read_state_dict(weights_path)
     load_strict(unet, state, weights_path, "MuseTalk UNet")
-    return unet.to(dtype=dtype).eval().requires_grad_(False)
+    return cast_dtype(unet, dtype).eval().requires_grad_(False)  # no diffusers dtype warning

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import load_strict, read_json, read_state_dict
+from ..checkpoints import cast_dtype, load_strict, read_json, read_state_dict
 from ..errors import WeightFileError
 
 DEFAULT_SCALING_FACTOR = 0.18215  # diffusers' default; sd-vae-ft-mse's config.json does not set it
@@ -53,7 +53,7 @@ def load_vae(config_path: Path, weights_path: Path, dtype: torch.dtype = torch.f
     vae = AutoencoderKL(**vae_config(config_path))
     state = modernise_vae_keys(read_state_dict(weights_path))
     load_strict(vae, state, weights_path, "VAE (AutoencoderKL, sd-vae-ft-mse)")
-    return vae.to(dtype=dtype).eval().requires_grad_(False)
+    return cast_dtype(vae, dtype).eval().requires_grad_(False)  # no diffusers dtype warning
 
 
 def scaling_factor(vae: torch.nn.Module) -> float:
