@@ -87,13 +87,12 @@ def blend_video(video, faces, generated, settings):
     from musetalk_core.blend import stream_blend
     from musetalk_core.sources import as_source
 
-    folder = comfy_bridge.temp_directory()
-    if folder is None:
-        import tempfile
+    import tempfile
+    from pathlib import Path
 
-        folder = tempfile.gettempdir()
-    folder.mkdir(parents=True, exist_ok=True) if hasattr(folder, "mkdir") else None
-    path = f"{folder}/musetalk_{uuid.uuid4().hex[:12]}.mp4"
+    folder = comfy_bridge.temp_directory() or Path(tempfile.gettempdir())  # ComfyUI empties its temp/ at start
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"musetalk_{uuid.uuid4().hex[:12]}.mp4"
     source = as_source(video, "video")
     try:
         sample, audio, fps, count = stream_blend(source, faces, generated, path, **settings)

@@ -79,7 +79,7 @@ class FaceDetectAndParse:
         from musetalk_core.sources import TensorSource, as_source
         from musetalk_core.spill import SpillFolder
 
-        source = one_source(images, video, "FaceDetectAndParse")
+        one_source(images, video, "FaceDetectAndParse")
         source = TensorSource(images, "images") if video is None else as_source(video, "video")
         spill = SpillFolder(comfy_bridge.temp_directory()) if video is not None else None
         shown = sample_indices(source.num_frames)

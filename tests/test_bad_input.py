@@ -84,7 +84,7 @@ def test_faceless_video_through_the_node_chain(pack, faceless_models_dir, caplog
         (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 8)
         generated, gen_images = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)
         out, out_audio, fps, count = nodes["BlendAndAssemble"]().blend(images, faces, generated, 0.05, 0.5, False,
-                                                                       3, 16)
+                                                                       3, 16)[:4]
     assert recorder.activated == before  # neither the VAE nor the UNet was even moved to the device
     assert not faces.has_face.any() and torch.equal(preview, images)
     assert latents.latents.shape[0] == 0 and latents.num_frames == n
@@ -231,7 +231,7 @@ def _chain(nodes, models, images, audio):
     features, _, _ = nodes["WhisperAudioEncode"]().encode(models, audio, 25.0, 2, 2, "reference", -45.0)
     (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "mean", 0, 8)
     generated, _ = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)
-    out, _, _, _ = nodes["BlendAndAssemble"]().blend(images, faces, generated, 0.05, 0.5, False, 3, 16)
+    out = nodes["BlendAndAssemble"]().blend(images, faces, generated, 0.05, 0.5, False, 3, 16)[0]
     return faces, generated, out
 
 

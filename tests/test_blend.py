@@ -298,9 +298,9 @@ def test_node_interface_and_run():
     from nodes.blend import BlendAndAssemble
 
     spec = BlendAndAssemble.INPUT_TYPES()
-    assert list(spec["required"]) == ["images", "faces", "generated", "blur_factor", "upper_boundary_ratio",
+    assert list(spec["required"]) == ["faces", "generated", "blur_factor", "upper_boundary_ratio",
                                       "silence_handling", "silence_fade_frames", "chunk_size"]
-    assert list(spec["optional"]) == ["replacement_faces"]
+    assert list(spec["optional"]) == ["images", "video", "replacement_faces"]  # exactly one of images / video
     for group in spec.values():
         for name, (_, opts) in group.items():
             assert opts.get("tooltip"), name
@@ -309,17 +309,18 @@ def test_node_interface_and_run():
     assert spec["required"]["silence_handling"][1]["default"] is False
     assert spec["required"]["silence_fade_frames"][1]["default"] == 3
     assert spec["required"]["chunk_size"][1]["default"] == 16
-    assert BlendAndAssemble.RETURN_TYPES == ("IMAGE", "AUDIO", "FLOAT", "INT")
-    assert BlendAndAssemble.RETURN_NAMES == ("images", "audio", "fps", "frame_count")
+    assert BlendAndAssemble.RETURN_TYPES == ("IMAGE", "AUDIO", "FLOAT", "INT", "VIDEO")
+    assert BlendAndAssemble.RETURN_NAMES == ("images", "audio", "fps", "frame_count", "video")
     assert BlendAndAssemble.CATEGORY == "MuseTalk"
 
     frames, faces, generated = _basic()
     generated = make_generated(generated.faces, [0, 1, 2, 1], audio=make_audio(4))
     node = BlendAndAssemble()
-    images, audio, fps, count = getattr(node, BlendAndAssemble.FUNCTION)(
+    images, audio, fps, count, video = getattr(node, BlendAndAssemble.FUNCTION)(
         to_image(frames), faces, generated, 0.05, 0.5, False, 3, 16)
     direct = blend_frames(to_image(frames), faces, generated)[0]
     assert torch.equal(images, direct) and images.device.type == "cpu"
+    assert video.get_components().images is images and float(video.get_frame_rate()) == 25.0
     assert count == 4 and fps == 25.0 and audio["waveform"].shape[-1] == 2560
 
 
