@@ -178,7 +178,7 @@ class Blender:
     memory does not grow with the video (re-blurring is exact, so the cache never changes a pixel).
     """
 
-    MASK_CACHE = 256  # blurred masks kept (source frames); ping-pong revisits recompute the rest
+    MASK_CACHE = 64  # blurred masks kept (source frames); ping-pong revisits recompute the rest
 
     def __init__(self, faces: MuseTalkFaces, source_index: torch.Tensor, generated_has_face: torch.Tensor,
                  device: torch.device, *, silent: Optional[torch.Tensor] = None, blur_factor: float = 0.05,
