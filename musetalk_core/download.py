@@ -21,7 +21,7 @@ from .errors import InputError, ModelFilesMissing
 
 log = logging.getLogger(__name__)
 
-CHOICES = ("v15", "v1", "all")
+CHOICES = ("v15", "v1", "all", "taesd")  # taesd: the opt-in fast decoder only
 
 
 def files_to_fetch(which: str) -> list:
@@ -29,6 +29,8 @@ def files_to_fetch(which: str) -> list:
         raise InputError(f"Unknown download set '{which}': use one of {', '.join(CHOICES)}.")
     if which == "all":
         return list(model_files.MODEL_FILES)
+    if which == "taesd":
+        return [model_files.FILES_BY_ROLE["taesd_decoder"]]
     return model_files.files_for(which)
 
 

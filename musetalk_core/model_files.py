@@ -9,6 +9,7 @@ Layout (upstream's, inside ComfyUI's ``models/musetalk``):
   dwpose/dw-ll_ucoco_384.pth
   face-parse-bisent/79999_iter.pth
   s3fd/s3fd-619a316812.pth
+  taesd/taesd_decoder.safetensors                optional: TAESD decoder (decoder "taesd"; download "taesd")
 Every pickle may be replaced by a ``.safetensors`` twin with the same stem.
 """
 
@@ -83,6 +84,9 @@ MODEL_FILES: tuple = (
     ModelFile("face_parser", _twins("face-parse-bisent/79999_iter.pth"), "ManyOtherFunctions/face-parse-bisent",
               "79999_iter.pth", size="53 MB", licence="MIT"),
     ModelFile("s3fd", _twins("s3fd/s3fd-619a316812.pth"), None, None, url=S3FD_URL, size="86 MB", licence="BSD-3-Clause"),
+    # opt-in fast decoder: needed by no version, fetched with the "taesd" (or "all") download set
+    ModelFile("taesd_decoder", _twins("taesd/taesd_decoder.pth"), "madebyollin/taesd", "taesd_decoder.safetensors",
+              size="5 MB", licence="MIT", versions=(), optional=True),
 )
 
 FILES_BY_ROLE = {f.role: f for f in MODEL_FILES}
