@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 FLAGS = ("channels_last", "cudnn_benchmark", "cuda_graphs", "compile")
 # The choices offered in the node (any "+"-joined set of FLAGS is accepted by the library and the benchmarks).
 ACCELERATIONS = ("off", "channels_last", "cuda_graphs", "channels_last+cuda_graphs",
-                 "channels_last+cudnn_benchmark+cuda_graphs", "compile", "compile+cuda_graphs")
+                 "channels_last+cudnn_benchmark+cuda_graphs", "compile", "cuda_graphs+compile")
 
 
 @dataclass(frozen=True)
