@@ -286,3 +286,31 @@ def test_taesd_download_set(tmp_path):
     assert written == [tmp_path / "taesd" / "taesd_decoder.safetensors"]
     assert "taesd_decoder" not in [f.role for f in model_files.files_for("v15")]
     assert "taesd_decoder" in [f.role for f in download.files_to_fetch("all")]
+
+
+# ------------------------------------------------------------------------------------------------ benchmarks
+
+def test_gpu_session_script_parses():
+    import subprocess
+
+    from conftest import ROOT
+
+    subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_session.sh")], check=True)
+    text = (ROOT / "benchmarks" / "gpu_session.sh").read_text()
+    assert "fast)" in text and "benchmarks.speed" in text and "cuda_graphs+compile" in text
+
+
+def test_speed_benchmark_smoke_compares_variants_with_the_default(tmp_path, monkeypatch):
+    from benchmarks import speed
+
+    monkeypatch.setenv("MUSETALK_BENCH_CACHE", str(tmp_path / "cache"))
+    report = speed.main(["--smoke", "--frames", "1", "--threads", "2", "--variants", "off",
+                         "taesd:channels_last+cuda_graphs@1", "--speed-stages", "unet_decode",
+                         "--json", str(tmp_path / "s.json")])
+    rows = {r["variant"]: r for r in report["variants"]}
+    assert list(rows) == ["vae:off@1", "taesd:channels_last+cuda_graphs@1", "vae:off@8"]  # defaults added first
+    for row in rows.values():
+        assert row["stages"]["unet_decode"]["fps"] > 0, row
+    assert "faces_vs_default" in rows["taesd:channels_last+cuda_graphs@1"]  # compared with vae:off@1
+    assert speed.parse_variant("taesd:cuda_graphs+channels_last@8", 32) == ("taesd", "channels_last+cuda_graphs", 8)
+    assert (tmp_path / "s.json").exists()
