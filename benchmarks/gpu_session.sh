@@ -5,8 +5,8 @@
 #   bash benchmarks/gpu_session.sh all     # one call (< 9.5 min): tests, bench, passes, bf16 fidelity, each under a
 #                                          # time limit so a slow step cannot take the others' results with it
 #   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
-#                                          # decoder speed settings side by side (benchmarks.speed), passes, the
-#                                          # graph with the fastest exact setting, a torch.compile try; 7 files
+#                                          # decoder speed settings side by side (benchmarks.speed), passes, a
+#                                          # torch.compile try, the graph with an exact fast setting; 8 files
 #                                          # (FAST_BUDGET_S, default 440, bounds the whole step)
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
@@ -74,13 +74,13 @@ fast)
     echo "== passes $(date -u +%T)" >> "$log"
     timeout "$(left 40)" python3 -m benchmarks.passes --device "${FAST_DEVICE:-cuda}" --dtype bf16 --batch 32 \
         ${FAST_SMOKE:+--smoke} --json "$OUT/gpu-passes-bf16.json" >> "$log" 2>&1
+    echo "== torch.compile $(date -u +%T)" >> "$log"
+    timeout "$(left 190)" python3 -m benchmarks.speed "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
+        --variants off cuda_graphs+compile --speed-stages unet_decode --json "$OUT/speed-compile.json" >> "$log" 2>&1
     echo "== graph, $exact $(date -u +%T)" >> "$log"
-    timeout "$(left 90)" python3 -m benchmarks.run "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
+    timeout "$(left 80)" python3 -m benchmarks.run "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
         --no-reference --stages unet_decode blend whole_graph --acceleration "$exact" \
         --json "$OUT/graph-fast-bf16.json" >> "$log" 2>&1
-    echo "== torch.compile $(date -u +%T)" >> "$log"
-    timeout "$(left 200)" python3 -m benchmarks.speed "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
-        --variants off cuda_graphs+compile --speed-stages unet_decode --json "$OUT/speed-compile.json" >> "$log" 2>&1
     echo "== done $(date -u +%T)" >> "$log"
     ;;
 *)

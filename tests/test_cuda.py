@@ -157,7 +157,7 @@ def test_acceleration_on_cuda_stays_within_the_default_tolerances(generator_fold
         assert float((faces.int() - want.int()).abs().double().mean()) < 0.5 and psnr > 40
     else:
         assert psnr > 30
-    assert vs_default > 35
+    assert vs_default > (40 if precision == "fp32" else 30)  # other kernels, same precision: rounding only
     assert next(models.network("unet").parameters()).is_cuda
 
 
