@@ -88,9 +88,12 @@ def backend_flags(accel: Acceleration, device: torch.device):
     """cuDNN autotuning for the duration of the run only (a process-wide switch other nodes should not inherit)."""
     if accel.cudnn_benchmark and torch.device(device).type == "cuda":
         cudnn = torch.backends.cudnn
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic,
-                         allow_tf32=cudnn.allow_tf32):
+        before = cudnn.benchmark
+        cudnn.benchmark = True  # only this switch: precision settings (TF32) stay as the user has them
+        try:
             yield
+        finally:
+            cudnn.benchmark = before
     else:
         yield
 
