@@ -51,6 +51,16 @@ def test_acceleration_parse_and_names():
         accel.Acceleration.parse("cuda_graphs+tensorrt")
 
 
+def test_cudnn_benchmark_is_switched_on_for_the_run_only():
+    cudnn = torch.backends.cudnn
+    before = cudnn.benchmark
+    with accel.backend_flags(accel.Acceleration.parse("cudnn_benchmark"), torch.device("cuda")):
+        assert cudnn.benchmark
+    assert cudnn.benchmark == before
+    with accel.backend_flags(accel.Acceleration.parse("cudnn_benchmark"), torch.device("cpu")):
+        assert cudnn.benchmark == before
+
+
 def test_pad_rows_repeats_the_last_row():
     x = torch.arange(6.0).reshape(3, 2)
     padded = accel.pad_rows(x, 5)
