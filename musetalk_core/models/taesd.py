@@ -9,8 +9,8 @@ are its key names (``1.weight``, ``3.conv.0.bias``...), so the module below keep
     16 upsample   17 conv   18 block   19 conv 64->3
 
 A block is relu(conv-relu-conv-relu-conv(x) + x), all 3x3 convolutions at 64 channels. 1.2 M parameters, 35 GFLOP
-per 256x256 image against the sd-vae decoder's 622 (torch.utils.flop_counter). It reads the latents as the UNet produces them (TAESD's latent scale is
-1, not sd-vae's 0.18215) and returns RGB in about [0, 1] (not [-1, 1]).
+per 256x256 image against the sd-vae decoder's 622 (torch.utils.flop_counter). It reads the latents as the UNet
+produces them (TAESD's latent scale is 1, not sd-vae's 0.18215) and returns RGB in about [0, 1] (not [-1, 1]).
 """
 
 from __future__ import annotations
