@@ -10,7 +10,7 @@
 - ``cuda_graphs``: the whole step (positional encoding, UNet, decoder, uint8 conversion) captured once per batch
   size as a CUDA graph and replayed: no Python or kernel-launch overhead (~1,000 launches per UNet call, which at
   batch 8 is a measurable part of a 10 ms step).
-- ``compile``: the step through torch.compile (Inductor, mode "default"; fuses GroupNorm + SiLU + residual adds,
+- ``compile``: the step through torch.compile (Inductor, mode "default", see compile_mode; fuses GroupNorm + SiLU + residual adds,
   which the eager decoder runs as separate memory passes at 256x256). Compiling takes tens of seconds once per
   process and batch size: it pays on long videos only.
 
@@ -23,6 +23,7 @@ summation order. On the CPU, ``cuda_graphs`` only pads (there is no CPU graph ca
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,6 +70,13 @@ class Acceleration:
     def name(self) -> str:
         on = [f for f in FLAGS if getattr(self, f)]
         return "+".join(on) if on else "off"
+
+
+def compile_mode() -> str:
+    """Inductor mode for ``compile``: "default" unless $MUSETALK_COMPILE_MODE says otherwise. Not "reduce-overhead"
+    (Inductor's own CUDA graphs: ``cuda_graphs`` captures the padded step already) and not "max-autotune" (it
+    benchmarks every GEMM/convolution choice: many minutes for the 850 M-parameter UNet) unless asked for."""
+    return os.environ.get("MUSETALK_COMPILE_MODE", "default")
 
 
 def set_channels_last(modules: Iterable[torch.nn.Module], channels_last: bool) -> None:
@@ -124,7 +132,7 @@ class StaticRunner:
         self.device = torch.device(device)
         self.accel = accel
         self.keep = tuple(keep)
-        self.fn = torch.compile(fn, dynamic=False) if accel.compile else fn
+        self.fn = torch.compile(fn, dynamic=False, mode=compile_mode()) if accel.compile else fn
         self.use_graph = accel.cuda_graphs and self.device.type == "cuda"
         self.graph: Optional["torch.cuda.CUDAGraph"] = None
         self.static_inputs: list = []
