@@ -197,6 +197,14 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
                 raise InputError(f"'generated' has {t} frames but its audio marks silence for {int(silent.numel())}; "
                                  "re-run MuseTalkUNetInpaint with this audio.")
             weights = silence_weights(silent, int(silence_fade_frames))
+    skipped = getattr(generated, "skipped", None)
+    if skipped is not None and bool(skipped.any()):
+        # frames MuseTalkUNetInpaint did not generate (skip_silent): weight 0 above, so the source shows there
+        if not silence_handling or generated.audio is None:
+            raise InputError("'generated' skipped its silent frames (MuseTalkUNetInpaint skip_silent_frames), which "
+                             "only BlendAndAssemble with silence_handling on can use: turn silence_handling on, or "
+                             "turn skip_silent_frames off.")
+        active &= ~skipped.detach().to("cpu").bool().reshape(-1).numpy()
 
     # geometry per used source frame, checked once
     geometry: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}

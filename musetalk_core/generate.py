@@ -6,8 +6,16 @@ decoded as the face of frame i (no scheduler, no residual). If j has no face, fr
 has_face False) and the blend stage passes the source frame through.
 
 Batched over output frames with a face; the t = 0 time embedding is computed once per run (the same numbers the
-plain call computes every batch). The result buffer is uint8 (T, 256, 256, 3) on the device; the working memory
-is bounded by the batch size.
+plain call computes every batch). The result buffer is uint8 (T, 256, 256, 3) on the device (it stays there for
+the blend); the working memory is bounded by the batch size.
+
+Opt-in, all off by default:
+- ``decoder="taesd"``: the tiny TAESD decoder instead of sd-vae's (models/taesd.py; approximate, much faster).
+- ``acceleration``: channels-last, cuDNN autotuning, static padded batches with CUDA graphs or torch.compile
+  (musetalk_core/accel.py). Padded rows never reach the output.
+- ``skip_silent``: output frames whose audio window is silent are not generated (zeros, marked in
+  ``MuseTalkGenerated.skipped``). BlendAndAssemble with silence_handling shows the source frame there anyway
+  (weight 0), so its output is identical; it refuses skipped frames with silence_handling off.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from . import accel
 from .errors import InputError
 from .frame_mapping import MODES, source_indices
 from .hooks import NO_HOOKS, RunHooks
@@ -28,6 +37,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_TOKENS = 50
 AUDIO_DIM = 384
+DECODERS = ("vae", "taesd")
 
 
 class _FixedEmbedding(torch.nn.Module):
@@ -64,13 +74,24 @@ def decode_faces(vae: torch.nn.Module, latents: torch.Tensor, scale: float) -> t
     """(B, 4, 32, 32) -> uint8 (B, 256, 256, 3) RGB: (1/scale)*z, decode, (x/2+0.5).clamp(0,1), *255, round."""
     vae_dtype = next(vae.parameters()).dtype
     z = ((1.0 / scale) * latents).to(vae_dtype)
-    return torch.cat(list(in_passes("vae_decoder", z, lambda part: _to_uint8_rgb(vae.decode(part).sample))))
+    parts = list(in_passes("vae_decoder", z, lambda part: _to_uint8_rgb(vae.decode(part).sample)))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def decode_faces_taesd(decoder: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """(B, 4, 32, 32) UNet latents -> uint8 (B, 256, 256, 3) RGB with TAESD: no 1/scale (its latent scale is 1),
+    output already in [0, 1]."""
+    dtype = next(decoder.parameters()).dtype
+    image = decoder(latents.to(dtype)).clamp_(0, 1)
+    return (image.permute(0, 2, 3, 1).float() * 255).round_().to(torch.uint8)
 
 
 def _to_uint8_rgb(image: torch.Tensor) -> torch.Tensor:
-    image = (image / 2 + 0.5).clamp(0, 1)
-    image = image.permute(0, 2, 3, 1).float()
-    return (image * 255).round().to(torch.uint8)
+    # the reference's order and dtypes ((x / 2 + 0.5) and the clamp in the decoder's dtype, then float32), in place
+    # on the decoder's fresh output: the same values with four fewer full-size temporaries
+    image = image.div_(2).add_(0.5).clamp_(0, 1)
+    image = image.permute(0, 2, 3, 1).float()  # NHWC: a plain copy when the decoder ran channels-last
+    return image.mul_(255).round_().to(torch.uint8)
 
 
 def _validate(models, latents, audio, frame_mapping, batch_size) -> None:
@@ -115,11 +136,15 @@ def _validate(models, latents, audio, frame_mapping, batch_size) -> None:
 
 def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_features: MuseTalkAudio,
                    frame_mapping: str = "ping_pong", frame_offset: int = 0, batch_size: int = 8,
-                   hooks: Optional[RunHooks] = None) -> MuseTalkGenerated:
+                   hooks: Optional[RunHooks] = None, decoder: str = "vae", acceleration="off",
+                   skip_silent: bool = False) -> MuseTalkGenerated:
     """Generate the T output faces. batch_size larger than the work simply means one batch."""
     from .models.vae import scaling_factor
 
     _validate(models, latents, audio_features, frame_mapping, batch_size)
+    if decoder not in DECODERS:
+        raise InputError(f"decoder '{decoder}' is not known: choose 'vae' (exact) or 'taesd' (fast, approximate).")
+    speed = accel.Acceleration.parse(acceleration)
     hooks = hooks or NO_HOOKS
     batch_size = int(batch_size)
     device, dtype = models.device, models.dtype
@@ -127,12 +152,23 @@ def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     mapping = source_indices(t, latents.num_frames, frame_mapping, int(frame_offset))
     rows = latents.latent_slot()[mapping]  # row in latents.latents, -1 = source frame has no face
     has_face = rows >= 0
-    todo = torch.nonzero(has_face, as_tuple=False).flatten()
+    skipped = torch.zeros(t, dtype=torch.bool)
+    if skip_silent:
+        silent = audio_features.silent.detach().to("cpu").bool().reshape(-1)
+        if int(silent.numel()) != t:
+            raise InputError(f"'audio_features' mark silence for {int(silent.numel())} frames but hold {t}; "
+                             "re-run WhisperAudioEncode.")
+        skipped = has_face & silent
+    todo = torch.nonzero(has_face & ~skipped, as_tuple=False).flatten()
     faces = torch.zeros((t, 256, 256, 3), dtype=torch.uint8, device=device)
     settings = {"frame_mapping": frame_mapping, "frame_offset": int(frame_offset), "batch_size": batch_size,
-                "version": models.version, "latent_mode": latents.latent_mode, "seed": latents.seed}
+                "version": models.version, "latent_mode": latents.latent_mode, "seed": latents.seed,
+                "decoder": decoder, "acceleration": speed.name, "skip_silent": bool(skip_silent)}
     if todo.numel() == 0:  # nothing to generate: no network is moved or called
-        if latents.frame_indices.numel():
+        if bool(skipped.any()):
+            log.info("MuseTalkUNetInpaint: every frame with a face is silent; all %d output frames keep the "
+                     "original mouth.", t)
+        elif latents.frame_indices.numel():
             log.warning("MuseTalk: no output frame maps to a source frame with a face (frame_mapping=%s, "
                         "frame_offset=%d); every frame passes through unchanged.", frame_mapping, int(frame_offset))
         else:
@@ -140,28 +176,67 @@ def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
         hooks.advance(t)
         return MuseTalkGenerated(faces=faces, source_index=mapping, has_face=has_face,
                                  fps=float(audio_features.fps), audio=audio_features, settings=settings,
-                                 frames_fingerprint=latents.frames_fingerprint)
-    with models.use("unet", "vae", "pe") as (unet, vae, pe):
+                                 frames_fingerprint=latents.frames_fingerprint,
+                                 skipped=skipped if bool(skipped.any()) else None)
+    decoder_name = "vae" if decoder == "vae" else "taesd"
+    if decoder == "taesd":
+        from .loading import ensure_network
+
+        ensure_network(models, "taesd")
+    build_s = 0.0
+    with models.use("unet", decoder_name, "pe") as (unet, dec, pe):
         unet_dtype = next(unet.parameters()).dtype
-        scale = scaling_factor(vae)
+        scale = scaling_factor(dec) if decoder == "vae" else 1.0
         source_latents = latents.latents.to(device=device, dtype=unet_dtype)
         features = audio_features.features
+        todo_dev = todo.to(device)
+        rows_dev = rows.to(device)
         done = 0
         timesteps = torch.zeros(1, dtype=torch.int64, device=device)
-        with fixed_time_embedding(unet, device, unet_dtype):
+        accel.set_channels_last(_convolutional(unet, dec, decoder), speed.channels_last)
+
+        def step(lat: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+            """One batch: latents (B, 8, 32, 32) + audio windows (B, 50, 384) -> uint8 faces (B, 256, 256, 3)."""
+            if speed.channels_last:
+                lat = lat.contiguous(memory_format=torch.channels_last)
+            pred = unet(lat, timesteps, encoder_hidden_states=pe(audio)).sample
+            if decoder == "vae":
+                return decode_faces(dec, pred, scale)
+            return decode_faces_taesd(dec, pred)
+
+        with fixed_time_embedding(unet, device, unet_dtype), accel.backend_flags(speed, device):
+            run = step
+            if speed.static_shapes:
+                runner = accel.runner_for(
+                    models.extras, (id(unet), id(dec), id(pe), decoder, batch_size, speed, str(unet_dtype)),
+                    (unet, dec),
+                    lambda: accel.StaticRunner(step, batch_size, device, speed, keep=(unet.time_embedding,)))
+                # the embedding module the graph / compiled code was made with (same values as this run's)
+                unet.time_embedding = runner.keep[0]
+                run = runner
             for start in range(0, int(todo.numel()), batch_size):
-                out_idx = todo[start:start + batch_size]
-                lat = source_latents[rows[out_idx].to(device)]
+                out_idx = todo_dev[start:start + batch_size]
+                lat = source_latents[rows_dev[out_idx]]
                 audio = features[out_idx.to(features.device)].to(device=device, dtype=unet_dtype)
-                context = pe(audio)
-                pred = unet(lat, timesteps, encoder_hidden_states=context).sample
-                decoded = decode_faces(vae, pred, scale)
-                faces[out_idx.to(device)] = decoded
-                covered = int(out_idx[-1]) + 1
+                faces[out_idx] = run(lat, audio)
+                covered = int(todo[min(start + batch_size, int(todo.numel())) - 1]) + 1
                 hooks.step(covered - done)
                 done = covered
+            if speed.static_shapes:
+                build_s = runner.build_s
         if done < t:
             hooks.advance(t - done)
+    if speed.static_shapes:
+        settings["acceleration_build_s"] = round(build_s, 3)
     return MuseTalkGenerated(faces=faces, source_index=mapping, has_face=has_face, fps=float(audio_features.fps),
                              audio=audio_features, settings=settings,
-                             frames_fingerprint=latents.frames_fingerprint)
+                             frames_fingerprint=latents.frames_fingerprint,
+                             skipped=skipped if bool(skipped.any()) else None)
+
+
+def _convolutional(unet: torch.nn.Module, dec: torch.nn.Module, decoder: str) -> list:
+    """The modules whose convolutions the memory format applies to: the UNet and the decoder side only (the VAE's
+    encoder belongs to VAEEncodeMasked, which runs NCHW)."""
+    if decoder == "vae":
+        return [unet, dec.post_quant_conv, dec.decoder] if hasattr(dec, "decoder") else [unet, dec]
+    return [unet, dec]
