@@ -135,6 +135,9 @@ def test_dwpose_keypoints_follow_image_content(content_dwpose):
     assert (kp_noflip != kp[:3]).any(-1).sum() >= 10
 
 
+BATCH_TIE = 5e-3
+
+
 def _compare(net, frames, boxes, theirs, label, stats, flip_test=True):
     """Ours one frame per call, as mmpose runs it: bit-identical keypoints and scores (same operations on the same
     machine, whatever its kernels). Ours batched: the same keypoints after int truncation, scores within rounding."""
@@ -150,11 +153,24 @@ def _compare(net, frames, boxes, theirs, label, stats, flip_test=True):
     assert np.array_equal(k1, k2), f"{label}: {int((k1 != k2).any(-1).sum())} keypoints differ"
     assert np.array_equal(s1, s2), f"{label}: scores differ by up to {np.abs(s1 - s2).max()}"
     if len(frames) > 1:
+        # batched, the convolutions sum in another order (logits move by ~1e-4): the same keypoints except where
+        # the two best SimCC bins are within BATCH_TIE (near-ties, where either bin is right), which are few
+        from musetalk_core.models.dwpose import simcc_logits, warp_inputs
+
         kb, sb = predict_keypoints(net, frames, boxes, flip_test)
+        inputs, _, _ = warp_inputs(frames, boxes)
+        margin = np.full(k1.shape[:2], np.inf, np.float32)
+        for i in range(len(frames)):
+            for logits in simcc_logits(net, inputs[i:i + 1], flip_test):
+                top2 = torch.topk(logits[0], 2, dim=-1).values
+                margin[i] = np.minimum(margin[i], (top2[:, 0] - top2[:, 1]).numpy())
+        tie = margin < BATCH_TIE
         diff = (kb.astype(np.int32) != k2.astype(np.int32)).any(-1)
         stats["batched_differ"] += int(diff.sum())
-        assert not diff.any(), f"{label} batched: {int(diff.sum())} of {diff.size} keypoints differ"
-        # scores are SimCC logit maxima (~10-30 here); batched vs one-frame float32 convolutions differ by ~2e-3
+        stats["near_ties"] += int(tie.sum())
+        assert tie.mean() < 0.02, f"{label}: {int(tie.sum())} near-ties"
+        assert not (diff & ~tie).any(), f"{label} batched: {int((diff & ~tie).sum())} keypoints differ off the ties"
+        # scores are SimCC logit maxima (~10-30 here)
         np.testing.assert_allclose(sb, s2, rtol=1e-4, atol=5e-3, err_msg=label)
 
 
@@ -162,7 +178,7 @@ def test_dwpose_matches_mmpose_backend(content_dwpose, mmpose_dwpose):
     """Our DWPose == mmpose's init_model/inference_topdown (flip test on, as MuseTalk runs it)."""
     net, mm = content_dwpose[0], mmpose_dwpose
     assert mm.model.test_cfg.get("flip_test") is True
-    stats = {"keypoints": 0, "batched_differ": 0, "max_score_diff": 0.0}
+    stats = {"keypoints": 0, "batched_differ": 0, "near_ties": 0, "max_score_diff": 0.0}
     frames = _varied(6)  # the first 6 of the content test's frames (mmpose runs one frame per call: keep it short)
     _compare(net, frames, None, mm.predict_keypoints(frames), "varied 240x320", stats)
     for i, (label, size) in enumerate(PARITY_SIZES.items()):
@@ -179,7 +195,7 @@ def test_dwpose_matches_mmpose_backend(content_dwpose, mmpose_dwpose):
 
 def test_dwpose_matches_mmpose_backend_without_flip(content_dwpose, mmpose_dwpose):
     net, mm = content_dwpose[0], mmpose_dwpose
-    stats = {"keypoints": 0, "batched_differ": 0, "max_score_diff": 0.0}
+    stats = {"keypoints": 0, "batched_differ": 0, "near_ties": 0, "max_score_diff": 0.0}
     frames = _varied(4, (200, 150), seed=70)
     mm.model.test_cfg["flip_test"] = False
     try:
