@@ -76,7 +76,10 @@ def test_dwpose_batch_invariant(models):
     frames = np.stack(_frames([(120, 160)] * 4))
     kp4, _ = predict_keypoints(net, frames)
     kp1 = np.concatenate([predict_keypoints(net, frames[i:i + 1])[0] for i in range(4)])
-    assert np.array_equal(kp1.astype(np.int32), kp4.astype(np.int32))
+    # identical except at SimCC near-ties, where the batch's other summation order may pick the other bin
+    tie = simcc_margins(net, frames) < BATCH_TIE
+    assert tie.mean() < 0.05, int(tie.sum())
+    assert np.array_equal(kp1.astype(np.int32)[~tie], kp4.astype(np.int32)[~tie])
 
 
 # --- DWPose (plain torch) vs the mmpose backend -------------------------------------------------------------------
@@ -135,7 +138,20 @@ def test_dwpose_keypoints_follow_image_content(content_dwpose):
     assert (kp_noflip != kp[:3]).any(-1).sum() >= 10
 
 
-BATCH_TIE = 5e-3
+BATCH_TIE = 5e-3  # batching moves the SimCC logits by ~1e-4 (measured)
+
+
+def simcc_margins(net, frames, boxes=None, flip_test=True) -> np.ndarray:
+    """(N, 133): per keypoint, the smaller of its x and y gaps between the two best SimCC bins (one frame per call)."""
+    from musetalk_core.models.dwpose import simcc_logits, warp_inputs
+
+    inputs, _, _ = warp_inputs(frames, boxes)
+    margin = np.full((len(frames), 133), np.inf, np.float32)
+    for i in range(len(frames)):
+        for logits in simcc_logits(net, inputs[i:i + 1], flip_test):
+            top2 = torch.topk(logits[0], 2, dim=-1).values
+            margin[i] = np.minimum(margin[i], (top2[:, 0] - top2[:, 1]).numpy())
+    return margin
 
 
 def _compare(net, frames, boxes, theirs, label, stats, flip_test=True):
@@ -155,16 +171,8 @@ def _compare(net, frames, boxes, theirs, label, stats, flip_test=True):
     if len(frames) > 1:
         # batched, the convolutions sum in another order (logits move by ~1e-4): the same keypoints except where
         # the two best SimCC bins are within BATCH_TIE (near-ties, where either bin is right), which are few
-        from musetalk_core.models.dwpose import simcc_logits, warp_inputs
-
         kb, sb = predict_keypoints(net, frames, boxes, flip_test)
-        inputs, _, _ = warp_inputs(frames, boxes)
-        margin = np.full(k1.shape[:2], np.inf, np.float32)
-        for i in range(len(frames)):
-            for logits in simcc_logits(net, inputs[i:i + 1], flip_test):
-                top2 = torch.topk(logits[0], 2, dim=-1).values
-                margin[i] = np.minimum(margin[i], (top2[:, 0] - top2[:, 1]).numpy())
-        tie = margin < BATCH_TIE
+        tie = simcc_margins(net, frames, boxes, flip_test) < BATCH_TIE
         diff = (kb.astype(np.int32) != k2.astype(np.int32)).any(-1)
         stats["batched_differ"] += int(diff.sum())
         stats["near_ties"] += int(tie.sum())
