@@ -5,8 +5,8 @@ For output frame i: source frame j = frame_mapping.source_indices(...)[i]; if j 
 decoded as the face of frame i (no scheduler, no residual). If j has no face, frame i is not generated (zeros,
 has_face False) and the blend stage passes the source frame through.
 
-Batched over output frames with a face; the t = 0 time embedding is computed once per run (the same numbers the
-plain call computes every batch). The result buffer is uint8 (T, 256, 256, 3) on the device (it stays there for
+Batched over output frames with a face; the t = 0 time embedding is computed once per run and batch size (the
+same numbers the plain call computes every batch). The result buffer is uint8 (T, 256, 256, 3) on the device (it stays there for
 the blend); the working memory is bounded by the batch size.
 
 Opt-in, all off by default:
@@ -41,29 +41,41 @@ DECODERS = ("vae", "taesd")
 
 
 class _FixedEmbedding(torch.nn.Module):
-    """Stands in for UNet.time_embedding during a run: returns the precomputed t = 0 embedding for every sample."""
+    """Stands in for UNet.time_embedding during a run: the t = 0 embedding, computed once per batch size.
 
-    def __init__(self, emb: torch.Tensor):
+    Computed at the batch size in use, as the plain call computes it in every batch: the MLP's matrix product rounds
+    differently at 1 row and at B rows (~1.5e-7), which moves the UNet output by a few 1e-6.
+    """
+
+    def __init__(self, unet: torch.nn.Module, mlp: torch.nn.Module, dtype: torch.dtype):
         super().__init__()
-        self.emb = emb
+        self._parts = (unet.time_proj, mlp)  # a tuple: not registered as submodules, the UNet's keys stay as they are
+        self.dtype = dtype
+        self.cache = {}
 
     def forward(self, sample: torch.Tensor, condition=None) -> torch.Tensor:
-        return self.emb.expand(sample.shape[0], -1)
+        key = (sample.shape[0], sample.device)
+        if key not in self.cache:
+            proj, mlp = self._parts
+            t = torch.zeros(sample.shape[0], dtype=torch.int64, device=sample.device)
+            self.cache[key] = mlp(proj(t).to(dtype=self.dtype), None)
+        return self.cache[key]
 
 
-def time_embedding_t0(unet: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(1, C) embedding of timestep 0 exactly as UNet2DConditionModel.forward computes it (time_proj -> MLP)."""
-    t = torch.zeros(1, dtype=torch.int64, device=device)
+def time_embedding_t0(unet: torch.nn.Module, device: torch.device, dtype: torch.dtype,
+                      batch: int = 1) -> torch.Tensor:
+    """(batch, C) embedding of timestep 0 exactly as UNet2DConditionModel.forward computes it for a batch of that
+    size (time_proj -> MLP)."""
+    t = torch.zeros(batch, dtype=torch.int64, device=device)
     t_emb = unet.time_proj(t).to(dtype=dtype)
     return unet.time_embedding(t_emb, None)
 
 
 @contextmanager
 def fixed_time_embedding(unet: torch.nn.Module, device: torch.device, dtype: torch.dtype):
-    """Swap the UNet's time MLP for its precomputed t = 0 output for the duration of a run; always restored."""
+    """Swap the UNet's time MLP for its t = 0 output (per batch size) for the duration of a run; always restored."""
     original = unet.time_embedding
-    emb = time_embedding_t0(unet, device, dtype)
-    unet.time_embedding = _FixedEmbedding(emb)
+    unet.time_embedding = _FixedEmbedding(unet, original, dtype)
     try:
         yield
     finally:
