@@ -5,7 +5,7 @@ ComfyUI-Manager runs this file after `pip install -r requirements.txt`; running 
   python install.py                          requirements (torch kept exactly as installed)
   python install.py --dev                    + test tools and the mmpose yardstick backend (what CI runs)
   python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose without mmcv's CUDA ops (xtcocotools is built from source: needs a C compiler)
-  python install.py --download-models v15    fetch the model files (v15 | v1 | all | latentsync15 | latentsync16) into models/musetalk
+  python install.py --download-models v15    fetch the model files (v15 | v1 | all | taesd | latentsync15 | latentsync16) into models/musetalk
   python install.py --download-models v15 --models-dir /path/to/models/musetalk
 """
 
@@ -116,8 +116,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dev", action="store_true", help="also install test tools and the mmpose yardstick")
     parser.add_argument("--with-mmpose", action="store_true", help="install the optional mmpose landmark backend")
     parser.add_argument("--download-models", nargs="?", const="v15",
-                        choices=["v15", "v1", "all", "latentsync15", "latentsync16"],
-                        help="fetch model files (default v15; 'all' is every MuseTalk file, LatentSync sets apart)")
+                        choices=["v15", "v1", "all", "taesd", "latentsync15", "latentsync16"],
+                        help="fetch model files (default v15; 'all' is every MuseTalk file and the optional TAESD "
+                             "decoder; taesd = that decoder only; LatentSync sets apart)")
     parser.add_argument("--models-dir", help="models folder (default: ComfyUI's models/musetalk or ./models/musetalk)")
     parser.add_argument("--skip-requirements", action="store_true", help="only download / only mmpose")
     args = parser.parse_args(argv)

@@ -1,7 +1,11 @@
-"""How far an opt-in precision moves the output from the exact fp32 default, stage by stage.
+"""How far an opt-in precision, decoder or acceleration moves the output from the exact default, stage by stage.
 
     python -m benchmarks.fidelity --scale real --frames 4 --size 720p --dtype bf16 --json bf16.json
+    python -m benchmarks.fidelity --models-dir models/musetalk --dtype fp16 --decoder taesd   # TAESD vs sd-vae
     python -m benchmarks.fidelity --smoke                     # tiny networks, seconds (the test suite runs this)
+
+With --decoder taesd or --acceleration the exact side is the sd-vae decoder with acceleration off at the same
+precision (--baseline-dtype to change it), so the faces' figures (max / mean grey levels, PSNR) are the choice's own.
 
 The same synthetic clip, audio and face material go through the fp32 default and through the chosen --dtype on
 the same weights (benchmarks.run's Bench: real-size random networks, the drawn face's truth boxes), and every
@@ -84,7 +88,13 @@ def compare(baseline: dict, candidate: dict) -> dict:
 
 
 def format_table(report: dict) -> str:
-    rows = [f"{report['dtype']} against fp32 on the same weights ({report['settings']})", "",
+    what = report["dtype"]
+    if report.get("decoder", "vae") != "vae" or report.get("acceleration", "off") != "off":
+        what += f", decoder {report.get('decoder', 'vae')}, acceleration {report.get('acceleration', 'off')},"
+    base = report.get("baseline_dtype", "fp32")
+    if base != "fp32" or what != report["dtype"]:
+        base += " with the exact decoder"
+    rows = [f"{what} against {base} on the same weights ({report['settings']})", "",
             "| stage | max abs | mean abs | relative L2 | share changed | PSNR dB |", "|---|---:|---:|---:|---:|---:|"]
     for stage, e in report["stages"].items():
         if "rel_l2" in e:
@@ -92,27 +102,48 @@ def format_table(report: dict) -> str:
         else:
             rows.append(f"| {stage} | {e['max_levels']} levels | {e['mean_levels']:.3g} levels | | "
                         f"{100 * e['changed']:.2f} % | {e['psnr_db']:.1f} |")
+    rows += [f"Note: {n}" for n in report.get("notes", [])]
     return "\n".join(rows)
 
 
 def measure_fidelity(args) -> dict:
-    if args.dtype in ("fp32", "auto"):
-        raise SystemExit("--dtype must be the precision to check against fp32: bf16 or fp16")
+    """The candidate (--dtype, --decoder, --acceleration) against its exact counterpart on the same weights.
+
+    Precision alone (decoder vae, acceleration off): against fp32. A decoder or acceleration choice: against the
+    exact decoder with acceleration off at the same precision (--baseline-dtype to choose another), so the figure
+    is the choice's own effect."""
+    from musetalk_core.accel import Acceleration
+
+    decoder = getattr(args, "decoder", "vae")
+    acceleration = Acceleration.parse(getattr(args, "acceleration", "off")).name
+    exact_generation = decoder == "vae" and acceleration == "off"
+    base_dtype = getattr(args, "baseline_dtype", None) or ("fp32" if exact_generation else args.dtype)
+    if exact_generation and base_dtype == args.dtype:
+        raise SystemExit("nothing to compare: give --dtype bf16/fp16 (against fp32), --decoder taesd or "
+                         "--acceleration (against the exact decoder, acceleration off)")
     torch.manual_seed(0)
-    base_args = argparse.Namespace(**{**vars(args), "dtype": "fp32"})
+    base_args = argparse.Namespace(**{**vars(args), "dtype": base_dtype, "decoder": "vae", "acceleration": "off"})
     baseline = run_graph(Bench(base_args), base_args)
     bench = Bench(args)
     candidate = run_graph(bench, args)
-    return {"dtype": args.dtype, "device": str(bench.device), "machine": machine_info(),
+    notes = []
+    if decoder == "taesd" and not args.models_dir:
+        notes.append("random weights: TAESD is trained to imitate the sd-vae decoder, random networks are not; this "
+                     "run checks the plumbing only. The real figure needs --models-dir with the published "
+                     "checkpoints and taesd/taesd_decoder.safetensors.")
+    return {"dtype": args.dtype, "baseline_dtype": base_dtype, "decoder": decoder, "acceleration": acceleration,
+            "device": str(bench.device), "machine": machine_info(),
             "settings": f"{args.scale} networks, N = {bench.n} at {args.size}, T = {bench.t}, batch {args.batch_size}",
             "command": "python -m benchmarks.fidelity " + " ".join(sys.argv[1:]),
-            "stages": compare(baseline, candidate)}
+            "stages": compare(baseline, candidate), "notes": notes}
 
 
 def main(argv=None) -> dict:
     parser = build_parser()
     parser.description = __doc__.split("\n\n")[0]
     parser.set_defaults(dtype="bf16")
+    parser.add_argument("--baseline-dtype", dest="baseline_dtype", choices=("fp32", "fp16", "bf16"), default=None,
+                        help="precision of the exact side (default: fp32 for a precision check, else --dtype)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.size, args.frames = "tiny", "tiny", 2

@@ -4,10 +4,14 @@
 #   bash benchmarks/gpu_session.sh bench   # the stage-by-stage benchmark, bf16, 720p, 64 frames     (~8 min)
 #   bash benchmarks/gpu_session.sh all     # one call (< 9.5 min): tests, bench, passes, bf16 fidelity, each under a
 #                                          # time limit so a slow step cannot take the others' results with it
+#   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
+#                                          # decoder speed settings side by side (benchmarks.speed), passes, a
+#                                          # torch.compile try, the graph with an exact fast setting; 8 files
+#                                          # (FAST_BUDGET_S, default 440, bounds the whole step)
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all}
+step=${1:?usage: gpu_session.sh check|bench|all|fast}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -44,8 +48,43 @@ all)
     timeout 80 python3 -m benchmarks.fidelity --scale real --frames 8 --size 720p --device cuda --dtype bf16 \
         --json "$OUT/gpu-720p-bf16-fidelity.json"
     ;;
+fast)
+    # every step gets what is left of the budget (capped per step), so the last ones shrink instead of the call
+    # running past its limit; every result file is written as it goes
+    end=$((SECONDS + ${FAST_BUDGET_S:-440}))
+    left() { local l=$((end - SECONDS)); (( l > $1 )) && l=$1; (( l < 5 )) && l=5; echo "$l"; }
+    log="$OUT/logs.txt"
+    # FAST_DEVICE=cpu FAST_SCALE=tiny FAST_SMOKE=1 dry-runs every command on a CPU (tiny networks, tiny frames)
+    scale=${FAST_SCALE:-real}
+    common=(--scale "$scale" --frames 64 --size 720p --device "${FAST_DEVICE:-cuda}" --dtype bf16 --face-batch-size 16
+            ${FAST_SMOKE:+--smoke})
+    exact="channels_last+cudnn_benchmark+cuda_graphs"
+    echo "== networks (real size, random weights) $(date -u +%T)" >> "$log"
+    timeout "$(left 240)" python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('$scale', 'v15'))" \
+        >> "$log" 2>&1
+    echo "== CUDA tests $(date -u +%T)" >> "$log"
+    timeout "$(left 100)" python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
+        > "$OUT/cuda-tests.log" 2>&1
+    echo "== speed settings $(date -u +%T)" >> "$log"
+    timeout "$(left 170)" python3 -m benchmarks.speed "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
+        --variants off channels_last cudnn_benchmark channels_last+cudnn_benchmark cuda_graphs "$exact" \
+        taesd:off "taesd:$exact" off@8 cuda_graphs@8 "$exact@8" \
+        --profile-variants vae:off@32 "vae:$exact@32" --json "$OUT/speed-bf16.json" --markdown "$OUT/speed-bf16.md" \
+        >> "$log" 2>&1
+    echo "== passes $(date -u +%T)" >> "$log"
+    timeout "$(left 40)" python3 -m benchmarks.passes --device "${FAST_DEVICE:-cuda}" --dtype bf16 --batch 32 \
+        ${FAST_SMOKE:+--smoke} --json "$OUT/gpu-passes-bf16.json" >> "$log" 2>&1
+    echo "== torch.compile $(date -u +%T)" >> "$log"
+    timeout "$(left 190)" python3 -m benchmarks.speed "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
+        --variants off cuda_graphs+compile --speed-stages unet_decode --json "$OUT/speed-compile.json" >> "$log" 2>&1
+    echo "== graph, $exact $(date -u +%T)" >> "$log"
+    timeout "$(left 80)" python3 -m benchmarks.run "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
+        --no-reference --stages unet_decode blend whole_graph --acceleration "$exact" \
+        --json "$OUT/graph-fast-bf16.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
 *)
-    echo "unknown step '$step': check or bench" >&2
+    echo "unknown step '$step': check, bench, all or fast" >&2
     exit 2
     ;;
 esac

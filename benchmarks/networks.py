@@ -236,6 +236,17 @@ def calibrate_s3fd(models_dir: Path, size=(720, 1280), candidates: int = 3000, k
     return {"candidates_per_frame": above, "above_0.5": kept, "keep_target": kk, "kth_keep": float(kth_keep)}
 
 
+def write_taesd(models_dir: Path) -> Path:
+    """taesd/taesd_decoder.safetensors: the published TAESD decoder layout (1.2 M parameters) with seeded random
+    weights. Small enough that both scales use the real size. Returns the file's path (written once)."""
+    from musetalk_core.models.taesd import build_taesd_decoder
+
+    path = Path(models_dir) / "taesd" / "taesd_decoder.safetensors"
+    if not path.exists():
+        _save_safetensors(_seeded_(build_taesd_decoder(), 9), path)
+    return path
+
+
 def models_folder(scale: str = "tiny", version: str = "v15", networks: Optional[Iterable[str]] = None,
                   folder: Optional[Path] = None, calibrate: bool = True) -> Path:
     """A models folder holding ``networks`` at ``scale``; real-size folders are cached and reused."""

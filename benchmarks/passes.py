@@ -52,7 +52,8 @@ def measure_passes(args) -> dict:
     models = loading.load_models([folder], "v15", precision=args.dtype, device=args.device, networks=["unet", "vae"])
     sizes = [s for s in (1, 2, 4, 8, 16, 32) if s <= args.batch]
     results = {}
-    with torch.inference_mode():
+    # models.use places the networks on the device (load_models builds them on the CPU)
+    with models.use("unet", "vae"):
         for name, run in _calls(models, args.batch).items():
             row = {}
             for size in sizes:

@@ -96,6 +96,8 @@ class Bench:
         folder = Path(args.models_dir) if args.models_dir else bench_networks.models_folder(
             args.scale, args.version, self.networks)
         self.models_dir = folder
+        if getattr(args, "decoder", "vae") == "taesd" and not args.models_dir:
+            bench_networks.write_taesd(folder)
         import time
 
         loading.clear_cache()
@@ -275,8 +277,13 @@ class Bench:
             from musetalk_core.generate import generate_faces
 
             self._prepared["generated"] = generate_faces(self.models, self.latents(), self.features(), "ping_pong",
-                                                         0, self.args.batch_size)
+                                                         0, self.args.batch_size, **self.generation())
         return self._prepared["generated"]
+
+    def generation(self) -> dict:
+        """The generation options under test (--decoder, --acceleration)."""
+        return {"decoder": getattr(self.args, "decoder", "vae"),
+                "acceleration": getattr(self.args, "acceleration", "off")}
 
     def preds(self) -> list:
         """UNet outputs in batches (input of the decode stage)."""
@@ -351,22 +358,13 @@ class Bench:
             self.latents()
             return self._keep("preds", self._our_unet)
         if stage == "decode":
-            from musetalk_core.generate import decode_faces
-            from musetalk_core.models.vae import scaling_factor
-
-            preds = self.preds()
-            vae = m.network("vae")
-            scale = scaling_factor(vae)
-
-            def run():
-                with m.use("vae"):
-                    return [decode_faces(vae, p, scale) for p in preds]
-            return run
+            return self._our_decode()
         if stage == "unet_decode":
             from musetalk_core.generate import generate_faces
 
             latents, features = self.latents(), self.features()
-            return self._keep("generated", lambda: generate_faces(m, latents, features, "ping_pong", 0, a.batch_size))
+            return self._keep("generated", lambda: generate_faces(m, latents, features, "ping_pong", 0, a.batch_size,
+                                                                  **self.generation()))
         if stage == "blend":
             from musetalk_core.blend import blend_frames
 
@@ -378,7 +376,8 @@ class Bench:
             options = pipeline.LipsyncOptions(version=self.version, precision=a.dtype, device=a.device,
                                               detector_scale=a.detector_scale,
                                               face_batch_size=a.face_batch_size, vae_batch_size=a.batch_size,
-                                              batch_size=a.batch_size, chunk_size=a.chunk_size)
+                                              batch_size=a.batch_size, chunk_size=a.chunk_size,
+                                              **self.generation())
 
             def run():
                 with self.truth_locate():
@@ -387,10 +386,12 @@ class Bench:
         raise KeyError(stage)
 
     def _our_unet(self) -> list:
+        from musetalk_core import accel
         from musetalk_core.frame_mapping import source_indices
         from musetalk_core.generate import fixed_time_embedding
 
         m = self.models
+        speed = accel.Acceleration.parse(self.generation()["acceleration"])
         latents = self.latents()
         features = self.feature_tensor()
         rows = latents.latent_slot()[source_indices(self.t, latents.num_frames, "ping_pong", 0)]
@@ -399,11 +400,71 @@ class Bench:
             udtype = next(unet.parameters()).dtype
             z = latents.latents.to(self.device, udtype)
             t0 = torch.zeros(1, dtype=torch.int64, device=self.device)
-            with fixed_time_embedding(unet, self.device, udtype):
+            accel.set_channels_last([unet], speed.channels_last)
+
+            def forward(lat, audio):
+                if speed.channels_last:
+                    lat = lat.contiguous(memory_format=torch.channels_last)
+                return unet(lat, t0, encoder_hidden_states=pe(audio)).sample
+
+            with fixed_time_embedding(unet, self.device, udtype), accel.backend_flags(speed, self.device):
+                run = forward
+                if speed.static_shapes:  # the same runner generate uses, on the UNet alone
+                    run = self._runner("unet", forward, speed, keep=(unet.time_embedding,))
+                    unet.time_embedding = run.keep[0]
                 for sl in _batches(self.t, self.args.batch_size):
-                    ctx = pe(features[sl].to(self.device, udtype))
-                    preds.append(unet(z[rows[sl].to(self.device)], t0, encoder_hidden_states=ctx).sample)
+                    out = run(z[rows[sl].to(self.device)], features[sl].to(self.device, udtype))
+                    preds.append(out.clone() if speed.static_shapes else out)
         return preds
+
+    def _our_decode(self) -> Callable[[], object]:
+        """The decode stage: --decoder's decoder on the UNet outputs, with --acceleration as generate applies it."""
+        from musetalk_core import accel
+        from musetalk_core.generate import _convolutional, decode_faces, decode_faces_taesd
+        from musetalk_core.loading import ensure_network
+        from musetalk_core.models.vae import scaling_factor
+
+        m = self.models
+        decoder = self.generation()["decoder"]
+        speed = accel.Acceleration.parse(self.generation()["acceleration"])
+        preds = self.preds()
+        name = "vae" if decoder == "vae" else "taesd"
+        if decoder == "taesd":
+            ensure_network(m, "taesd")
+        dec = m.network(name)
+        scale = scaling_factor(dec) if decoder == "vae" else 1.0
+
+        def decode(p):
+            if speed.channels_last:
+                p = p.contiguous(memory_format=torch.channels_last)
+            return decode_faces(dec, p, scale) if decoder == "vae" else decode_faces_taesd(dec, p)
+
+        def run():
+            with m.use(name), accel.backend_flags(speed, self.device):
+                accel.set_channels_last(_convolutional(m.network("unet"), dec, decoder)[1:], speed.channels_last)
+                if not speed.static_shapes:
+                    return [decode(p) for p in preds]
+                runner = self._runner("decode", decode, speed)
+                return [runner(p).clone() for p in preds]
+        return run
+
+    def _runner(self, what: str, fn, speed, keep=()):
+        """One StaticRunner per stage and setting, kept for the bench's life (its build time is reported)."""
+        from musetalk_core import accel
+
+        key = ("runner", what, speed.name, self.generation()["decoder"])
+        if key not in self._prepared:
+            self._prepared[key] = accel.StaticRunner(fn, self.args.batch_size, self.device, speed, keep=keep)
+        return self._prepared[key]
+
+    def build_seconds(self) -> dict:
+        """Compile / capture time of every static-shape runner made so far (stage -> seconds)."""
+        out = {k[1]: round(r.build_s, 3) for k, r in self._prepared.items()
+               if isinstance(k, tuple) and k[0] == "runner"}
+        slot = self.models.extras.get("_accel_runner") if hasattr(self.models.extras, "get") else None
+        if slot is not None:
+            out["unet_decode"] = round(slot[1].build_s, 3)
+        return out
 
     # -------------------------------------------------------------- the straightforward way
     def reference(self, stage: str) -> Optional[Callable[[], object]]:
@@ -597,7 +658,9 @@ def run_benchmark(args) -> dict:
                      "batch_size": args.batch_size, "face_batch_size": args.face_batch_size,
                      "reference_unet_batch": ref.UNET_BATCH, "warmup": args.warmup, "repeats": args.repeats,
                      "reference_png": args.reference_png, "truth_landmarks": not args.no_truth,
-                     "detector_scale": args.detector_scale},
+                     "detector_scale": args.detector_scale, "decoder": args.decoder,
+                     "acceleration": args.acceleration},
+        "build_s": bench.build_seconds(),
         "load_s": round(bench.load_s, 3),
         "parameters": bench_networks.parameter_counts(bench.models),
         "s3fd_calibration": _read_json(bench.models_dir / "s3fd_calibration.json"),
@@ -685,6 +748,9 @@ def format_table(report: dict) -> str:
             lines.append(f"{'':<13}reference: {row['reference']['error'][:110]}")
     lines.append(f"load: {report['load_s']:.2f} s (load_models, {sum(report['parameters'].values()) / 1e6:.1f} M "
                  "parameters)")
+    if s.get("decoder", "vae") != "vae" or s.get("acceleration", "off") != "off":
+        lines.append(f"decoder {s.get('decoder', 'vae')}, acceleration {s.get('acceleration', 'off')}; one-off "
+                     f"compile/capture seconds (in the warm-up, not the timings): {report.get('build_s') or '-'}")
     for note in report.get("notes", []):
         lines.append("note: " + note)
     return "\n".join(lines)
@@ -764,6 +830,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", nargs="*", choices=STAGES, default=None,
                    help="after timing, run these stages (of this pack) once under cProfile; top entries go to the JSON")
     p.add_argument("--profile-top", type=int, default=25, help=argparse.SUPPRESS)
+    p.add_argument("--decoder", choices=("vae", "taesd"), default="vae",
+                   help="decoder for decode / unet_decode / blend / whole_graph (taesd: a random-weight TAESD file "
+                        "is written next to the networks)")
+    p.add_argument("--acceleration", default="off",
+                   help="musetalk_core.accel settings for unet / decode / unet_decode / whole_graph, e.g. "
+                        "channels_last+cuda_graphs (default off)")
     p.add_argument("--markdown", help="also write the table as Markdown here")
     p.add_argument("--no-truth", action="store_true", help="keep what random-weight detection/landmarks found")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")

@@ -352,7 +352,17 @@ def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, si
         log.warning("BlendAndAssemble: the video has no usable face (see FaceDetectAndParse's warning and "
                     "preview); its %d output frames are the source frames unchanged, with the audio cut to "
                     "%d / %g s.", t, t, float(generated.fps))
-    return Blender(faces, generated.source_index, generated.has_face, device, silent=silent,
+    has_face = generated.has_face
+    skipped = getattr(generated, "skipped", None)
+    if skipped is not None and bool(skipped.any()):
+        # frames MuseTalkUNetInpaint did not generate (skip_silent): weight 0 with silence handling, so the source
+        # shows there; without silence handling they would be holes
+        if not silence_handling or silent is None:
+            raise InputError("'generated' skipped its silent frames (MuseTalkUNetInpaint skip_silent_frames), which "
+                             "only BlendAndAssemble with silence_handling on can use: turn silence_handling on, or "
+                             "turn skip_silent_frames off.")
+        has_face = has_face.detach().to("cpu").bool().reshape(-1) & ~skipped.detach().to("cpu").bool().reshape(-1)
+    return Blender(faces, generated.source_index, has_face, device, silent=silent,
                    blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
                    silence_handling=silence_handling, silence_fade_frames=silence_fade_frames)
 

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--frame-offset", type=_ranged(int, -10000, 10000), default=_D.frame_offset)
     u.add_argument("--batch-size", type=_ranged(int, 1, 256), default=_D.batch_size,
                    help="UNet batch; also the face-detection and VAE batch (capped at 64) unless given below")
+    u.add_argument("--decoder", choices=["vae", "taesd"], default=_D.decoder,
+                   help="vae: exact (default); taesd: tiny decoder, much faster, approximate (download: "
+                        "python install.py --download-models taesd)")
+    u.add_argument("--acceleration", default=_D.acceleration,
+                   help="GPU speed-ups: off (default) or flags joined by '+': channels_last, cudnn_benchmark, "
+                        "cuda_graphs, compile (e.g. channels_last+cuda_graphs)")
     u.add_argument("--face-batch-size", type=_ranged(int, 1, 64), default=None,
                    help="FaceDetectAndParse batch_size (default: --batch-size)")
     u.add_argument("--vae-batch-size", type=_ranged(int, 1, 64), default=None,

@@ -21,14 +21,17 @@ from .errors import InputError, ModelFilesMissing
 
 log = logging.getLogger(__name__)
 
-CHOICES = ("v15", "v1", "all") + model_files.LATENTSYNC_VERSIONS  # "all": every MuseTalk file (no LatentSync)
+CHOICES = ("v15", "v1", "all", "taesd") + model_files.LATENTSYNC_VERSIONS  # "all": MuseTalk + TAESD, no LatentSync
 
 
 def files_to_fetch(which: str) -> list:
     if which not in CHOICES:
         raise InputError(f"Unknown download set '{which}': use one of {', '.join(CHOICES)}.")
     if which == "all":
-        return [f for f in model_files.MODEL_FILES if set(f.versions) & set(model_files.MUSETALK_VERSIONS)]
+        return [f for f in model_files.MODEL_FILES
+                if set(f.versions) & set(model_files.MUSETALK_VERSIONS) or f.role == "taesd_decoder"]
+    if which == "taesd":
+        return [model_files.FILES_BY_ROLE["taesd_decoder"]]
     return model_files.files_for(which)
 
 

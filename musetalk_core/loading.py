@@ -91,6 +91,12 @@ def _face_parser(paths, ctx):
     return load_bisenet(paths["face_parser"])
 
 
+def _taesd(paths, ctx):
+    from .models.taesd import load_taesd_decoder
+
+    return load_taesd_decoder(paths["taesd_decoder"], ctx.dtype)
+
+
 NETWORKS: "OrderedDict[str, NetworkSpec]" = OrderedDict(
     unet=NetworkSpec(("unet_{v}_config", "unet_{v}"), _unet),
     vae=NetworkSpec(("vae_config", "vae"), _vae),
@@ -99,7 +105,10 @@ NETWORKS: "OrderedDict[str, NetworkSpec]" = OrderedDict(
     s3fd=NetworkSpec(("s3fd",), _s3fd),
     landmarks=NetworkSpec(("dwpose",), _landmarks),
     face_parser=NetworkSpec(("face_parser",), _face_parser),
+    taesd=NetworkSpec(("taesd_decoder",), _taesd),
 )
+# Loaded only when asked for (by name, or by ensure_network when a run chooses decoder "taesd").
+OPTIONAL_NETWORKS = ("taesd",)
 
 
 def resolve_device(device) -> torch.device:
@@ -164,7 +173,7 @@ def load_models(search_dirs: Sequence[Path], version: str = "v15", precision: st
         raise InputError(f"Unknown MuseTalk version '{version}': use 'v15' or 'v1'.")
     if landmark_backend not in LANDMARK_BACKENDS:
         raise InputError(f"Unknown landmark backend '{landmark_backend}': use 'torch' or 'mmpose'.")
-    names = list(NETWORKS) if networks is None else list(networks)
+    names = [n for n in NETWORKS if n not in OPTIONAL_NETWORKS] if networks is None else list(networks)
     unknown = [n for n in names if n not in NETWORKS]
     if unknown:
         raise InputError(f"Unknown network(s) {unknown}; known: {list(NETWORKS)}.")
@@ -187,13 +196,32 @@ def load_models(search_dirs: Sequence[Path], version: str = "v15", precision: st
         loaded[name] = NETWORKS[name].build(paths, ctx)
     models = MuseTalkModels(
         version=version, device=torch_device, dtype=dtype, models_dir=dirs[0], networks=loaded,
-        extras={"paths": paths, "landmark_backend": landmark_backend},
+        extras={"paths": paths, "landmark_backend": landmark_backend, "search_dirs": dirs},
         placement=placement or Placement(),
     )
     _CACHE[key] = models
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return models
+
+
+def ensure_network(models: MuseTalkModels, name: str):
+    """The network ``name`` of ``models``, loaded now from the models' folders if it was not loaded with them.
+
+    For opt-in networks (the TAESD decoder) chosen by a later node: the models stay the same object, so the nodes
+    upstream (faces, latents) are not recomputed. A missing file raises ModelFilesMissing with its download command."""
+    if name in models.networks:
+        return models.networks[name]
+    if name not in NETWORKS:
+        raise InputError(f"Unknown network '{name}'; known: {list(NETWORKS)}.")
+    dirs = list(models.extras.get("search_dirs") or [models.models_dir])
+    download_set = name if name in OPTIONAL_NETWORKS else models.version
+    paths = model_files.require(dirs, download_set, roles_for([name], models.version))
+    ctx = LoadContext(models.version, models.device, models.dtype, models.extras.get("landmark_backend", "torch"))
+    log.info("MuseTalk: loading %s", name)
+    module = NETWORKS[name].build(paths, ctx)
+    models.networks[name] = module
+    return module
 
 
 def clear_cache() -> None:

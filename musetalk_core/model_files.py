@@ -13,6 +13,7 @@ Layout (upstream's, inside ComfyUI's ``models/musetalk``):
   latentsync16/latentsync_unet.pt                LatentSync 1.6 UNet3D (512 x 512), download set latentsync16
   whisper/tiny.pt                                LatentSync's Whisper (OpenAI tiny checkpoint, required by both sets)
   latentsync/mask.png                            LatentSync's fixed mouth mask (GitHub, pinned commit)
+  taesd/taesd_decoder.safetensors                optional: TAESD decoder (decoder "taesd"; download "taesd")
 Every pickle may be replaced by a ``.safetensors`` twin with the same stem.
 """
 
@@ -107,6 +108,9 @@ MODEL_FILES: tuple = (
     # The fixed mouth mask lives in the GitHub repo only (not on Hugging Face): fetched at the pinned commit.
     ModelFile("latentsync_mask", ("latentsync/mask.png",), None, None, url=LATENTSYNC_MASK_URL, size="2 KB",
               licence="Apache-2.0 (bytedance/LatentSync)", versions=LATENTSYNC_VERSIONS),
+    # opt-in fast decoder: needed by no version, fetched with the "taesd" (or "all") download set
+    ModelFile("taesd_decoder", _twins("taesd/taesd_decoder.pth"), "madebyollin/taesd", "taesd_decoder.safetensors",
+              size="5 MB", licence="MIT", versions=(), optional=True),
 )
 
 FILES_BY_ROLE = {f.role: f for f in MODEL_FILES}

@@ -56,6 +56,8 @@ class LipsyncOptions:
     frame_mapping: str = "ping_pong"
     frame_offset: int = 0
     batch_size: int = 8               # MuseTalkUNetInpaint.batch_size
+    decoder: str = "vae"              # "vae" (exact) or "taesd" (fast, approximate)
+    acceleration: str = "off"         # musetalk_core.accel: e.g. "channels_last+cuda_graphs" on a GPU
     # BlendAndAssemble
     blur_factor: float = 0.05
     upper_boundary_ratio: float = 0.5
@@ -136,8 +138,11 @@ def drive(models: MuseTalkModels, prepared: PreparedVideo, audio: Mapping[str, A
     if isinstance(features, tuple):
         features = features[0]
     t = features.num_frames
+    # with silence handling the blend shows the source frame on silent frames (weight 0): generating them would be
+    # work for nothing, and skipping them changes no output pixel
     generated = generate_faces(models, prepared.latents, features, options.frame_mapping, options.frame_offset,
-                               options.batch_size, hooks=_hooks(progress, "lip-sync", t))
+                               options.batch_size, hooks=_hooks(progress, "lip-sync", t), decoder=options.decoder,
+                               acceleration=options.acceleration, skip_silent=options.silence_handling)
     blended = blend_frames(
         prepared.frames, prepared.faces, generated, blur_factor=options.blur_factor,
         upper_boundary_ratio=options.upper_boundary_ratio, silence_handling=options.silence_handling,

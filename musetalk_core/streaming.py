@@ -80,8 +80,8 @@ class _FaceBuffer:
             except StopIteration:
                 self.batches = None
                 break
-            for k, i in enumerate(out_idx.tolist()):
-                self.faces[i] = decoded[k]
+            for k, i in enumerate(out_idx.tolist()):  # copies: a CUDA-graph runner reuses its output buffer
+                self.faces[i] = decoded[k].clone()
             self.covered = int(out_idx[-1]) + 1
 
     def take(self, rows) -> torch.Tensor:
@@ -168,6 +168,9 @@ def _start_generation(models, faces, features, options, buffer: _FaceBuffer, pro
     latents = encode_faces(models, faces, options.latent_mode, options.seed, options.vae_batch_size,
                            hooks=_hooks(progress, "vae encode", int(faces.has_face.sum())),
                            store=store_in(spill, "latents.bin"))
-    plan = plan_generation(latents, t, options.frame_mapping, options.frame_offset)
-    buffer.batches = iter_generated(models, latents, features, plan, int(options.batch_size))
-    return plan.has_face
+    # skip_silent with silence handling, as pipeline.drive does: silent frames show the source either way
+    plan = plan_generation(latents, features, options.frame_mapping, options.frame_offset,
+                           skip_silent=options.silence_handling)
+    buffer.batches = iter_generated(models, latents, features, plan, int(options.batch_size), options.decoder,
+                                    options.acceleration)
+    return plan.has_face & ~plan.skipped

@@ -188,6 +188,8 @@ class MuseTalkGenerated:
     - source_index: int64 (T,), the source frame of each output frame (decided once, by frame_mapping).
     - has_face: bool (T,), whether the output frame was generated (its source frame had a face).
     - fps: the output frame rate; audio: the MUSETALK_AUDIO it was driven by (for silence flags and the sound).
+    - skipped: None, or bool (T,): frames not generated because their audio is silent (skip_silent; zeros in
+      ``faces``). Only BlendAndAssemble with silence_handling on may use such a result (it shows the source there).
     """
 
     faces: torch.Tensor
@@ -197,6 +199,7 @@ class MuseTalkGenerated:
     audio: Optional[MuseTalkAudio] = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     frames_fingerprint: Optional[str] = None
+    skipped: Optional[torch.Tensor] = None
 
     @property
     def num_frames(self) -> int:

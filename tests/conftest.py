@@ -15,8 +15,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Two cores: keep torch from oversubscribing when pytest-xdist or helpers run alongside.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two cores: keep torch from oversubscribing when pytest-xdist or helpers run alongside. An explicit
+# OMP_NUM_THREADS wins (torch already follows it), so the suite can be run with 1 and 2 threads to show that no
+# expected value depends on how the float work is split.
+if not os.environ.get("OMP_NUM_THREADS"):
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def load_pack():

@@ -76,7 +76,10 @@ def test_dwpose_batch_invariant(models):
     frames = np.stack(_frames([(120, 160)] * 4))
     kp4, _ = predict_keypoints(net, frames)
     kp1 = np.concatenate([predict_keypoints(net, frames[i:i + 1])[0] for i in range(4)])
-    assert np.array_equal(kp1.astype(np.int32), kp4.astype(np.int32))
+    # identical except at SimCC near-ties, where the batch's other summation order may pick the other bin
+    tie = simcc_margins(net, frames) < BATCH_TIE
+    assert tie.mean() < 0.05, int(tie.sum())
+    assert np.array_equal(kp1.astype(np.int32)[~tie], kp4.astype(np.int32)[~tie])
 
 
 # --- DWPose (plain torch) vs the mmpose backend -------------------------------------------------------------------
@@ -135,51 +138,79 @@ def test_dwpose_keypoints_follow_image_content(content_dwpose):
     assert (kp_noflip != kp[:3]).any(-1).sum() >= 10
 
 
-def _compare(ours, theirs, label, stats):
-    (k1, s1), (k2, s2) = ours, theirs
+BATCH_TIE = 5e-3  # batching moves the SimCC logits by ~1e-4 (measured)
+
+
+def simcc_margins(net, frames, boxes=None, flip_test=True) -> np.ndarray:
+    """(N, 133): per keypoint, the smaller of its x and y gaps between the two best SimCC bins (one frame per call)."""
+    from musetalk_core.models.dwpose import simcc_logits, warp_inputs
+
+    inputs, _, _ = warp_inputs(frames, boxes)
+    margin = np.full((len(frames), 133), np.inf, np.float32)
+    for i in range(len(frames)):
+        for logits in simcc_logits(net, inputs[i:i + 1], flip_test):
+            top2 = torch.topk(logits[0], 2, dim=-1).values
+            margin[i] = np.minimum(margin[i], (top2[:, 0] - top2[:, 1]).numpy())
+    return margin
+
+
+def _compare(net, frames, boxes, theirs, label, stats, flip_test=True):
+    """Ours one frame per call, as mmpose runs it: bit-identical keypoints and scores (same operations on the same
+    machine, whatever its kernels). Ours batched: the same keypoints after int truncation, scores within rounding."""
+    from musetalk_core.models.dwpose import predict_keypoints
+
+    k2, s2 = theirs
+    single = [predict_keypoints(net, frames[i:i + 1], None if boxes is None else [boxes[i]], flip_test)
+              for i in range(len(frames))]
+    k1, s1 = np.concatenate([o[0] for o in single]), np.concatenate([o[1] for o in single])
     assert k1.shape == k2.shape and k1.shape[1:] == (133, 2), label
-    diff = (k1.astype(np.int32) != k2.astype(np.int32)).any(-1)
-    stats["keypoints"] += diff.size
-    stats["differ"] += int(diff.sum())
+    stats["keypoints"] += k1.shape[0] * k1.shape[1]
     stats["max_score_diff"] = max(stats["max_score_diff"], float(np.abs(s1 - s2).max()))
-    assert not diff.any(), f"{label}: {int(diff.sum())} of {diff.size} keypoints differ after int truncation"
-    # scores are SimCC logit maxima (~10-30 here); batched vs one-frame float32 convolutions differ by ~2e-3
-    np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=5e-3, err_msg=label)
+    assert np.array_equal(k1, k2), f"{label}: {int((k1 != k2).any(-1).sum())} keypoints differ"
+    assert np.array_equal(s1, s2), f"{label}: scores differ by up to {np.abs(s1 - s2).max()}"
+    if len(frames) > 1:
+        # batched, the convolutions sum in another order (logits move by ~1e-4): the same keypoints except where
+        # the two best SimCC bins are within BATCH_TIE (near-ties, where either bin is right), which are few
+        kb, sb = predict_keypoints(net, frames, boxes, flip_test)
+        tie = simcc_margins(net, frames, boxes, flip_test) < BATCH_TIE
+        diff = (kb.astype(np.int32) != k2.astype(np.int32)).any(-1)
+        stats["batched_differ"] += int(diff.sum())
+        stats["near_ties"] += int(tie.sum())
+        assert tie.mean() < 0.02, f"{label}: {int(tie.sum())} near-ties"
+        assert not (diff & ~tie).any(), f"{label} batched: {int((diff & ~tie).sum())} keypoints differ off the ties"
+        # scores are SimCC logit maxima (~10-30 here)
+        np.testing.assert_allclose(sb, s2, rtol=1e-4, atol=5e-3, err_msg=label)
 
 
 def test_dwpose_matches_mmpose_backend(content_dwpose, mmpose_dwpose):
-    """Our batched DWPose == mmpose's init_model/inference_topdown (flip test on, as MuseTalk runs it)."""
-    from musetalk_core.models.dwpose import predict_keypoints
-
+    """Our DWPose == mmpose's init_model/inference_topdown (flip test on, as MuseTalk runs it)."""
     net, mm = content_dwpose[0], mmpose_dwpose
     assert mm.model.test_cfg.get("flip_test") is True
-    stats = {"keypoints": 0, "differ": 0, "max_score_diff": 0.0}
+    stats = {"keypoints": 0, "batched_differ": 0, "near_ties": 0, "max_score_diff": 0.0}
     frames = _varied(6)  # the first 6 of the content test's frames (mmpose runs one frame per call: keep it short)
-    _compare(predict_keypoints(net, frames), mm.predict_keypoints(frames), "varied 240x320", stats)
+    _compare(net, frames, None, mm.predict_keypoints(frames), "varied 240x320", stats)
     for i, (label, size) in enumerate(PARITY_SIZES.items()):
         frame = _varied(1, size, seed=40 + i)
-        _compare(predict_keypoints(net, frame), mm.predict_keypoints(frame), label, stats)
+        _compare(net, frame, None, mm.predict_keypoints(frame), label, stats)
     # person boxes: inside, partly outside the frame, and a thin one (aspect fix on both axes)
     frame = _varied(1, PARITY_SIZES["720p"], seed=60)
     boxes = [(400.0, 100.0, 700.0, 500.0), (-50.5, 600.25, 300.0, 900.0), (900.0, 10.0, 930.0, 700.0)]
     for box in boxes:
-        _compare(predict_keypoints(net, frame, [box]), mm.predict_keypoints(frame, [box]), f"box {box}", stats)
+        _compare(net, frame, [box], mm.predict_keypoints(frame, [box]), f"box {box}", stats)
     assert stats["keypoints"] == 133 * (len(frames) + len(PARITY_SIZES) + len(boxes))
     print(f"DWPose vs mmpose: {stats}")
 
 
 def test_dwpose_matches_mmpose_backend_without_flip(content_dwpose, mmpose_dwpose):
-    from musetalk_core.models.dwpose import predict_keypoints
-
     net, mm = content_dwpose[0], mmpose_dwpose
-    stats = {"keypoints": 0, "differ": 0, "max_score_diff": 0.0}
+    stats = {"keypoints": 0, "batched_differ": 0, "near_ties": 0, "max_score_diff": 0.0}
     frames = _varied(4, (200, 150), seed=70)
     mm.model.test_cfg["flip_test"] = False
     try:
         theirs = mm.predict_keypoints(frames)
     finally:
         mm.model.test_cfg["flip_test"] = True
-    _compare(predict_keypoints(net, frames, flip_test=False), theirs, "no flip", stats)
+    _compare(net, frames, None, theirs, "no flip", stats, flip_test=False)
 
 
 def test_mmpose_missing_is_clear(monkeypatch, tmp_path):

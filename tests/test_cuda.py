@@ -124,3 +124,73 @@ def test_prepare_faces_on_cuda_equals_the_cpu(tmp_path):
     print(f"cuda faces: crops max diff {int(crop_diff.max())}, mask pixels off by > 2 levels per face {mask_px}")
     assert int(crop_diff.max()) == 0  # crops are cut and resized on the CPU from the same boxes
     assert all(n <= 50 for n in mask_px)  # BiSeNet argmax near-ties may flip a few label pixels
+
+
+# ------------------------------------------------------------------------------------------------ speed settings
+
+def _generate_with(folder, golden, precision, batch_size, **options):
+    from musetalk_core import loading
+    from musetalk_core.generate import generate_faces
+    from test_generate import make_audio, make_latents
+
+    models = loading.load_models([folder], "v15", precision=precision, device="cuda", networks=["unet", "vae", "pe"])
+    out = generate_faces(models, make_latents(golden), make_audio(golden), batch_size=batch_size, **options)
+    return out, models
+
+
+@pytest.mark.parametrize("acceleration", ["channels_last", "cudnn_benchmark", "cuda_graphs",
+                                          "channels_last+cudnn_benchmark+cuda_graphs"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_acceleration_on_cuda_stays_within_the_default_tolerances(generator_folder, generator_golden, acceleration,
+                                                                  precision):
+    want = torch.from_numpy(generator_golden["faces_rgb"])
+    # batch 3 for 7 frames: the last batch (1 frame) is padded to 3 by the static-shape settings
+    out, models = _generate_with(generator_folder, generator_golden, precision, 3, acceleration=acceleration)
+    faces = out.faces.cpu()
+    again = _generate_with(generator_folder, generator_golden, precision, 3, acceleration=acceleration)[0].faces.cpu()
+    default = _generate_with(generator_folder, generator_golden, precision, 3)[0].faces.cpu()
+    psnr, vs_default = _psnr(faces, want), _psnr(faces, default)
+    print(f"cuda {precision} {acceleration}: PSNR {psnr:.1f} dB against the reference, {vs_default:.1f} dB against "
+          f"the default; build {out.settings.get('acceleration_build_s', 0)} s")
+    assert torch.equal(again, faces)  # replaying the captured graph (or re-running) gives the same faces
+    if precision == "fp32":
+        assert float((faces.int() - want.int()).abs().double().mean()) < 0.5 and psnr > 40
+    else:
+        assert psnr > 30
+    assert vs_default > (40 if precision == "fp32" else 30)  # other kernels, same precision: rounding only
+    assert next(models.network("unet").parameters()).is_cuda
+
+
+def test_cuda_graph_is_captured_once_and_reused(generator_folder, generator_golden):
+    from musetalk_core import accel
+
+    out, models = _generate_with(generator_folder, generator_golden, "fp32", 4, acceleration="cuda_graphs")
+    runner = models.extras[accel.RUNNER_SLOT][1]
+    graph = runner.graph
+    assert graph is not None and runner.batch == 4
+    again, _ = _generate_with(generator_folder, generator_golden, "fp32", 4, acceleration="cuda_graphs")
+    assert models.extras[accel.RUNNER_SLOT][1].graph is graph and torch.equal(again.faces, out.faces)
+    other, _ = _generate_with(generator_folder, generator_golden, "fp32", 2, acceleration="cuda_graphs")
+    assert models.extras[accel.RUNNER_SLOT][1].batch == 2  # a new batch size replaces the old graph
+    assert (other.faces.int() - out.faces.int()).abs().max() <= 2
+
+
+def test_taesd_on_cuda_matches_the_cpu(generator_folder, generator_golden, tmp_path):
+    from musetalk_core import loading
+    from musetalk_core.generate import generate_faces
+    from test_accel import _write_taesd
+    from test_generate import make_audio, make_latents
+
+    _write_taesd(tmp_path)
+    faces = {}
+    for device in ("cpu", "cuda"):
+        loading.clear_cache()
+        models = loading.load_models([generator_folder, tmp_path], "v15", precision="fp32", device=device,
+                                     networks=["unet", "vae", "pe"])
+        faces[device] = generate_faces(models, make_latents(generator_golden), make_audio(generator_golden),
+                                       batch_size=4, decoder="taesd",
+                                       acceleration="cuda_graphs" if device == "cuda" else "off").faces.cpu()
+    loading.clear_cache()
+    psnr = _psnr(faces["cuda"], faces["cpu"])
+    print(f"cuda taesd (cuda graphs) against cpu taesd: PSNR {psnr:.1f} dB")
+    assert psnr > 40

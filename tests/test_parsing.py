@@ -47,6 +47,26 @@ def ours(golden, parser):
     return out
 
 
+def masks_from_labels(golden, crops, labels, mode):
+    """Our mask material for every case, made from the given 512x512 label maps."""
+    out = []
+    for i, lab in enumerate(labels):
+        left, right = golden[f"cheeks_{i}"].tolist()
+        out.append(parsing.mask_material(parsing.labels_to_mask(lab, mode, left, right), crops[i],
+                                         golden[f"box_{i}"].tolist()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def from_reference_labels(golden, ours):
+    """Our masks made from the reference's own label maps: the mask arithmetic (class selection, jaw dilation,
+    resize, paste, cut, blur) is compared exactly, free of the network's float rounding."""
+    n = int(golden["num_cases"])
+    labels = [golden[f"labels_{i}"] for i in range(n)]
+    crops = ours["raw"][0]
+    return {mode: (crops, masks_from_labels(golden, crops, labels, mode), labels) for mode in ("raw", "jaw")}
+
+
 def test_batched_parsing_agrees(golden, ours, parser):
     """One batched call (the accelerator path) may differ from one-at-a-time only at rare argmax near-ties."""
     idx = [0, 1, 8]
@@ -77,14 +97,34 @@ def test_golden_cases_are_non_trivial(golden):
     assert any((golden[f"preblur_raw_{i}"] != golden[f"preblur_jaw_{i}"]).any() for i in range(n))
 
 
-def test_label_maps_identical(golden, ours):
+def test_label_maps_match_reference_away_from_ties(golden, ours):
+    """Identical label maps except at the reference's near-ties: pixels whose two best class scores are within
+    ``tie_gap`` (0.01, scores ~20), where CPU kernels and thread counts (differences up to ~3e-4) may pick either
+    class. There ours must be one of the two. Those pixels are few, so the exemption is narrow."""
+    gap = float(golden["tie_gap"])
+    assert gap <= 0.01
     for i, lab in enumerate(ours["raw"][2]):
-        assert np.array_equal(lab, golden[f"labels_{i}"]), f"case {i}: {np.mean(lab != golden[f'labels_{i}'])}"
+        ref = golden[f"labels_{i}"].ravel()
+        idx, alt = golden[f"tie_idx_{i}"], golden[f"tie_alt_{i}"]
+        assert len(idx) < 2e-3 * ref.size, f"case {i}: {len(idx)} near-ties"
+        ours_flat = lab.ravel()
+        away = np.ones(ref.size, bool)
+        away[idx] = False
+        assert np.array_equal(ours_flat[away], ref[away]), f"case {i}: {np.sum(ours_flat[away] != ref[away])} differ"
+        assert np.all((ours_flat[idx] == ref[idx]) | (ours_flat[idx] == alt)), f"case {i}: a tie went elsewhere"
+
+
+def test_our_masks_are_made_from_our_labels(golden, ours):
+    """End to end, face_masks' material is exactly what our label maps give (and so the reference's, away from the
+    label maps' near-ties: test_label_maps_match_reference_away_from_ties). Jaw mode is built from the same maps."""
+    crops, masks, labels = ours["raw"]
+    for i, (got, want) in enumerate(zip(masks, masks_from_labels(golden, crops, labels, "raw"))):
+        assert np.array_equal(got, want), f"case {i}"
 
 
 @pytest.mark.parametrize("mode", ["raw", "jaw"])
-def test_masks_match_reference(golden, ours, mode):
-    crops, masks, _ = ours[mode]
+def test_masks_match_reference(golden, from_reference_labels, mode):
+    crops, masks, _ = from_reference_labels[mode]
     for i, (cbox, mask) in enumerate(zip(crops, masks)):
         assert cbox == golden[f"crop_box_{i}"].tolist()
         seg = golden[f"seg_{mode}_{i}"]
@@ -151,12 +191,12 @@ def test_strict_keys(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["raw", "jaw"])
-def test_blend_stage_finishes_our_masks_like_the_reference(golden, ours, mode):
+def test_blend_stage_finishes_our_masks_like_the_reference(golden, from_reference_labels, mode):
     """The blend stage's own cut + blur (musetalk_core.blend_ops) on our stored masks gives the reference's
     get_image_prepare_material output (blur 0.1) within one grey level."""
     from musetalk_core import blend_ops
 
-    _, masks, _ = ours[mode]
+    _, masks, _ = from_reference_labels[mode]
     cut, ks = [], []
     for m in masks:
         t = torch.from_numpy(m.copy())

@@ -334,7 +334,9 @@ def simcc_logits(net: DWPose, inputs_rgb_u8: np.ndarray, flip_test: bool = True)
     """Normalise, run (with the flip test) and average, as TopdownPoseEstimator.predict. Returns x, y logits (CPU)."""
     dev, dtype = net.mean.device, next(net.parameters()).dtype
     x = torch.from_numpy(inputs_rgb_u8).to(dev).permute(0, 3, 1, 2).float()
-    x = ((x - net.mean) / net.std).to(dtype)
+    # contiguous (NCHW) as mmpose feeds it: the permuted tensor is channels-last, and CPU convolutions round
+    # differently in that layout (scores off by up to ~3e-4)
+    x = ((x - net.mean) / net.std).to(dtype).contiguous()
     px, py = net(x)
     if flip_test:
         fx, fy = net(x.flip(-1))

@@ -48,16 +48,19 @@ def seeded_vae(config=None, seed: int = 1) -> torch.nn.Module:
 
 
 def _randomise(module: torch.nn.Module, seed: int) -> None:
-    """Default inits leave some layers at zero (conv_out...): give every parameter seeded noise so outputs vary."""
-    gen = torch.Generator().manual_seed(seed)
+    """Default inits leave some layers at zero (conv_out...): give every parameter seeded noise so outputs vary.
+    The draws are the same bits on every CPU (tests/tiny/rng.py)."""
+    from tiny.rng import Draw
+
+    draw = Draw(seed)
     with torch.no_grad():
         for name, p in sorted(module.named_parameters()):
             if p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 / p[0].numel()) ** 0.5)
+                p.copy_(draw.noise(p.shape, (1.0 / p[0].numel()) ** 0.5))
             elif "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+                p.copy_(draw.noise(p.shape, 0.1, mean=1.0))
             else:
-                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+                p.copy_(draw.noise(p.shape, 0.05))
 
 
 def legacy_vae_state(state: dict) -> dict:

@@ -43,18 +43,19 @@ def seeded_whisper(seed: int = 7, config: dict = None) -> torch.nn.Module:
     cfg = WhisperConfig(**(config or TINY_WHISPER_CONFIG))
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(cfg).eval()
-    gen = torch.Generator().manual_seed(seed)
+    from tiny.rng import Draw
+
+    draw = Draw(seed)  # the same bits on every CPU (torch.randn is not)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if p.ndim > 1:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
+                p.copy_(draw.noise(p.shape, (1.0 / p[0].numel()) ** 0.5))
             elif "layer_norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+                p.copy_(draw.noise(p.shape, 0.1, mean=1.0))
             else:
-                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+                p.copy_(draw.noise(p.shape, 0.05))
         pos = model.model.encoder.embed_positions.weight
-        pos.copy_(0.5 * torch.randn(pos.shape, generator=gen))
+        pos.copy_(draw.noise(pos.shape, 0.5))
     return model
 
 

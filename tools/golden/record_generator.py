@@ -77,6 +77,7 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(args.reference).resolve()))
     sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))  # tests/tiny imports musetalk_core
     from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: F401  (before the stub: diffusers probes it)
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 

@@ -4,7 +4,9 @@ Runs the reference's FaceParsing (musetalk/utils/face_parsing) and get_image_pre
 (musetalk/utils/blending.py) on seeded random BiSeNet weights (tests/tiny/bisenet.py, same seed as the tests) for
 synthetic frames of different sizes, in raw and jaw mode, and stores:
 - frames, face boxes, cheek widths;
-- labels: the reference's 512x512 argmax label map per frame (captured from the network output);
+- labels: the reference's 512x512 argmax label map per frame (captured from the network output), and its near-ties:
+  tie_idx (flat indices of the pixels whose two best class scores are within TIE_GAP) and tie_alt (the runner-up
+  class there);
 - seg_<mode>: face_seg's output (the mode mask bicubic-resized to 2s x 2s), per frame;
 - preblur_<mode>: the mask right before cv2.GaussianBlur (after the face-box rectangle and the upper-boundary cut);
 - final_<mode>: get_image_prepare_material's mask (blur factor 0.1), and crop_boxes.
@@ -15,6 +17,7 @@ init file the reference opens is written from the same seeded weights' trunk (it
 anyway).
 
 Usage: python tools/golden/record_parsing.py --reference /work/ref/MuseTalk [--out tests/golden/parsing]
+(/work/ref/MuseTalk: a checkout of github.com/TMElyralab/MuseTalk at 0a89dec.)
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ CASES = [
 ]
 CHEEKS = [(90, 90)] * 8 + [(60, 110), (120, 40), (90, 90)]
 MODES = ("raw", "jaw")
+# Class scores (std ~20 here) computed by other CPU kernels or thread counts differ by up to ~3e-4, which can flip
+# the argmax where the two best classes are that close: such pixels are stored (index, runner-up class) so the
+# tests compare label maps away from them. 0.01 leaves a wide margin and marks ~0.05% of the pixels.
+TIE_GAP = 0.01
 
 
 def synthetic_frame(rng: np.random.Generator, size, box) -> np.ndarray:
@@ -143,7 +150,12 @@ def main() -> None:
 
         def forward(self, x):
             out = self.net(x)
-            captured["labels"] = out[0].squeeze(0).cpu().numpy().argmax(0).astype(np.uint8)
+            scores = out[0].squeeze(0).cpu().numpy()
+            captured["labels"] = scores.argmax(0).astype(np.uint8)
+            top2 = np.sort(scores, axis=0)[-2:]
+            near = np.flatnonzero(top2[1] - top2[0] < TIE_GAP)
+            captured["tie_idx"] = near.astype(np.int32)
+            captured["tie_alt"] = np.argsort(scores, axis=0)[-2].ravel()[near].astype(np.uint8)
             return out
 
     for fp in parsers.values():
@@ -172,7 +184,7 @@ def main() -> None:
     blending.cv2 = Cv2Proxy()
 
     rng = np.random.default_rng(20240605)
-    record = {"weights_sha1": np.array(digest), "num_cases": np.array(len(CASES))}
+    record = {"weights_sha1": np.array(digest), "num_cases": np.array(len(CASES)), "tie_gap": np.array(TIE_GAP)}
     for i, ((size, box), cheeks) in enumerate(zip(CASES, CHEEKS)):
         frame_rgb = synthetic_frame(rng, size, box)
         frame_bgr = np.ascontiguousarray(frame_rgb[:, :, ::-1])
@@ -183,6 +195,8 @@ def main() -> None:
             captured.clear()
             mask, crop = blending.get_image_prepare_material(frame_bgr, list(box), fp=parsers[cheeks], mode=mode)
             record[f"labels_{i}"] = captured["labels"]
+            record[f"tie_idx_{i}"] = captured["tie_idx"]
+            record[f"tie_alt_{i}"] = captured["tie_alt"]
             record[f"seg_{mode}_{i}"] = captured["seg"]
             record[f"preblur_{mode}_{i}"] = captured["preblur"]
             record[f"final_{mode}_{i}"] = np.asarray(mask, np.uint8)

@@ -1,0 +1,210 @@
+"""Opt-in GPU speed settings for the UNet + decoder loop: memory format, static batches, CUDA graphs, torch.compile.
+
+``acceleration`` is "off" (the default: eager, batch by batch, exactly as before) or flags joined by "+":
+
+- ``channels_last``: the UNet's and the decoder's 4-D weights (and so their convolutions) in NHWC. Half-precision
+  cuDNN convolutions run NHWC natively; NCHW inputs cost a layout transform around every convolution. Caveat: on
+  torch <= 2.11 CUDA GroupNorm returns NCHW, so eager sd-vae resnets pay transforms at every norm: measure.
+- ``cudnn_benchmark``: cuDNN autotunes each convolution shape once instead of using its heuristics (the shapes are
+  few and fixed: one batch size, 32..256 pixels).
+- ``cuda_graphs``: the whole step (positional encoding, UNet, decoder, uint8 conversion) captured once per batch
+  size as a CUDA graph and replayed: no Python or kernel-launch overhead (~1,000 launches per UNet call, which at
+  batch 8 is a measurable part of a 10 ms step).
+- ``compile``: the step through torch.compile (Inductor, mode "default", see compile_mode; fuses GroupNorm + SiLU + residual adds,
+  which the eager decoder runs as separate memory passes at 256x256). Compiling takes tens of seconds once per
+  process and batch size: it pays on long videos only.
+
+``cuda_graphs`` and ``compile`` need static shapes: the last batch is padded to the batch size with copies of its
+last row, and only the real rows are returned. Every sample is computed independently of the others (no batch
+statistics anywhere in the UNet or the decoders), so padding changes no real row beyond a kernel's choice of
+summation order. On the CPU, ``cuda_graphs`` only pads (there is no CPU graph capture).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence
+
+import torch
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+FLAGS = ("channels_last", "cudnn_benchmark", "cuda_graphs", "compile")
+# The choices offered in the node (any "+"-joined set of FLAGS is accepted by the library and the benchmarks).
+ACCELERATIONS = ("off", "channels_last", "cuda_graphs", "channels_last+cuda_graphs",
+                 "channels_last+cudnn_benchmark+cuda_graphs", "compile", "cuda_graphs+compile")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    cuda_graphs: bool = False
+    compile: bool = False
+
+    @classmethod
+    def parse(cls, value) -> "Acceleration":
+        if isinstance(value, Acceleration):
+            return value
+        text = str(value or "off").strip().lower()
+        if text in ("off", "none", ""):
+            return cls()
+        flags = [f.strip() for f in text.split("+") if f.strip()]
+        unknown = [f for f in flags if f not in FLAGS]
+        if unknown:
+            raise InputError(f"acceleration '{value}': unknown setting(s) {', '.join(unknown)}; use 'off' or any of "
+                             f"{', '.join(FLAGS)} joined by '+' (e.g. 'channels_last+cuda_graphs').")
+        return cls(**{f: True for f in flags})
+
+    @property
+    def static_shapes(self) -> bool:
+        return self.cuda_graphs or self.compile
+
+    @property
+    def name(self) -> str:
+        on = [f for f in FLAGS if getattr(self, f)]
+        return "+".join(on) if on else "off"
+
+
+def compile_mode() -> str:
+    """Inductor mode for ``compile``: "default" unless $MUSETALK_COMPILE_MODE says otherwise. Not "reduce-overhead"
+    (Inductor's own CUDA graphs: ``cuda_graphs`` captures the padded step already) and not "max-autotune" (it
+    benchmarks every GEMM/convolution choice: many minutes for the 850 M-parameter UNet) unless asked for."""
+    return os.environ.get("MUSETALK_COMPILE_MODE", "default")
+
+
+def set_channels_last(modules: Iterable[torch.nn.Module], channels_last: bool) -> None:
+    """Put every 4-D parameter and buffer in NHWC (True) or back in NCHW (False), in place; no-op when already so.
+
+    Going back matters: convolutions follow their weight's layout, so NHWC weights left behind by one run would
+    change the kernels (and the rounding) of a later run with acceleration off."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for module in modules:
+        tensors = [t for t in list(module.parameters()) + list(module.buffers()) if t.ndim == 4]
+        if any(not t.is_contiguous(memory_format=fmt) for t in tensors):
+            module.to(memory_format=fmt)
+
+
+@contextmanager
+def backend_flags(accel: Acceleration, device: torch.device):
+    """cuDNN autotuning for the duration of the run only (a process-wide switch other nodes should not inherit)."""
+    if accel.cudnn_benchmark and torch.device(device).type == "cuda":
+        cudnn = torch.backends.cudnn
+        before = cudnn.benchmark
+        cudnn.benchmark = True  # only this switch: precision settings (TF32) stay as the user has them
+        try:
+            yield
+        finally:
+            cudnn.benchmark = before
+    else:
+        yield
+
+
+def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """x with its last row repeated up to ``rows`` rows (x itself when it has them already)."""
+    n = int(x.shape[0])
+    if n == rows:
+        return x
+    if n == 0 or n > rows:
+        raise ValueError(f"cannot pad {n} rows to {rows}")
+    return torch.cat([x, x[-1:].expand(rows - n, *x.shape[1:])])
+
+
+class StaticRunner:
+    """``fn(*inputs)`` on batches of at most ``batch`` rows, as the acceleration asks.
+
+    Without static shapes it simply calls ``fn``. With them every call gets exactly ``batch`` rows (padded) and the
+    first ``n`` output rows are returned. With CUDA graphs on a CUDA device the first call warms ``fn`` up on a side
+    stream and captures it; later calls copy the inputs into the captured buffers and replay. The returned tensor is
+    then a view of the graph's output buffer: valid until the next call (copy it out first, as generate does).
+    ``keep`` holds objects the captured graph reads (e.g. a precomputed embedding) alive as long as the runner.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], batch: int, device: torch.device, accel: Acceleration,
+                 keep: Sequence[object] = ()):
+        self.batch = int(batch)
+        self.device = torch.device(device)
+        self.accel = accel
+        self.keep = tuple(keep)
+        self.fn = torch.compile(fn, dynamic=False, mode=compile_mode()) if accel.compile else fn
+        self.use_graph = accel.cuda_graphs and self.device.type == "cuda"
+        self.graph: Optional["torch.cuda.CUDAGraph"] = None
+        self.static_inputs: list = []
+        self.static_output: Optional[torch.Tensor] = None
+        self.calls = 0
+        self.build_s = 0.0  # compile + warm-up + capture, the one-off cost (seconds, synchronised)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        n = int(inputs[0].shape[0])
+        if n > self.batch:
+            raise ValueError(f"{n} rows for a runner of batch {self.batch}")
+        self.calls += 1
+        if not self.accel.static_shapes:
+            return self.fn(*inputs)
+        if not self.use_graph:
+            if self.accel.compile and self.calls == 1:
+                return self._timed(lambda: self.fn(*[pad_rows(x, self.batch) for x in inputs]))[:n]
+            return self.fn(*[pad_rows(x, self.batch) for x in inputs])[:n]
+        if self.graph is None:
+            self._timed(lambda: self._capture(inputs))
+        for buf, x in zip(self.static_inputs, inputs):
+            buf[:n].copy_(x)
+            if n < self.batch:
+                buf[n:].copy_(x[-1:].expand(self.batch - n, *x.shape[1:]))
+        self.graph.replay()
+        return self.static_output[:n]
+
+    def _timed(self, fn):
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda *a: None)
+        sync()
+        start = time.perf_counter()
+        out = fn()
+        sync()
+        self.build_s += time.perf_counter() - start
+        return out
+
+    def _capture(self, inputs) -> None:
+        self.static_inputs = [pad_rows(x, self.batch).clone() for x in inputs]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # lazy initialisation, cuDNN autotuning and compilation happen outside the capture
+                self.fn(*self.static_inputs)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.static_output = self.fn(*self.static_inputs)
+        self.graph = graph
+        log.info("MuseTalk: captured a CUDA graph for batch %d (%s)", self.batch, self.accel.name)
+
+
+def _weights_key(modules: Sequence[torch.nn.Module]) -> tuple:
+    """Where the weights live: a captured graph reads them by address, so moved weights need a new capture."""
+    return tuple((p.device, p.data_ptr()) for m in modules for p in m.parameters())
+
+
+RUNNER_SLOT = "_accel_runner"
+
+
+def runner_for(store, key: tuple, modules: Sequence[torch.nn.Module],
+               build: Callable[[], StaticRunner]) -> StaticRunner:
+    """The runner cached in ``store`` (a MuseTalkModels' extras dict) for ``key``, or a new one from ``build``.
+
+    One runner per models object, the most recent: a captured graph holds its own GPU memory pool, and several
+    batch sizes would each hold one. Kept on the models so that dropped models take their graphs with them."""
+    full_key = (key, _weights_key(modules))
+    cached = store.get(RUNNER_SLOT) if hasattr(store, "get") else None
+    if cached is not None and cached[0] == full_key:
+        return cached[1]
+    if isinstance(store, dict):
+        store.pop(RUNNER_SLOT, None)  # free the old graph's memory before capturing a new one
+    runner = build()
+    if isinstance(store, dict):
+        store[RUNNER_SLOT] = (full_key, runner)
+    return runner
