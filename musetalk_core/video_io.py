@@ -102,17 +102,22 @@ def _decode_audio(container, path: Path, what: str) -> Optional[dict]:
     return {"waveform": torch.from_numpy(np.ascontiguousarray(samples)).unsqueeze(0), "sample_rate": int(rate)}
 
 
+def _first_video_stream(container, path):
+    """The file's first video stream, or an InputError saying what the file is instead."""
+    if not container.streams.video:
+        kind = "an audio-only file" if container.streams.audio else "a file without a video stream"
+        raise InputError(f"Video file '{path}' is {kind}. Give a video with --video "
+                         f"(or a still image with --image), and the sound with --audio.")
+    return container.streams.video[0]
+
+
 def read_video(path: PathLike, with_audio: bool = True) -> VideoData:
     """All frames of the first video stream (uint8 RGB), its exact fps, and its audio (if any)."""
     import av
 
     path = _check_readable(path, "Video")
     with _open(path, "Video") as container:
-        if not container.streams.video:
-            kind = "an audio-only file" if container.streams.audio else "a file without a video stream"
-            raise InputError(f"Video file '{path}' is {kind}. Give a video with --video "
-                             f"(or a still image with --image), and the sound with --audio.")
-        stream = container.streams.video[0]
+        stream = _first_video_stream(container, path)
         fps = stream_fps(stream)
         stream.thread_type = "AUTO"
         frames = []
@@ -138,11 +143,7 @@ def open_video(path: PathLike):
 
     path = _check_readable(path, "Video")
     with _open(path, "Video") as container:
-        if not container.streams.video:
-            kind = "an audio-only file" if container.streams.audio else "a file without a video stream"
-            raise InputError(f"Video file '{path}' is {kind}. Give a video with --video "
-                             f"(or a still image with --image), and the sound with --audio.")
-        stream_fps(container.streams.video[0])
+        stream_fps(_first_video_stream(container, path))
     try:
         return VideoFileSource(path, name="--video")
     except InputError as exc:
