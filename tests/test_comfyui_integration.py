@@ -28,7 +28,8 @@ def run_in_comfyui(body: str, tmp_path) -> dict:
         import nodes
         assert asyncio.run(nodes.load_custom_node({str(ROOT)!r}))
     """) + textwrap.dedent(body)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", code], capture_output=True,
+                          text=True, timeout=600,
                           env=dict(os.environ, **getattr(run_in_comfyui, "env", {})))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -47,16 +47,27 @@ function measure() {  // runs in the page
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   const alerts = [];
   page.on('dialog', async d => { alerts.push(d.message()); await d.dismiss(); });
+  // a fresh user gets the Templates browser on first start; mark that first start done so it cannot cover the graph
+  await page.request.post(`${url.replace(/\/$/, '')}/api/settings/Comfy.TutorialCompleted`, { data: 'true',
+    headers: { 'Content-Type': 'application/json' } }).catch(() => {});
   await page.goto(url);
   await page.waitForFunction(() => window.app && window.app.graph && window.app.canvas, null, { timeout: 120000 });
   await page.waitForTimeout(1500);
   await page.keyboard.press('Escape');  // a fresh user gets the Templates browser on first start
   await page.waitForTimeout(500);
   const closeToasts = () => page.evaluate(() => document.querySelectorAll('.p-toast-message .p-toast-close-button').forEach(b => b.click()));
+  // the Templates browser a fresh user gets on first start may open after the Escape above: close any dialog
+  // before each drop so the screenshots show the graph
+  const closeDialogs = async () => {
+    await page.keyboard.press('Escape');
+    await page.evaluate(() => document.querySelectorAll('.p-dialog .p-dialog-close-button, .p-dialog button[aria-label="Close"]').forEach(b => b.click()));
+    await page.waitForTimeout(300);
+  };
   const report = { dropped: {}, templates: {} };
   for (const f of files) {
     const name = path.basename(f, '.json');
     const first = alerts.length;
+    await closeDialogs();
     await closeToasts();
     await page.evaluate(async ([text, fname]) => {
       await window.app.handleFile(new File([text], fname, { type: 'application/json' }));
