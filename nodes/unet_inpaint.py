@@ -9,6 +9,9 @@ from musetalk_core.types import AUDIO_TYPE, GENERATED_TYPE, LATENTS_TYPE, MODELS
 from . import comfy_bridge
 
 CATEGORY = "MuseTalk"
+DECODER_CHOICES = ("vae", "taesd")
+# presets of musetalk_core.accel flags measured on an H100 (BENCHMARKS.md); the CLI takes any '+' combination
+ACCELERATION_CHOICES = ("off", "cuda_graphs", "cuda_graphs+compile")
 
 
 class MuseTalkUNetInpaint:
@@ -45,10 +48,20 @@ class MuseTalkUNetInpaint:
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip":
                                "Output frames per UNet/VAE pass. Higher is faster on a large GPU; lower it if you "
                                "run out of memory. The result does not depend on it."}),
+                "decoder": (list(DECODER_CHOICES), {"default": "vae", "tooltip":
+                            "vae: the exact sd-vae decoder (the reference). taesd: the tiny TAESD decoder, about 10x "
+                            "faster on a GPU, approximate (needs models/musetalk/taesd/taesd_decoder.safetensors: "
+                            "python install.py --download-models taesd)."}),
+                "acceleration": (list(ACCELERATION_CHOICES), {"default": "off", "tooltip":
+                                 "GPU speed-ups. off: as the reference. cuda_graphs: same output, faster at small "
+                                 "batch sizes (on a CPU it only pads the last batch). cuda_graphs+compile: "
+                                 "about 2x faster UNet + decode at batch 32 on an H100 after a one-time compile of "
+                                 "about a minute; rounding differs slightly (bf16-level). See BENCHMARKS.md."}),
             }
         }
 
-    def generate(self, musetalk_models, latents, audio_features, frame_mapping, frame_offset, batch_size):
+    def generate(self, musetalk_models, latents, audio_features, frame_mapping, frame_offset, batch_size,
+                 decoder="vae", acceleration="off"):
         from musetalk_core.generate import generate_faces
         from musetalk_core.previews import sample_indices
         from musetalk_core.spill import SpilledArray, SpillFolder
@@ -60,7 +73,8 @@ class MuseTalkUNetInpaint:
         try:
             generated = generate_faces(musetalk_models, latents, audio_features, frame_mapping=frame_mapping,
                                        frame_offset=frame_offset, batch_size=batch_size,
-                                       hooks=comfy_bridge.run_hooks(total), store=store)
+                                       hooks=comfy_bridge.run_hooks(total), store=store, decoder=decoder,
+                                       acceleration=acceleration)
         except BaseException:
             if store is not None:
                 store.folder.close()

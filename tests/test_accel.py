@@ -324,3 +324,20 @@ def test_speed_benchmark_smoke_compares_variants_with_the_default(tmp_path, monk
     assert "faces_vs_default" in rows["taesd:channels_last+cuda_graphs@1"]  # compared with vae:off@1
     assert speed.parse_variant("taesd:cuda_graphs+channels_last@8", 32) == ("taesd", "channels_last+cuda_graphs", 8)
     assert (tmp_path / "s.json").exists()
+
+
+def test_unet_node_passes_decoder_and_acceleration_through(models, golden, default_run, monkeypatch):  # noqa: F811
+    """The graph exposes the presets: the node's choices parse, and its run equals the library call's."""
+    from nodes.unet_inpaint import ACCELERATION_CHOICES, DECODER_CHOICES, MuseTalkUNetInpaint
+
+    assert set(DECODER_CHOICES) == set(gen_mod.DECODERS)
+    for preset in ACCELERATION_CHOICES:
+        accel.Acceleration.parse(preset)
+    required = MuseTalkUNetInpaint.INPUT_TYPES()["required"]
+    assert required["decoder"][1]["default"] == "vae" and required["acceleration"][1]["default"] == "off"
+    shapes = _spy_decoder(monkeypatch)
+    generated, _ = MuseTalkUNetInpaint().generate(models, make_latents(golden), make_audio(golden), "ping_pong", 0,
+                                                  3, decoder="vae", acceleration="cuda_graphs")
+    assert shapes == [(3, 4, 32, 32)] * 3  # the static (padded) batches ran
+    assert generated.settings["acceleration"] == "cuda_graphs" and generated.settings["decoder"] == "vae"
+    assert_same_faces(generated.faces, default_run.faces)

@@ -42,7 +42,7 @@ PINNED_WIDGETS = {
     "WhisperAudioEncode": ["fps", "audio_padding_left", "audio_padding_right", "feature_mode",
                            "silence_threshold_db"],
     "VAEEncodeMasked": ["latent_mode", "seed", "batch_size"],
-    "MuseTalkUNetInpaint": ["frame_mapping", "frame_offset", "batch_size"],
+    "MuseTalkUNetInpaint": ["frame_mapping", "frame_offset", "batch_size", "decoder", "acceleration"],
     "BlendAndAssemble": ["blur_factor", "upper_boundary_ratio", "silence_handling", "silence_fade_frames",
                          "chunk_size"],
 }

@@ -77,7 +77,8 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
     "MuseTalkUNetInpaint": (
         [("musetalk_models", "MUSETALK_MODELS", False), ("latents", "MUSETALK_LATENTS", False),
          ("audio_features", "MUSETALK_AUDIO", False)],
-        [("frame_mapping", "COMBO", "ping_pong"), ("frame_offset", "INT", 0), ("batch_size", "INT", 8)],
+        [("frame_mapping", "COMBO", "ping_pong"), ("frame_offset", "INT", 0), ("batch_size", "INT", 8),
+         ("decoder", "COMBO", "vae"), ("acceleration", "COMBO", "off")],
         [("generated", "MUSETALK_GENERATED"), ("faces", "IMAGE")]),
     "BlendAndAssemble": (
         [("faces", "MUSETALK_FACES", False), ("generated", "MUSETALK_GENERATED", False), ("images", "IMAGE", True),
