@@ -197,7 +197,7 @@ def test_node(pack, models, golden, reference_run):
     node = pack.NODE_CLASS_MAPPINGS["MuseTalkUNetInpaint"]
     spec = node.INPUT_TYPES()["required"]
     assert list(spec) == ["musetalk_models", "latents", "audio_features", "frame_mapping", "frame_offset",
-                          "batch_size"]
+                          "batch_size", "decoder", "acceleration"]
     assert spec["frame_mapping"][0] == ["ping_pong", "loop", "once_hold"]
     assert spec["frame_offset"][1]["min"] == -10000 and spec["batch_size"][1]["max"] == 256
     assert all("tooltip" in v[1] for v in spec.values())

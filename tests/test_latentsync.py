@@ -165,10 +165,16 @@ def _golden_condition(golden):
     return cat("mask"), cat("masked"), cat("ref"), audio
 
 
+# The reference draws its noise with torch.randn, so we do too (same seed, same order). torch.randn's last bits
+# depend on the CPU kernel torch picks (ATEN_CPU_CAPABILITY=default vs avx2: up to 1.3e-6 on values of about 1), so
+# the noise is compared within 1e-5, not bit for bit.
+RANDN_ATOL = 1e-5
+
+
 def test_initial_latents_match_reference_seed(golden):
     s = tl.SAMPLER
     latents = ls_sampler.initial_latents(len(golden["source_index"]), s["size"] // 8, s["size"] // 8, s["seed"])
-    np.testing.assert_allclose(latents.numpy(), golden["init_latents"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(latents.numpy(), golden["init_latents"], rtol=0, atol=RANDN_ATOL)
 
 
 def test_mask_reaches_latent_size_as_reference(golden):
@@ -289,7 +295,8 @@ def test_vae_draws_decode_and_paste_back_match_reference(golden):
     mask_image = torch.from_numpy(golden["mask_image"])
     noise = px.LatentSyncNoise(s["seed"])
     size = s["size"] // 8
-    np.testing.assert_allclose(noise.initial(len(faces), size, size).numpy(), golden["init_latents"], atol=1e-6)
+    np.testing.assert_allclose(noise.initial(len(faces), size, size).numpy(), golden["init_latents"], rtol=0,
+                               atol=RANDN_ATOL)
     with torch.no_grad():
         # Window 0's two posterior draws only advance the generator here (encoding 32 faces is slow on a CPU);
         # window 1 is encoded for real, so its latents prove both the VAE step and the draw order.
