@@ -15,7 +15,6 @@ Results are written after every variant, so a run cut short by a time limit keep
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

@@ -199,12 +199,10 @@ def runner_for(store, key: tuple, modules: Sequence[torch.nn.Module],
     One runner per models object, the most recent: a captured graph holds its own GPU memory pool, and several
     batch sizes would each hold one. Kept on the models so that dropped models take their graphs with them."""
     full_key = (key, _weights_key(modules))
-    cached = store.get(RUNNER_SLOT) if hasattr(store, "get") else None
+    cached = store.get(RUNNER_SLOT)
     if cached is not None and cached[0] == full_key:
         return cached[1]
-    if isinstance(store, dict):
-        store.pop(RUNNER_SLOT, None)  # free the old graph's memory before capturing a new one
+    store.pop(RUNNER_SLOT, None)  # free the old graph's memory before capturing a new one
     runner = build()
-    if isinstance(store, dict):
-        store[RUNNER_SLOT] = (full_key, runner)
+    store[RUNNER_SLOT] = (full_key, runner)
     return runner

@@ -26,7 +26,7 @@ import torch
 
 from . import blend_ops
 from .errors import InputError
-from .frames import frames_fingerprint, image_to_uint8, rgb_frames
+from .frames import frames_fingerprint, image_to_uint8, rgb_frames, rgb_to_uint8
 from .hooks import NO_HOOKS, RunHooks
 from .spill import SpilledArray, mask_shape
 from .types import MuseTalkFaces, MuseTalkGenerated
@@ -99,11 +99,6 @@ def silence_weights(silent: torch.Tensor, fade_frames: int) -> np.ndarray:
 
 def _check_inputs(images, faces: MuseTalkFaces, generated: MuseTalkGenerated, replacement_faces,
                   blur_factor, upper_boundary_ratio, silence_fade_frames, chunk_size) -> None:
-    if not isinstance(faces, MuseTalkFaces):
-        raise InputError(f"'faces' must be MUSETALK_FACES from FaceDetectAndParse, got {type(faces).__name__}.")
-    if not isinstance(generated, MuseTalkGenerated):
-        raise InputError("'generated' must be MUSETALK_GENERATED from MuseTalkUNetInpaint, "
-                         f"got {type(generated).__name__}.")
     n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
     check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,
                    silence_fade_frames, chunk_size, "images", "IMAGE")
@@ -370,7 +365,8 @@ def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, si
 def generated_faces_reader(generated: MuseTalkGenerated, replacement_faces, device):
     """rows -> uint8 faces: the replacement IMAGE when given, else the generated faces (tensor or spilled)."""
     if replacement_faces is not None:
-        return lambda rows: image_to_uint8(replacement_faces[rows], "replacement_faces", device=device)
+        faces = rgb_frames(replacement_faces, "replacement_faces")  # a view; check_material checked the values once
+        return lambda rows: rgb_to_uint8(faces[rows].to(device))
     return lambda rows: generated.faces[rows]
 
 

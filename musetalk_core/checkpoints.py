@@ -76,14 +76,17 @@ def mismatch_summary(expected: Mapping[str, torch.Size], got: Mapping[str, torch
     return "; ".join(parts)
 
 
-def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> torch.nn.Module:
-    """Copy ``state`` into ``module`` only if every key and shape matches; else explain which file is wrong."""
+def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str,
+                hint: str = "", assign: bool = False) -> torch.nn.Module:
+    """Copy ``state`` into ``module`` only if every key and shape matches; else explain which file is wrong.
+
+    ``assign``: take the file's tensors as they are (for a module built on the meta device)."""
     expected = {k: v.shape for k, v in module.state_dict().items()}
     summary = mismatch_summary(expected, state)
     if summary is not None:
         raise WeightFileError(path, f"is not a {what} checkpoint: {summary}. "
-                                    f"Check that the right file is in this place.")
-    module.load_state_dict(state, strict=True)
+                                    f"Check that the right file is in this place{hint}.")
+    module.load_state_dict(state, strict=True, assign=assign)
     return module
 
 

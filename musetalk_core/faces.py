@@ -21,8 +21,8 @@ import torch
 
 from . import parsing
 from .errors import InputError
-from .frames import frames_fingerprint, image_to_uint8
-from .hooks import NO_HOOKS, RunHooks
+from .frames import image_to_uint8
+from .hooks import RunHooks
 from .types import MuseTalkFaces, MuseTalkModels
 
 log = logging.getLogger(__name__)

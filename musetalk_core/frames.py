@@ -71,8 +71,11 @@ def image_to_uint8(images: torch.Tensor, name: str = "images", device: Optional[
     Checked and reduced to RGB by ``rgb_frames``; floats are rounded as ``round(x * 255)`` (slight overshoots
     clipped)."""
     rgb = rgb_frames(images, name)
-    if device is not None:
-        rgb = rgb.to(device)
+    return rgb_to_uint8(rgb.to(device) if device is not None else rgb)
+
+
+def rgb_to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """Frames already checked by ``rgb_frames`` -> uint8 (``round(x * 255)``, slight overshoots clipped)."""
     if rgb.dtype == torch.uint8:
         return rgb.contiguous()
     return (rgb.float() * 255.0).round().clamp_(0, 255).to(torch.uint8)

@@ -64,13 +64,11 @@ class _FixedEmbedding(torch.nn.Module):
         return self.cache[key]
 
 
-def time_embedding_t0(unet: torch.nn.Module, device: torch.device, dtype: torch.dtype,
-                      batch: int = 1) -> torch.Tensor:
-    """(batch, C) embedding of timestep 0 exactly as UNet2DConditionModel.forward computes it for a batch of that
-    size (time_proj -> MLP)."""
-    t = torch.zeros(batch, dtype=torch.int64, device=device)
-    t_emb = unet.time_proj(t).to(dtype=dtype)
-    return unet.time_embedding(t_emb, None)
+def check_generation_settings(decoder: str, acceleration) -> "accel.Acceleration":
+    """The decoder and acceleration choices, checked (callers check them before any slow stage runs)."""
+    if decoder not in DECODERS:
+        raise InputError(f"decoder '{decoder}' is not known: choose 'vae' (exact) or 'taesd' (fast, approximate).")
+    return accel.Acceleration.parse(acceleration)
 
 
 @contextmanager
@@ -187,20 +185,17 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     are read per batch (they may be spilled to disk for long videos). ``report`` receives acceleration_build_s."""
     from .models.vae import scaling_factor
 
-    if decoder not in DECODERS:
-        raise InputError(f"decoder '{decoder}' is not known: choose 'vae' (exact) or 'taesd' (fast, approximate).")
-    speed = accel.Acceleration.parse(acceleration)
+    speed = check_generation_settings(decoder, acceleration)
     batch_size = int(batch_size)
     device = models.device
     todo = plan.todo
     if todo.numel() == 0:  # nothing to generate: no network is moved or called
         return
-    decoder_name = "vae" if decoder == "vae" else "taesd"
     if decoder == "taesd":
         from .loading import ensure_network
 
         ensure_network(models, "taesd")
-    with models.use("unet", decoder_name, "pe") as (unet, dec, pe):
+    with models.use("unet", decoder, "pe") as (unet, dec, pe):
         unet_dtype = next(unet.parameters()).dtype
         scale = scaling_factor(dec) if decoder == "vae" else 1.0
         source_latents = latents.latents  # a tensor, or spilled rows read per batch
@@ -246,9 +241,7 @@ def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     ``store``: where the (T, 256, 256, 3) faces go: None = a tensor on the device; a spill.SpilledArray for long
     videos (then MUSETALK_GENERATED.faces is that array)."""
     _validate(models, latents, audio_features, frame_mapping, batch_size)
-    if decoder not in DECODERS:
-        raise InputError(f"decoder '{decoder}' is not known: choose 'vae' (exact) or 'taesd' (fast, approximate).")
-    speed = accel.Acceleration.parse(acceleration)
+    speed = check_generation_settings(decoder, acceleration)
     hooks = hooks or NO_HOOKS
     batch_size = int(batch_size)
     device = models.device

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .frames import frames_fingerprint, image_to_uint8, rgb_frames
+from .frames import frames_fingerprint, rgb_frames, rgb_to_uint8
 
 SEEK_AHEAD = 64  # decoding forward over fewer frames than this is cheaper than a seek
 
@@ -46,13 +46,6 @@ class FrameSource:
     def fingerprint(self) -> str:
         raise NotImplementedError
 
-    def chunks(self, size: int, indices: Optional[Sequence[int]] = None) -> Iterator[Tuple[List[int], torch.Tensor]]:
-        """(indices, uint8 frames) for consecutive groups of ``size`` of ``indices`` (default: every frame)."""
-        order = list(range(self.num_frames)) if indices is None else [int(i) for i in indices]
-        for start in range(0, len(order), int(size)):
-            part = order[start:start + int(size)]
-            yield part, self.read(part)
-
     def close(self) -> None:
         return None
 
@@ -61,8 +54,6 @@ class TensorSource(FrameSource):
     """An IMAGE batch (B, H, W, C) float 0..1 or uint8 held by the caller."""
 
     def __init__(self, images: torch.Tensor, name: str = "images", fps: Optional[Fraction] = None):
-        if not isinstance(images, torch.Tensor):
-            raise InputError(f"'{name}' must be an IMAGE tensor (B, H, W, 3), got {type(images).__name__}.")
         self.images = rgb_frames(images, name)  # checked once; RGB view as every IMAGE reader sees it
         self.name = name
         self.fps = fps
@@ -71,7 +62,7 @@ class TensorSource(FrameSource):
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return image_to_uint8(self.images[idx.to(self.images.device)], self.name).cpu()
+        return rgb_to_uint8(self.images[idx.to(self.images.device)]).cpu()
 
     def fingerprint(self) -> str:
         return frames_fingerprint(self.images)

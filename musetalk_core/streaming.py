@@ -53,6 +53,7 @@ def _hooks(progress: Optional[ProgressFactory], stage: str, total: int) -> RunHo
 def check_options(options) -> None:
     """Every setting the nodes would check, before any model or frame is touched."""
     from .faces import _check_settings
+    from .generate import check_generation_settings
 
     _check_settings(options.parsing_mode, options.left_cheek_width, options.right_cheek_width,
                     options.box_smoothing, options.face_batch_size)
@@ -63,6 +64,7 @@ def check_options(options) -> None:
     for name in ("batch_size", "vae_batch_size"):
         if int(getattr(options, name)) < 1:
             raise InputError(f"'{name}' must be at least 1, got {getattr(options, name)}.")
+    check_generation_settings(options.decoder, options.acceleration)
 
 
 class _FaceBuffer:
@@ -73,7 +75,7 @@ class _FaceBuffer:
         self.faces: Dict[int, torch.Tensor] = {}
         self.covered = 0  # every todo frame below this has been generated
 
-    def upto(self, last: int, hooks: RunHooks) -> None:
+    def upto(self, last: int) -> None:
         while self.batches is not None and self.covered <= last:
             try:
                 out_idx, decoded = next(self.batches)
@@ -144,7 +146,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
             stop = min(t, start + step)
             rows = blender.rows(start, stop)
             if rows:
-                buffer.upto(rows[-1], hooks)
+                buffer.upto(rows[-1])
             sink(to_uint8(blender.blend(start, stop, raw, buffer.take)).cpu())
             buffer.drop_before(stop)
             hooks.step(stop - start)

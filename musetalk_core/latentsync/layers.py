@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.positional_encoding import sinusoid_table as audio_sinusoid_table
+
 
 def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
     """(b, c, f, h, w) -> (b*f, c, h, w), frame-major inside each batch item."""
@@ -198,13 +200,8 @@ class Transformer3DModel(nn.Module):
 
 
 def sinusoid_table(dim: int, max_len: int) -> torch.Tensor:
-    """(1, max_len, dim) positional table of the temporal attention (sin on even, cos on odd channels)."""
-    position = torch.arange(max_len).unsqueeze(1)
-    div_term = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
-    table = torch.zeros(1, max_len, dim)
-    table[0, :, 0::2] = torch.sin(position * div_term)
-    table[0, :, 1::2] = torch.cos(position * div_term)
-    return table
+    """(1, max_len, dim) positional table of the temporal attention: the same sinusoids as MuseTalk's audio PE."""
+    return audio_sinusoid_table(max_len, dim).unsqueeze(0)
 
 
 class PositionalEncoding(nn.Module):

@@ -15,8 +15,7 @@ from typing import Optional
 
 import torch
 
-from ..checkpoints import mismatch_summary, on_meta, read_state_dict
-from ..errors import WeightFileError
+from ..checkpoints import load_strict, on_meta, read_state_dict
 from .config import UNet3DConfig
 from .layers import sinusoid_table
 from .unet3d import UNet3DConditionModel
@@ -46,10 +45,6 @@ def load_unet3d(path: Path, config: UNet3DConfig, dtype: Optional[torch.dtype] =
     model = on_meta(lambda: UNet3DConditionModel(config))
     expected = {k: v.shape for k, v in model.state_dict().items()}
     state = complete_constants(expected, state)
-    summary = mismatch_summary(expected, state)
-    if summary is not None:
-        raise WeightFileError(path, f"is not a {WHAT} checkpoint for this config: {summary}. "
-                                    "Check that the right file is in this place (1.5 and 1.6 share one layout).")
-    model.load_state_dict(state, strict=True, assign=True)
+    load_strict(model, state, path, WHAT, hint=" (1.5 and 1.6 share one layout)", assign=True)
     model.eval().requires_grad_(False)
     return model.to(device=device, dtype=dtype or torch.float32)
