@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -111,7 +111,26 @@ def _crop_and_parse(parser, models, frames: np.ndarray, indices: Sequence[int], 
             mat.masks[i] = mask
 
 
-def _preview(frames: np.ndarray, indices: Sequence[int], mat: _Material, want: Dict[int, Optional[np.ndarray]]):
+class PreviewArray:
+    """Preview frames written straight into one preallocated uint8 (N, H, W, 3) array: what the IMAGE path outputs,
+    without a dict of N separate frames that would then be stacked (two more copies of the whole video)."""
+
+    def __init__(self, n: int, h: int, w: int):
+        self.array = np.empty((n, h, w, 3), dtype=np.uint8)
+        self.done = np.zeros(n, dtype=bool)
+
+    def __contains__(self, i) -> bool:
+        return 0 <= int(i) < len(self.done)
+
+    def __setitem__(self, i: int, frame: np.ndarray) -> None:
+        self.array[i] = frame
+        self.done[i] = True
+
+    def items(self):
+        return ((i, self.array[i] if self.done[i] else None) for i in range(len(self.done)))
+
+
+def _preview(frames: np.ndarray, indices: Sequence[int], mat: _Material, want):
     for k, i in enumerate(indices):
         if i not in want:
             continue
@@ -129,11 +148,12 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
                 face_selection: str = "highest_score", landmark_region: str = "full_frame",
                 box_smoothing: float = 0.0, detector_scale: float = 1.0, batch_size: int = 8,
                 wanted: Optional[np.ndarray] = None, chunk_frames: int = DEFAULT_CHUNK,
-                spill: Optional[SpillFolder] = None, preview_indices: Sequence[int] = (),
+                spill: Optional[SpillFolder] = None, preview_indices: Union[Sequence[int], PreviewArray] = (),
                 hooks: Optional[RunHooks] = None) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
     """MuseTalkFaces for every frame of ``source`` (see the module docstring).
 
-    Returns (faces, {frame index: uint8 preview frame} for ``preview_indices``, the bbox_shift range report).
+    Returns (faces, {frame index: uint8 preview frame} for ``preview_indices``, the bbox_shift range report); a
+    PreviewArray as ``preview_indices`` receives every frame's preview instead (and is what is returned).
     Frames outside ``wanted`` are marked as having no face. hooks.step: once per located frame and once per
     cropped/parsed frame.
     """
@@ -154,7 +174,8 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     radius = smoothing_radius(float(box_smoothing))
     located = _dilate(wanted, radius)
     mat = _Material(n, spill)
-    previews: Dict[int, Optional[np.ndarray]] = {int(i): None for i in preview_indices}
+    previews = (preview_indices if isinstance(preview_indices, PreviewArray)
+                else {int(i): None for i in preview_indices})
     left, right = int(left_cheek_width), int(right_cheek_width)
     fingerprint = source.fingerprint()
 

@@ -169,7 +169,7 @@ def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_
     Progress: ``hooks.step`` is called 2N times in all (N for face location, N for cropping and parsing).
     The in-memory client of face_material.build_faces: the whole batch is one chunk, material stays in memory.
     """
-    from .face_material import build_faces
+    from .face_material import PreviewArray, build_faces
     from .sources import TensorSource
 
     if not isinstance(models, MuseTalkModels):
@@ -177,10 +177,10 @@ def prepare_faces(models: MuseTalkModels, images, *, bbox_shift: int = 0, extra_
     _check_settings(parsing_mode, left_cheek_width, right_cheek_width, box_smoothing, batch_size)
     frames = _as_frames(images).cpu()
     n = int(frames.shape[0])
-    faces, previews, text = build_faces(
+    previews = PreviewArray(n, int(frames.shape[1]), int(frames.shape[2]))
+    faces, _, text = build_faces(
         models, TensorSource(frames), bbox_shift=bbox_shift, extra_margin=extra_margin, parsing_mode=parsing_mode,
         left_cheek_width=left_cheek_width, right_cheek_width=right_cheek_width, face_selection=face_selection,
         landmark_region=landmark_region, box_smoothing=box_smoothing, detector_scale=detector_scale,
-        batch_size=batch_size, chunk_frames=n + int(batch_size), preview_indices=range(n), hooks=hooks)
-    preview = torch.from_numpy(np.stack([previews[i] for i in range(n)]))
-    return faces, preview, text
+        batch_size=batch_size, chunk_frames=n + int(batch_size), preview_indices=previews, hooks=hooks)
+    return faces, torch.from_numpy(previews.array), text
