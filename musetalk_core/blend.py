@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
+from contextlib import closing
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -221,6 +222,26 @@ class Blender:
             geometry[j] = geo
         return geometry
 
+    def stream(self, source, step: int, faces_of, before=None):
+        """(start, stop, uint8 frames on the CPU) of every output chunk of ``step`` frames, in order: the source
+        frames are read ahead on a thread (sources.prefetched) and blended. ``before(last_row)`` runs before a
+        chunk with faces to composite (the streaming core generates them there). Close the generator (e.g.
+        contextlib.closing) to stop the reader when the caller stops early."""
+        from .sources import prefetched
+
+        t, step = int(self.source.numel()), int(step)
+        starts = range(0, t, step)
+        reads = prefetched(source, [self.source[a:a + step].tolist() for a in starts])
+        try:
+            for start, raw in zip(starts, reads):
+                stop = min(t, start + step)
+                rows = self.rows(start, stop)
+                if rows and before is not None:
+                    before(rows[-1])
+                yield start, stop, to_uint8(self.blend(start, stop, raw, faces_of)).cpu()
+        finally:
+            reads.close()  # waits for a read still running on the prefetch thread
+
     def rows(self, start: int, stop: int) -> List[int]:
         """Output frames of the chunk that get a generated mouth (face present, not fully silent)."""
         return [i for i in range(start, stop) if self.active[i] and self.weights[i] > 0.0]
@@ -382,7 +403,6 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     from fractions import Fraction
 
     from .previews import sample_indices, strip
-    from .sources import prefetched
     from .video_io import VideoWriter, audio_layout
 
     hooks = hooks or NO_HOOKS
@@ -404,17 +424,10 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     shown = sample_indices(t)
     kept: Dict[int, np.ndarray] = {}
     with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
-        step = int(chunk_size)
-        starts = range(0, t, step)
-        reads = prefetched(source, [blender.source[a:a + step].tolist() for a in starts])
-        try:
-            for start, raw in zip(starts, reads):
-                stop = min(t, start + step)
-                out = to_uint8(blender.blend(start, stop, raw, faces_of)).cpu()
+        with closing(blender.stream(source, chunk_size, faces_of)) as chunks:
+            for start, stop, out in chunks:
                 writer.write(out)
                 kept.update({i: out[i - start].numpy().copy() for i in shown if start <= i < stop})
                 hooks.step(stop - start)
-        finally:
-            reads.close()  # waits for a read still running on the prefetch thread
         writer.finish(audio)
     return strip(kept, shown), audio, fps, t

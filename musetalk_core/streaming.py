@@ -18,17 +18,18 @@ chunks in order.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
 
-from .blend import Blender, assemble_audio, check_blend_settings, to_uint8
+from .blend import Blender, assemble_audio, check_blend_settings
 from .errors import InputError
 from .frame_mapping import MODES, source_indices
 from .hooks import NO_HOOKS, RunHooks
-from .sources import FrameSource, prefetched
+from .sources import FrameSource
 from .spill import SpillFolder, store_in
 from .types import MuseTalkModels
 
@@ -112,7 +113,6 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
     check_options(options)
     spill = SpillFolder(spill_dir)
     buffer = _FaceBuffer(None)
-    reads = None
     try:
         features = encode_audio(
             models, audio, float(fps), audio_padding_left=options.audio_padding_left,
@@ -139,20 +139,12 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
                           silence_handling=options.silence_handling,
                           silence_fade_frames=options.silence_fade_frames)
         hooks = _hooks(progress, "lip-sync", t)
-        step = int(options.chunk_size)
-        starts = range(0, t, step)
-        reads = prefetched(source, [mapping[a:a + step].tolist() for a in starts])
-        for start, raw in zip(starts, reads):
-            stop = min(t, start + step)
-            rows = blender.rows(start, stop)
-            if rows:
-                buffer.upto(rows[-1])
-            sink(to_uint8(blender.blend(start, stop, raw, buffer.take)).cpu())
-            buffer.drop_before(stop)
-            hooks.step(stop - start)
+        with closing(blender.stream(source, options.chunk_size, buffer.take, before=buffer.upto)) as chunks:
+            for start, stop, out in chunks:
+                sink(out)
+                buffer.drop_before(stop)
+                hooks.step(stop - start)
     finally:
-        if reads is not None:
-            reads.close()  # waits for a read still running on the prefetch thread
         buffer.close()
         spill.close()
     out_audio = assemble_audio(audio, t, float(fps))
