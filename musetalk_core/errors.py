@@ -15,6 +15,10 @@ class InputError(MuseTalkError, ValueError):
     """A node or CLI input that cannot be used (wrong shape, empty, out of range...)."""
 
 
+class NoFramesError(InputError):
+    """A video file whose video stream decodes to no frame at all."""
+
+
 class OutputError(MuseTalkError, OSError):
     """The output file could not be written (disk full, path refused by the OS...); nothing was left behind."""
 

@@ -26,7 +26,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, NoFramesError
 from .frames import frames_fingerprint, rgb_frames, rgb_to_uint8
 
 SEEK_AHEAD = 64  # decoding forward over fewer frames than this is cheaper than a seek
@@ -96,7 +96,7 @@ class VideoFileSource(FrameSource):
         declared = self._declared_frames()
         self._container.close()
         if self.num_frames == 0:
-            raise InputError(f"'{name}': '{self.label}' has no video frames.")
+            raise NoFramesError(f"'{name}': '{self.label}' has no video frames.")
         if declared and self.num_frames < declared - max(2, declared // 50):
             raise InputError(f"'{name}': decoding '{self.label}' stopped at frame {self.num_frames} of the "
                              f"{declared} its header declares: the file is damaged or truncated. Re-encode or "

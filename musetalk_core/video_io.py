@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from .errors import InputError, OutputError
+from .errors import InputError, NoFramesError, OutputError
 
 PathLike = Union[str, os.PathLike]
 
@@ -146,10 +146,8 @@ def open_video(path: PathLike):
         stream_fps(_first_video_stream(container, path))
     try:
         return VideoFileSource(path, name="--video")
-    except InputError as exc:
-        if "no video frames" in str(exc):
-            raise InputError(f"Video file '{path}' has no frames. Give a video with at least one frame.") from None
-        raise
+    except NoFramesError:
+        raise InputError(f"Video file '{path}' has no frames. Give a video with at least one frame.") from None
 
 
 def check_audio_duration(audio: Mapping[str, Any], fps, name: str = "audio") -> None:
