@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_session.sh bench   # the stage-by-stage benchmark, bf16, 720p, 64 frames     (~8 min)
 #   bash benchmarks/gpu_session.sh all     # one call (< 9.5 min): tests, bench, passes, bf16 fidelity, each under a
 #                                          # time limit so a slow step cannot take the others' results with it
+#   bash benchmarks/gpu_session.sh profile # one call (~4 min): CUDA tests, per-video stages, blend, both graphs
+#                                          # (IMAGE and video file), cProfile of face_prepare, blend, video_file
 #   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
 #                                          # decoder speed settings side by side (benchmarks.speed), passes, a
 #                                          # torch.compile try, the graph with an exact fast setting; 8 files
@@ -82,6 +84,21 @@ fast)
         --no-reference --stages unet_decode blend whole_graph --acceleration "$exact" \
         --json "$OUT/graph-fast-bf16.json" >> "$log" 2>&1
     echo "== done $(date -u +%T)" >> "$log"
+    ;;
+profile)
+    # where the per-video and blend time goes on the GPU: stage timings plus one cProfile'd call of each
+    echo "== networks $(date -u +%T)" >> "$OUT/logs.txt"
+    timeout 120 python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('real', 'v15'))" \
+        >> "$OUT/logs.txt" 2>&1
+    echo "== CUDA tests $(date -u +%T)" >> "$OUT/logs.txt"
+    timeout 100 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
+        > "$OUT/cuda-tests.log" 2>&1
+    echo "== stages + profiles $(date -u +%T)" >> "$OUT/logs.txt"
+    timeout 200 python3 -m benchmarks.run --scale real --frames 64 --size 720p --device cuda --dtype bf16 \
+        --batch-size 32 --face-batch-size 16 --warmup 1 --repeats 3 --no-reference \
+        --stages detection landmarks parsing face_prepare blend whole_graph video_file --profile face_prepare blend video_file \
+        --json "$OUT/profile-bf16.json" >> "$OUT/logs.txt" 2>&1
+    echo "== done $(date -u +%T)" >> "$OUT/logs.txt"
     ;;
 *)
     echo "unknown step '$step': check, bench, all or fast" >&2
