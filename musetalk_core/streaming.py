@@ -104,11 +104,12 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
                    chunk_frames: Optional[int] = None) -> StreamResult:
     """Lip-sync ``source`` to ``audio``; every output frame goes to ``sink`` as soon as it is blended.
 
-    ``chunk_frames``: source frames per read in the faces stage (default 64, rounded to detection batches);
+    ``chunk_frames``: source frames per read in the faces stage (default: face_material.default_chunk, rounded
+    to detection batches);
     output frames per chunk are ``options.chunk_size``. Neither changes the result.
     """
     from .audio import encode_audio
-    from .face_material import DEFAULT_CHUNK, build_faces
+    from .face_material import build_faces
 
     check_options(options)
     spill = SpillFolder(spill_dir)
@@ -131,7 +132,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
             right_cheek_width=options.right_cheek_width, face_selection=options.face_selection,
             landmark_region=options.landmark_region, box_smoothing=options.box_smoothing,
             detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted,
-            chunk_frames=chunk_frames or DEFAULT_CHUNK, spill=spill,
+            chunk_frames=chunk_frames, spill=spill,
             hooks=_hooks(progress, "faces", 2 * int(wanted.sum())))
         has_face = _start_generation(models, faces, features, options, buffer, progress, spill)
         blender = Blender(faces, mapping, has_face, models.device, silent=features.silent,

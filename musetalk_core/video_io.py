@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from .background import BackgroundWorker
 from .errors import InputError, NoFramesError, OutputError
 
 PathLike = Union[str, os.PathLike]
@@ -266,7 +267,8 @@ class VideoWriter:
 
     Frames are uint8 (k, H, W, 3) RGB or IMAGE float 0..1; odd sizes are padded by one replicated row/column
     (yuv420p needs even sizes). The audio (an AUDIO mapping or None) is given to ``finish`` and trimmed there to
-    the duration of the frames written: round(frames / fps * rate) samples.
+    the duration of the frames written: round(frames / fps * rate) samples. Frames are encoded on a thread of their
+    own (background.BackgroundWorker) while the caller produces the next ones; at most two frames wait for it.
     """
 
     def __init__(self, path: PathLike, fps: Union[Fraction, float], width: int, height: int, crf: int = 18,
@@ -281,6 +283,7 @@ class VideoWriter:
         self.pad_h, self.pad_w = self.height % 2, self.width % 2
         self.frames = 0
         self.container = None
+        self._encoder: Optional[BackgroundWorker] = None
         self._stack: Optional[ExitStack] = ExitStack()
         try:
             # atomic_output: temp file next to the output, renamed when the stack closes cleanly, removed on
@@ -291,10 +294,13 @@ class VideoWriter:
             self.vstream.width, self.vstream.height = self.width + self.pad_w, self.height + self.pad_h
             self.vstream.pix_fmt = "yuv420p"
             self.vstream.options = {"crf": str(int(crf))}
+            self.vstream.thread_type = "AUTO"  # frame threads: about 1.3x the default slice threads
             self.astream = None
             if audio_rate and audio_channels:
                 layout = "mono" if audio_channels == 1 else "stereo"
                 self.astream = self.container.add_stream("aac", rate=int(audio_rate), layout=layout)
+            # the encode runs on its own thread (libx264 and swscale release the GIL), two chunks behind at most
+            self._encoder = BackgroundWorker(self._encode, depth=2, name="musetalk-encode")
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -307,8 +313,8 @@ class VideoWriter:
             self.abort()
 
     def write(self, frames: torch.Tensor, advance: Optional[Callable[[int], None]] = None) -> None:
-        import av
-
+        """Queue frames for the encoder thread; ``advance(1)`` per frame handed over. Raises what the encoder
+        raised so far (the file is then removed)."""
         if frames.ndim == 3:
             frames = frames.unsqueeze(0)
         try:
@@ -316,8 +322,7 @@ class VideoWriter:
                 arr = _frame_uint8(frame)
                 if self.pad_h or self.pad_w:
                     arr = np.pad(arr, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-                self.container.mux(self.vstream.encode(vf))
+                self._encoder.put(np.ascontiguousarray(arr))
                 self.frames += 1
                 if advance is not None:
                     advance(1)
@@ -325,12 +330,19 @@ class VideoWriter:
             self._fail(exc)
             raise
 
+    def _encode(self, arr: np.ndarray) -> None:  # on the encoder thread
+        import av
+
+        self.container.mux(self.vstream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+
     def finish(self, audio: Optional[Mapping[str, Any]] = None) -> Path:
         import av
 
         try:
             if self.frames == 0:
                 raise InputError("There are no frames to write.")
+            encoder, self._encoder = self._encoder, None
+            encoder.close()  # every queued frame encoded; raises the encoder's error
             self.container.mux(self.vstream.encode())
             samples = _audio_samples(audio, self.frames, self.rate) if self.astream is not None else None
             if samples is not None:
@@ -355,6 +367,9 @@ class VideoWriter:
     def _fail(self, exc: BaseException) -> None:
         """Close the container, then let atomic_output remove the temporary file (and turn an OS error into an
         OutputError naming the output, which then propagates instead of ``exc``)."""
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            encoder.cancel()  # stops after the frame in hand; nothing touches the container after this
         if self.container is not None:
             try:
                 self.container.close()
