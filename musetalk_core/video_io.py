@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -260,6 +260,15 @@ def _frame_uint8(frame: torch.Tensor) -> np.ndarray:
     return frame[..., :3].cpu().numpy()
 
 
+ENCODE_GROUP_PIXELS = 8 * 1280 * 720  # frames per hand-over to the encoder: 8 at 720p, 1 at 4K (memory O(group))
+
+
+def _yuv420p(arr: np.ndarray):
+    import av
+
+    return av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(format="yuv420p")
+
+
 class VideoWriter:
     """H.264 (yuv420p) + AAC written frame chunk by frame chunk; atomic: a temporary file in the output folder,
     renamed to ``path`` only by ``finish()``. ``abort()`` (or leaving a ``with`` block by an exception, Ctrl-C
@@ -268,7 +277,8 @@ class VideoWriter:
     Frames are uint8 (k, H, W, 3) RGB or IMAGE float 0..1; odd sizes are padded by one replicated row/column
     (yuv420p needs even sizes). The audio (an AUDIO mapping or None) is given to ``finish`` and trimmed there to
     the duration of the frames written: round(frames / fps * rate) samples. Frames are encoded on a thread of their
-    own (background.BackgroundWorker) while the caller produces the next ones; at most two frames wait for it.
+    own (background.BackgroundWorker) while the caller produces the next ones; at most two groups of frames
+    (ENCODE_GROUP_PIXELS each) wait for it.
     """
 
     def __init__(self, path: PathLike, fps: Union[Fraction, float], width: int, height: int, crf: int = 18,
@@ -317,23 +327,32 @@ class VideoWriter:
         raised so far (the file is then removed)."""
         if frames.ndim == 3:
             frames = frames.unsqueeze(0)
+        group = max(1, ENCODE_GROUP_PIXELS // (self.width * self.height))
         try:
-            for frame in frames:
-                arr = _frame_uint8(frame)
-                if self.pad_h or self.pad_w:
-                    arr = np.pad(arr, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
-                self._encoder.put(np.ascontiguousarray(arr))
-                self.frames += 1
+            for start in range(0, frames.shape[0], group):
+                arrs = [self._padded(f) for f in frames[start:start + group]]
+                self._encoder.put(arrs)
+                self.frames += len(arrs)
                 if advance is not None:
-                    advance(1)
+                    for _ in arrs:
+                        advance(1)
         except BaseException as exc:
             self._fail(exc)
             raise
 
-    def _encode(self, arr: np.ndarray) -> None:  # on the encoder thread
-        import av
+    def _padded(self, frame: torch.Tensor) -> np.ndarray:
+        arr = _frame_uint8(frame)
+        if self.pad_h or self.pad_w:
+            arr = np.pad(arr, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
+        return np.ascontiguousarray(arr)
 
-        self.container.mux(self.vstream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+    def _encode(self, arrs: List[np.ndarray]) -> None:  # on the encoder thread
+        from .cpu_pool import map_frames
+
+        # RGB -> yuv420p side by side on the CPU pool (the same swscale call encode() would make on one thread:
+        # identical bytes), then libx264 in order
+        for frame in map_frames(_yuv420p, arrs):
+            self.container.mux(self.vstream.encode(frame))
 
     def finish(self, audio: Optional[Mapping[str, Any]] = None) -> Path:
         import av

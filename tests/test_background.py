@@ -84,7 +84,7 @@ def test_video_writer_encoder_failure_leaves_no_file(tmp_path):
     writer = video_io.VideoWriter(out, 25, 96, 64)
     calls = []
 
-    def failing_encode(arr):  # the encoder thread hits a full disk on its third frame
+    def failing_encode(arrs):  # the encoder thread hits a full disk on its third group
         calls.append(1)
         if len(calls) == 3:
             raise OSError(28, "No space left on device")
@@ -106,3 +106,28 @@ def test_video_writer_frames_survive_the_thread_in_order(tmp_path):
     # lossless H.264 in yuv420p: not bit-exact to RGB, but each frame is nearest to its own source frame
     err = (decoded.float()[:, None] - frames.float()[None]).abs().mean(dim=(2, 3, 4))
     assert torch.equal(err.argmin(dim=1), torch.arange(12))
+
+
+def test_rgb_to_yuv_on_the_pool_gives_the_bytes_encode_would(tmp_path):
+    """The writer converts RGB -> yuv420p itself (on the CPU pool); the file must equal one where libx264's
+    encode() did that conversion (the plain PyAV way), byte for byte."""
+    import av
+
+    frames = _frames(10, 64, 96)
+    ours = video_io.write_video(tmp_path / "ours.mp4", frames, 25, crf=0)
+    plain = tmp_path / "plain.mp4"
+    with av.open(str(plain), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt, s.options = 96, 64, "yuv420p", {"crf": "0"}
+        s.thread_type = "AUTO"
+        for f in frames.numpy():
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+
+    def planes(path):
+        with av.open(str(path)) as c:
+            return [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+
+    a, b = planes(ours), planes(plain)
+    assert len(a) == len(b) == 10
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
