@@ -118,9 +118,10 @@ def test_dwpose_points_are_eyebrow_centres_and_nose_bridge():
     points = dwpose_points(lmk)
     np.testing.assert_array_equal(points, np.round([lmk[17:22].mean(0), lmk[22:27].mean(0), lmk[27:31].mean(0)]))
     assert points[0, 0] < points[2, 0] < points[1, 0] and points[0, 1] < points[2, 1]  # left, right, below
-    missing = lmk.copy()
-    missing[28] = -1
-    assert dwpose_points(missing) is None
+    assert dwpose_points(np.full((68, 2), -1)) is None  # MUSETALK_FACES' "unknown" row
+    assert dwpose_points(np.full((68, 2), 40)) is None  # one point: no similarity fits
+    border = lmk - 90  # a face partly outside the frame still gives its points
+    np.testing.assert_array_equal(dwpose_points(border), points - 90)
 
 
 def test_alignment_driver_smooths_in_order_and_restarts_after_a_gap():

@@ -38,15 +38,20 @@ INSIGHTFACE_DETECT_SIZE = 512  # face_detector.py
 
 
 def dwpose_points(landmarks68: np.ndarray) -> Optional[np.ndarray]:
-    """(3, 2) float64 points from iBUG-68 landmarks (x, y), or None when any point used is unknown (-1)."""
+    """(3, 2) float64 points from iBUG-68 landmarks (x, y), or None when the landmarks are unknown (all -1, as
+    MUSETALK_FACES stores a face-less frame) or the three points coincide (no transform fits them).
+
+    Points may lie outside the frame (negative): a face at the border still aligns, as upstream's would."""
     lmk = np.asarray(landmarks68, dtype=np.float64)
-    used = lmk[IBUG_LEFT_BROW + IBUG_RIGHT_BROW + IBUG_NOSE_BRIDGE]
-    if lmk.shape != (68, 2) or (used < 0).any():
+    if lmk.shape != (68, 2) or (lmk == -1).all():
         return None
     left = lmk[IBUG_LEFT_BROW].mean(axis=0)
     right = lmk[IBUG_RIGHT_BROW].mean(axis=0)
     nose = lmk[IBUG_NOSE_BRIDGE].mean(axis=0)
-    return np.round([left, right, nose])
+    points = np.round([left, right, nose])
+    if np.ptp(points, axis=0).max() == 0:
+        return None
+    return points
 
 
 class InsightFaceLandmarks:

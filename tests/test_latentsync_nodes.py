@@ -1,0 +1,144 @@
+"""LoadLatentSyncModel -> LatentSyncInpaint -> BlendAndAssemble through NODE_CLASS_MAPPINGS on tiny real-format files:
+a clip with a face-less frame in the middle, exact frame count, pass-through, audio T / fps, progress per step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tiny_latentsync as tl
+from media import face_frames, tone
+from musetalk_core.errors import InputError
+from musetalk_core.latentsync import config as ls_config
+
+FPS = 25.0
+SECONDS = 0.4  # 10 output frames for 7 source frames: ping-pong 0..6, 6, 5, 4
+
+
+def write_latentsync_files(root: Path, version: str = "latentsync15") -> Path:
+    """The LatentSync files of ``version`` beside a tiny MuseTalk v15 folder (tiny UNet3D in the published format)."""
+    import cv2
+
+    tl.write_checkpoint(root / version / "latentsync_unet.pt")
+    (root / "whisper").mkdir(exist_ok=True)
+    (root / "whisper" / "tiny.pt").write_bytes(b"read by the audio stage")
+    (root / "latentsync").mkdir(exist_ok=True)
+    mask = np.full((256, 256, 3), 255, np.uint8)
+    mask[150:230, 60:196] = 0  # the mouth
+    cv2.imwrite(str(root / "latentsync" / "mask.png"), mask)
+    return root
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    from tiny import write_models
+
+    root = tmp_path_factory.mktemp("ls_models")
+    write_models(root, "v15")
+    return write_latentsync_files(root)
+
+
+@pytest.fixture
+def tiny_versions(monkeypatch):
+    """The published versions with the tiny UNet3D structure (the files hold tiny weights); nothing else changes."""
+    for name in ls_config.VERSIONS:
+        monkeypatch.setitem(ls_config.VERSIONS, name, replace(ls_config.VERSIONS[name], unet=ls_config.tiny_config()))
+
+
+@pytest.fixture(scope="module")
+def clip():
+    frames = face_frames(7, 128, 112)
+    frames[3] = 128  # a flat grey frame: no face (cut-away)
+    images = torch.from_numpy(frames).float() / 255.0
+    audio = {"waveform": torch.from_numpy(tone(SECONDS, 16000, 1))[None], "sample_rate": 16000}
+    return images, audio
+
+
+@pytest.fixture(scope="module")
+def prepared(pack, models_dir, clip):
+    """MuseTalk's shared stages (detection, landmarks, Whisper) run once for the tests here."""
+    import os
+
+    old = os.environ.get("MUSETALK_MODELS_DIR")
+    os.environ["MUSETALK_MODELS_DIR"] = str(models_dir)
+    try:
+        nodes = pack.NODE_CLASS_MAPPINGS
+        images, audio = clip
+        (mt,) = nodes["LoadMuseTalkModels"]().load("v15", "fp32", "cpu", "torch")
+        faces, _, _ = nodes["FaceDetectAndParse"]().prepare(mt, images=images)
+        features, count, _ = nodes["WhisperAudioEncode"]().encode(mt, audio, FPS, 2, 2, "v1.0-original", -45.0)
+    finally:
+        if old is None:
+            os.environ.pop("MUSETALK_MODELS_DIR")
+        else:
+            os.environ["MUSETALK_MODELS_DIR"] = old
+    return faces, features, count
+
+
+def test_latentsync_nodes_end_to_end_with_a_face_less_frame(pack, models_env, models_dir, tiny_versions, clip,
+                                                            prepared, monkeypatch):
+    import importlib
+
+    from musetalk_core.hooks import RunHooks
+
+    comfy_bridge = importlib.import_module(pack.__name__ + ".nodes.comfy_bridge")
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models_env(models_dir)
+    images, audio = clip
+    faces, features, count = prepared
+    assert count == 10 and faces.has_face.tolist() == [True, True, True, False, True, True, True]
+    progress = []  # per progress bar: [total, units advanced]
+
+    def recording_hooks(total):
+        bar = [total, 0]
+        progress.append(bar)
+        return RunHooks(advance=lambda n: bar.__setitem__(1, bar[1] + n))
+
+    monkeypatch.setattr(comfy_bridge, "run_hooks", recording_hooks)
+
+    (ls,) = nodes["LoadLatentSyncModel"]().load("latentsync15", "fp32", "cpu")
+    generated, shown = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=2, images=images)
+    # output 3 shows source frame 3 (no face): windows [0, 3) and [4, 10), 2 steps each
+    assert generated.source_index.tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 5, 4]
+    assert generated.has_face.tolist() == [True] * 3 + [False] + [True] * 6
+    # alignment: one unit per source frame; generation: one per denoising step of each window, all reached
+    assert progress == [[7, 7], [2 * 2, 2 * 2]]
+    assert shown.shape == (10, 256, 256, 3) and not generated.faces[3].any() and generated.faces[4].any()
+
+    out, out_audio, fps, frames = nodes["BlendAndAssemble"]().blend(images=images, faces=faces, generated=generated)[:4]
+    assert frames == 10 and out.shape == (10, 128, 112, 3) and fps == FPS
+    assert out_audio["waveform"].shape[-1] == round(10 / FPS * 16000)
+    src = (images * 255).round()
+    assert torch.equal((out[3] * 255).round(), src[3])  # the face-less frame passes through unchanged
+    for i, j in enumerate(generated.source_index.tolist()):
+        if i != 3:
+            changed = ((out[i] * 255).round() != src[j]).any(-1)
+            assert 0.02 < changed.float().mean() < 0.9, i  # the face area, not the whole frame
+
+
+def test_inpaint_refuses_reference_audio_features(pack, models_env, models_dir, tiny_versions, clip, prepared):
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models_env(models_dir)
+    faces, features, _ = prepared
+    (ls,) = nodes["LoadLatentSyncModel"]().load("latentsync15", "fp32", "cpu")
+    with pytest.raises(InputError, match="v1.0-original"):
+        nodes["LatentSyncInpaint"]().generate(ls, faces, replace(features, feature_mode="reference"),
+                                              images=clip[0])
+    with pytest.raises(InputError, match="not the frames"):
+        nodes["LatentSyncInpaint"]().generate(ls, faces, features, images=clip[0].flip(0))
+
+
+def test_insightface_backend_names_the_install_command():
+    from musetalk_core.latentsync.landmarks import InsightFaceLandmarks
+
+    try:
+        import insightface  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="pip install insightface onnxruntime"):
+            InsightFaceLandmarks(Path("nowhere"))
+    else:
+        pytest.skip("insightface is installed here: the missing-package message cannot be shown")
