@@ -13,24 +13,9 @@ import torch
 import tiny_latentsync as tl
 from media import face_frames, tone
 from musetalk_core.errors import InputError
-from musetalk_core.latentsync import config as ls_config
 
 FPS = 25.0
 SECONDS = 0.4  # 10 output frames for 7 source frames: ping-pong 0..6, 6, 5, 4
-
-
-def write_latentsync_files(root: Path, version: str = "latentsync15") -> Path:
-    """The LatentSync files of ``version`` beside a tiny MuseTalk v15 folder (tiny UNet3D in the published format)."""
-    import cv2
-
-    tl.write_checkpoint(root / version / "latentsync_unet.pt")
-    (root / "whisper").mkdir(exist_ok=True)
-    (root / "whisper" / "tiny.pt").write_bytes(b"read by the audio stage")
-    (root / "latentsync").mkdir(exist_ok=True)
-    mask = np.full((256, 256, 3), 255, np.uint8)
-    mask[150:230, 60:196] = 0  # the mouth
-    cv2.imwrite(str(root / "latentsync" / "mask.png"), mask)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +24,12 @@ def models_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ls_models")
     write_models(root, "v15")
-    return write_latentsync_files(root)
+    return tl.write_latentsync_files(root)
 
 
 @pytest.fixture
 def tiny_versions(monkeypatch):
-    """The published versions with the tiny UNet3D structure (the files hold tiny weights); nothing else changes."""
-    for name in ls_config.VERSIONS:
-        monkeypatch.setitem(ls_config.VERSIONS, name, replace(ls_config.VERSIONS[name], unet=ls_config.tiny_config()))
+    tl.use_tiny_versions(monkeypatch)
 
 
 @pytest.fixture(scope="module")
