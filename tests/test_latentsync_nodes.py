@@ -125,3 +125,31 @@ def test_insightface_backend_names_the_install_command():
             InsightFaceLandmarks(Path("nowhere"))
     else:
         pytest.skip("insightface is installed here: the missing-package message cannot be shown")
+
+
+def test_cli_generator_latentsync(models_dir, tiny_versions, tmp_path, capsys):
+    """``--generator latentsync15``: the graph's stages through the streaming command line; exact frames and audio."""
+    from fractions import Fraction
+
+    from media import write_video, write_wav
+    from musetalk_core import cli, video_io
+
+    video = write_video(tmp_path / "in.mp4", face_frames(4, 128, 112), Fraction(25))
+    audio = write_wav(tmp_path / "speech.wav", tone(0.2, 16000, 1), 16000)  # 5 frames: ping-pong 0..3, 3
+    out = tmp_path / "result.mp4"
+    code = cli.main(["lipsync", "--video", str(video), "--audio", str(audio), "--output", str(out),
+                     "--models-dir", str(models_dir), "--generator", "latentsync15", "--inference-steps", "1",
+                     "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    info = video_io.probe(out)
+    assert info["frames"] == 5 and info["fps"] == 25
+    assert info["audio_seconds"] == pytest.approx(5 / 25, abs=2e-3)
+    args = cli.build_parser().parse_args(["lipsync", "--video", "v", "--audio", "a", "-o", "o.mp4",
+                                          "--generator", "latentsync16"])
+    options = cli.options_from_args(args)
+    assert options.seed == 1247 and options.feature_mode == "v1.0-original" and options.inference_steps == 20
+    code = cli.main(["lipsync", "--video", str(video), "--audio", str(audio), "--output", str(tmp_path / "x.mp4"),
+                     "--models-dir", str(models_dir), "--generator", "latentsync15", "--feature-mode", "reference",
+                     "--device", "cpu", "--no-progress"])
+    assert code == 2 and "v1.0-original" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
