@@ -4,6 +4,7 @@ a clip with a face-less frame in the middle, exact frame count, pass-through, au
 from __future__ import annotations
 
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def prepared(pack, models_dir, clip):
     return faces, features, count
 
 
-def test_latentsync_nodes_end_to_end_with_a_face_less_frame(pack, models_env, models_dir, tiny_versions, clip,
+def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack, models_env, models_dir, tiny_versions, clip,
                                                             prepared, monkeypatch):
     import importlib
 
@@ -84,15 +85,16 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame(pack, models_env, mo
     monkeypatch.setattr(comfy_bridge, "run_hooks", recording_hooks)
 
     (ls,) = nodes["LoadLatentSyncModel"]().load("latentsync15", "fp32", "cpu")
-    generated, shown = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=2, images=images)
-    # output 3 shows source frame 3 (no face): windows [0, 3) and [4, 10), 2 steps each
+    generated, shown = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=1, images=images)
+    # output 3 shows source frame 3 (no face): windows [0, 3) and [4, 10), 1 step each
     assert generated.source_index.tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 5, 4]
     assert generated.has_face.tolist() == [True] * 3 + [False] + [True] * 6
     # alignment: one unit per source frame; generation: one per denoising step of each window, all reached
-    assert progress == [[7, 7], [2 * 2, 2 * 2]]
+    assert progress == [[7, 7], [2, 2]]
     assert shown.shape == (10, 256, 256, 3) and not generated.faces[3].any() and generated.faces[4].any()
 
-    out, out_audio, fps, frames = nodes["BlendAndAssemble"]().blend(images=images, faces=faces, generated=generated)[:4]
+    out, out_audio, fps, frames, video = nodes["BlendAndAssemble"]().blend(images=images, faces=faces,
+                                                                          generated=generated)
     assert frames == 10 and out.shape == (10, 128, 112, 3) and fps == FPS
     assert out_audio["waveform"].shape[-1] == round(10 / FPS * 16000)
     src = (images * 255).round()
@@ -101,6 +103,21 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame(pack, models_env, mo
         if i != 3:
             changed = ((out[i] * 255).round() != src[j]).any(-1)
             assert 0.02 < changed.float().mean() < 0.9, i  # the face area, not the whole frame
+    assert video.get_frame_count() == 10
+
+    # the VIDEO path (a VIDEO holding the same frames): faces kept on disk, a sample shown, the same faces made;
+    # BlendAndAssemble's VIDEO path writes the clip through the same affine restore
+    from musetalk_core.video_io import ComponentsVideo, probe
+
+    clip_video = ComponentsVideo(images, audio, Fraction(25))
+    from_video, sample = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=1,
+                                                               video=clip_video)
+    assert not isinstance(from_video.faces, torch.Tensor) and sample.shape[0] == 10
+    assert torch.equal(from_video.faces[list(range(10))], generated.faces)
+    strip, _, _, count, written = nodes["BlendAndAssemble"]().blend(video=clip_video, faces=faces,
+                                                                     generated=from_video)
+    assert count == 10 and probe(written.get_stream_source())["frames"] == 10
+    assert torch.equal((strip[3] * 255).round(), src[3])  # the strip holds all 10 frames; 3 passes through
 
 
 def test_inpaint_refuses_reference_audio_features(pack, models_env, models_dir, tiny_versions, clip, prepared):
