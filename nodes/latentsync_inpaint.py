@@ -73,7 +73,7 @@ class LatentSyncInpaint:
         from musetalk_core.errors import InputError
         from musetalk_core.frames import uint8_to_image
         from musetalk_core.latentsync.generate import (SamplingSettings, check_audio, count_steps,
-                                                      generate_latentsync)
+                                                      generate_latentsync, plan_frames)
         from musetalk_core.latentsync.video_align import align_video
         from musetalk_core.previews import sample_indices
         from musetalk_core.sources import TensorSource, as_source
@@ -99,10 +99,10 @@ class LatentSyncInpaint:
                                   store=None if spill is None else store_in(spill, "aligned.u8"))
             total = audio_features.num_frames
             store = None if spill is None else store_in(spill, "generated.u8")((total, res, res, 3), torch.uint8)
-            probe = _mapped_has_face(aligned, total, frame_mapping, frame_offset)
+            _, planned = plan_frames(aligned, total, frame_mapping, frame_offset)
             generated = generate_latentsync(latentsync_models, aligned, audio_features, frame_mapping=frame_mapping,
                                             frame_offset=frame_offset, settings=settings, store=store,
-                                            hooks=comfy_bridge.run_hooks(count_steps(probe, settings)),
+                                            hooks=comfy_bridge.run_hooks(count_steps(planned, settings)),
                                             frames_fingerprint=faces.frames_fingerprint)
         except BaseException:
             if spill is not None:
@@ -113,8 +113,3 @@ class LatentSyncInpaint:
         shown = generated.faces if spill is None else generated.faces[sample_indices(total)]
         return (generated, uint8_to_image(shown, comfy_bridge.intermediate_device()))
 
-
-def _mapped_has_face(aligned, total, frame_mapping, frame_offset):
-    from musetalk_core.frame_mapping import source_indices
-
-    return aligned.has_face[source_indices(total, aligned.num_frames, frame_mapping, frame_offset)]

@@ -113,6 +113,14 @@ def count_steps(has_face: torch.Tensor, settings: SamplingSettings) -> int:
     return len(face_windows(has_face.cpu().numpy(), int(settings.window))) * int(settings.steps)
 
 
+def plan_frames(aligned, num_output: int, frame_mapping: str = "ping_pong", frame_offset: int = 0):
+    """(source frame, has_face) per output frame: frame_mapping's pairing, looked up in the aligned video."""
+    from ..frame_mapping import source_indices
+
+    source = source_indices(num_output, aligned.num_frames, frame_mapping, frame_offset)
+    return source, aligned.has_face[source]
+
+
 def check_audio(audio) -> None:
     """LatentSync was trained on Whisper-tiny features of MuseTalk v1.0's kind, 2 + 2 frames of context."""
     from ..types import MuseTalkAudio
@@ -135,7 +143,6 @@ def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "ping_po
 
     ``store`` (optional) is a (T, res, res, 3) uint8 array the faces are written to (a SpilledArray for long videos);
     ``hooks`` gets one unit per denoising step of every window (``count_steps``)."""
-    from ..frame_mapping import source_indices
     from ..types import MuseTalkGenerated
     from .restore import AffineRestore
 
@@ -146,8 +153,7 @@ def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "ping_po
         raise InputError(f"The faces were aligned for {aligned.resolution} px but {models.version.name} generates "
                          f"{res} px faces: align again with these models.")
     t = audio.num_frames
-    source = source_indices(t, aligned.num_frames, frame_mapping, frame_offset)
-    has_face = aligned.has_face[source]
+    source, has_face = plan_frames(aligned, t, frame_mapping, frame_offset)
     faces = store if store is not None else torch.zeros((t, res, res, 3), dtype=torch.uint8)
 
     def keep(start, stop, _latents, generated):

@@ -78,7 +78,7 @@ class AffineBlender(Blender):
         for k, i in enumerate(rows):  # one frame at a time: each has its own warp and paste mask
             j = int(self.source[i])
             frame = (chunk[i - start] * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            face = gen[k].to("cpu").permute(2, 0, 1).float() / 127.5 - 1.0
+            face = gen[k].to(self.device).permute(2, 0, 1).float() / 127.5 - 1.0
             face = align.resize_face(face, (self.crop_h, self.crop_w))
             out = align.restore_face(frame, face, self.restore.matrices[j], self.restore.resolution)
             new = torch.from_numpy(out).to(device=self.device, dtype=torch.float32) / 255.0

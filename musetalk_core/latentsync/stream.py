@@ -34,7 +34,7 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
     from ..face_material import build_faces
     from ..frame_mapping import source_indices
     from ..streaming import StreamResult
-    from .generate import SamplingSettings, check_audio, count_steps, generate_latentsync
+    from .generate import SamplingSettings, check_audio, count_steps, generate_latentsync, plan_frames
     from .video_align import align_video
 
     hooks_for = (lambda stage, total: progress(stage, int(total))) if progress is not None \
@@ -61,7 +61,7 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
                               insightface_root=options.insightface_root, hooks=hooks_for("align", n),
                               store=store_in(spill, "aligned.u8"))
         store = store_in(spill, "generated.u8")((t, res, res, 3), torch.uint8)
-        has_face = aligned.has_face[mapping]
+        _, has_face = plan_frames(aligned, t, options.frame_mapping, options.frame_offset)
         generated = generate_latentsync(ls_models, aligned, features, frame_mapping=options.frame_mapping,
                                         frame_offset=options.frame_offset, settings=settings, store=store,
                                         hooks=hooks_for("denoise", count_steps(has_face, settings)))
