@@ -7,8 +7,10 @@
 Measured (median of --repeats after --warmup):
 - ``unet_step``: one denoising step of a window of ``--frames`` frames at the version's resolution: the UNet3D
   forward on the classifier-free-guidance batch (2, 13, f, res/8, res/8) with (2f, 50, 384) audio. Upstream's
-  straightforward way (lipsync_pipeline) makes exactly this call per step, so the reference side times its own
-  UNet3DConditionModel (built by from_config at the pinned commit) on the same inputs and the same weights.
+  straightforward way (lipsync_pipeline) makes exactly this call per step, so with ``--reference`` its own
+  UNet3DConditionModel (built by from_config at the pinned commit, in the reference's venv) and ours are timed in
+  one process on the same inputs and weights, alternating, so a busy machine slows both alike (``side_by_side``;
+  needs memory for two models: about 10 GB at real size).
 - ``window``: our whole generator on one window (generate.generate_windows: two VAE encodes, ``--steps`` steps,
   decode, mouth paste) with a real-size sd-vae (random weights).
 Frames per second of a 20-step generation are projected from these: f / (20 x unet_step + VAE share).
@@ -24,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -71,31 +72,10 @@ def timed(fn, warmup: int, repeats: int) -> dict:
 
 
 def ours(args) -> dict:
-    from musetalk_core.checkpoints import on_meta
-    from musetalk_core.latentsync.config import get_version
-    from musetalk_core.latentsync.unet3d import UNet3DConditionModel
-
-    spec = get_version(args.version)
-    if args.tiny:  # smoke runs: the published structure with tiny widths
-        from dataclasses import replace
-
-        from musetalk_core.latentsync.config import tiny_config
-
-        spec = replace(spec, unet=tiny_config())
-    size = spec.resolution // 8
-    unet = on_meta(lambda: UNet3DConditionModel(spec.unet)).to_empty(device="cpu")
-    for name, buf in unet.named_buffers():  # the temporal position tables: constants of the config
-        from musetalk_core.latentsync.layers import sinusoid_table
-
-        buf.copy_(sinusoid_table(buf.shape[2], buf.shape[1]))
-    seeded_(unet).eval()
-    sample, audio = inputs(args.frames, size)
+    unet, spec = build_ours(args.version, args.tiny)
+    sample, audio = inputs(args.frames, spec.resolution // 8)
     with torch.no_grad():
         out = {"unet_step": timed(lambda: unet(sample, 981, audio), args.warmup, args.repeats)}
-        result = unet(sample, 981, audio)
-    out["output_abs_mean"] = float(result.abs().mean())
-    if args.save_output:
-        torch.save(result, args.save_output)
     out["window"] = window(unet, spec, args) if args.window else None
     out["parameters"] = sum(p.numel() for p in unet.parameters())
     return out
@@ -121,15 +101,15 @@ def window(unet, spec, args) -> dict:
 
 
 REFERENCE_SCRIPT = r"""
-import json, sys, tempfile, time
+import json, os, sys, tempfile
 from pathlib import Path
 import torch
-root, reference, frames, resolution, warmup, repeats, save, tiny = sys.argv[1:9]
+root, reference, frames, version, warmup, repeats, tiny = sys.argv[1:8]
 sys.path.insert(0, root)
 sys.path.insert(0, root + "/tools/golden")
-torch.set_num_threads(int(__import__("os").environ.get("BENCH_THREADS", torch.get_num_threads())))
+torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
 from record_latentsync import TINY_OVERRIDES, extract, stub_modules
-from benchmarks.latentsync import inputs, seeded_, timed
+from benchmarks.latentsync import build_ours, inputs, seeded_, side_by_side
 with tempfile.TemporaryDirectory() as tmp:
     tree = Path(tmp) / "ref"; tree.mkdir()
     extract(Path(reference), tree)
@@ -139,30 +119,60 @@ with tempfile.TemporaryDirectory() as tmp:
     stub_modules(tree)
     sys.path.insert(0, str(tree))
     from latentsync.models.unet import UNet3DConditionModel
-    name = "stage2.yaml" if int(resolution) == 256 else "stage2_512.yaml"
+    ours, spec = build_ours(version, tiny == "1")
+    name = "stage2.yaml" if spec.resolution == 256 else "stage2_512.yaml"
     model = OmegaConf.to_container(OmegaConf.load(tree / "configs" / "unet" / name).model)
     if tiny == "1":
         model.update(TINY_OVERRIDES)
-    unet = UNet3DConditionModel.from_config(model)
-seeded_(unet).eval()
-sample, audio = inputs(int(frames), int(resolution) // 8)
-with torch.no_grad():
-    out = {"unet_step": timed(lambda: unet(sample, 981, encoder_hidden_states=audio).sample, int(warmup), int(repeats))}
-    result = unet(sample, 981, encoder_hidden_states=audio).sample
-out["output_abs_mean"] = float(result.abs().mean())
-if save != "-":
-    ours = torch.load(save)
-    out["max_abs_diff_vs_ours"] = float((ours - result).abs().max())
+    theirs = seeded_(UNet3DConditionModel.from_config(model)).eval()
+out = side_by_side(ours, lambda s, a: theirs(s, 981, encoder_hidden_states=a).sample, int(frames),
+                   spec.resolution // 8, int(warmup), int(repeats))
 print("RESULT " + json.dumps(out))
 """
 
 
-def reference(args, saved: str) -> dict:
-    from musetalk_core.latentsync.config import get_version
+def side_by_side(ours_unet, theirs, frames: int, size: int, warmup: int, repeats: int) -> dict:
+    """Ours and upstream's UNet3D step in one process, alternating (a shared machine's load hits both alike)."""
+    import statistics
 
-    res = get_version(args.version).resolution
-    cmd = [args.reference_python, "-c", REFERENCE_SCRIPT, str(ROOT), str(args.reference), str(args.frames), str(res),
-           str(args.warmup), str(args.repeats), saved, "1" if args.tiny else "0"]
+    sample, audio = inputs(frames, size)
+    runs = {"ours": [], "reference": []}
+    calls = {"ours": lambda: ours_unet(sample, 981, audio), "reference": lambda: theirs(sample, audio)}
+    with torch.no_grad():
+        diff = float((calls["ours"]() - calls["reference"]()).abs().max())
+        for k in range(warmup + repeats):
+            for name in (("ours", "reference") if k % 2 == 0 else ("reference", "ours")):
+                start = time.perf_counter()
+                calls[name]()
+                if k >= warmup:
+                    runs[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(r), "runs_s": r} for name, r in runs.items()} | \
+        {"max_abs_diff": diff}
+
+
+def build_ours(version: str, tiny: bool = False):
+    """Our UNet3D of ``version`` (tiny widths if asked) with the seeded weights, and the version spec."""
+    from dataclasses import replace
+
+    from musetalk_core.checkpoints import on_meta
+    from musetalk_core.latentsync.config import get_version, tiny_config
+    from musetalk_core.latentsync.layers import sinusoid_table
+    from musetalk_core.latentsync.unet3d import UNet3DConditionModel
+
+    spec = get_version(version)
+    if tiny:  # smoke runs: the published structure with tiny widths
+        spec = replace(spec, unet=tiny_config())
+    unet = on_meta(lambda: UNet3DConditionModel(spec.unet)).to_empty(device="cpu")
+    with torch.no_grad():
+        for _, buf in unet.named_buffers():  # the temporal position tables: constants of the config
+            buf.copy_(sinusoid_table(buf.shape[2], buf.shape[1]))
+    return seeded_(unet).eval(), spec
+
+
+def reference(args) -> dict:
+    """Both UNet3Ds side by side in the reference's venv (it imports ours too; two models in memory)."""
+    cmd = [args.reference_python, "-c", REFERENCE_SCRIPT, str(ROOT), str(args.reference), str(args.frames),
+           args.version, str(args.warmup), str(args.repeats), "1" if args.tiny else "0"]
     env = dict(os.environ, BENCH_THREADS=str(torch.get_num_threads()))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -182,20 +192,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--reference", type=Path, default=None, help="bytedance/LatentSync checkout or git dir")
     parser.add_argument("--reference-python", default="/work/ls-venv/bin/python")
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke run of the script itself)")
-    parser.add_argument("--save-output", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     report = {"version": args.version, "frames": args.frames, "steps": args.steps, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "command": " ".join(["python -m benchmarks.latentsync"] + list(argv or
                                                                                                         sys.argv[1:]))}
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.reference is not None:
-            args.save_output = str(Path(tmp) / "ours.pt")
-        report["ours"] = ours(args)
-        print(f"ours: UNet3D step {report['ours']['unet_step']['median_s']:.2f} s", flush=True)
-        if args.reference is not None:
-            report["reference"] = reference(args, args.save_output)
-            print(f"reference: UNet3D step {report['reference']['unet_step']['median_s']:.2f} s", flush=True)
+    report["ours"] = ours(args)  # alone: the step, and the whole window with the VAE
+    print(f"ours: UNet3D step {report['ours']['unet_step']['median_s']:.2f} s", flush=True)
+    if args.reference is not None:  # then both in one process, alternating
+        report["side_by_side"] = reference(args)
+        print(f"side by side: ours {report['side_by_side']['ours']['median_s']:.2f} s, upstream "
+              f"{report['side_by_side']['reference']['median_s']:.2f} s per step", flush=True)
     step = report["ours"]["unet_step"]["median_s"]
     report["projected_20_step_fps_unet_only"] = args.frames / (20 * step)
     if args.json:
