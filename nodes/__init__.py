@@ -16,8 +16,8 @@ _NODES = (
     ("MuseTalkUNetInpaint", "unet_inpaint", "MuseTalk UNet Inpaint"),
     ("BlendAndAssemble", "blend", "MuseTalk Blend & Assemble"),
     # the second generator (issue 17): its output goes to BlendAndAssemble like MuseTalkUNetInpaint's
-    ("LoadLatentSyncModel", "load_latentsync", "Load LatentSync Model"),
-    ("LatentSyncInpaint", "latentsync_inpaint", "LatentSync Inpaint (diffusion lip-sync)"),
+    ("LoadLatentSyncModel", "load_latentsync", "Load LatentSync Model (MuseTalk)"),
+    ("LatentSyncInpaint", "latentsync_inpaint", "LatentSync Inpaint (MuseTalk)"),
 )
 
 NODE_CLASS_MAPPINGS = {}

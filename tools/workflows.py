@@ -727,7 +727,8 @@ TYPE_TITLES = {"LoadMuseTalkModels": "Load MuseTalk Models", "FaceDetectAndParse
                "MuseTalkUNetInpaint": "MuseTalk UNet Inpaint", "BlendAndAssemble": "MuseTalk Blend & Assemble",
                "LoadVideo": "Load Video", "GetVideoComponents": "Get Video Components", "LoadAudio": "Load Audio",
                "LoadImage": "Load Image", "CreateVideo": "Create Video", "SaveVideo": "Save Video",
-               "ImageSharpen": "Image Sharpen"}
+               "ImageSharpen": "Image Sharpen", "LoadLatentSyncModel": "Load LatentSync Model (MuseTalk)",
+               "LatentSyncInpaint": "LatentSync Inpaint (MuseTalk)"}
 
 
 def render() -> Dict[Path, str]:
