@@ -169,3 +169,51 @@ def test_cli_generator_latentsync(models_dir, tiny_versions, tmp_path, capsys):
                      "--models-dir", str(models_dir), "--generator", "latentsync15", "--feature-mode", "reference",
                      "--device", "cpu", "--no-progress"])
     assert code == 2 and "v1.0-original" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+
+
+def test_insightface_backend_applies_upstreams_face_filters(monkeypatch, tmp_path):
+    """With the optional package present (a stand-in module here: insightface is not installed), the backend keeps
+    upstream's FaceDetector choice: the largest face with w >= 50, h >= 80, 0.2 <= w/h <= 1.5, score >= 0.5, and
+    its 106 landmarks rounded; models are required on disk first (FaceAnalysis would download them)."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from musetalk_core.errors import ModelFilesMissing
+    from musetalk_core.latentsync.landmarks import InsightFaceLandmarks
+
+    class Face:
+        def __init__(self, box, score, value):
+            self.bbox, self.det_score = np.array(box, float), score
+            self.landmark_2d_106 = np.full((106, 2), value)
+
+    faces = [Face((0, 0, 200, 100), 0.9, 1.0),     # w/h 2.0: too wide
+             Face((0, 0, 60, 90), 0.9, 2.4),       # kept, small
+             Face((0, 0, 120, 160), 0.4, 3.0),     # score too low
+             Face((0, 0, 100, 150), 0.8, 4.6),     # kept, the largest
+             Face((0, 0, 40, 100), 0.9, 5.0)]      # w < 50
+
+    class FaceAnalysis:
+        def __init__(self, allowed_modules, root, providers):
+            assert allowed_modules == ["detection", "landmark_2d_106"]
+            self.root = root
+
+        def prepare(self, ctx_id, det_size):
+            assert det_size == (512, 512)
+
+        def get(self, frame):
+            return faces
+
+    app = types.ModuleType("insightface.app")
+    app.FaceAnalysis = FaceAnalysis
+    monkeypatch.setitem(sys.modules, "insightface", types.ModuleType("insightface"))
+    monkeypatch.setitem(sys.modules, "insightface.app", app)
+    with pytest.raises(ModelFilesMissing, match="buffalo_l"):
+        InsightFaceLandmarks(tmp_path)
+    (tmp_path / "models" / "buffalo_l").mkdir(parents=True)
+    (tmp_path / "models" / "buffalo_l" / "2d106det.onnx").write_bytes(b"")
+    detector = InsightFaceLandmarks(tmp_path)
+    np.testing.assert_array_equal(detector(np.zeros((200, 200, 3), np.uint8)), np.full((106, 2), 5))
+    faces[:] = faces[:1]
+    assert detector(np.zeros((200, 200, 3), np.uint8)) is None
