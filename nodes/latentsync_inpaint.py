@@ -94,7 +94,7 @@ class LatentSyncInpaint:
                                  "the same frames to FaceDetectAndParse and LatentSyncInpaint.")
             res = latentsync_models.version.resolution
             aligned = align_video(source, faces, res, alignment, device=str(latentsync_models.device),
-                                  insightface_root=comfy_bridge.models_search_dirs()[0] / "latentsync" / "auxiliary",
+                                  insightface_root=_insightface_root(),
                                   hooks=comfy_bridge.run_hooks(source.num_frames),
                                   store=None if spill is None else store_in(spill, "aligned.u8"))
             total = audio_features.num_frames
@@ -113,3 +113,9 @@ class LatentSyncInpaint:
         shown = generated.faces if spill is None else generated.faces[sample_indices(total)]
         return (generated, uint8_to_image(shown, comfy_bridge.intermediate_device()))
 
+
+def _insightface_root():
+    """<models>/latentsync/auxiliary in the first models folder that has one (upstream: checkpoints/auxiliary)."""
+    dirs = comfy_bridge.models_search_dirs()
+    found = [d / "latentsync" / "auxiliary" for d in dirs if (d / "latentsync" / "auxiliary").is_dir()]
+    return found[0] if found else (dirs[0] / "latentsync" / "auxiliary" if dirs else None)

@@ -68,7 +68,7 @@ class InsightFaceLandmarks:
         except ImportError:
             raise InputError("The 'insightface' alignment backend needs the optional InsightFace package: "
                              f"{INSIGHTFACE_INSTALL} (or use the default 'dwpose' backend).") from None
-        root = Path(root)
+        root = Path(root or "models/musetalk/latentsync/auxiliary")
         folder = root / "models" / "buffalo_l"
         if not folder.is_dir() or not any(folder.glob("*.onnx")):
             raise ModelFilesMissing(
