@@ -126,11 +126,11 @@ def check_material(faces, generated, n, h, w, replacement_faces, blur_factor, up
     t = generated.num_frames
     if t == 0:
         raise InputError("'generated' has 0 frames: the audio was shorter than one video frame.")
-    gf = generated.faces
-    if not isinstance(gf, (torch.Tensor, SpilledArray)) or tuple(gf.shape) != (t, FACE_SIZE, FACE_SIZE, 3) \
+    gf, size = generated.faces, generated.face_size
+    if not isinstance(gf, (torch.Tensor, SpilledArray)) or tuple(gf.shape) != (t, size, size, 3) \
             or gf.dtype != torch.uint8:
-        raise InputError(f"'generated' faces must be uint8 ({t}, 256, 256, 3); got "
-                         f"{tuple(getattr(gf, 'shape', ()))}. Use MuseTalkUNetInpaint's output unchanged.")
+        raise InputError(f"'generated' faces must be uint8 ({t}, {size}, {size}, 3); got "
+                         f"{tuple(getattr(gf, 'shape', ()))}. Use the generator node's output unchanged.")
     idx = generated.source_index
     if int(idx.min()) < 0 or int(idx.max()) >= n:
         raise InputError(f"'generated' refers to source frames {int(idx.min())}..{int(idx.max())}, but the video has "
@@ -140,11 +140,11 @@ def check_material(faces, generated, n, h, w, replacement_faces, blur_factor, up
             raise InputError("'replacement_faces' must be an IMAGE batch (frames, 256, 256, 3).")
         rgb_frames(replacement_faces, "replacement_faces")  # channels and value range, once
         rt, rh, rw = (int(v) for v in replacement_faces.shape[:3])
-        if rt != t or (rh, rw) != (FACE_SIZE, FACE_SIZE):
+        if rt != t or (rh, rw) != (size, size):
             raise InputError(
-                f"'replacement_faces' must hold {t} faces of 256x256 (one per generated frame, as MuseTalkUNetInpaint "
-                f"outputs them); got {rt} of {rw}x{rh}. Keep the batch size and resize back to 256x256 after "
-                "face restoration.")
+                f"'replacement_faces' must hold {t} faces of {size}x{size} (one per generated frame, as the generator "
+                f"node outputs them); got {rt} of {rw}x{rh}. Keep the batch size and resize back to {size}x{size} "
+                "after face restoration.")
 
 
 def _face_geometry(faces: MuseTalkFaces, j: int) -> Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]]:
@@ -378,6 +378,10 @@ def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, si
                              "only BlendAndAssemble with silence_handling on can use: turn silence_handling on, or "
                              "turn skip_silent_frames off.")
         has_face = has_face.detach().to("cpu").bool().reshape(-1) & ~skipped.detach().to("cpu").bool().reshape(-1)
+    if generated.restore is not None:  # a generator with its own paste-back (LatentSync: the inverse affine warp)
+        return generated.restore.make_blender(faces, generated.source_index, has_face, device, silent=silent,
+                                              silence_handling=silence_handling,
+                                              silence_fade_frames=silence_fade_frames)
     return Blender(faces, generated.source_index, has_face, device, silent=silent,
                    blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
                    silence_handling=silence_handling, silence_fade_frames=silence_fade_frames)

@@ -27,6 +27,8 @@ from .types import VERSIONS
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 
 _D = LipsyncOptions()
+GENERATORS = ("musetalk", "latentsync15", "latentsync16")
+LATENTSYNC_SEED = 1247
 
 
 def _fps(text: str) -> Fraction:
@@ -105,12 +107,30 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument_group("audio (WhisperAudioEncode)")
     a.add_argument("--audio-padding-left", type=_ranged(int, 0, 10), default=_D.audio_padding_left)
     a.add_argument("--audio-padding-right", type=_ranged(int, 0, 10), default=_D.audio_padding_right)
-    a.add_argument("--feature-mode", choices=["reference", "v1.0-original"], default=_D.feature_mode)
+    a.add_argument("--feature-mode", choices=["reference", "v1.0-original"], default=None,
+                   help=f"default: {_D.feature_mode} for MuseTalk, v1.0-original (the only one it takes) for LatentSync")
     a.add_argument("--silence-threshold-db", type=_ranged(float, -120.0, 0.0), default=_D.silence_threshold_db)
 
     v = p.add_argument_group("latents (VAEEncodeMasked)")
     v.add_argument("--latent-mode", choices=["sample", "mean"], default=_D.latent_mode)
-    v.add_argument("--seed", type=_ranged(int, 0, 0xFFFFFFFFFFFFFFFF), default=_D.seed)
+    v.add_argument("--seed", type=_ranged(int, 0, 0xFFFFFFFFFFFFFFFF), default=None,
+                   help=f"VAE draw seed (default {_D.seed}); with LatentSync its noise seed (default "
+                        f"{LATENTSYNC_SEED}, upstream's)")
+
+    g = p.add_argument_group("generator (MuseTalkUNetInpaint or LoadLatentSyncModel + LatentSyncInpaint)")
+    g.add_argument("--generator", choices=GENERATORS, default=_D.generator,
+                   help="musetalk: MuseTalk's one-step UNet (--version). latentsync15 / latentsync16: LatentSync's "
+                        "diffusion UNet3D (256 / 512 px faces; python install.py --download-models latentsync15); "
+                        "face detection and Whisper still come from the MuseTalk v15 files")
+    g.add_argument("--inference-steps", type=_ranged(int, 1, 100), default=_D.inference_steps,
+                   help="LatentSync: DDIM steps per window")
+    g.add_argument("--guidance-scale", type=_ranged(float, 0.0, 10.0), default=_D.guidance_scale,
+                   help="LatentSync: classifier-free guidance on the audio (<= 1: no unconditional pass)")
+    g.add_argument("--window-length", type=_ranged(int, 1, 24), default=_D.window_length,
+                   help="LatentSync: frames denoised together")
+    g.add_argument("--alignment", choices=["dwpose", "insightface"], default=_D.alignment,
+                   help="LatentSync: where the three alignment points come from (insightface: optional package, "
+                        "models in <models>/latentsync/auxiliary/models/buffalo_l)")
 
     u = p.add_argument_group("generation (MuseTalkUNetInpaint)")
     u.add_argument("--frame-mapping", choices=["ping_pong", "loop", "once_hold"], default=_D.frame_mapping)
@@ -139,11 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> LipsyncOptions:
-    names = {f for f in LipsyncOptions.__dataclass_fields__} - {"face_batch_size", "vae_batch_size"}
+    names = {f for f in LipsyncOptions.__dataclass_fields__} - {"face_batch_size", "vae_batch_size",
+                                                                "insightface_root"}
     values = {name: getattr(args, name) for name in names}
     values["face_batch_size"] = args.face_batch_size or min(args.batch_size, 64)
     values["vae_batch_size"] = args.vae_batch_size or min(args.batch_size, 64)
+    latentsync = args.generator != "musetalk"
+    if args.seed is None:
+        values["seed"] = LATENTSYNC_SEED if latentsync else _D.seed
+    if args.feature_mode is None:
+        values["feature_mode"] = "v1.0-original" if latentsync else _D.feature_mode
+    if latentsync:
+        from .latentsync.stream import insightface_root
+
+        values["insightface_root"] = insightface_root(args.models_dir or _default_dirs())
     return LipsyncOptions(**values)
+
+
+def _default_dirs():
+    from . import model_files
+
+    return model_files.default_models_dirs()
 
 
 class _Bars:
@@ -197,11 +233,19 @@ def run_lipsync(args: argparse.Namespace) -> int:
         dirs = args.models_dir or model_files.default_models_dirs()
         bars = _Bars(not args.no_progress)
         try:
-            models = load(dirs, options)
             height, width = source.frame_size
             rate, channels = video_io.audio_layout(audio)
+            if options.generator == "musetalk":
+                models = load(dirs, options)
+                run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars)
+            else:  # the same stages as the LatentSync graph
+                from .latentsync.stream import latentsync_stream, load_for_latentsync
+
+                models, ls_models = load_for_latentsync(dirs, options)
+                run = lambda sink: latentsync_stream(models, ls_models, source, audio, float(fps), options, sink,
+                                                     progress=bars)
             with video_io.VideoWriter(output, fps, width, height, args.crf, rate, channels) as writer:
-                result = lipsync_stream(models, source, audio, float(fps), options, writer.write, progress=bars)
+                result = run(writer.write)
                 writer.finish(result.audio)
         finally:
             bars.close()

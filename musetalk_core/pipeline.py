@@ -64,6 +64,14 @@ class LipsyncOptions:
     silence_handling: bool = False
     silence_fade_frames: int = 3
     chunk_size: int = 16
+    # The generator: "musetalk" (the six nodes above) or a LatentSync version (LoadLatentSyncModel +
+    # LatentSyncInpaint; ``seed`` then seeds its noise, the CLI defaults it to upstream's 1247)
+    generator: str = "musetalk"
+    inference_steps: int = 20
+    guidance_scale: float = 1.5
+    window_length: int = 16
+    alignment: str = "dwpose"
+    insightface_root: Optional[str] = None
 
     def updated(self, **changes: Any) -> "LipsyncOptions":
         known = {f.name for f in fields(self)}

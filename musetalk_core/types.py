@@ -190,6 +190,10 @@ class MuseTalkGenerated:
     - fps: the output frame rate; audio: the MUSETALK_AUDIO it was driven by (for silence flags and the sound).
     - skipped: None, or bool (T,): frames not generated because their audio is silent (skip_silent; zeros in
       ``faces``). Only BlendAndAssemble with silence_handling on may use such a result (it shows the source there).
+    - restore: None for MuseTalk (BlendAndAssemble pastes the 256x256 face into the face box through the parsing
+      mask), or a generator's own paste-back with a ``resolution`` and ``make_blender(...)`` (LatentSync:
+      latentsync.restore.AffineRestore, faces are then aligned (T, res, res, 3) crops warped back by the inverse
+      affine of their source frame).
     """
 
     faces: torch.Tensor
@@ -200,7 +204,13 @@ class MuseTalkGenerated:
     settings: Mapping[str, Any] = field(default_factory=dict)
     frames_fingerprint: Optional[str] = None
     skipped: Optional[torch.Tensor] = None
+    restore: Optional[Any] = None
 
     @property
     def num_frames(self) -> int:
         return int(self.source_index.shape[0])
+
+    @property
+    def face_size(self) -> int:
+        """Side of the generated faces: 256 for MuseTalk, the generator's resolution with its own restore."""
+        return int(self.restore.resolution) if self.restore is not None else 256

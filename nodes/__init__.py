@@ -15,6 +15,9 @@ _NODES = (
     ("VAEEncodeMasked", "vae_encode", "MuseTalk VAE Encode (masked)"),
     ("MuseTalkUNetInpaint", "unet_inpaint", "MuseTalk UNet Inpaint"),
     ("BlendAndAssemble", "blend", "MuseTalk Blend & Assemble"),
+    # the second generator (issue 17): its output goes to BlendAndAssemble like MuseTalkUNetInpaint's
+    ("LoadLatentSyncModel", "load_latentsync", "Load LatentSync Model (MuseTalk)"),
+    ("LatentSyncInpaint", "latentsync_inpaint", "LatentSync Inpaint (MuseTalk)"),
 )
 
 NODE_CLASS_MAPPINGS = {}

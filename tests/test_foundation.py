@@ -17,6 +17,9 @@ from musetalk_core.errors import InputError, ModelFilesMissing, WeightFileError
 
 CARD_NODE_IDS = ["LoadMuseTalkModels", "FaceDetectAndParse", "WhisperAudioEncode", "VAEEncodeMasked",
                  "MuseTalkUNetInpaint", "BlendAndAssemble"]
+# the second generator (issue 17), after the card's six; ids fixed from their first release
+LATENTSYNC_NODE_IDS = ["LoadLatentSyncModel", "LatentSyncInpaint"]
+ALL_NODE_IDS = CARD_NODE_IDS + LATENTSYNC_NODE_IDS
 
 
 def test_pack_import_is_light_and_loads_no_model():
@@ -34,15 +37,15 @@ def test_pack_import_is_light_and_loads_no_model():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     ids, heavy, seconds = json.loads(out.strip().splitlines()[-1])
     assert heavy == []
-    assert sorted(ids) == sorted(CARD_NODE_IDS)
+    assert sorted(ids) == sorted(ALL_NODE_IDS)
     assert seconds < 5.0  # generous: torch itself takes ~1-2 s to import on these machines
 
 
 def test_node_contract(pack):
     mappings = pack.NODE_CLASS_MAPPINGS
-    assert list(mappings) == CARD_NODE_IDS
+    assert list(mappings) == ALL_NODE_IDS
     for node_id, cls in mappings.items():
-        assert cls.CATEGORY == "MuseTalk"
+        assert cls.CATEGORY == ("MuseTalk" if node_id in CARD_NODE_IDS else "MuseTalk/LatentSync")
         assert "MuseTalk" in pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
         spec = cls.INPUT_TYPES()
         assert set(spec) <= {"required", "optional", "hidden"}

@@ -45,6 +45,9 @@ PINNED_WIDGETS = {
     "MuseTalkUNetInpaint": ["frame_mapping", "frame_offset", "batch_size", "decoder", "acceleration"],
     "BlendAndAssemble": ["blur_factor", "upper_boundary_ratio", "silence_handling", "silence_fade_frames",
                          "chunk_size"],
+    "LoadLatentSyncModel": ["version", "precision", "device"],
+    "LatentSyncInpaint": ["inference_steps", "guidance_scale", "seed", "window_length", "frame_mapping",
+                          "frame_offset", "alignment"],
 }
 PINNED_LINK_INPUTS = {
     "LoadMuseTalkModels": [],
@@ -57,6 +60,9 @@ PINNED_LINK_INPUTS = {
     # behind the required inputs does not break them (the editor restores a node's inputs from the file)
     "BlendAndAssemble": [("faces", "MUSETALK_FACES"), ("generated", "MUSETALK_GENERATED"), ("images", "IMAGE"),
                          ("video", "VIDEO"), ("replacement_faces", "IMAGE")],
+    "LoadLatentSyncModel": [],
+    "LatentSyncInpaint": [("latentsync_models", "LATENTSYNC_MODELS"), ("faces", "MUSETALK_FACES"),
+                          ("audio_features", "MUSETALK_AUDIO"), ("images", "IMAGE"), ("video", "VIDEO")],
 }
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
@@ -387,12 +393,30 @@ def inputs_dir(tmp_path_factory):
     return folder
 
 
+def _latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch):
+    """A models folder with the tiny MuseTalk v15 set and the LatentSync 1.5 files (tiny UNet3D structure)."""
+    import shutil
+
+    import tiny_latentsync
+
+    folder = tmp_path_factory.mktemp("models_latentsync")
+    shutil.copytree(tiny_models_factory("v15"), folder, dirs_exist_ok=True)
+    tiny_latentsync.use_tiny_versions(monkeypatch)
+    return tiny_latentsync.write_latentsync_files(folder)
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path):
+def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path,
+                                     tmp_path_factory, monkeypatch):
     from musetalk_core import video_io
 
     models_env(tiny_models_factory("v15"))
     api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    if any(n["class_type"] == "LoadLatentSyncModel" for n in api.values()):
+        models_env(_latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch))
+        for n in api.values():  # 2 DDIM steps instead of 20 keep the tiny run short; the graph is what is tested
+            if n["class_type"] == "LatentSyncInpaint":
+                n["inputs"]["inference_steps"] = 2
     result = run_prompt(api, node_classes, inputs_dir, tmp_path)
     saves = [nid for nid, n in api.items() if n["class_type"] == "SaveVideo"]
     assert len(result.saved) == len(saves) >= 1

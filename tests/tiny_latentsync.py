@@ -117,3 +117,29 @@ def align_inputs() -> dict:
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, r), torch.linspace(-1, 1, r), indexing="ij")
     face = torch.stack([0.6 * xx, 0.5 * yy, 0.4 * torch.cos(3 * xx * yy)]) + 0.05 * torch.randn(3, r, r, generator=gen)
     return {"frames": np.stack(frames), "points": np.stack(points), "face": face.clamp(-1, 1)}
+
+
+def write_latentsync_files(root: Path, version: str = "latentsync15") -> Path:
+    """The LatentSync files of ``version`` in a models folder (beside a tiny MuseTalk v15 set): the tiny UNet3D in
+    the published format, a placeholder whisper/tiny.pt (read by nothing yet) and a mouth mask.png."""
+    import cv2
+
+    write_checkpoint(root / version / "latentsync_unet.pt")
+    (root / "whisper").mkdir(exist_ok=True)
+    (root / "whisper" / "tiny.pt").write_bytes(b"read by the audio stage")
+    (root / "latentsync").mkdir(exist_ok=True)
+    mask = np.full((256, 256, 3), 255, np.uint8)
+    mask[150:230, 60:196] = 0  # the mouth
+    cv2.imwrite(str(root / "latentsync" / "mask.png"), mask)
+    return root
+
+
+def use_tiny_versions(monkeypatch) -> None:
+    """The published versions with the tiny UNet3D structure (the test files hold tiny weights); resolution, repo
+    and defaults stay the published ones."""
+    from dataclasses import replace
+
+    from musetalk_core.latentsync import config
+
+    for name in config.VERSIONS:
+        monkeypatch.setitem(config.VERSIONS, name, replace(config.VERSIONS[name], unet=tiny_config()))

@@ -86,6 +86,18 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
         [("blur_factor", "FLOAT", 0.05), ("upper_boundary_ratio", "FLOAT", 0.5), ("silence_handling", "BOOLEAN", False),
          ("silence_fade_frames", "INT", 3), ("chunk_size", "INT", 16)],
         [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"), ("frame_count", "INT"), ("video", "VIDEO")]),
+    # the second generator (LatentSync, issue 17)
+    "LoadLatentSyncModel": (
+        [],
+        [("version", "COMBO", "latentsync15"), ("precision", "COMBO", "auto"), ("device", "COMBO", "auto")],
+        [("latentsync_models", "LATENTSYNC_MODELS")]),
+    "LatentSyncInpaint": (
+        [("latentsync_models", "LATENTSYNC_MODELS", False), ("faces", "MUSETALK_FACES", False),
+         ("audio_features", "MUSETALK_AUDIO", False), ("images", "IMAGE", True), ("video", "VIDEO", True)],
+        [("inference_steps", "INT", 20), ("guidance_scale", "FLOAT", 1.5), ("seed", "INT", 1247),
+         ("control_after_generate", "COMBO", "fixed"), ("window_length", "INT", 16),
+         ("frame_mapping", "COMBO", "ping_pong"), ("frame_offset", "INT", 0), ("alignment", "COMBO", "dwpose")],
+        [("generated", "MUSETALK_GENERATED"), ("faces", "IMAGE")]),
 }
 
 # Core ComfyUI v0.8 nodes used (ids, input names and output order from comfy_extras/nodes_video.py,
@@ -178,7 +190,9 @@ PREVIEW_INSET = 20       # the preview element is the node width less 10 px each
 MIN_WIDTH = {"LoadMuseTalkModels": 212, "FaceDetectAndParse": 241, "WhisperAudioEncode": 258,
              "VAEEncodeMasked": 253, "MuseTalkUNetInpaint": 210, "BlendAndAssemble": 228, "LoadVideo": 223,
              "GetVideoComponents": 194, "LoadAudio": 223, "LoadImage": 223, "CreateVideo": 210, "SaveVideo": 210,
-             "ImageSharpen": 210, "MarkdownNote": 210}
+             "ImageSharpen": 210, "MarkdownNote": 210,
+             # estimated from the widest widget text (not yet measured in the editor; both below NODE_W)
+             "LoadLatentSyncModel": 240, "LatentSyncInpaint": 260}
 # The editor widens a node to fit its title: measured 6.5 px per character (14 px Inter) plus 62 px (the collapse
 # dot and padding); 7 per character keeps a margin for wide letters.
 TITLE_CHAR_W = 7.0
@@ -567,7 +581,46 @@ frame), which is what this workflow avoids. The output has floor(audio seconds x
     ])
 
 
-WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration, long_video]
+def latentsync_video_to_video() -> Workflow:
+    note = """# Video + audio -> lip-synced video (LatentSync)
+
+The same graph as the MuseTalk one with LatentSync's diffusion UNet3D as the generator: slower (20 denoising steps
+over windows of 16 frames), often more natural mouths and teeth.
+
+1. **Load Video** and **Load Audio**: the person and the speech. The output has floor(audio seconds x fps) frames;
+   the video ping-pongs when the audio is longer; frames without a face come back unchanged.
+2. **Load MuseTalk Models** (v15) is still needed: face detection and landmarks (*Face Detect & Parse*) and the
+   Whisper encoder. *Whisper Audio Encode* must use `feature_mode` **v1.0-original** (LatentSync's features).
+3. **LatentSync Inpaint** aligns each face by three points (eyebrow centres, nose) from the DWPose landmarks and
+   generates; **Blend & Assemble** warps the faces back (LatentSync's own paste, its blur/boundary widgets unused).
+
+Settings: `inference_steps` 20 and `guidance_scale` 1.5 are upstream's; `alignment` insightface reproduces
+upstream's landmarks exactly (pip install insightface onnxruntime). Version 1.5 (256 px faces) needs about 8 GB of
+VRAM, 1.6 (512 px) about 18 GB.
+
+**Models**: `python install.py --download-models v15` and `--download-models latentsync15` (or latentsync16) put
+every file in `ComfyUI/models/musetalk/`."""
+    return Workflow("musetalk_latentsync_video_to_video", "LatentSync, lip-sync a video",
+                    "Lip-sync a video to a new audio track with LatentSync 1.5 / 1.6 (diffusion, 16-frame windows).", [
+        N(1, "LoadMuseTalkModels", 0, 0),
+        N(13, "LoadLatentSyncModel", 0, 1),
+        N(4, "LoadAudio", 0, 2, widgets={"audio": AUDIO_FILE}),
+        N(2, "LoadVideo", 0, 3, widgets={"file": VIDEO_FILE}),
+        N(3, "GetVideoComponents", 1, 0, links={"video": (2, 0)}),
+        N(5, "FaceDetectAndParse", 1, 1, links={"musetalk_models": (1, 0), "images": (3, 0)}),
+        N(6, "WhisperAudioEncode", 1, 2, widgets={"feature_mode": "v1.0-original"},
+          links={"musetalk_models": (1, 0), "audio": (4, 0), "fps": (3, 2)}),
+        N(8, "LatentSyncInpaint", 2, 0, links={"latentsync_models": (13, 0), "faces": (5, 0),
+                                                "audio_features": (6, 0), "images": (3, 0)}),
+        N(12, "MarkdownNote", 2, 1, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(9, "BlendAndAssemble", 3, 0, links={"images": (3, 0), "faces": (5, 0), "generated": (8, 0)}),
+        N(10, "CreateVideo", 3, 1, links={"images": (9, 0), "audio": (9, 1), "fps": (9, 2)}),
+        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/latentsync"}, links={"video": (10, 0)}),
+    ])
+
+
+WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration, long_video,
+             latentsync_video_to_video]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -674,7 +727,8 @@ TYPE_TITLES = {"LoadMuseTalkModels": "Load MuseTalk Models", "FaceDetectAndParse
                "MuseTalkUNetInpaint": "MuseTalk UNet Inpaint", "BlendAndAssemble": "MuseTalk Blend & Assemble",
                "LoadVideo": "Load Video", "GetVideoComponents": "Get Video Components", "LoadAudio": "Load Audio",
                "LoadImage": "Load Image", "CreateVideo": "Create Video", "SaveVideo": "Save Video",
-               "ImageSharpen": "Image Sharpen"}
+               "ImageSharpen": "Image Sharpen", "LoadLatentSyncModel": "Load LatentSync Model (MuseTalk)",
+               "LatentSyncInpaint": "LatentSync Inpaint (MuseTalk)"}
 
 
 def render() -> Dict[Path, str]:

@@ -86,7 +86,7 @@ def warp_affine(src: torch.Tensor, matrix: torch.Tensor, size_hw: Tuple[int, int
     m = torch.eye(3)
     m[:2] = matrix.float()
     dst_from_src = _pixel_to_norm(*size_hw) @ (m @ torch.inverse(_pixel_to_norm(*src.shape[-2:])))
-    theta = torch.inverse(dst_from_src)[:2].to(src.dtype)[None].expand(src.shape[0], 2, 3)
+    theta = torch.inverse(dst_from_src)[:2].to(device=src.device, dtype=src.dtype)[None].expand(src.shape[0], 2, 3)
     grid = F.affine_grid(theta, [src.shape[0], src.shape[1], *size_hw], align_corners=True)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     if fill is None:
@@ -126,7 +126,7 @@ def _cv2_erode(mask: torch.Tensor, k: int) -> torch.Tensor:
 
 def _gaussian_blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     """kornia gaussian_blur2d (separable, reflect borders) for an odd ``size``."""
-    t = torch.arange(size, dtype=x.dtype) - size // 2
+    t = torch.arange(size, dtype=x.dtype, device=x.device) - size // 2
     k = torch.exp(-t.pow(2) / (2 * sigma ** 2))
     k = k / k.sum()
     pad = (size - 1) // 2
@@ -136,16 +136,19 @@ def _gaussian_blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
 
 def restore_face(frame: np.ndarray, face: torch.Tensor, matrix: torch.Tensor, resolution: int,
                  dtype: torch.dtype = torch.float32) -> np.ndarray:
-    """Paste the generated ``face`` (3, crop_h, crop_w) in [-1, 1] back into ``frame`` (restore_img), uint8."""
+    """Paste the generated ``face`` (3, crop_h, crop_w) in [-1, 1] back into ``frame`` (restore_img), uint8.
+
+    Runs on the face's device (the matrix algebra stays on the CPU in float32, as kornia's)."""
     h, w, _ = frame.shape
+    device = face.device
     _, (crop_w, crop_h) = face_template(resolution)
     m = torch.eye(3, dtype=torch.float32)
     m[:2] = matrix.float()
     inverse = torch.inverse(m)[:2]
     back = warp_affine(face.to(dtype)[None], inverse, (h, w), fill=FILL)[0]
     back = (back / 2 + 0.5).clamp(0, 1) * 255
-    image = torch.from_numpy(np.ascontiguousarray(frame)).to(dtype).permute(2, 0, 1)
-    area = warp_affine(torch.ones((1, 1, crop_h, crop_w), dtype=dtype), inverse, (h, w))
+    image = torch.from_numpy(np.ascontiguousarray(frame)).to(device=device, dtype=dtype).permute(2, 0, 1)
+    area = warp_affine(torch.ones((1, 1, crop_h, crop_w), dtype=dtype, device=device), inverse, (h, w))
     area = _erode_2x2(area)
     pasted = area[0] * back
     w_edge = int(float(area.float().sum()) ** 0.5) // 20
@@ -154,4 +157,4 @@ def restore_face(frame: np.ndarray, face: torch.Tensor, matrix: torch.Tensor, re
     size = w_edge * 2 + 1
     soft = _gaussian_blur(core, size, 0.3 * ((size - 1) * 0.5 - 1) + 0.8)[0] if size > 1 else core[0]
     out = soft * pasted + (1 - soft) * image
-    return out.permute(1, 2, 0).contiguous().to(torch.uint8).numpy()
+    return out.permute(1, 2, 0).contiguous().to(torch.uint8).cpu().numpy()

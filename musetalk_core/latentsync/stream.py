@@ -1,0 +1,93 @@
+"""The LatentSync generator over a frame source, for the command line (``--generator latentsync15|16``).
+
+The same functions as the graph (WhisperAudioEncode -> FaceDetectAndParse -> LatentSyncInpaint -> BlendAndAssemble):
+
+    audio -> v1.0-original Whisper windows (T frames)          audio.encode_audio
+    frames -> DWPose landmarks of the frames the output uses   face_material.build_faces
+           -> three-point alignment in source order             video_align.align_video (crops spilled)
+           -> 16-frame windows of DDIM                          generate.generate_latentsync (faces spilled)
+           -> inverse-affine paste, chunk by chunk, to ``sink`` blend.Blender.stream via restore.AffineBlender
+
+Memory: the aligned crops and generated faces wait in a temporary folder (res x res x 3 bytes per frame); one chunk
+of source frames and one window are in memory at a time. The folder is removed when the run ends.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+
+from ..hooks import NO_HOOKS
+from ..spill import SpillFolder, store_in
+
+MUSETALK_NETWORKS = ("whisper", "s3fd", "landmarks", "face_parser")  # the shared stages LatentSync needs
+
+
+def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: float, options, sink,
+                      progress=None, spill_dir=None):
+    """Lip-sync ``source`` to ``audio`` with LatentSync; returns streaming.StreamResult."""
+    from ..audio import encode_audio
+    from ..blend import assemble_audio, make_blender
+    from ..face_material import build_faces
+    from ..frame_mapping import source_indices
+    from ..streaming import StreamResult
+    from .generate import SamplingSettings, check_audio, count_steps, generate_latentsync, plan_frames
+    from .video_align import align_video
+
+    hooks_for = (lambda stage, total: progress(stage, int(total))) if progress is not None \
+        else (lambda stage, total: NO_HOOKS)
+    settings = SamplingSettings(options.inference_steps, options.guidance_scale, options.seed,
+                                options.window_length).check()
+    spill = SpillFolder(spill_dir)
+    try:
+        features = encode_audio(models, audio, float(fps), audio_padding_left=options.audio_padding_left,
+                                audio_padding_right=options.audio_padding_right, feature_mode=options.feature_mode,
+                                silence_threshold_db=options.silence_threshold_db, hooks=hooks_for("audio", 1),
+                                store=store_in(spill, "audio.bin"))
+        check_audio(features)
+        t, n = features.num_frames, source.num_frames
+        mapping = source_indices(t, n, options.frame_mapping, options.frame_offset)
+        wanted = np.zeros(n, dtype=bool)
+        wanted[mapping.unique().numpy()] = True
+        faces, _, _ = build_faces(
+            models, source, face_selection=options.face_selection, landmark_region=options.landmark_region,
+            detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted, spill=spill,
+            hooks=hooks_for("faces", 2 * int(wanted.sum())))
+        res = ls_models.version.resolution
+        aligned = align_video(source, faces, res, options.alignment, device=str(ls_models.device),
+                              insightface_root=options.insightface_root, hooks=hooks_for("align", n),
+                              store=store_in(spill, "aligned.u8"))
+        store = store_in(spill, "generated.u8")((t, res, res, 3), torch.uint8)
+        _, has_face = plan_frames(aligned, t, options.frame_mapping, options.frame_offset)
+        generated = generate_latentsync(ls_models, aligned, features, frame_mapping=options.frame_mapping,
+                                        frame_offset=options.frame_offset, settings=settings, store=store,
+                                        hooks=hooks_for("denoise", count_steps(has_face, settings)))
+        blender = make_blender(faces, generated, torch.device("cpu"), options.blur_factor,
+                               options.upper_boundary_ratio, options.silence_handling, options.silence_fade_frames)
+        hooks = hooks_for("restore", t)
+        with closing(blender.stream(source, options.chunk_size, lambda rows: generated.faces[rows])) as chunks:
+            for start, stop, out in chunks:
+                sink(out)
+                hooks.step(stop - start)
+    finally:
+        spill.close()
+    return StreamResult(t, float(fps), assemble_audio(audio, t, float(fps)), faces, features, int(wanted.sum()))
+
+
+def load_for_latentsync(dirs, options):
+    """(MuseTalk's shared networks, LatentSyncModels) for ``options.generator``."""
+    from ..loading import load_models
+    from .loading import load_latentsync
+
+    models = load_models(list(dirs), version="v15", precision=options.precision, device=options.device,
+                         landmark_backend=options.landmark_backend, networks=MUSETALK_NETWORKS)
+    ls_models = load_latentsync(list(dirs), options.generator, precision=options.precision, device=options.device)
+    return models, ls_models
+
+
+def insightface_root(dirs) -> Optional[str]:
+    """Where the optional InsightFace models are looked for: <models>/latentsync/auxiliary (first folder)."""
+    return str(dirs[0] / "latentsync" / "auxiliary") if dirs else None

@@ -1,0 +1,121 @@
+"""LatentSyncInpaint: LatentSync's diffusion lip-sync over 16-frame windows, for BlendAndAssemble's affine restore."""
+
+from __future__ import annotations
+
+from musetalk_core.frame_mapping import MODES
+from musetalk_core.latentsync.landmarks import BACKENDS
+from musetalk_core.types import AUDIO_TYPE, FACES_TYPE, GENERATED_TYPE
+
+from . import comfy_bridge
+from .load_latentsync import CATEGORY, LATENTSYNC_MODELS_TYPE
+
+
+class LatentSyncInpaint:
+    DESCRIPTION = ("Generates the lip-synced faces with LatentSync: each face is aligned by three points (eyebrow "
+                   "centres, nose), the mouth region is denoised by the UNet3D over windows of 16 frames with "
+                   "classifier-free guidance on the audio, and BlendAndAssemble warps the faces back into the "
+                   "frames (LatentSync's own inverse-affine paste). Frames without a face pass through. Needs "
+                   "WhisperAudioEncode with feature_mode v1.0-original.")
+    CATEGORY = CATEGORY
+    FUNCTION = "generate"
+    RETURN_TYPES = (GENERATED_TYPE, "IMAGE")
+    RETURN_NAMES = ("generated", "faces")
+    OUTPUT_TOOLTIPS = (
+        "The generated faces, the source frame of each output frame and the alignment, for BlendAndAssemble.",
+        "The generated aligned faces (256 or 512 px, one per output frame, black where the source has no face); "
+        "from a VIDEO: 16 faces sampled evenly over the clip.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "latentsync_models": (LATENTSYNC_MODELS_TYPE, {"tooltip": "From Load LatentSync Model."}),
+                "faces": (FACES_TYPE, {"tooltip": "From FaceDetectAndParse (its DWPose landmarks give the alignment "
+                                                  "points; frames it found no face in pass through)."}),
+                "audio_features": (AUDIO_TYPE, {"tooltip": "From WhisperAudioEncode with feature_mode "
+                                                           "'v1.0-original' (LatentSync's features): one output "
+                                                           "frame per window."}),
+                "inference_steps": ("INT", {"default": 20, "min": 1, "max": 100, "tooltip":
+                                    "DDIM steps per window (20 = upstream). Fewer is faster and blurrier."}),
+                "guidance_scale": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip":
+                                   "Classifier-free guidance on the audio (1.5 = upstream's scripts). 1 or less "
+                                   "skips the unconditional pass (twice as fast, weaker lip sync)."}),
+                "seed": ("INT", {"default": 1247, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
+                         "Seed of the initial noise and the VAE draws (1247 = upstream). Drawn on the CPU, so a "
+                         "seed gives the same result on every device."}),
+                "window_length": ("INT", {"default": 16, "min": 1, "max": 24, "tooltip":
+                                  "Frames denoised together (16 = what LatentSync was trained on)."}),
+                "frame_mapping": (list(MODES), {"default": "ping_pong", "tooltip":
+                                  "Which source frame each output frame uses when audio and video lengths differ. "
+                                  "ping_pong: forward then backward (upstream's loop). loop: restart. once_hold: "
+                                  "play once, then hold the last frame."}),
+                "frame_offset": ("INT", {"default": 0, "min": -10000, "max": 10000, "tooltip":
+                                 "Shift the video against the audio by this many frames."}),
+                "alignment": (list(BACKENDS), {"default": "dwpose", "tooltip":
+                              "Where the three alignment points come from. dwpose: FaceDetectAndParse's landmarks "
+                              "(no extra install). insightface: upstream's detector, exact (pip install insightface "
+                              "onnxruntime; models in models/musetalk/latentsync/auxiliary/models/buffalo_l)."}),
+            },
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "The source frames: the same IMAGE given to FaceDetectAndParse. "
+                                                "Connect this or 'video'."}),
+                "video": ("VIDEO", {"tooltip": "The source video: the same VIDEO given to FaceDetectAndParse "
+                                               "(read in chunks; aligned crops and faces kept on disk)."}),
+            },
+        }
+
+    def generate(self, latentsync_models, faces, audio_features, inference_steps=20, guidance_scale=1.5, seed=1247,
+                 window_length=16, frame_mapping="ping_pong", frame_offset=0, alignment="dwpose", images=None,
+                 video=None):
+        import torch
+
+        from musetalk_core.errors import InputError
+        from musetalk_core.frames import uint8_to_image
+        from musetalk_core.latentsync.generate import (SamplingSettings, check_audio, count_steps,
+                                                      generate_latentsync, plan_frames)
+        from musetalk_core.latentsync.video_align import align_video
+        from musetalk_core.previews import sample_indices
+        from musetalk_core.sources import TensorSource, as_source
+        from musetalk_core.spill import SpillFolder, store_in
+
+        from .face_detect import one_source
+
+        one_source(images, video, "LatentSyncInpaint")
+        if not hasattr(latentsync_models, "unet") or not hasattr(latentsync_models, "mask"):
+            raise InputError("'latentsync_models' must come from Load LatentSync Model.")
+        check_audio(audio_features)
+        settings = SamplingSettings(inference_steps, guidance_scale, seed, window_length).check()
+        source = TensorSource(images, "images") if video is None else as_source(video, "video")
+        spill = SpillFolder(comfy_bridge.temp_directory()) if video is not None else None
+        try:
+            if faces.frames_fingerprint and source.fingerprint() != faces.frames_fingerprint:
+                raise InputError(f"'{source.name}': these are not the frames the faces were computed from. Connect "
+                                 "the same frames to FaceDetectAndParse and LatentSyncInpaint.")
+            res = latentsync_models.version.resolution
+            aligned = align_video(source, faces, res, alignment, device=str(latentsync_models.device),
+                                  insightface_root=_insightface_root(),
+                                  hooks=comfy_bridge.run_hooks(source.num_frames),
+                                  store=None if spill is None else store_in(spill, "aligned.u8"))
+            total = audio_features.num_frames
+            store = None if spill is None else store_in(spill, "generated.u8")((total, res, res, 3), torch.uint8)
+            _, planned = plan_frames(aligned, total, frame_mapping, frame_offset)
+            generated = generate_latentsync(latentsync_models, aligned, audio_features, frame_mapping=frame_mapping,
+                                            frame_offset=frame_offset, settings=settings, store=store,
+                                            hooks=comfy_bridge.run_hooks(count_steps(planned, settings)),
+                                            frames_fingerprint=faces.frames_fingerprint)
+        except BaseException:
+            if spill is not None:
+                spill.close()
+            raise
+        finally:
+            source.close()
+        shown = generated.faces if spill is None else generated.faces[sample_indices(total)]
+        return (generated, uint8_to_image(shown, comfy_bridge.intermediate_device()))
+
+
+def _insightface_root():
+    """<models>/latentsync/auxiliary in the first models folder that has one (upstream: checkpoints/auxiliary)."""
+    dirs = comfy_bridge.models_search_dirs()
+    found = [d / "latentsync" / "auxiliary" for d in dirs if (d / "latentsync" / "auxiliary").is_dir()]
+    return found[0] if found else (dirs[0] / "latentsync" / "auxiliary" if dirs else None)

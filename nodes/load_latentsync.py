@@ -1,0 +1,44 @@
+"""LoadLatentSyncModel: LatentSync 1.5 / 1.6 (UNet3D, sd-vae, mouth mask), the second generator."""
+
+from __future__ import annotations
+
+from musetalk_core.latentsync.config import VERSIONS
+from musetalk_core.loading import DEVICES, PRECISIONS
+
+from . import comfy_bridge
+
+CATEGORY = "MuseTalk/LatentSync"
+LATENTSYNC_MODELS_TYPE = "LATENTSYNC_MODELS"
+
+
+class LoadLatentSyncModel:
+    DESCRIPTION = ("Loads ByteDance LatentSync (1.5: 256 px faces, about 8 GB of VRAM; 1.6: 512 px, about 18 GB) "
+                   "from models/musetalk: latentsync15|16/latentsync_unet.pt, sd-vae and latentsync/mask.png. "
+                   "Fetch them with python install.py --download-models latentsync15 (or latentsync16). Face "
+                   "detection and the Whisper encoder come from Load MuseTalk Models (v15).")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (LATENTSYNC_MODELS_TYPE,)
+    RETURN_NAMES = ("latentsync_models",)
+    OUTPUT_TOOLTIPS = ("The LatentSync UNet3D, VAE and mouth mask, for LatentSyncInpaint.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "version": (list(VERSIONS), {"default": "latentsync15", "tooltip":
+                            "latentsync15: LatentSync 1.5, 256x256 faces, about 8 GB VRAM. latentsync16: "
+                            "LatentSync 1.6, 512x512 faces (sharper teeth and lips), about 18 GB VRAM."}),
+                "precision": (list(PRECISIONS), {"default": "auto", "tooltip":
+                              "UNet3D/VAE precision. auto: fp16 on GPU, fp32 on CPU (upstream: fp16 on GPUs "
+                              "newer than compute capability 7, else fp32)."}),
+                "device": (list(DEVICES), {"default": "auto", "tooltip": "auto: CUDA, then MPS, then CPU."}),
+            }
+        }
+
+    def load(self, version, precision, device):
+        from musetalk_core.latentsync.loading import load_latentsync
+
+        models = load_latentsync(comfy_bridge.models_search_dirs(), version=version, precision=precision,
+                                 device=comfy_bridge.torch_device(device))
+        return (models,)

@@ -1,0 +1,219 @@
+"""LoadLatentSyncModel -> LatentSyncInpaint -> BlendAndAssemble through NODE_CLASS_MAPPINGS on tiny real-format files:
+a clip with a face-less frame in the middle, exact frame count, pass-through, audio T / fps, progress per step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+import tiny_latentsync as tl
+from media import face_frames, tone
+from musetalk_core.errors import InputError
+
+FPS = 25.0
+SECONDS = 0.4  # 10 output frames for 7 source frames: ping-pong 0..6, 6, 5, 4
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    from tiny import write_models
+
+    root = tmp_path_factory.mktemp("ls_models")
+    write_models(root, "v15")
+    return tl.write_latentsync_files(root)
+
+
+@pytest.fixture
+def tiny_versions(monkeypatch):
+    tl.use_tiny_versions(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    frames = face_frames(7, 128, 112)
+    frames[3] = 128  # a flat grey frame: no face (cut-away)
+    images = torch.from_numpy(frames).float() / 255.0
+    audio = {"waveform": torch.from_numpy(tone(SECONDS, 16000, 1))[None], "sample_rate": 16000}
+    return images, audio
+
+
+@pytest.fixture(scope="module")
+def prepared(pack, models_dir, clip):
+    """MuseTalk's shared stages (detection, landmarks, Whisper) run once for the tests here."""
+    import os
+
+    old = os.environ.get("MUSETALK_MODELS_DIR")
+    os.environ["MUSETALK_MODELS_DIR"] = str(models_dir)
+    try:
+        nodes = pack.NODE_CLASS_MAPPINGS
+        images, audio = clip
+        (mt,) = nodes["LoadMuseTalkModels"]().load("v15", "fp32", "cpu", "torch")
+        faces, _, _ = nodes["FaceDetectAndParse"]().prepare(mt, images=images)
+        features, count, _ = nodes["WhisperAudioEncode"]().encode(mt, audio, FPS, 2, 2, "v1.0-original", -45.0)
+    finally:
+        if old is None:
+            os.environ.pop("MUSETALK_MODELS_DIR")
+        else:
+            os.environ["MUSETALK_MODELS_DIR"] = old
+    return faces, features, count
+
+
+def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack, models_env, models_dir, tiny_versions, clip,
+                                                            prepared, monkeypatch):
+    import importlib
+
+    from musetalk_core.hooks import RunHooks
+
+    comfy_bridge = importlib.import_module(pack.__name__ + ".nodes.comfy_bridge")
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models_env(models_dir)
+    images, audio = clip
+    faces, features, count = prepared
+    assert count == 10 and faces.has_face.tolist() == [True, True, True, False, True, True, True]
+    progress = []  # per progress bar: [total, units advanced]
+
+    def recording_hooks(total):
+        bar = [total, 0]
+        progress.append(bar)
+        return RunHooks(advance=lambda n: bar.__setitem__(1, bar[1] + n))
+
+    monkeypatch.setattr(comfy_bridge, "run_hooks", recording_hooks)
+
+    (ls,) = nodes["LoadLatentSyncModel"]().load("latentsync15", "fp32", "cpu")
+    generated, shown = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=1, images=images)
+    # output 3 shows source frame 3 (no face): windows [0, 3) and [4, 10), 1 step each
+    assert generated.source_index.tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 5, 4]
+    assert generated.has_face.tolist() == [True] * 3 + [False] + [True] * 6
+    # alignment: one unit per source frame; generation: one per denoising step of each window, all reached
+    assert progress == [[7, 7], [2, 2]]
+    assert shown.shape == (10, 256, 256, 3) and not generated.faces[3].any() and generated.faces[4].any()
+
+    out, out_audio, fps, frames, video = nodes["BlendAndAssemble"]().blend(images=images, faces=faces,
+                                                                          generated=generated)
+    assert frames == 10 and out.shape == (10, 128, 112, 3) and fps == FPS
+    assert out_audio["waveform"].shape[-1] == round(10 / FPS * 16000)
+    src = (images * 255).round()
+    assert torch.equal((out[3] * 255).round(), src[3])  # the face-less frame passes through unchanged
+    for i, j in enumerate(generated.source_index.tolist()):
+        if i != 3:
+            changed = ((out[i] * 255).round() != src[j]).any(-1)
+            assert 0.02 < changed.float().mean() < 0.9, i  # the face area, not the whole frame
+    assert video.get_frame_count() == 10
+
+    # the VIDEO path (a VIDEO holding the same frames): faces kept on disk, a sample shown, the same faces made;
+    # BlendAndAssemble's VIDEO path writes the clip through the same affine restore
+    from musetalk_core.video_io import ComponentsVideo, probe
+
+    clip_video = ComponentsVideo(images, audio, Fraction(25))
+    from_video, sample = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=1,
+                                                               video=clip_video)
+    assert not isinstance(from_video.faces, torch.Tensor) and sample.shape[0] == 10
+    assert torch.equal(from_video.faces[list(range(10))], generated.faces)
+    strip, _, _, count, written = nodes["BlendAndAssemble"]().blend(video=clip_video, faces=faces,
+                                                                     generated=from_video)
+    assert count == 10 and probe(written.get_stream_source())["frames"] == 10
+    assert torch.equal((strip[3] * 255).round(), src[3])  # the strip holds all 10 frames; 3 passes through
+
+
+def test_inpaint_refuses_reference_audio_features(pack, models_env, models_dir, tiny_versions, clip, prepared):
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models_env(models_dir)
+    faces, features, _ = prepared
+    (ls,) = nodes["LoadLatentSyncModel"]().load("latentsync15", "fp32", "cpu")
+    with pytest.raises(InputError, match="v1.0-original"):
+        nodes["LatentSyncInpaint"]().generate(ls, faces, replace(features, feature_mode="reference"),
+                                              images=clip[0])
+    with pytest.raises(InputError, match="not the frames"):
+        nodes["LatentSyncInpaint"]().generate(ls, faces, features, images=clip[0].flip(0))
+
+
+def test_insightface_backend_names_the_install_command():
+    from musetalk_core.latentsync.landmarks import InsightFaceLandmarks
+
+    try:
+        import insightface  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="pip install insightface onnxruntime"):
+            InsightFaceLandmarks(Path("nowhere"))
+    else:
+        pytest.skip("insightface is installed here: the missing-package message cannot be shown")
+
+
+def test_cli_generator_latentsync(models_dir, tiny_versions, tmp_path, capsys):
+    """``--generator latentsync15``: the graph's stages through the streaming command line; exact frames and audio."""
+    from fractions import Fraction
+
+    from media import write_video, write_wav
+    from musetalk_core import cli, video_io
+
+    video = write_video(tmp_path / "in.mp4", face_frames(4, 128, 112), Fraction(25))
+    audio = write_wav(tmp_path / "speech.wav", tone(0.2, 16000, 1), 16000)  # 5 frames: ping-pong 0..3, 3
+    out = tmp_path / "result.mp4"
+    code = cli.main(["lipsync", "--video", str(video), "--audio", str(audio), "--output", str(out),
+                     "--models-dir", str(models_dir), "--generator", "latentsync15", "--inference-steps", "1",
+                     "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    info = video_io.probe(out)
+    assert info["frames"] == 5 and info["fps"] == 25
+    assert info["audio_seconds"] == pytest.approx(5 / 25, abs=2e-3)
+    args = cli.build_parser().parse_args(["lipsync", "--video", "v", "--audio", "a", "-o", "o.mp4",
+                                          "--generator", "latentsync16"])
+    options = cli.options_from_args(args)
+    assert options.seed == 1247 and options.feature_mode == "v1.0-original" and options.inference_steps == 20
+    code = cli.main(["lipsync", "--video", str(video), "--audio", str(audio), "--output", str(tmp_path / "x.mp4"),
+                     "--models-dir", str(models_dir), "--generator", "latentsync15", "--feature-mode", "reference",
+                     "--device", "cpu", "--no-progress"])
+    assert code == 2 and "v1.0-original" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+
+
+def test_insightface_backend_applies_upstreams_face_filters(monkeypatch, tmp_path):
+    """With the optional package present (a stand-in module here: insightface is not installed), the backend keeps
+    upstream's FaceDetector choice: the largest face with w >= 50, h >= 80, 0.2 <= w/h <= 1.5, score >= 0.5, and
+    its 106 landmarks rounded; models are required on disk first (FaceAnalysis would download them)."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from musetalk_core.errors import ModelFilesMissing
+    from musetalk_core.latentsync.landmarks import InsightFaceLandmarks
+
+    class Face:
+        def __init__(self, box, score, value):
+            self.bbox, self.det_score = np.array(box, float), score
+            self.landmark_2d_106 = np.full((106, 2), value)
+
+    faces = [Face((0, 0, 200, 100), 0.9, 1.0),     # w/h 2.0: too wide
+             Face((0, 0, 60, 90), 0.9, 2.4),       # kept, small
+             Face((0, 0, 120, 160), 0.4, 3.0),     # score too low
+             Face((0, 0, 100, 150), 0.8, 4.6),     # kept, the largest
+             Face((0, 0, 40, 100), 0.9, 5.0)]      # w < 50
+
+    class FaceAnalysis:
+        def __init__(self, allowed_modules, root, providers):
+            assert allowed_modules == ["detection", "landmark_2d_106"]
+            self.root = root
+
+        def prepare(self, ctx_id, det_size):
+            assert det_size == (512, 512)
+
+        def get(self, frame):
+            return faces
+
+    app = types.ModuleType("insightface.app")
+    app.FaceAnalysis = FaceAnalysis
+    monkeypatch.setitem(sys.modules, "insightface", types.ModuleType("insightface"))
+    monkeypatch.setitem(sys.modules, "insightface.app", app)
+    with pytest.raises(ModelFilesMissing, match="buffalo_l"):
+        InsightFaceLandmarks(tmp_path)
+    (tmp_path / "models" / "buffalo_l").mkdir(parents=True)
+    (tmp_path / "models" / "buffalo_l" / "2d106det.onnx").write_bytes(b"")
+    detector = InsightFaceLandmarks(tmp_path)
+    np.testing.assert_array_equal(detector(np.zeros((200, 200, 3), np.uint8)), np.full((106, 2), 5))
+    faces[:] = faces[:1]
+    assert detector(np.zeros((200, 200, 3), np.uint8)) is None
