@@ -58,26 +58,40 @@ def inputs(frames: int, size: int, seed: int = 1):
     return sample, audio
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, warmup: int, repeats: int) -> dict:
     for _ in range(warmup):
         fn()
     runs = []
     for _ in range(repeats):
+        _sync()
         start = time.perf_counter()
         fn()
+        _sync()
         runs.append(time.perf_counter() - start)
     import statistics
 
     return {"median_s": statistics.median(runs), "runs_s": runs}
 
 
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def ours(args) -> dict:
     unet, spec = build_ours(args.version, args.tiny)
-    sample, audio = inputs(args.frames, spec.resolution // 8)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    unet = unet.to(device=device, dtype=dtype)
+    sample, audio = (x.to(device=device, dtype=dtype) for x in inputs(args.frames, spec.resolution // 8))
     with torch.no_grad():
         out = {"unet_step": timed(lambda: unet(sample, 981, audio), args.warmup, args.repeats)}
     out["window"] = window(unet, spec, args) if args.window else None
     out["parameters"] = sum(p.numel() for p in unet.parameters())
+    if device.type == "cuda":
+        out["peak_vram_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 
@@ -88,7 +102,7 @@ def window(unet, spec, args) -> dict:
     from benchmarks.networks import REAL_VAE_CONFIG
     from musetalk_core.latentsync.generate import SamplingSettings, generate_windows
 
-    vae = seeded_(AutoencoderKL(**REAL_VAE_CONFIG), seed=2).eval()
+    vae = seeded_(AutoencoderKL(**REAL_VAE_CONFIG), seed=2).eval().to(device=args.device, dtype=DTYPES[args.dtype])
     res, f = spec.resolution, args.frames
     crops = torch.randint(0, 256, (f, res, res, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     mask = torch.ones(3, res, res, dtype=torch.float64)
@@ -96,7 +110,7 @@ def window(unet, spec, args) -> dict:
     audio = torch.randn(f, 50, 384)
     settings = SamplingSettings(steps=args.steps)
     run = lambda: generate_windows(unet, vae, mask, lambda rows: crops[rows], audio, torch.ones(f, dtype=torch.bool),
-                                   settings, device=torch.device("cpu"))
+                                   settings, device=torch.device(args.device))
     return timed(run, 0, 1)
 
 
@@ -192,9 +206,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--reference", type=Path, default=None, help="bytedance/LatentSync checkout or git dir")
     parser.add_argument("--reference-python", default="/work/ls-venv/bin/python")
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke run of the script itself)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (ours only; --reference runs on the CPU)")
+    parser.add_argument("--dtype", default="fp32", choices=tuple(DTYPES), help="ours: upstream uses fp16 on GPUs")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     report = {"version": args.version, "frames": args.frames, "steps": args.steps, "threads": torch.get_num_threads(),
+              "device": args.device, "dtype": args.dtype,
+              "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
               "torch": torch.__version__, "command": " ".join(["python -m benchmarks.latentsync"] + list(argv or
                                                                                                         sys.argv[1:]))}
     report["ours"] = ours(args)  # alone: the step, and the whole window with the VAE
