@@ -1,0 +1,143 @@
+"""The batch on Ray (the only module that imports ray; ray is an optional extra).
+
+Each worker is a Ray actor holding one ``Worker``: it loads the networks on its first task and keeps them (one actor
+per GPU, or ``--workers`` on CPUs). The driver keeps the ``Schedule`` and gives the next task to whichever actor is
+idle, so a long job's segments run on every worker at once. Actors restart when their process dies
+(``max_restarts=-1``); the task that was running is queued again and taken by the next idle actor (the restarted one
+included), up to Schedule.max_attempts. Workers report blended frames to a small actor the driver polls for the
+progress bar.
+
+Every worker reads the inputs and models and writes into --output-dir by path: on a cluster these must be on a
+filesystem every node sees, at the same paths (and the pack installed at the same path, or importable, on every
+node).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..errors import InputError
+from .schedule import Schedule
+from .worker import Outcome, Worker
+
+POLL_S = 0.5
+PACK_ROOT = str(Path(__file__).resolve().parents[2])  # the folder musetalk_core is imported from
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs the optional 'ray' package: python install.py --with-ray "
+                         "(or pip install 'musetalk-nodes[ray]').") from None
+    return ray
+
+
+class _Frames:
+    """Blended frames reported by the workers, collected until the driver takes them (progress bar)."""
+
+    def __init__(self):
+        self.pending = []
+
+    def add(self, key, frames: int) -> None:
+        self.pending.append((key, frames))
+
+    def take(self) -> list:
+        out, self.pending = self.pending, []
+        return out
+
+
+class _Actor:
+    def __init__(self, output_dir, models_dirs, split_seconds, frames, hook, threads: int):
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+        self.worker = Worker(Path(output_dir), models_dirs, split_seconds,
+                             report=lambda key, n: frames.add.remote(key, n), hook=hook)
+
+    def run(self, task) -> Outcome:
+        return self.worker.run(task)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _connect(ray, address: str) -> bool:
+    """Connect (or start a local cluster); True when this call started Ray and must shut it down."""
+    if ray.is_initialized():
+        return False
+    path = os.pathsep.join(p for p in (PACK_ROOT, os.environ.get("PYTHONPATH")) if p)
+    ray.init(address=None if address in (None, "auto") else address,
+             runtime_env={"env_vars": {"PYTHONPATH": path}}, include_dashboard=False)
+    return True
+
+
+def _actor_options(ray, workers: Optional[int]):
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
+    count = int(workers or max(1, gpus))
+    if gpus:
+        return count, {"num_gpus": 1}, 1
+    share = min(1.0, cpus / count)  # more workers than CPUs: share them rather than wait forever
+    return count, {"num_cpus": share}, max(1, int(cpus // count))
+
+
+def run_on_ray(schedule: Schedule, output_dir: Path, models_dirs: Sequence[Path], split_seconds: Optional[float],
+               address: str, workers: Optional[int], on_frames: Callable[[int], None],
+               hook: Optional[Callable[[str, int], None]] = None) -> None:
+    """Run every task of ``schedule`` on Ray actors; returns when the schedule is empty and nothing runs."""
+    ray = import_ray()
+    started = _connect(ray, address)
+    actors = []
+    try:
+        count, options, threads = _actor_options(ray, workers)
+        frames = ray.remote(num_cpus=0)(_Frames).remote()
+        remote = ray.remote(max_restarts=-1, max_task_retries=0)(_Actor)
+        actors = [remote.options(**options).remote(str(output_dir), [str(d) for d in models_dirs], split_seconds,
+                                                   frames, hook, threads) for _ in range(count)]
+        _drive(ray, schedule, actors, frames, on_frames)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
+
+
+def _drive(ray, schedule: Schedule, actors: list, frames, on_frames) -> None:
+    idle, running = list(actors), {}
+    reported = defaultdict(int)  # frames per running task, taken back from the bar if its worker dies
+
+    def poll() -> None:
+        for key, n in ray.get(frames.take.remote()):
+            reported[key] += n
+            on_frames(n)
+
+    while True:
+        while idle:
+            task = schedule.next()
+            if task is None:
+                break
+            actor = idle.pop(0)
+            running[actor.run.remote(task)] = (actor, task)
+        if not running:
+            break
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+        poll()
+        for ref in ready:
+            actor, task = running.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                on_frames(-reported.pop(task.key, 0))
+                idle.append(actor)  # restarting: the other idle workers get the retry first
+                schedule.died(task, type(exc).__name__)
+                continue
+            except ray.exceptions.RayError as exc:
+                outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
+            reported.pop(task.key, None)
+            idle.insert(0, actor)
+            schedule.done(task, outcome)
+    poll()
