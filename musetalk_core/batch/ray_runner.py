@@ -15,6 +15,7 @@ node).
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -24,6 +25,7 @@ from .schedule import Schedule
 from .worker import Outcome, Worker
 
 POLL_S = 0.5
+RESTART_WAIT_S = 300.0  # a dead worker that has not restarted by then is given up (its node is gone)
 PACK_ROOT = str(Path(__file__).resolve().parents[2])  # the folder musetalk_core is imported from
 
 
@@ -69,10 +71,14 @@ def _connect(ray, address: str) -> bool:
     """Connect (or start a local cluster); True when this call started Ray and must shut it down."""
     if ray.is_initialized():
         return False
-    path = os.pathsep.join(p for p in (PACK_ROOT, os.environ.get("PYTHONPATH")) if p)
-    ray.init(address=None if address in (None, "auto") else address,
-             runtime_env={"env_vars": {"PYTHONPATH": path}}, include_dashboard=False)
+    ray.init(address=None if address in (None, "auto") else address, include_dashboard=False)
     return True
+
+
+def _runtime_env() -> dict:
+    """The workers import musetalk_core from where this driver does (the same path on every node)."""
+    path = os.pathsep.join(p for p in (PACK_ROOT, os.environ.get("PYTHONPATH")) if p)
+    return {"env_vars": {"PYTHONPATH": path}}
 
 
 def _actor_options(ray, workers: Optional[int]):
@@ -96,7 +102,7 @@ def run_on_ray(schedule: Schedule, output_dir: Path, models_dirs: Sequence[Path]
         count, options, threads = _actor_options(ray, workers)
         frames = ray.remote(num_cpus=0)(_Frames).remote()
         remote = ray.remote(max_restarts=-1, max_task_retries=0)(_Actor)
-        actors = [remote.options(**options).remote(str(output_dir), [str(d) for d in models_dirs], split_seconds,
+        actors = [remote.options(runtime_env=_runtime_env(), **options).remote(str(output_dir), [str(d) for d in models_dirs], split_seconds,
                                                    frames, hook, threads) for _ in range(count)]
         _drive(ray, schedule, actors, frames, on_frames)
     finally:
@@ -107,7 +113,7 @@ def run_on_ray(schedule: Schedule, output_dir: Path, models_dirs: Sequence[Path]
 
 
 def _drive(ray, schedule: Schedule, actors: list, frames, on_frames) -> None:
-    idle, running = list(actors), {}
+    idle, running, pings, waiting = list(actors), {}, {}, []
     reported = defaultdict(int)  # frames per running task, taken back from the bar if its worker dies
 
     def poll() -> None:
@@ -116,23 +122,24 @@ def _drive(ray, schedule: Schedule, actors: list, frames, on_frames) -> None:
             on_frames(n)
 
     while True:
-        while idle:
-            task = schedule.next()
-            if task is None:
-                break
+        while idle and (task := schedule.next()) is not None:
             actor = idle.pop(0)
             running[actor.run.remote(task)] = (actor, task)
-        if not running:
+        pings.update({actor.pid.remote(): (actor, tries) for actor, tries in _due(waiting)})
+        if not running and (not schedule.has_work() or not (pings or waiting or idle)):
             break
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+        ready, _ = ray.wait(list(running) + list(pings), num_returns=1, timeout=POLL_S)
         poll()
         for ref in ready:
+            if ref in pings:
+                _pinged(ray, ref, *pings.pop(ref), idle, waiting)
+                continue
             actor, task = running.pop(ref)
             try:
                 outcome = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
                 on_frames(-reported.pop(task.key, 0))
-                idle.append(actor)  # restarting: the other idle workers get the retry first
+                waiting.append((time.monotonic(), actor, 0))  # back in the pool once it answers again
                 schedule.died(task, type(exc).__name__)
                 continue
             except ray.exceptions.RayError as exc:
@@ -141,3 +148,27 @@ def _drive(ray, schedule: Schedule, actors: list, frames, on_frames) -> None:
             idle.insert(0, actor)
             schedule.done(task, outcome)
     poll()
+    while (task := schedule.next()) is not None:  # only when every worker is gone for good
+        schedule.done(task, Outcome(error="every Ray worker died and none could be restarted; see the Ray logs"))
+
+
+def _due(waiting: list) -> list:
+    """(actor, tries) whose restart should be checked now (a ping every POLL_S, not a busy loop)."""
+    now, due = time.monotonic(), []
+    for item in list(waiting):
+        if item[0] <= now:
+            waiting.remove(item)
+            due.append(item[1:])
+    return due
+
+
+def _pinged(ray, ref, actor, tries: int, idle: list, waiting: list) -> None:
+    """A restarted actor that answers goes back to the pool; one still restarting is asked again later; one that
+    has not come back after RESTART_WAIT_S leaves the pool (its node is gone)."""
+    try:
+        ray.get(ref)
+    except ray.exceptions.RayActorError:
+        if tries * POLL_S < RESTART_WAIT_S:
+            waiting.append((time.monotonic() + POLL_S, actor, tries + 1))
+        return
+    idle.append(actor)

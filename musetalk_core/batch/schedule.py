@@ -37,6 +37,9 @@ class Schedule:
                 return task
         return None
 
+    def has_work(self) -> bool:
+        return any(task.job.index not in self.closed for task in self.queue)
+
     def done(self, task: Task, outcome: Outcome) -> None:
         index = task.job.index
         if index in self.closed:
