@@ -27,6 +27,8 @@ class Schedule:
         self.left: Dict[int, set] = {}        # job index -> segments not rendered yet
         self.started: Dict[int, float] = {}
         self.attempts: Dict[int, int] = {}    # job index -> tasks of it retried after a worker died
+        self.dispatched: Dict[tuple, float] = {}
+        self.prepare_s: Dict[int, float] = {}  # job index -> seconds its prepare task took (the per-job fixed cost)
         self.closed: set = set()              # jobs with a record: their other tasks are dropped
 
     def next(self) -> Optional[Task]:
@@ -34,6 +36,7 @@ class Schedule:
             task = self.queue.popleft()
             if task.job.index not in self.closed:
                 self.started.setdefault(task.job.index, time.monotonic())
+                self.dispatched[task.key] = time.monotonic()
                 return task
         return None
 
@@ -49,6 +52,7 @@ class Schedule:
         elif task.kind == "prepare":
             plan = outcome.value
             self.plans[index] = plan
+            self.prepare_s[index] = time.monotonic() - self.dispatched.pop(task.key, time.monotonic())
             self.left[index] = set(plan.segments)
             self.on_frames_total(plan.frames)
             self.queue.extendleft(Task("render", task.job, plan, s) for s in reversed(plan.segments))
@@ -84,6 +88,7 @@ class Schedule:
                   "seconds": round(seconds, 3), "fps": round(frames / seconds, 3) if frames and seconds > 0 else 0.0,
                   "video_seconds": round(frames / float(plan.fps), 3) if frames else 0.0,
                   "segments": len(plan.segments) if plan is not None else 0,
+                  "prepare_seconds": round(self.prepare_s.get(job.index, 0.0), 3),
                   "reused_video_material": bool(plan.reused_video) if plan is not None else False,
                   "retries": self.attempts.get(job.index, 0), "error": error}
         self.on_record(record, job)
