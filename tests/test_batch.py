@@ -218,3 +218,17 @@ def test_nodes_and_the_lipsync_command_do_not_import_ray():
                           env={**os.environ, "PYTHONPATH": ""})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_install_with_ray_installs_ray_under_the_torch_constraint(monkeypatch, tmp_path):
+    sys.path.insert(0, str(ROOT))
+    import install
+
+    constraint = tmp_path / "constraints.txt"
+    constraint.write_text("torch==2.13.0\n")
+    calls = []
+    monkeypatch.setattr(install, "pip", lambda *args: calls.append(args))
+    monkeypatch.setattr(install, "torch_constraint", lambda: str(constraint))
+    assert install.main(["--with-ray", "--skip-requirements"]) == 0
+    assert calls == [(install.RAY, "-c", str(constraint))] and install.RAY.startswith("ray")
+    assert not constraint.exists()  # removed after use, as for the other extras

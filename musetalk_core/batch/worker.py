@@ -88,6 +88,12 @@ def _load(path: Path):
         return pickle.load(fh)
 
 
+def _place(finished: Path, output: Path) -> None:
+    """The finished file to its output path in one rename (same filesystem: the work folder is under it)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(finished, output)
+
+
 @contextmanager
 def _locked(path: Path):
     """An exclusive lock on ``path`` (flock: between processes and, on a shared filesystem, machines)."""
@@ -130,8 +136,12 @@ class Worker:
         job = task.job
         folder = job_dir(self.output_dir, job)
         plan_file = folder / "plan.pkl"
-        if plan_file.is_file():  # a rerun after an interruption: the material is still there
-            return _load(plan_file)
+        if plan_file.is_file():  # a rerun after an interruption: reuse the material if it is all still there
+            try:
+                _load(folder / "material.pkl")
+                return _load(plan_file)
+            except (OSError, EOFError, pickle.UnpicklingError, MuseTalkError):
+                pass  # something was deleted: compute it again
         source, fps = self._source(job)
         try:
             audio = self._audio(job, fps)
@@ -174,7 +184,7 @@ class Worker:
         finally:
             source.close()
         if whole:
-            os.replace(target, job.output)
+            _place(target, job.output)
         return b - a
 
     def join(self, task: Task) -> int:
@@ -194,7 +204,7 @@ class Worker:
         if frames != plan.frames:
             raise InputError(f"the joined segments hold {frames} frames, not {plan.frames}; delete '{folder}' "
                              "and run the batch again.")
-        os.replace(target, job.output)
+        _place(target, job.output)
         return frames
 
     # ------------------------------------------------------------------------------------------------ parts
