@@ -326,8 +326,6 @@ class VideoWriter:
             raise
 
     def finish(self, audio: Optional[Mapping[str, Any]] = None) -> Path:
-        import av
-
         try:
             if self.frames == 0:
                 raise InputError("There are no frames to write.")

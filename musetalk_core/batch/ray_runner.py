@@ -101,10 +101,12 @@ def run_on_ray(schedule: Schedule, output_dir: Path, models_dirs: Sequence[Path]
     try:
         count, options, threads = _actor_options(ray, workers)
         frames = ray.remote(num_cpus=0)(_Frames).remote()
+        actors.append(frames)  # killed with the workers: nothing of the batch stays on a long-lived cluster
         remote = ray.remote(max_restarts=-1, max_task_retries=0)(_Actor)
-        actors = [remote.options(runtime_env=_runtime_env(), **options).remote(str(output_dir), [str(d) for d in models_dirs], split_seconds,
-                                                   frames, hook, threads) for _ in range(count)]
-        _drive(ray, schedule, actors, frames, on_frames)
+        args = (str(output_dir), [str(d) for d in models_dirs], split_seconds, frames, hook, threads)
+        workers_ = [remote.options(runtime_env=_runtime_env(), **options).remote(*args) for _ in range(count)]
+        actors += workers_
+        _drive(ray, schedule, workers_, frames, on_frames)
     finally:
         for actor in actors:
             ray.kill(actor)

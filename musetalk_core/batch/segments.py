@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 
-def plan_segments(num_frames: int, fps: float, chunk_size: int, split_seconds: Optional[float]) -> List[Tuple[int, int]]:
+def plan_segments(num_frames: int, fps: float, chunk_size: int,
+                  split_seconds: Optional[float]) -> List[Tuple[int, int]]:
     """[(a, b), ...] covering 0..num_frames-1: one segment without splitting, else about ``split_seconds`` each,
     rounded to whole chunks (at least one)."""
     t = int(num_frames)
