@@ -104,9 +104,9 @@ def run_on_ray(schedule: Schedule, output_dir: Path, models_dirs: Sequence[Path]
         actors.append(frames)  # killed with the workers: nothing of the batch stays on a long-lived cluster
         remote = ray.remote(max_restarts=-1, max_task_retries=0)(_Actor)
         args = (str(output_dir), [str(d) for d in models_dirs], split_seconds, frames, hook, threads)
-        workers_ = [remote.options(runtime_env=_runtime_env(), **options).remote(*args) for _ in range(count)]
-        actors += workers_
-        _drive(ray, schedule, workers_, frames, on_frames)
+        pool = [remote.options(runtime_env=_runtime_env(), **options).remote(*args) for _ in range(count)]
+        actors += pool
+        _drive(ray, schedule, pool, frames, on_frames)
     finally:
         for actor in actors:
             ray.kill(actor)
