@@ -65,7 +65,11 @@ def media(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def batch(media, tiny_models_factory, tmp_path_factory):
-    """One batch: two jobs on one video (the second split in segments of 4 frames), three bad jobs."""
+    """One batch: two jobs on one video (the second split in segments of 4 frames), three bad jobs. It is first
+    interrupted (Ctrl-C) in the split job's second segment, then run again: ``rendered`` lists the segments each run
+    rendered."""
+    import musetalk_core.streaming as streaming
+
     models = tiny_models_factory("v15")
     out = tmp_path_factory.mktemp("batch_out")
     jobs = write_jobs(media / "jobs.jsonl", [
@@ -76,8 +80,24 @@ def batch(media, tiny_models_factory, tmp_path_factory):
         {"video": "talk.mp4", "audio": "first.wav", "output": "shifted.mp4", "bbox_shift": 900},
     ])
     argv = ["batch", str(jobs), "--output-dir", str(out), "--models-dir", str(models), "--no-progress"]
-    code = cli.main(argv)
-    return {"code": code, "out": out, "argv": argv, "models": models}
+    real, rendered = streaming.render, []  # per run: the output frames [first, last) it rendered
+
+    def render(models, material, source, options, sink, first=0, last=None, progress=None):
+        rendered[-1].append((first, last))
+        if len(rendered) == 1 and first == 4:  # Ctrl-C in the split job's second segment, first run only
+            raise KeyboardInterrupt
+        return real(models, material, source, options, sink, first, last, progress)
+
+    streaming.render = render
+    try:
+        rendered.append([])
+        interrupted = cli.main(argv)
+        rendered.append([])
+        code = cli.main(argv)
+    finally:
+        streaming.render = real
+    return {"code": code, "interrupted": interrupted, "rendered": rendered, "out": out, "argv": argv,
+            "models": models}
 
 
 def test_split_job_equals_the_lipsync_command(batch, media, tmp_path, capsys):
@@ -126,6 +146,13 @@ def test_bad_jobs_fail_alone_with_the_input_and_the_fix(batch, media):
     assert "mute.mp4" in records["mute.mp4"]["error"] and "no audio stream" in records["mute.mp4"]["error"]
     assert "line 5" in records["shifted.mp4"]["error"] and "outside -200..200" in records["shifted.mp4"]["error"]
     assert sorted(p.name for p in batch["out"].glob("*.mp4")) == ["first.mp4", "split.mp4"]  # nothing half-written
+
+
+def test_an_interrupted_batch_resumes_from_its_finished_segments(batch):
+    assert batch["interrupted"] == 130
+    first, second = batch["rendered"]
+    assert first == [(0, 6), (0, 4), (4, 8)]  # the first job whole, then the split job until Ctrl-C
+    assert second == [(4, 8), (8, 11)]        # the first job and segment [0, 4) were kept
 
 
 def test_rerun_skips_finished_jobs(batch, monkeypatch, capsys):
