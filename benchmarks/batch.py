@@ -46,12 +46,12 @@ def _media(folder: Path, args) -> list:
     return jobs
 
 
-def _run(folder: Path, models: Path, name: str, extra: list, repeat: int = 0) -> dict:
-    out = folder / f"{name.replace(' ', '-')}-{repeat}"
+def _run(folder: Path, models: Path, name: str, extra: list, repeat: int = 0, env: dict = None) -> dict:
+    out = folder / f"{name.replace(' ', '-').replace(',', '')}-{repeat}"
     cmd = [sys.executable, "-m", "musetalk_core", "batch", str(folder / "jobs.jsonl"), "--output-dir", str(out),
            "--models-dir", str(models), "--no-progress", *extra]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -82,6 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--split-seconds", type=float, default=None, help="also split jobs on Ray")
+    p.add_argument("--one-thread", action="store_true", help="also one process with OMP_NUM_THREADS=1")
     p.add_argument("--repeats", type=int, default=3, help="runs of each side, alternated; the median is reported")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -97,10 +98,13 @@ def main(argv=None) -> int:
         ray = ["--ray", "auto", "--workers", str(args.workers)]
         if args.split_seconds:
             ray += ["--split-seconds", str(args.split_seconds)]
-        runs = {"one process": [], f"ray {args.workers} workers": []}
-        for k in range(args.repeats):  # alternated, so a change in the machine's load hits both sides alike
-            for name, extra in zip(runs, ([], ray)):
-                runs[name].append(_run(folder, models, name, extra, k))
+        sides = {"one process": ([], {}), f"ray {args.workers} workers": (ray, {})}
+        if args.one_thread:  # one worker's own pace: the yardstick for the Ray side's scaling
+            sides["one process, 1 thread"] = ([], {"OMP_NUM_THREADS": "1"})
+        runs = {name: [] for name in sides}
+        for k in range(args.repeats):  # alternated, so a change in the machine's load hits every side alike
+            for name, (extra, env) in sides.items():
+                runs[name].append(_run(folder, models, name, extra, k, env))
         results = [_median(name, rs) for name, rs in runs.items()]
     base = results[0]["wall_s"]
     for r in results:
