@@ -6,6 +6,8 @@
 #                                          # time limit so a slow step cannot take the others' results with it
 #   bash benchmarks/gpu_session.sh profile # one call (~4 min): CUDA tests, per-video stages, blend, both graphs
 #                                          # (IMAGE and video file), cProfile of face_prepare, blend, video_file
+#   bash benchmarks/gpu_session.sh stream  # one call (~5 min): video file in to video file out (exact; fast
+#                                          # opt-ins), profiled, and the straightforward pipeline on 16 frames
 #   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
 #                                          # decoder speed settings side by side (benchmarks.speed), passes, a
 #                                          # torch.compile try, the graph with an exact fast setting; 8 files
@@ -13,7 +15,7 @@
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|fast}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|fast}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -99,6 +101,31 @@ profile)
         --stages detection landmarks parsing face_prepare blend whole_graph video_file --profile face_prepare blend video_file \
         --json "$OUT/profile-bf16.json" >> "$OUT/logs.txt" 2>&1
     echo "== done $(date -u +%T)" >> "$OUT/logs.txt"
+    ;;
+stream)
+    # the video file in to the video file out (benchmarks.run's video_file stage: the CLI's streaming core), exact
+    # defaults and the fastest opt-in settings, plus the straightforward pipeline side by side on 16 frames
+    log="$OUT/logs.txt"
+    common=(--scale real --size 720p --device cuda --dtype bf16 --batch-size 32 --face-batch-size 16)
+    echo "== networks $(date -u +%T)" >> "$log"
+    timeout 120 python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('real', 'v15'))" \
+        >> "$log" 2>&1
+    echo "== CUDA tests $(date -u +%T)" >> "$log"
+    timeout 80 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
+        > "$OUT/cuda-tests.log" 2>&1
+    echo "== video_file, exact defaults $(date -u +%T)" >> "$log"
+    timeout 120 python3 -m benchmarks.run "${common[@]}" --frames 64 --warmup 1 --repeats 3 --no-reference \
+        --stages face_prepare vae_encode unet_decode blend video_file --profile video_file \
+        --json "$OUT/video-file-exact.json" >> "$log" 2>&1
+    echo "== video_file, fast opt-ins $(date -u +%T)" >> "$log"
+    timeout 100 python3 -m benchmarks.run "${common[@]}" --frames 64 --warmup 1 --repeats 3 --no-reference \
+        --stages face_prepare unet_decode blend video_file --decoder taesd --acceleration cuda_graphs \
+        --detector-scale 0.5 --profile video_file --json "$OUT/video-file-fast.json" >> "$log" 2>&1
+    echo "== side by side, 16 frames $(date -u +%T)" >> "$log"
+    timeout 150 python3 -m benchmarks.run "${common[@]}" --frames 16 --warmup 0 --repeats 1 \
+        --stages detection landmarks vae_encode audio unet decode blend video_file \
+        --json "$OUT/video-file-side-by-side.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
     ;;
 *)
     echo "unknown step '$step': check, bench, all or fast" >&2

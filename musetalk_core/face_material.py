@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import closing
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -30,7 +31,14 @@ from .types import MuseTalkFaces, MuseTalkModels
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 64  # source frames per read (rounded to whole detection batches)
+DEFAULT_CHUNK = 64  # source frames per read (rounded to whole detection batches) at 720p and below
+CHUNK_PIXELS = DEFAULT_CHUNK * 720 * 1280  # larger frames: fewer per read (1080p 28, 4K 7), so a read (and the
+# one decoded ahead of it) holds about 180 MB whatever the resolution
+
+
+def default_chunk(frame_size: Sequence[int]) -> int:
+    h, w = (int(v) for v in frame_size)
+    return max(1, min(DEFAULT_CHUNK, CHUNK_PIXELS // max(1, h * w)))
 
 
 def smoothing_radius(box_smoothing: float) -> int:
@@ -90,12 +98,14 @@ class _Material:
 def _crop_and_parse(parser, models, frames: np.ndarray, indices: Sequence[int], mat: _Material, mode: str,
                     left: int, right: int) -> None:
     """The reference's 256x256 crop and the parsing mask of each frame with a face in one parser batch."""
+    from .cpu_pool import map_frames
+
     idx, face_frames, face_boxes = [], [], []
-    for k, i in enumerate(indices):
-        if not mat.has_face[i]:
-            continue
+    located = [k for k, i in enumerate(indices) if mat.has_face[i]]
+    crops = map_frames(lambda k: crop_face(frames[k], mat.boxes[indices[k]].tolist()), located)
+    for k, crop in zip(located, crops):
+        i = indices[k]
         box = mat.boxes[i].tolist()
-        crop = crop_face(frames[k], box)
         if crop is None or parsing.crop_box(box)[1] < 1:
             mat.unusable.append(i)
             mat.has_face[i] = False
@@ -131,23 +141,26 @@ class PreviewArray:
 
 
 def _preview(frames: np.ndarray, indices: Sequence[int], mat: _Material, want):
-    for k, i in enumerate(indices):
-        if i not in want:
-            continue
-        if mat.has_face[i]:
-            mask = mat.masks[i]
-            mask = mask.numpy() if isinstance(mask, torch.Tensor) else mask
-            want[i] = draw_preview(frames[k], mat.boxes[i].tolist(), mat.crop_boxes[i].tolist(),
-                                   mat.landmarks[i].numpy(), mask)
-        else:
-            want[i] = frames[k].copy()
+    from .cpu_pool import map_frames
+
+    def draw(k: int, i: int) -> np.ndarray:
+        if not mat.has_face[i]:
+            return frames[k].copy()
+        mask = mat.masks[i]
+        mask = mask.numpy() if isinstance(mask, torch.Tensor) else mask
+        return draw_preview(frames[k], mat.boxes[i].tolist(), mat.crop_boxes[i].tolist(),
+                            mat.landmarks[i].numpy(), mask)
+
+    shown = [(k, i) for k, i in enumerate(indices) if i in want]
+    for (k, i), frame in zip(shown, map_frames(draw, [k for k, _ in shown], [i for _, i in shown])):
+        want[i] = frame
 
 
 def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int = 0, extra_margin: int = 10,
                 parsing_mode: str = "auto", left_cheek_width: int = 90, right_cheek_width: int = 90,
                 face_selection: str = "highest_score", landmark_region: str = "full_frame",
                 box_smoothing: float = 0.0, detector_scale: float = 1.0, batch_size: int = 8,
-                wanted: Optional[np.ndarray] = None, chunk_frames: int = DEFAULT_CHUNK,
+                wanted: Optional[np.ndarray] = None, chunk_frames: Optional[int] = None,
                 spill: Optional[SpillFolder] = None, preview_indices: Union[Sequence[int], PreviewArray] = (),
                 hooks: Optional[RunHooks] = None) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
     """MuseTalkFaces for every frame of ``source`` (see the module docstring).
@@ -169,7 +182,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     h, w = (int(v) for v in source.frame_size)
     mode = parsing.resolve_mode(parsing_mode, models.version)
     batch = int(batch_size)
-    chunk = max(batch, int(chunk_frames) // batch * batch)
+    chunk = max(batch, int(chunk_frames or default_chunk((h, w))) // batch * batch)
     wanted = np.ones(n, dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
     radius = smoothing_radius(float(box_smoothing))
     located = _dilate(wanted, radius)
@@ -194,14 +207,13 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
         _preview(frames, indices, mat, previews)
 
     if radius == 0:  # one pass: locate, crop and parse each chunk while it is in memory
-        for indices in _groups(np.flatnonzero(located), chunk):
-            frames_u8 = source.read(indices)
+        for indices, frames_u8 in _read_ahead(source, located, chunk):
             locate(indices, frames_u8)
             with models.use("face_parser") as (parser,):
                 crop_parse(parser, indices, frames_u8)
     else:  # smoothing reads ahead: boxes of all frames first, then a second read to crop and parse
-        for indices in _groups(np.flatnonzero(located), chunk):
-            locate(indices, source.read(indices))
+        for indices, frames_u8 in _read_ahead(source, located, chunk):
+            locate(indices, frames_u8)
         mat.boxes = smooth_boxes(mat.boxes, mat.has_face, float(box_smoothing))
         if not wanted.all():  # located only for the smoothing of a neighbour: not part of the result
             drop = torch.from_numpy(~wanted)
@@ -209,8 +221,8 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
             mat.boxes[drop] = 0
             mat.landmarks[drop] = -1
         with models.use("face_parser") as (parser,):
-            for indices in _groups(np.flatnonzero(wanted), chunk):
-                crop_parse(parser, indices, source.read(indices))
+            for indices, frames_u8 in _read_ahead(source, wanted, chunk):
+                crop_parse(parser, indices, frames_u8)
     missing = [i for i, v in previews.items() if v is None]
     if missing:  # preview frames the output does not use: shown as they are
         for i, frame in zip(missing, source.read(missing).numpy()):
@@ -219,6 +231,16 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     faces = _finish(mat, models.version, h, w, fingerprint, text, bbox_shift, extra_margin, mode, parsing_mode,
                     left, right, box_smoothing, face_selection, landmark_region, detector_scale)
     return faces, previews, text
+
+
+def _read_ahead(source: FrameSource, selected: np.ndarray, chunk: int):
+    """(indices, uint8 frames) of the selected frames, ``chunk`` at a time; the next chunk decodes on a thread
+    while the caller runs the networks on this one."""
+    from .sources import prefetched
+
+    groups = list(_groups(np.flatnonzero(selected), chunk))
+    with closing(prefetched(source, groups)) as reads:
+        yield from zip(groups, reads)
 
 
 def _finish(mat: _Material, version, h, w, fingerprint, text, bbox_shift, extra_margin, mode, parsing_mode,

@@ -196,18 +196,24 @@ def face_masks(net, frames: Sequence[np.ndarray], face_boxes: Sequence[Sequence[
     Returns (crop_boxes list, masks list of uint8 (2s, 2s)[, labels (B, 512, 512)]). A box too small for a crop
     (s == 0) gets an empty mask and no parser input.
     """
-    boxes, inputs, keep = [], [], []
-    for i, (frame, box) in enumerate(zip(frames, face_boxes)):
+    from .cpu_pool import map_frames
+
+    boxes, keep = [], []
+    for i, box in enumerate(face_boxes):
         cbox, s = crop_box(box, expand)
         boxes.append(cbox)
         if s > 0:
-            inputs.append(parser_input(expanded_crop(frame, cbox)))
             keep.append(i)
+    inputs = map_frames(lambda i: parser_input(expanded_crop(frames[i], boxes[i])), keep)
     masks = [np.zeros((2 * max(crop_box(b, expand)[1], 0),) * 2, np.uint8) for b in face_boxes]
     labels = parse_labels(net, inputs, device, one_by_one) if inputs else np.zeros((0, PARSE_SIZE, PARSE_SIZE), np.uint8)
-    for j, i in enumerate(keep):
+
+    def material(j: int, i: int) -> np.ndarray:
         m512 = labels_to_mask(labels[j], mode, left_cheek_width, right_cheek_width)
-        masks[i] = mask_material(m512, boxes[i], face_boxes[i])
+        return mask_material(m512, boxes[i], face_boxes[i])
+
+    for i, mask in zip(keep, map_frames(material, range(len(keep)), keep)):
+        masks[i] = mask
     if return_labels:
         return boxes, masks, labels
     return boxes, masks

@@ -148,7 +148,7 @@ def frames_used(num_output: int, num_source: int, options):
 def video_material(models: MuseTalkModels, source: FrameSource, options, wanted: np.ndarray, spill: SpillFolder,
                    progress: Optional[ProgressFactory] = None, chunk_frames: Optional[int] = None):
     """(faces, latents or None) of the ``wanted`` source frames: the per-video stages, crops/masks/latents spilled."""
-    from .face_material import DEFAULT_CHUNK, build_faces
+    from .face_material import build_faces
     from .latents import encode_faces
 
     faces, _, _ = build_faces(
@@ -157,7 +157,7 @@ def video_material(models: MuseTalkModels, source: FrameSource, options, wanted:
         right_cheek_width=options.right_cheek_width, face_selection=options.face_selection,
         landmark_region=options.landmark_region, box_smoothing=options.box_smoothing,
         detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted,
-        chunk_frames=chunk_frames or DEFAULT_CHUNK, spill=spill,
+        chunk_frames=chunk_frames, spill=spill,
         hooks=_hooks(progress, "faces", 2 * int(np.asarray(wanted).sum())))
     if not bool(faces.has_face.any()):  # nothing to animate: every frame passes through unchanged
         return faces, None
@@ -233,7 +233,8 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
                    chunk_frames: Optional[int] = None) -> StreamResult:
     """Lip-sync ``source`` to ``audio``; every output frame goes to ``sink`` as soon as it is blended.
 
-    ``chunk_frames``: source frames per read in the faces stage (default 64, rounded to detection batches);
+    ``chunk_frames``: source frames per read in the faces stage (default: face_material.default_chunk, rounded
+    to detection batches);
     output frames per chunk are ``options.chunk_size``. Neither changes the result.
     """
     check_options(options)

@@ -21,11 +21,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
+from .background import BackgroundWorker
 from .errors import InputError, NoFramesError, OutputError
 
 PathLike = Union[str, os.PathLike]
@@ -259,6 +260,15 @@ def _frame_uint8(frame: torch.Tensor) -> np.ndarray:
     return frame[..., :3].cpu().numpy()
 
 
+ENCODE_GROUP_PIXELS = 8 * 1280 * 720  # frames per hand-over to the encoder: 8 at 720p, 1 at 4K (memory O(group))
+
+
+def _yuv420p(arr: np.ndarray):
+    import av
+
+    return av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(format="yuv420p")
+
+
 class VideoWriter:
     """H.264 (yuv420p) + AAC written frame chunk by frame chunk; atomic: a temporary file in the output folder,
     renamed to ``path`` only by ``finish()``. ``abort()`` (or leaving a ``with`` block by an exception, Ctrl-C
@@ -266,7 +276,9 @@ class VideoWriter:
 
     Frames are uint8 (k, H, W, 3) RGB or IMAGE float 0..1; odd sizes are padded by one replicated row/column
     (yuv420p needs even sizes). The audio (an AUDIO mapping or None) is given to ``finish`` and trimmed there to
-    the duration of the frames written: round(frames / fps * rate) samples.
+    the duration of the frames written: round(frames / fps * rate) samples. Frames are encoded on a thread of their
+    own (background.BackgroundWorker) while the caller produces the next ones; at most two groups of frames
+    (ENCODE_GROUP_PIXELS each) wait for it.
     """
 
     def __init__(self, path: PathLike, fps: Union[Fraction, float], width: int, height: int, crf: int = 18,
@@ -281,6 +293,7 @@ class VideoWriter:
         self.pad_h, self.pad_w = self.height % 2, self.width % 2
         self.frames = 0
         self.container = None
+        self._encoder: Optional[BackgroundWorker] = None
         self._stack: Optional[ExitStack] = ExitStack()
         try:
             # atomic_output: temp file next to the output, renamed when the stack closes cleanly, removed on
@@ -291,10 +304,13 @@ class VideoWriter:
             self.vstream.width, self.vstream.height = self.width + self.pad_w, self.height + self.pad_h
             self.vstream.pix_fmt = "yuv420p"
             self.vstream.options = {"crf": str(int(crf))}
+            self.vstream.thread_type = "AUTO"  # frame threads: about 1.3x the default slice threads
             self.astream = None
             if audio_rate and audio_channels:
                 layout = "mono" if audio_channels == 1 else "stereo"
                 self.astream = self.container.add_stream("aac", rate=int(audio_rate), layout=layout)
+            # the encode runs on its own thread (libx264 and swscale release the GIL), two chunks behind at most
+            self._encoder = BackgroundWorker(self._encode, depth=2, name="musetalk-encode")
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -307,28 +323,43 @@ class VideoWriter:
             self.abort()
 
     def write(self, frames: torch.Tensor, advance: Optional[Callable[[int], None]] = None) -> None:
-        import av
-
+        """Queue frames for the encoder thread; ``advance(1)`` per frame handed over. Raises what the encoder
+        raised so far (the file is then removed)."""
         if frames.ndim == 3:
             frames = frames.unsqueeze(0)
+        group = max(1, ENCODE_GROUP_PIXELS // (self.width * self.height))
         try:
-            for frame in frames:
-                arr = _frame_uint8(frame)
-                if self.pad_h or self.pad_w:
-                    arr = np.pad(arr, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-                self.container.mux(self.vstream.encode(vf))
-                self.frames += 1
+            for start in range(0, frames.shape[0], group):
+                arrs = [self._padded(f) for f in frames[start:start + group]]
+                self._encoder.put(arrs)
+                self.frames += len(arrs)
                 if advance is not None:
-                    advance(1)
+                    for _ in arrs:
+                        advance(1)
         except BaseException as exc:
             self._fail(exc)
             raise
+
+    def _padded(self, frame: torch.Tensor) -> np.ndarray:
+        arr = _frame_uint8(frame)
+        if self.pad_h or self.pad_w:
+            arr = np.pad(arr, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
+        return np.ascontiguousarray(arr)
+
+    def _encode(self, arrs: List[np.ndarray]) -> None:  # on the encoder thread
+        from .cpu_pool import map_frames
+
+        # RGB -> yuv420p side by side on the CPU pool (the same swscale call encode() would make on one thread:
+        # identical bytes), then libx264 in order
+        for frame in map_frames(_yuv420p, arrs):
+            self.container.mux(self.vstream.encode(frame))
 
     def finish(self, audio: Optional[Mapping[str, Any]] = None) -> Path:
         try:
             if self.frames == 0:
                 raise InputError("There are no frames to write.")
+            encoder, self._encoder = self._encoder, None
+            encoder.close()  # every queued frame encoded; raises the encoder's error
             self.container.mux(self.vstream.encode())
             if self.astream is not None:
                 _mux_audio(self.container, self.astream, audio, self.frames, self.rate)
@@ -344,6 +375,9 @@ class VideoWriter:
     def _fail(self, exc: BaseException) -> None:
         """Close the container, then let atomic_output remove the temporary file (and turn an OS error into an
         OutputError naming the output, which then propagates instead of ``exc``)."""
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            encoder.cancel()  # stops after the frame in hand; nothing touches the container after this
         if self.container is not None:
             try:
                 self.container.close()
