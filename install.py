@@ -5,6 +5,7 @@ ComfyUI-Manager runs this file after `pip install -r requirements.txt`; running 
   python install.py                          requirements (torch kept exactly as installed)
   python install.py --dev                    + test tools and the mmpose yardstick backend (what CI runs)
   python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose without mmcv's CUDA ops (xtcocotools is built from source: needs a C compiler)
+  python install.py --with-ray               + Ray, for `python -m musetalk_core batch --ray` (batch jobs on many GPUs/machines)
   python install.py --download-models v15    fetch the model files (v15 | v1 | all | taesd | latentsync15 | latentsync16) into models/musetalk
   python install.py --download-models v15 --models-dir /path/to/models/musetalk
 """
@@ -31,6 +32,8 @@ MMPOSE_RUNTIME = ["setuptools<81", "addict", "yapf", "termcolor", "rich", "pyyam
                   "scipy", "six", "tqdm", "pycocotools", "json_tricks", "munkres", "matplotlib", "cython",
                   "opencv-python-headless"]
 XTCOCOTOOLS = "xtcocotools==1.14.3"
+# Optional: batch jobs on a Ray cluster (musetalk_core/batch/ray_runner.py is the only module importing it).
+RAY = "ray>=2.9"
 
 
 def pip(*args: str) -> None:
@@ -115,6 +118,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dev", action="store_true", help="also install test tools and the mmpose yardstick")
     parser.add_argument("--with-mmpose", action="store_true", help="install the optional mmpose landmark backend")
+    parser.add_argument("--with-ray", action="store_true",
+                        help="install Ray for batch jobs on many GPUs or machines (python -m musetalk_core batch --ray)")
     parser.add_argument("--download-models", nargs="?", const="v15",
                         choices=["v15", "v1", "all", "taesd", "latentsync15", "latentsync16"],
                         help="fetch model files (default v15; 'all' is every MuseTalk file and the optional TAESD "
@@ -124,13 +129,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     want_mmpose = args.with_mmpose or (args.dev and not args.skip_requirements)
-    if not args.skip_requirements or want_mmpose:
+    if not args.skip_requirements or want_mmpose or args.with_ray:
         constraint = torch_constraint()
         try:
             if not args.skip_requirements:
                 install_requirements(constraint, args.dev)
             if want_mmpose:  # also with --skip-requirements ("only mmpose")
                 install_mmpose(constraint)
+            if args.with_ray:  # the constraint keeps torch as it is
+                pip(RAY, "-c", constraint)
         finally:
             os.unlink(constraint)  # running twice must not pile up temporary files
     if args.download_models:

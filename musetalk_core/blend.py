@@ -222,19 +222,23 @@ class Blender:
             geometry[j] = geo
         return geometry
 
-    def stream(self, source, step: int, faces_of, before=None):
+    def stream(self, source, step: int, faces_of, before=None, first: int = 0, last: Optional[int] = None):
         """(start, stop, uint8 frames on the CPU) of every output chunk of ``step`` frames, in order: the source
         frames are read ahead on a thread (sources.prefetched) and blended. ``before(last_row)`` runs before a
         chunk with faces to composite (the streaming core generates them there). Close the generator (e.g.
-        contextlib.closing) to stop the reader when the caller stops early."""
+        contextlib.closing) to stop the reader when the caller stops early.
+
+        ``first``/``last``: only output frames first..last-1 (a segment of a split job); chunks start at ``first``,
+        so a segment that starts on a multiple of ``step`` blends the very chunks of the whole run."""
         from .sources import prefetched
 
         t, step = int(self.source.numel()), int(step)
-        starts = range(0, t, step)
-        reads = prefetched(source, [self.source[a:a + step].tolist() for a in starts])
+        end = t if last is None else min(t, int(last))
+        starts = range(int(first), end, step)
+        reads = prefetched(source, [self.source[a:min(a + step, end)].tolist() for a in starts])
         try:
             for start, raw in zip(starts, reads):
-                stop = min(t, start + step)
+                stop = min(end, start + step)
                 rows = self.rows(start, stop)
                 if rows and before is not None:
                     before(rows[-1])

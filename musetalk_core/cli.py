@@ -72,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Lip-sync a video or a still image to an audio track. Options are the node "
                                    "inputs (bbox_shift -> --bbox-shift). Exit code 2 on bad input.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_lipsync_arguments(p)
+    add_batch_parser(sub)
+    return parser
 
+
+def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -> None:
+    """The lipsync options (also the keys of a batch job line: musetalk_core.batch.jobs)."""
     io = p.add_argument_group("input / output")
     src = io.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", type=Path, help="source video (its own audio track is ignored)")
@@ -82,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--fps", type=_fps, default=None,
                     help="frame rate for --image (default 25); a video keeps its own exact rate")
     io.add_argument("--crf", type=_ranged(int, 0, 51), default=18, help="H.264 quality (lower = better, larger)")
-    io.add_argument("--no-progress", action="store_true", help="no progress bars")
-
     m = p.add_argument_group("models (LoadMuseTalkModels)")
-    m.add_argument("--models-dir", type=Path, action="append", default=None,
-                   help="models/musetalk folder (repeatable; default $MUSETALK_MODELS_DIR or ./models/musetalk)")
+    if models_dir:
+        io.add_argument("--no-progress", action="store_true", help="no progress bars")
+        m.add_argument("--models-dir", type=Path, action="append", default=None,
+                       help="models/musetalk folder (repeatable; default $MUSETALK_MODELS_DIR or ./models/musetalk)")
     m.add_argument("--version", choices=VERSIONS, default=_D.version)
     m.add_argument("--precision", choices=PRECISIONS, default=_D.precision)
     m.add_argument("--device", choices=DEVICES, default=_D.device)
@@ -155,7 +161,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the source mouth on silent frames (true/false)")
     b.add_argument("--silence-fade-frames", type=_ranged(int, 0, 25), default=_D.silence_fade_frames)
     b.add_argument("--chunk-size", type=_ranged(int, 1, 256), default=_D.chunk_size)
-    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def add_batch_parser(sub) -> None:
+    p = sub.add_parser("batch", help="many jobs from a JOBS.jsonl file, in this process or on a Ray cluster",
+                       description="Run every job of JOBS.jsonl (one JSON object per line: video or image, audio, "
+                                   "output and any lipsync option under its name, e.g. {\"video\": \"a.mp4\", "
+                                   "\"audio\": \"a.wav\", \"output\": \"a_synced.mp4\", \"bbox_shift\": 5}). "
+                                   "Finished outputs are skipped on a rerun. Exit code 0 when every job succeeded, "
+                                   "3 when some failed (see the summary), 2 when the batch itself is unusable.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("jobs", type=Path, help="JOBS.jsonl (relative paths in it are relative to its folder)")
+    p.add_argument("--output-dir", type=Path, required=True, help="where outputs, summary and work files go")
+    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="run on Ray: 'auto' (RAY_ADDRESS or a new local cluster) or a cluster address; "
+                        "needs the optional 'ray' package (python install.py --with-ray)")
+    p.add_argument("--workers", type=_ranged(int, 1, 4096), default=None,
+                   help="Ray workers (default: one per GPU in the cluster, else 1); each loads the networks once")
+    p.add_argument("--split-seconds", type=_positive_float, default=None,
+                   help="cut jobs longer than this into segments of about this length (whole chunks), run on any "
+                        "worker and joined seamlessly (frames identical to an unsplit run)")
+    p.add_argument("--summary", type=Path, default=None, help="summary JSONL (default OUTPUT_DIR/summary.jsonl)")
+    p.add_argument("--models-dir", type=Path, action="append", default=None,
+                   help="models/musetalk folder (repeatable; default $MUSETALK_MODELS_DIR or ./models/musetalk); "
+                        "on a cluster, a path every worker sees")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def options_from_args(args: argparse.Namespace) -> LipsyncOptions:
@@ -283,6 +323,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         with _warnings_to_stderr():
             if args.command == "lipsync":
                 return run_lipsync(args)
+            if args.command == "batch":
+                from .batch.run import run_batch
+
+                return run_batch(args)
     except MuseTalkError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT

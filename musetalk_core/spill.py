@@ -7,7 +7,10 @@ process's memory.
 
 - ``SpillFolder``: the temporary folder (ComfyUI's temp/ inside ComfyUI, ``tempfile``'s elsewhere). It is removed
   by ``close()``, when the last object using it is garbage-collected (ComfyUI dropping a cached node output), and at
-  interpreter exit; a failed or interrupted stage closes it at once.
+  interpreter exit; a failed or interrupted stage closes it at once. ``SpillFolder(path=...)`` is a folder the caller
+  owns instead (batch jobs keep per-video material there for other jobs and other worker processes): never removed
+  by this object, and material spilled there can be pickled (only its file names travel; the receiving process
+  reopens the files read-only, so a shared filesystem carries it between machines).
 - ``SpilledArray``: a fixed-shape uint8 array of N rows on disk, indexed like a tensor (``a[idx]``, ``a[idx] = x``).
 - ``SpilledMasks``: N variable-size square masks (or None), indexed like the list of tensors it replaces.
 """
@@ -30,20 +33,40 @@ from .errors import InputError
 
 
 class SpillFolder:
-    """A private temporary folder for one stage's material; removed on close, garbage collection or exit."""
+    """A private temporary folder for one stage's material; removed on close, garbage collection or exit.
 
-    def __init__(self, parent: Optional[os.PathLike] = None, prefix: str = "musetalk-"):
+    With ``path`` the folder is that one (created if needed) and belongs to the caller: it is never removed here,
+    and the material in it can be pickled to another process."""
+
+    def __init__(self, parent: Optional[os.PathLike] = None, prefix: str = "musetalk-", *,
+                 path: Optional[os.PathLike] = None):
+        if path is not None:
+            self.path = Path(path)
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._finalizer = None
+            return
         if parent is not None:
             os.makedirs(parent, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
 
     def close(self) -> None:
-        self._finalizer()
+        if self._finalizer is not None:
+            self._finalizer()
 
     @property
     def closed(self) -> bool:
-        return not self._finalizer.alive
+        return self._finalizer is not None and not self._finalizer.alive
+
+    def __getstate__(self):
+        if self._finalizer is not None:  # the owner would delete the files under the receiver's feet
+            raise TypeError("material in a temporary SpillFolder cannot be pickled; spill it to "
+                            "SpillFolder(path=...) to share it with other processes")
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state) -> None:
+        self.path = Path(state["path"])
+        self._finalizer = None
 
 
 def _indices(key: Any, n: int) -> List[int]:
@@ -74,12 +97,25 @@ def _runs(rows: Sequence[int]) -> List[Tuple[int, int, int]]:
 class _File:
     """A read/write file with positioned I/O under a lock; disk-full becomes a clear InputError."""
 
-    def __init__(self, folder: SpillFolder, name: str):
+    def __init__(self, folder: SpillFolder, name: str, mode: str = "w+b"):
         self.folder = folder  # keeps the folder alive while this file is in use
+        self.name = name
         self.path = folder.path / name
-        self._fh = open(self.path, "w+b")
+        self._fh = open(self.path, mode)
         self._lock = threading.Lock()
         weakref.finalize(self, self._fh.close)
+
+    def __getstate__(self):
+        with self._lock:
+            self._fh.flush()  # the receiver reads the file: everything written so far must be in it
+        return {"folder": self.folder, "name": self.name}
+
+    def __setstate__(self, state) -> None:
+        try:
+            self.__init__(state["folder"], state["name"], "rb")  # a receiver only reads the material
+        except FileNotFoundError:
+            raise InputError(f"Spilled material '{state['folder'].path / state['name']}' is gone: it lives in a "
+                             "folder that every worker must see (a shared filesystem on a cluster).") from None
 
     def write(self, offset: int, data: bytes) -> None:
         with self._lock:

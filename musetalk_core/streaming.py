@@ -14,6 +14,13 @@ landmarks, flags: about 1.2 KB per frame). The temporary folder is removed when 
 
 Producer/consumer overlap (a decode thread feeding the GPU) fits at ``source.read`` and ``sink``: both see whole
 chunks in order.
+
+The stages are also callable one by one (``encode_features``, ``frames_used``, ``video_material``,
+``material_for``, ``render``): batch jobs (musetalk_core.batch) compute the material once per job, reuse a video's
+material across jobs, and render a long job as segments of output frames on several workers. ``render`` of output
+frames [a, b) gives exactly those frames of the whole run: it blends the whole run's chunks (a segment starts on a
+multiple of chunk_size) and generates the whole run's UNet batches that overlap [a, b) (so a UNet batch never
+changes composition), over material (faces, latents, audio windows, silence weights) computed for the whole job.
 """
 
 from __future__ import annotations
@@ -99,6 +106,128 @@ class _FaceBuffer:
             self.batches.close()  # leaves models.use() and restores the UNet's time embedding
 
 
+@dataclass(frozen=True)
+class Material:
+    """Everything the output frames are made from, computed once per job (the segments of a split job share it).
+
+    Picklable when its spilled parts live in a ``SpillFolder(path=...)``: then only file names travel."""
+
+    features: Any              # MuseTalkAudio: (T, 50, 384) windows and silence flags (its AUDIO dropped: not needed)
+    mapping: torch.Tensor      # int64 (T,): source frame of each output frame
+    faces: Any                 # MuseTalkFaces of the source frames the output uses
+    latents: Any               # MuseTalkLatents, or None when no source frame has a face
+    plan: Any                  # generate.GenerationPlan, or None when no source frame has a face
+    has_face: torch.Tensor     # bool (T,): output frames that get a generated mouth
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.mapping.numel())
+
+
+def encode_features(models: MuseTalkModels, audio: Mapping[str, Any], fps: float, options, spill: SpillFolder,
+                    progress: Optional[ProgressFactory] = None):
+    """WhisperAudioEncode with the windows spilled to ``spill`` (checks the audio before any frame is decoded)."""
+    from .audio import encode_audio
+
+    features = encode_audio(
+        models, audio, float(fps), audio_padding_left=options.audio_padding_left,
+        audio_padding_right=options.audio_padding_right, feature_mode=options.feature_mode,
+        silence_threshold_db=options.silence_threshold_db, hooks=_hooks(progress, "audio", 1),
+        store=store_in(spill, "audio.bin"))
+    return features[0] if isinstance(features, tuple) else features
+
+
+def frames_used(num_output: int, num_source: int, options):
+    """(mapping (T,), wanted (N,) bool): which source frame each output frame shows, and which frames are used."""
+    mapping = source_indices(num_output, num_source, options.frame_mapping, options.frame_offset)
+    wanted = np.zeros(num_source, dtype=bool)
+    wanted[mapping.unique().numpy()] = True
+    return mapping, wanted
+
+
+def video_material(models: MuseTalkModels, source: FrameSource, options, wanted: np.ndarray, spill: SpillFolder,
+                   progress: Optional[ProgressFactory] = None, chunk_frames: Optional[int] = None):
+    """(faces, latents or None) of the ``wanted`` source frames: the per-video stages, crops/masks/latents spilled."""
+    from .face_material import build_faces
+    from .latents import encode_faces
+
+    faces, _, _ = build_faces(
+        models, source, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin,
+        parsing_mode=options.parsing_mode, left_cheek_width=options.left_cheek_width,
+        right_cheek_width=options.right_cheek_width, face_selection=options.face_selection,
+        landmark_region=options.landmark_region, box_smoothing=options.box_smoothing,
+        detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted,
+        chunk_frames=chunk_frames, spill=spill,
+        hooks=_hooks(progress, "faces", 2 * int(np.asarray(wanted).sum())))
+    if not bool(faces.has_face.any()):  # nothing to animate: every frame passes through unchanged
+        return faces, None
+    latents = encode_faces(models, faces, options.latent_mode, options.seed, options.vae_batch_size,
+                           hooks=_hooks(progress, "vae encode", int(faces.has_face.sum())),
+                           store=store_in(spill, "latents.bin"))
+    return faces, latents
+
+
+def material_for(features, mapping: torch.Tensor, faces, latents, options) -> Material:
+    """The generation plan over the whole job: which output frames get a mouth, from which latent row."""
+    from .generate import plan_generation
+
+    t = features.num_frames
+    if latents is None:
+        return Material(features, mapping, faces, None, None, torch.zeros(t, dtype=torch.bool))
+    # skip_silent with silence handling, as pipeline.drive does: silent frames show the source either way
+    plan = plan_generation(latents, features, options.frame_mapping, options.frame_offset,
+                           skip_silent=options.silence_handling)
+    return Material(features, mapping, faces, latents, plan, plan.has_face & ~plan.skipped)
+
+
+def _batches_for(plan, first: int, last: int, batch_size: int):
+    """The plan cut to the whole run's UNet batches that hold an output frame in [first, last): batch k is
+    plan.todo[k*B:(k+1)*B] whoever generates it, so a segment's faces equal the whole run's."""
+    from dataclasses import replace
+
+    todo = plan.todo
+    lo = int(torch.searchsorted(todo, torch.tensor(int(first))))
+    hi = int(torch.searchsorted(todo, torch.tensor(int(last))))
+    if hi <= lo:
+        return replace(plan, todo=todo[:0])
+    b = int(batch_size)
+    return replace(plan, todo=todo[lo // b * b:min(int(todo.numel()), -(-hi // b) * b)])
+
+
+def render(models: MuseTalkModels, material: Material, source: FrameSource, options, sink: Sink,
+           first: int = 0, last: Optional[int] = None, progress: Optional[ProgressFactory] = None) -> None:
+    """Generate, blend and hand to ``sink`` output frames first..last-1 (default: all), in order.
+
+    ``first`` must be a multiple of options.chunk_size (or 0) for the blend chunks to be the whole run's."""
+    from .generate import iter_generated
+
+    t = material.num_frames
+    last = t if last is None else min(int(last), t)
+    if first % int(options.chunk_size):
+        raise ValueError(f"a segment must start on a multiple of chunk_size ({options.chunk_size}), got {first}")
+    buffer = _FaceBuffer(None)
+    try:
+        if material.plan is not None:
+            plan = _batches_for(material.plan, first, last, options.batch_size)
+            buffer.batches = iter_generated(models, material.latents, material.features, plan,
+                                            int(options.batch_size), options.decoder, options.acceleration)
+        features = material.features
+        blender = Blender(material.faces, material.mapping, material.has_face, models.device,
+                          silent=features.silent, blur_factor=options.blur_factor,
+                          upper_boundary_ratio=options.upper_boundary_ratio,
+                          silence_handling=options.silence_handling,
+                          silence_fade_frames=options.silence_fade_frames)
+        hooks = _hooks(progress, "lip-sync", last - first)
+        with closing(blender.stream(source, options.chunk_size, buffer.take, before=buffer.upto,
+                                    first=first, last=last)) as chunks:
+            for start, stop, out in chunks:
+                sink(out)
+                buffer.drop_before(stop)
+                hooks.step(stop - start)
+    finally:
+        buffer.close()
+
+
 def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[str, Any], fps: float, options,
                    sink: Sink, progress: Optional[ProgressFactory] = None, spill_dir=None,
                    chunk_frames: Optional[int] = None) -> StreamResult:
@@ -108,64 +237,16 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
     to detection batches);
     output frames per chunk are ``options.chunk_size``. Neither changes the result.
     """
-    from .audio import encode_audio
-    from .face_material import build_faces
-
     check_options(options)
     spill = SpillFolder(spill_dir)
-    buffer = _FaceBuffer(None)
     try:
-        features = encode_audio(
-            models, audio, float(fps), audio_padding_left=options.audio_padding_left,
-            audio_padding_right=options.audio_padding_right, feature_mode=options.feature_mode,
-            silence_threshold_db=options.silence_threshold_db, hooks=_hooks(progress, "audio", 1),
-            store=store_in(spill, "audio.bin"))
-        if isinstance(features, tuple):
-            features = features[0]
-        t, n = features.num_frames, source.num_frames
-        mapping = source_indices(t, n, options.frame_mapping, options.frame_offset)
-        wanted = np.zeros(n, dtype=bool)
-        wanted[mapping.unique().numpy()] = True
-        faces, _, _ = build_faces(
-            models, source, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin,
-            parsing_mode=options.parsing_mode, left_cheek_width=options.left_cheek_width,
-            right_cheek_width=options.right_cheek_width, face_selection=options.face_selection,
-            landmark_region=options.landmark_region, box_smoothing=options.box_smoothing,
-            detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted,
-            chunk_frames=chunk_frames, spill=spill,
-            hooks=_hooks(progress, "faces", 2 * int(wanted.sum())))
-        has_face = _start_generation(models, faces, features, options, buffer, progress, spill)
-        blender = Blender(faces, mapping, has_face, models.device, silent=features.silent,
-                          blur_factor=options.blur_factor, upper_boundary_ratio=options.upper_boundary_ratio,
-                          silence_handling=options.silence_handling,
-                          silence_fade_frames=options.silence_fade_frames)
-        hooks = _hooks(progress, "lip-sync", t)
-        with closing(blender.stream(source, options.chunk_size, buffer.take, before=buffer.upto)) as chunks:
-            for start, stop, out in chunks:
-                sink(out)
-                buffer.drop_before(stop)
-                hooks.step(stop - start)
+        features = encode_features(models, audio, fps, options, spill, progress)
+        mapping, wanted = frames_used(features.num_frames, source.num_frames, options)
+        faces, latents = video_material(models, source, options, wanted, spill, progress, chunk_frames)
+        material = material_for(features, mapping, faces, latents, options)
+        render(models, material, source, options, sink, progress=progress)
     finally:
-        buffer.close()
         spill.close()
+    t = material.num_frames
     out_audio = assemble_audio(audio, t, float(fps))
     return StreamResult(t, float(fps), out_audio, faces, features, int(wanted.sum()))
-
-
-def _start_generation(models, faces, features, options, buffer: _FaceBuffer, progress, spill) -> torch.Tensor:
-    """Latents of every face frame, then the UNet batches as a lazy iterator; returns has_face per output frame."""
-    from .generate import iter_generated, plan_generation
-    from .latents import encode_faces
-
-    t = features.num_frames
-    if not bool(faces.has_face.any()):  # nothing to animate: every frame passes through unchanged
-        return torch.zeros(t, dtype=torch.bool)
-    latents = encode_faces(models, faces, options.latent_mode, options.seed, options.vae_batch_size,
-                           hooks=_hooks(progress, "vae encode", int(faces.has_face.sum())),
-                           store=store_in(spill, "latents.bin"))
-    # skip_silent with silence handling, as pipeline.drive does: silent frames show the source either way
-    plan = plan_generation(latents, features, options.frame_mapping, options.frame_offset,
-                           skip_silent=options.silence_handling)
-    buffer.batches = iter_generated(models, latents, features, plan, int(options.batch_size), options.decoder,
-                                    options.acceleration)
-    return plan.has_face & ~plan.skipped

@@ -355,25 +355,14 @@ class VideoWriter:
             self.container.mux(self.vstream.encode(frame))
 
     def finish(self, audio: Optional[Mapping[str, Any]] = None) -> Path:
-        import av
-
         try:
             if self.frames == 0:
                 raise InputError("There are no frames to write.")
             encoder, self._encoder = self._encoder, None
             encoder.close()  # every queued frame encoded; raises the encoder's error
             self.container.mux(self.vstream.encode())
-            samples = _audio_samples(audio, self.frames, self.rate) if self.astream is not None else None
-            if samples is not None:
-                layout = self.astream.layout.name
-                if samples.shape[0] == 1 and layout == "stereo":
-                    samples = np.repeat(samples, 2, 0)
-                aframe = av.AudioFrame.from_ndarray(samples[: (1 if layout == "mono" else 2)], format="fltp",
-                                                    layout=layout)
-                aframe.sample_rate = self.astream.sample_rate
-                aframe.pts = 0
-                self.container.mux(self.astream.encode(aframe))
-                self.container.mux(self.astream.encode())
+            if self.astream is not None:
+                _mux_audio(self.container, self.astream, audio, self.frames, self.rate)
             self.container.close()
             self.container = None
             stack, self._stack = self._stack, None
@@ -421,6 +410,80 @@ def _audio_samples(audio: Optional[Mapping[str, Any]], frames: int, rate: Fracti
     if samples.shape[0] == 0 or samples.shape[1] == 0:
         return None
     return samples
+
+
+def _mux_audio(container, astream, audio: Optional[Mapping[str, Any]], frames: int, rate: Fraction) -> None:
+    """The whole track as ONE AAC encode (one priming delay at the start, none anywhere else), trimmed to
+    ``frames / rate`` seconds."""
+    import av
+
+    samples = _audio_samples(audio, frames, rate)
+    if samples is None:
+        return
+    layout = astream.layout.name
+    if samples.shape[0] == 1 and layout == "stereo":
+        samples = np.repeat(samples, 2, 0)
+    aframe = av.AudioFrame.from_ndarray(samples[: (1 if layout == "mono" else 2)], format="fltp", layout=layout)
+    aframe.sample_rate = astream.sample_rate
+    aframe.pts = 0
+    container.mux(astream.encode(aframe))
+    container.mux(astream.encode())
+
+
+def join_segments(path: PathLike, segments, fps: Union[Fraction, float], audio: Optional[Mapping[str, Any]]) -> int:
+    """One H.264 + AAC file at ``path`` (atomically) from video-only segment files written by ``VideoWriter`` with
+    the same settings, in order. Returns the number of frames.
+
+    The segments' packets are copied, not re-encoded (each segment starts with a keyframe), their timestamps shifted
+    by the frames before them; the audio is encoded once for the whole length and cut to exactly frames / fps, so
+    there is no AAC priming gap or click at a join (which concatenating per-segment AAC would give)."""
+    import av
+
+    path = check_output_path(path)
+    segments = [Path(p) for p in segments]
+    if not segments:
+        raise InputError("There are no segments to join.")
+    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+    frames = 0
+    with atomic_output(path) as tmp:
+        out = av.open(str(tmp), mode="w")
+        try:
+            with _open(segments[0], "Segment") as first:  # both streams exist before the first packet is muxed
+                vout = out.add_stream_from_template(first.streams.video[0])
+                header = bytes(first.streams.video[0].codec_context.extradata or b"")
+            rate_hz, channels = audio_layout(audio)
+            astream = None
+            if rate_hz and channels:
+                astream = out.add_stream("aac", rate=int(rate_hz), layout="mono" if channels == 1 else "stereo")
+            for segment in segments:
+                with _open(segment, "Segment") as inp:
+                    vin = inp.streams.video[0]
+                    if bytes(vin.codec_context.extradata or b"") != header:
+                        raise OutputError(f"Segment '{segment}' was encoded with other H.264 settings than the "
+                                          "first segment; delete the job's work folder and run it again.")
+                    frames += _copy_packets(out, inp, vin, vout, frames / rate)
+            if astream is not None:
+                _mux_audio(out, astream, audio, frames, rate)
+        finally:
+            out.close()
+    return frames
+
+
+def _copy_packets(out, inp, vin, vout, offset: Fraction) -> int:
+    """Mux every packet of ``vin`` into ``vout`` shifted by ``offset`` seconds; returns the frame count."""
+    shift = int(round(offset / Fraction(vin.time_base)))
+    count = 0
+    for packet in inp.demux(vin):
+        if packet.dts is None and packet.pts is None:  # the demuxer's end-of-stream marker
+            continue
+        if packet.pts is not None:
+            packet.pts += shift
+        if packet.dts is not None:
+            packet.dts += shift
+        packet.stream = vout
+        out.mux(packet)
+        count += 1
+    return count
 
 
 def audio_layout(audio: Optional[Mapping[str, Any]]) -> Tuple[Optional[int], int]:
