@@ -8,6 +8,8 @@
 #                                          # (IMAGE and video file), cProfile of face_prepare, blend, video_file
 #   bash benchmarks/gpu_session.sh stream  # one call (~5 min): video file in to video file out (exact; fast
 #                                          # opt-ins), profiled, and the straightforward pipeline on 16 frames
+#   bash benchmarks/gpu_session.sh latentsync # one short call (~5 min): CUDA tests, video_file, LatentSync 1.5/1.6
+#                                          # UNet3D step and 20-step window on the GPU in fp16
 #   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
 #                                          # decoder speed settings side by side (benchmarks.speed), passes, a
 #                                          # torch.compile try, the graph with an exact fast setting; 8 files
@@ -15,7 +17,7 @@
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|fast}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|fast}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -125,6 +127,26 @@ stream)
     timeout 150 python3 -m benchmarks.run "${common[@]}" --frames 16 --warmup 0 --repeats 1 \
         --stages detection landmarks vae_encode audio unet decode blend video_file \
         --json "$OUT/video-file-side-by-side.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
+latentsync)
+    # a short call: CUDA tests, the video file stage again (exact), the LatentSync UNet3D on the GPU (fp16, as
+    # upstream runs it on GPUs of compute capability > 7): one step and one 16-frame window of 20 steps
+    log="$OUT/logs.txt"
+    echo "== networks $(date -u +%T)" >> "$log"
+    timeout 60 python3 -c "from benchmarks import networks as n; n.models_folder('real', 'v15')" >> "$log" 2>&1
+    echo "== CUDA tests $(date -u +%T)" >> "$log"
+    timeout 60 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
+        > "$OUT/cuda-tests.log" 2>&1
+    echo "== video_file, exact defaults $(date -u +%T)" >> "$log"
+    timeout 70 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
+        --face-batch-size 16 --frames 64 --warmup 1 --repeats 3 --no-reference --stages video_file \
+        --json "$OUT/video-file-exact.json" >> "$log" 2>&1
+    for v in latentsync15 latentsync16; do
+        echo "== $v $(date -u +%T)" >> "$log"
+        timeout 75 python3 -m benchmarks.latentsync --version "$v" --device cuda --dtype fp16 --frames 16 \
+            --steps 20 --warmup 2 --repeats 5 --json "$OUT/$v-cuda-fp16.json" >> "$log" 2>&1
+    done
     echo "== done $(date -u +%T)" >> "$log"
     ;;
 *)
