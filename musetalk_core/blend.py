@@ -238,7 +238,7 @@ class Blender:
                 rows = self.rows(start, stop)
                 if rows and before is not None:
                     before(rows[-1])
-                yield start, stop, to_uint8(self.blend(start, stop, raw, faces_of)).cpu()
+                yield start, stop, to_uint8(self.blend(start, stop, raw, faces_of), in_place=True).cpu()
         finally:
             reads.close()  # waits for a read still running on the prefetch thread
 
@@ -275,8 +275,8 @@ class Blender:
         device = self.device
         if raw.is_floating_point() and raw.shape[-1] == 3:
             chunk = raw.to(device=device, dtype=torch.float32)
-        else:  # uint8, grayscale or RGBA input: through the standard conversion
-            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32) / 255.0
+        else:  # uint8, grayscale or RGBA input: through the standard conversion (divided in place: one copy)
+            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32).div_(255.0)
         rows = self.rows(start, stop)
         if not rows:
             return chunk
@@ -284,7 +284,10 @@ class Blender:
         local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
         js = [int(source[i]) for i in rows]
         self._masks_for(js)
-        frames_sel = chunk[local]  # float; compose converts only the pixels it touches
+        # float; compose converts only the pixels it touches. Consecutive rows (the usual case) are a view, not a
+        # copy of the chunk (at 1080p a chunk of 16 float frames is 400 MB)
+        first = int(rows[0]) - start
+        frames_sel = chunk[first:first + len(rows)] if rows[-1] - rows[0] == len(rows) - 1 else chunk[local]
         gen = generated_faces(rows).to(device=device, dtype=torch.uint8)
         boxes = torch.tensor([geometry[j][0] for j in js], dtype=torch.long, device=device)
         crops = torch.tensor([geometry[j][1] for j in js], dtype=torch.long, device=device)
@@ -312,9 +315,12 @@ class Blender:
         return chunk
 
 
-def to_uint8(chunk: torch.Tensor) -> torch.Tensor:
-    """Blended float frames -> uint8 as the video writer rounds them (round(x * 255))."""
-    return (chunk.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+def to_uint8(chunk: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """Blended float frames -> uint8 as the video writer rounds them (round(x * 255)). ``in_place``: ``chunk``
+    (float32, not needed afterwards) is overwritten instead of two more float copies of it being made."""
+    if in_place and chunk.dtype == torch.float32:
+        return chunk.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return (chunk.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalkGenerated, *,

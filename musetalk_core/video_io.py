@@ -29,6 +29,7 @@ import torch
 from .errors import InputError, NoFramesError, OutputError
 
 PathLike = Union[str, os.PathLike]
+AUDIO_CHUNK = 1 << 16  # audio samples per frame handed to the AAC encoder (VideoWriter.finish)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
@@ -335,13 +336,17 @@ class VideoWriter:
             samples = _audio_samples(audio, self.frames, self.rate) if self.astream is not None else None
             if samples is not None:
                 layout = self.astream.layout.name
-                if samples.shape[0] == 1 and layout == "stereo":
-                    samples = np.repeat(samples, 2, 0)
-                aframe = av.AudioFrame.from_ndarray(samples[: (1 if layout == "mono" else 2)], format="fltp",
-                                                    layout=layout)
-                aframe.sample_rate = self.astream.sample_rate
-                aframe.pts = 0
-                self.container.mux(self.astream.encode(aframe))
+                # in pieces of AUDIO_CHUNK samples (the encoder re-cuts them into AAC frames: the same packets as
+                # one frame of the whole track), so a long track is not copied whole once more
+                for first in range(0, samples.shape[1], AUDIO_CHUNK):
+                    piece = np.ascontiguousarray(samples[:, first:first + AUDIO_CHUNK])
+                    if piece.shape[0] == 1 and layout == "stereo":
+                        piece = np.repeat(piece, 2, 0)
+                    aframe = av.AudioFrame.from_ndarray(piece[: (1 if layout == "mono" else 2)], format="fltp",
+                                                        layout=layout)
+                    aframe.sample_rate = self.astream.sample_rate
+                    aframe.pts = first
+                    self.container.mux(self.astream.encode(aframe))
                 self.container.mux(self.astream.encode())
             self.container.close()
             self.container = None
@@ -375,7 +380,8 @@ class _Aborted(Exception):
 
 
 def _audio_samples(audio: Optional[Mapping[str, Any]], frames: int, rate: Fraction) -> Optional[np.ndarray]:
-    """float32 (C <= 2, S) of the AUDIO mapping trimmed to ``frames / rate`` seconds, or None if empty."""
+    """float32 (C <= 2, S) of the AUDIO mapping trimmed to ``frames / rate`` seconds, or None if empty. A view of
+    the waveform where it is float32 on the CPU already (a 10-minute 48 kHz stereo track is 230 MB)."""
     if audio is None:
         return None
     waveform = audio["waveform"]
@@ -383,7 +389,7 @@ def _audio_samples(audio: Optional[Mapping[str, Any]], frames: int, rate: Fracti
     wav = waveform[0] if waveform.ndim == 3 else waveform
     wav = wav.detach().to(torch.float32).cpu().numpy()
     keep = int(round(float(frames / rate) * sr))
-    samples = np.ascontiguousarray(wav[:2, :keep])
+    samples = wav[:2, :keep]
     if samples.shape[0] == 0 or samples.shape[1] == 0:
         return None
     return samples
