@@ -175,6 +175,11 @@ class Blender:
     """
 
     MASK_CACHE = 64  # blurred masks kept (source frames); ping-pong revisits recompute the rest
+    MASK_CACHE_BYTES = 64 << 20  # ... and at most this many bytes of them (close-ups in 4K have 5 MB masks)
+    # Bounds that keep very large frames and faces in the memory of 1080p (none changes a pixel: frames and
+    # pixels are composited independently of each other):
+    CHUNK_PIXELS = 40_000_000  # frame pixels per output chunk (16 1080p frames; fewer frames above 1080p)
+    COMPOSE_PIXELS = 2_000_000  # mask pixels per compose call (a 4K close-up's mask alone is 2000 x 2000)
 
     def __init__(self, faces: MuseTalkFaces, source_index: torch.Tensor, generated_has_face: torch.Tensor,
                  device: torch.device, *, silent: Optional[torch.Tensor] = None, blur_factor: float = 0.05,
@@ -202,6 +207,7 @@ class Blender:
         self.geometry = self._check_geometry(source[torch.from_numpy(active)].tolist())
         self.active = active & np.array([int(j) in self.geometry for j in source.tolist()], dtype=bool)
         self._blurred: "OrderedDict[int, torch.Tensor]" = OrderedDict()
+        self._blurred_bytes = 0
 
     def _check_geometry(self, used) -> Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]]:
         geometry: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
@@ -229,7 +235,8 @@ class Blender:
         contextlib.closing) to stop the reader when the caller stops early."""
         from .sources import prefetched
 
-        t, step = int(self.source.numel()), int(step)
+        h, w = (int(v) for v in source.frame_size)
+        t, step = int(self.source.numel()), max(1, min(int(step), self.CHUNK_PIXELS // max(1, h * w)))
         starts = range(0, t, step)
         reads = prefetched(source, [self.source[a:a + step].tolist() for a in starts])
         try:
@@ -265,8 +272,12 @@ class Blender:
             ks.append(blend_ops.blur_kernel_size(self.blur_factor, side))
         for j, m in zip(todo, blend_ops.gaussian_blur_masks(cut, ks)):
             self._blurred[j] = m
-        while len(self._blurred) > max(self.MASK_CACHE, len(js)):
-            self._blurred.popitem(last=False)
+            self._blurred_bytes += m.numel() * m.element_size()
+        # the oldest go first; the masks of this call (the newest) always stay
+        while len(self._blurred) > len(js) and (len(self._blurred) > self.MASK_CACHE
+                                                or self._blurred_bytes > self.MASK_CACHE_BYTES):
+            _, old = self._blurred.popitem(last=False)
+            self._blurred_bytes -= old.numel() * old.element_size()
 
     def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
         """float32 (stop - start, H, W, 3) on the device: source frames ``raw`` (float IMAGE values or uint8) of
@@ -278,8 +289,22 @@ class Blender:
         else:  # uint8, grayscale or RGBA input: through the standard conversion (divided in place: one copy)
             chunk = image_to_uint8(raw, "images", device=device).to(torch.float32).div_(255.0)
         rows = self.rows(start, stop)
-        if not rows:
-            return chunk
+        group, pixels = [], 0
+        for i in rows:  # groups of at most COMPOSE_PIXELS mask pixels (at least one frame each)
+            crop = self.geometry[int(self.source[i])][1]
+            side = max(0, crop[2] - crop[0])
+            if group and pixels + side * side > self.COMPOSE_PIXELS:
+                self._compose(chunk, start, group, generated_faces)
+                group, pixels = [], 0
+            group.append(i)
+            pixels += side * side
+        if group:
+            self._compose(chunk, start, group, generated_faces)
+        return chunk
+
+    def _compose(self, chunk: torch.Tensor, start: int, rows: List[int], generated_faces) -> None:
+        """Composite the generated mouths of output frames ``rows`` into ``chunk`` (frames start.., in place)."""
+        device = self.device
         source, geometry = self.source, self.geometry
         local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
         js = [int(source[i]) for i in rows]
@@ -312,7 +337,6 @@ class Blender:
                 old = chunk[target, py, px]
                 new = torch.where(fading[:, None], old + w[:, None] * (new - old), new)
             chunk[target, py, px] = new
-        return chunk
 
 
 def to_uint8(chunk: torch.Tensor, in_place: bool = False) -> torch.Tensor:

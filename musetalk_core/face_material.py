@@ -31,6 +31,8 @@ from .types import MuseTalkFaces, MuseTalkModels
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 64  # source frames per read (rounded to whole detection batches)
+# ... and at most this many pixels per read (uint8: 384 MB; 56 frames of 1080p, 8 of 4K), at least one batch
+CHUNK_PIXELS = 128_000_000
 
 
 def smoothing_radius(box_smoothing: float) -> int:
@@ -169,7 +171,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     h, w = (int(v) for v in source.frame_size)
     mode = parsing.resolve_mode(parsing_mode, models.version)
     batch = int(batch_size)
-    chunk = max(batch, int(chunk_frames) // batch * batch)
+    chunk = max(batch, min(int(chunk_frames), CHUNK_PIXELS // max(1, h * w)) // batch * batch)
     wanted = np.ones(n, dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
     radius = smoothing_radius(float(box_smoothing))
     located = _dilate(wanted, radius)

@@ -205,3 +205,32 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
 
     with pytest.raises(errors.InputError, match="not both"):
         nodes["BlendAndAssemble"]().blend(images=images, video=video, faces=None, generated=None, **blend_args)
+
+
+def test_face_chunks_are_bounded_by_pixels(models, monkeypatch):
+    """FaceDetectAndParse's VIDEO reads hold at most face_material.CHUNK_PIXELS (whole detection batches, at least
+    one), so 4K / 8K frames are not read 64 at a time; the material is the same as with the default chunks."""
+    from musetalk_core import face_material
+
+    frames = marked_video()
+    reads = []
+
+    class Counting(TensorSource):
+        def read(self, indices):
+            reads.append(len(indices))
+            return super().read(indices)
+
+    def build():
+        reads.clear()
+        faces, _, _ = face_material.build_faces(models, Counting(torch.from_numpy(frames)), batch_size=2)
+        return faces
+
+    ref = build()
+    assert reads == [N]
+    h, w = frames.shape[1:3]
+    monkeypatch.setattr(face_material, "CHUNK_PIXELS", 5 * h * w)  # 5 frames -> 4: two batches of 2
+    faces = build()
+    assert reads == [4, 3]
+    assert torch.equal(faces.boxes, ref.boxes) and torch.equal(faces.has_face, ref.has_face)
+    assert all(torch.equal(a, b) for a, b in zip(faces.masks, ref.masks) if a is not None)
+    assert [m is None for m in faces.masks] == [m is None for m in ref.masks]
