@@ -234,3 +234,29 @@ def test_face_chunks_are_bounded_by_pixels(models, monkeypatch):
     assert torch.equal(faces.boxes, ref.boxes) and torch.equal(faces.has_face, ref.has_face)
     assert all(torch.equal(a, b) for a, b in zip(faces.masks, ref.masks) if a is not None)
     assert [m is None for m in faces.masks] == [m is None for m in ref.masks]
+
+
+def test_disk_full_while_spilling_is_a_clear_error_and_removes_the_material(models, tmp_path, monkeypatch):
+    """The temporary disk filling up while the face crops are spilled: an InputError saying so (with the fix),
+    and the temporary folder (audio windows already written included) removed."""
+    import errno
+
+    from musetalk_core import spill as spill_module
+    from musetalk_core.errors import InputError
+
+    real = spill_module._File.write
+
+    def write(self, offset, data):
+        if self.path.name == "crops.u8":
+            self._fh.write = _full  # the OS refusing: _File.write turns it into the clear error
+        return real(self, offset, data)
+
+    def _full(data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spill_module._File, "write", write)
+    folder = tmp_path / "spill"
+    with pytest.raises(InputError, match="is full.*TMPDIR"):
+        streamed(models, TensorSource(torch.from_numpy(marked_video())), speech_with_pause(8),
+                 OPTIONS.updated(box_smoothing=0.0), spill_dir=folder)
+    assert os.listdir(folder) == []
