@@ -432,7 +432,7 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     The output frames equal blend_frames' on the same frames, bit for bit."""
     from fractions import Fraction
 
-    from .previews import sample_indices, strip
+    from .previews import Downscaled, sample_indices, strip
     from .video_io import VideoWriter, audio_layout
 
     hooks = hooks or NO_HOOKS
@@ -452,12 +452,14 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     faces_of = generated_faces_reader(generated, replacement_faces, device)
     audio = assemble_audio(generated.audio.audio if generated.audio is not None else None, t, fps)
     shown = sample_indices(t)
-    kept: Dict[int, np.ndarray] = {}
+    kept: Dict[int, np.ndarray] = Downscaled()  # the preview frames, already at preview size
     with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
         with closing(blender.stream(source, chunk_size, faces_of)) as chunks:
             for start, stop, out in chunks:
                 writer.write(out)
-                kept.update({i: out[i - start].numpy().copy() for i in shown if start <= i < stop})
+                for i in shown:
+                    if start <= i < stop:
+                        kept[i] = out[i - start].numpy()
                 hooks.step(stop - start)
         writer.finish(audio)
     return strip(kept, shown), audio, fps, t

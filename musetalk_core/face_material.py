@@ -24,6 +24,7 @@ from .face_boxes import bbox_range_text
 from .faces import (CROP_SIZE, MAX_SMOOTHING_SIGMA, _check_settings, crop_face, draw_preview, no_face_warning,
                     smooth_boxes)
 from .hooks import NO_HOOKS, RunHooks
+from .previews import Downscaled
 from .sources import FrameSource
 from .spill import SpilledArray, SpilledMasks, SpillFolder
 from .types import MuseTalkFaces, MuseTalkModels
@@ -154,7 +155,8 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
                 hooks: Optional[RunHooks] = None) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
     """MuseTalkFaces for every frame of ``source`` (see the module docstring).
 
-    Returns (faces, {frame index: uint8 preview frame} for ``preview_indices``, the bbox_shift range report); a
+    Returns (faces, {frame index: uint8 preview frame, downscaled as previews.strip shows it} for
+    ``preview_indices``, the bbox_shift range report); a
     PreviewArray as ``preview_indices`` receives every frame's preview instead (and is what is returned).
     Frames outside ``wanted`` are marked as having no face. hooks.step: once per located frame and once per
     cropped/parsed frame.
@@ -177,7 +179,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     located = _dilate(wanted, radius)
     mat = _Material(n, spill)
     previews = (preview_indices if isinstance(preview_indices, PreviewArray)
-                else {int(i): None for i in preview_indices})
+                else Downscaled.fromkeys(int(i) for i in preview_indices))
     left, right = int(left_cheek_width), int(right_cheek_width)
     fingerprint = source.fingerprint()
 

@@ -378,3 +378,19 @@ def test_pixel_budgets_bound_each_pass_without_changing_a_pixel(monkeypatch):
     assert torch.equal(out, ref)
     assert reads == [3, 3, 3, 2] and set(batches) == {1} and len(batches) == len(blender.rows(0, len(src))) == 9
     assert len(blender._blurred) == 1 and blender._blurred_bytes == next(iter(blender._blurred.values())).numel()
+
+
+def test_preview_frames_are_kept_at_preview_size():
+    """The VIDEO paths keep their 16 preview frames already downscaled (and copied, never views of a chunk): the
+    strip is the same as from full-size frames."""
+    from musetalk_core.previews import PREVIEW_SIDE, Downscaled, strip
+
+    rng = np.random.default_rng(9)
+    big = rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8)
+    chunk = rng.integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
+    kept = Downscaled()
+    kept[0] = big
+    kept[1] = chunk[1]
+    assert kept[0].shape == (432, PREVIEW_SIDE, 3) and not np.shares_memory(kept[1], chunk)
+    assert torch.equal(strip(kept, [0]), strip({0: big}, [0]))
+    assert torch.equal(strip(kept, [1]), strip({1: chunk[1]}, [1]))
