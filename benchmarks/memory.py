@@ -125,7 +125,9 @@ def run_child(argv, env=None) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{argv[:4]} failed ({code}): {err[-2000:]}")
-    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1), "stdout": out.strip()[-300:]}
+    # CPU seconds as well: on a shared machine the wall time follows the load, the CPU time follows the work
+    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "stdout": out.strip()[-300:]}
 
 
 def main(argv=None) -> int:
