@@ -156,8 +156,8 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     """MuseTalkFaces for every frame of ``source`` (see the module docstring).
 
     Returns (faces, {frame index: uint8 preview frame, downscaled as previews.strip shows it} for
-    ``preview_indices``, the bbox_shift range report); a
-    PreviewArray as ``preview_indices`` receives every frame's preview instead (and is what is returned).
+    ``preview_indices``, the bbox_shift range report); a PreviewArray as ``preview_indices`` receives every frame's
+    full-size preview instead (and is what is returned).
     Frames outside ``wanted`` are marked as having no face. hooks.step: once per located frame and once per
     cropped/parsed frame.
     """
