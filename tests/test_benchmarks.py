@@ -31,6 +31,7 @@ NEEDS = {
     "unet_decode": ["musetalk_core.generate", "musetalk_core.audio", "musetalk_core.latents"],
     "blend": ["musetalk_core.blend", "musetalk_core.generate", "musetalk_core.audio"],
     "whole_graph": ["musetalk_core.pipeline", "musetalk_core.faces", "musetalk_core.audio", "musetalk_core.blend"],
+    "video_file": ["musetalk_core.streaming", "musetalk_core.video_io", "av"],
 }
 
 

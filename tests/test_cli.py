@@ -154,39 +154,3 @@ def test_audio_shorter_than_a_frame_is_refused_before_anything_runs(media, tmp_p
     assert code == 2 and "shorter than one video frame" in err  # not "missing models": checked first
     assert not out.exists()
 
-
-def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(media, tmp_path, tiny_models_factory, capsys,
-                                                                   monkeypatch):
-    """Ctrl-C while frames are being blended and encoded: exit 130, no output file (not even a partial one), the
-    temporary folder of spilled material removed; the same command then succeeds."""
-    import tempfile
-
-    from musetalk_core.blend import Blender
-
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the spill folder goes (SpillFolder(None))
-    out = tmp_path / "out" / "result.mp4"
-    out.parent.mkdir()
-    argv = ["lipsync", "--video", str(media["video"]), "--audio", str(media["audio"]), "--output", str(out),
-            "--models-dir", str(tiny_models_factory("v15")), "--batch-size", "2", "--chunk-size", "2",
-            "--no-progress"]
-    real = Blender.blend
-    calls = []
-
-    def interrupted(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:  # the second chunk: one chunk already encoded
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Blender, "blend", interrupted)
-    code, _, err = run(argv, capsys)
-    assert code == 130 and "interrupted" in err and len(calls) == 2
-    spilled = lambda: [p for p in os.listdir(temp) if p.startswith("musetalk-")]  # noqa: E731 (torch adds caches)
-    assert os.listdir(out.parent) == [] and spilled() == []
-    monkeypatch.setattr(Blender, "blend", real)
-    code, _, err = run(argv, capsys)
-    assert code == 0, err
-    assert video_io.probe(out)["frames"] == math.floor(Fraction(3, 10) * Fraction(30000, 1001))
-    assert os.listdir(out.parent) == ["result.mp4"] and spilled() == []

@@ -210,9 +210,14 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
 def test_face_chunks_are_bounded_by_pixels(models, monkeypatch):
     """FaceDetectAndParse's VIDEO reads hold at most face_material.CHUNK_PIXELS (whole detection batches, at least
     one), so 4K / 8K frames are not read 64 at a time; the material is the same as with the default chunks."""
-    from musetalk_core import face_material
+    from musetalk_core import face_material, parsing
 
-    frames = marked_video()
+    # labels from the parser's input pixels instead of BiSeNet (the slow part; chunked parsing against the real
+    # network is test_chunked_equals_in_memory_bit_for_bit): skin where red dominates, lips where it is strongest
+    monkeypatch.setattr(parsing, "parse_labels", lambda net, inputs, device=None, one_by_one=None: np.stack(
+        [np.where(x[..., 0] > x[..., 2] + 40, 1, 0) + np.where(x[..., 0] > 200, 11, 0) for x in inputs]
+    ).astype(np.uint8))
+    frames = marked_video()[:4]
     reads = []
 
     class Counting(TensorSource):
@@ -226,11 +231,11 @@ def test_face_chunks_are_bounded_by_pixels(models, monkeypatch):
         return faces
 
     ref = build()
-    assert reads == [N]
+    assert reads == [4] and sum(m is not None and bool(m.any()) for m in ref.masks) >= 2
     h, w = frames.shape[1:3]
-    monkeypatch.setattr(face_material, "CHUNK_PIXELS", 5 * h * w)  # 5 frames -> 4: two batches of 2
+    monkeypatch.setattr(face_material, "CHUNK_PIXELS", 3 * h * w)  # 3 frames -> 2: one batch of 2
     faces = build()
-    assert reads == [4, 3]
+    assert reads == [2, 2]
     assert torch.equal(faces.boxes, ref.boxes) and torch.equal(faces.has_face, ref.has_face)
     assert all(torch.equal(a, b) for a, b in zip(faces.masks, ref.masks) if a is not None)
     assert [m is None for m in faces.masks] == [m is None for m in ref.masks]
