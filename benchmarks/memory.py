@@ -7,6 +7,8 @@ tone of the same length are written once to a work folder; then each path runs i
 - ``cli``: ``python -m musetalk_core lipsync`` (the streaming command line);
 - ``graph``: the graph's VIDEO path through NODE_CLASS_MAPPINGS (LoadVideo's lazy VIDEO -> FaceDetectAndParse ->
   VAEEncodeMasked / WhisperAudioEncode -> MuseTalkUNetInpaint -> BlendAndAssemble -> a VIDEO file);
+  with ``--networks stand-in`` the per-frame network calls are cheap stand-ins (benchmarks/standins.py), so that
+  long videos finish on a CPU: the pipeline's own memory against length;
 - ``networks``: a process that only loads the networks: the baseline the targets are "above".
 Peak RSS is the child's ru_maxrss (resident set high-water mark, file cache excluded); wall time includes
 loading. The networks are the tiny real-format ones from tests/tiny, so the frames dominate, not the weights.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,10 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
 FPS = 25
 
-_GRAPH = r"""
+_PRELUDE = r"""
 import sys, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads({threads})
+if {standins!r}:
+    from benchmarks import standins
+    standins.install()
+"""
+
+_CLI = _PRELUDE + r"""
+from musetalk_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+_GRAPH = _PRELUDE + r"""
 from tests.conftest import load_pack
 from musetalk_core import video_io
 nodes = load_pack().NODE_CLASS_MAPPINGS
@@ -43,6 +57,9 @@ generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "
 out = nodes["BlendAndAssemble"]().blend(video=video, faces=faces, generated=generated)
 print("frames", out[3], out[4].get_stream_source())
 """
+
+# the output file of the graph path (BlendAndAssemble writes it under ComfyUI's output folder, or a temp folder)
+_GRAPH_OUT = re.compile(r"frames \d+ (\S+)")
 
 _NETWORKS = r"""
 import sys, torch
@@ -85,6 +102,19 @@ def make_media(folder: Path, seconds: float, resolution: str) -> tuple:
     return video, audio
 
 
+def check_output(path: str, seconds: float) -> dict:
+    """Frames and durations of a written output: exactly floor(audio seconds x fps) frames, audio = video."""
+    from musetalk_core.video_io import probe
+
+    info = probe(path)
+    expected = int(seconds * FPS)  # the tone is exactly ``seconds`` long at 16 kHz
+    video_s = info["frames"] / float(info["fps"])
+    return {"out_frames": info["frames"], "expected_frames": expected, "video_s": round(video_s, 4),
+            "audio_s": round(float(info["audio_seconds"] or 0.0), 4),
+            "frames_ok": info["frames"] == expected,
+            "durations_ok": abs(video_s - float(info["audio_seconds"] or 0.0)) < 1.0 / 16000 + 1e-6}
+
+
 def run_child(argv, env=None) -> dict:
     """Run one child process; its peak RSS (MB) from wait4's rusage and its wall time."""
     start = time.perf_counter()
@@ -95,7 +125,9 @@ def run_child(argv, env=None) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{argv[:4]} failed ({code}): {err[-2000:]}")
-    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1), "stdout": out.strip()[-300:]}
+    # CPU seconds as well: on a shared machine the wall time follows the load, the CPU time follows the work
+    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "stdout": out.strip()[-300:]}
 
 
 def main(argv=None) -> int:
@@ -107,6 +139,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--detector-scale", type=float, default=1.0,
                    help="S3FD on downscaled frames: same memory picture, much less CPU time on big frames")
+    p.add_argument("--networks", choices=["tiny", "stand-in"], default="tiny",
+                   help="tiny: the tiny real-format networks; stand-in: the per-frame network calls replaced by "
+                        "cheap functions (benchmarks/standins.py) for length sweeps: what grows with length")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -126,17 +161,25 @@ def main(argv=None) -> int:
         for seconds in args.seconds:
             video, audio = make_media(args.work, seconds, resolution)
             for path in args.path:
+                standins = args.networks == "stand-in"
                 if path == "cli":
-                    cmd = [sys.executable, "-m", "musetalk_core", "lipsync", "--video", str(video), "--audio",
-                           str(audio), "-o", str(args.work / "out_cli.mp4"), "--models-dir", str(models),
+                    out = args.work / "out_cli.mp4"
+                    cmd = [sys.executable, "-c", _CLI.format(root=str(ROOT), threads=args.threads,
+                                                             standins=standins),
+                           "lipsync", "--video", str(video), "--audio",
+                           str(audio), "-o", str(out), "--models-dir", str(models),
                            "--device", "cpu", "--no-progress", "--detector-scale", str(args.detector_scale)]
                 else:
                     cmd = [sys.executable, "-c", _GRAPH.format(root=str(ROOT), threads=args.threads,
                                                                video=str(video), audio=str(audio),
-                                                               scale=args.detector_scale)]
-                row = {"path": path, "resolution": resolution, "seconds": seconds,
+                                                               scale=args.detector_scale, standins=standins)]
+                row = {"path": path, "networks": args.networks, "resolution": resolution, "seconds": seconds,
                        "detector_scale": args.detector_scale,
                        "frames": int(round(seconds * FPS)), **run_child(cmd, env)}
+                found = _GRAPH_OUT.search(row["stdout"]) if path == "graph" else None
+                written = str(out) if path == "cli" else (found.group(1) if found else None)
+                if written:
+                    row.update(check_output(written, seconds))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:

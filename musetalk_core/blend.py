@@ -175,6 +175,11 @@ class Blender:
     """
 
     MASK_CACHE = 64  # blurred masks kept (source frames); ping-pong revisits recompute the rest
+    MASK_CACHE_BYTES = 64 << 20  # ... and at most this many bytes of them (close-ups in 4K have 5 MB masks)
+    # Bounds that keep very large frames and faces in the memory of 1080p (none changes a pixel: frames and
+    # pixels are composited independently of each other):
+    CHUNK_PIXELS = 40_000_000  # frame pixels per output chunk (16 1080p frames; fewer frames above 1080p)
+    COMPOSE_PIXELS = 2_000_000  # mask pixels per compose call (a 4K close-up's mask alone is 2000 x 2000)
 
     def __init__(self, faces: MuseTalkFaces, source_index: torch.Tensor, generated_has_face: torch.Tensor,
                  device: torch.device, *, silent: Optional[torch.Tensor] = None, blur_factor: float = 0.05,
@@ -202,6 +207,7 @@ class Blender:
         self.geometry = self._check_geometry(source[torch.from_numpy(active)].tolist())
         self.active = active & np.array([int(j) in self.geometry for j in source.tolist()], dtype=bool)
         self._blurred: "OrderedDict[int, torch.Tensor]" = OrderedDict()
+        self._blurred_bytes = 0
 
     def _check_geometry(self, used) -> Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]]:
         geometry: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
@@ -232,7 +238,8 @@ class Blender:
         so a segment that starts on a multiple of ``step`` blends the very chunks of the whole run."""
         from .sources import prefetched
 
-        t, step = int(self.source.numel()), int(step)
+        h, w = (int(v) for v in source.frame_size)
+        t, step = int(self.source.numel()), max(1, min(int(step), self.CHUNK_PIXELS // max(1, h * w)))
         end = t if last is None else min(t, int(last))
         starts = range(int(first), end, step)
         reads = prefetched(source, [self.source[a:min(a + step, end)].tolist() for a in starts])
@@ -242,7 +249,7 @@ class Blender:
                 rows = self.rows(start, stop)
                 if rows and before is not None:
                     before(rows[-1])
-                yield start, stop, to_uint8(self.blend(start, stop, raw, faces_of)).cpu()
+                yield start, stop, to_uint8(self.blend(start, stop, raw, faces_of), in_place=True).cpu()
         finally:
             reads.close()  # waits for a read still running on the prefetch thread
 
@@ -269,8 +276,12 @@ class Blender:
             ks.append(blend_ops.blur_kernel_size(self.blur_factor, side))
         for j, m in zip(todo, blend_ops.gaussian_blur_masks(cut, ks)):
             self._blurred[j] = m
-        while len(self._blurred) > max(self.MASK_CACHE, len(js)):
-            self._blurred.popitem(last=False)
+            self._blurred_bytes += m.numel() * m.element_size()
+        # the oldest go first; the masks of this call (the newest) always stay
+        while len(self._blurred) > len(js) and (len(self._blurred) > self.MASK_CACHE
+                                                or self._blurred_bytes > self.MASK_CACHE_BYTES):
+            _, old = self._blurred.popitem(last=False)
+            self._blurred_bytes -= old.numel() * old.element_size()
 
     def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
         """float32 (stop - start, H, W, 3) on the device: source frames ``raw`` (float IMAGE values or uint8) of
@@ -279,16 +290,33 @@ class Blender:
         device = self.device
         if raw.is_floating_point() and raw.shape[-1] == 3:
             chunk = raw.to(device=device, dtype=torch.float32)
-        else:  # uint8, grayscale or RGBA input: through the standard conversion
-            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32) / 255.0
+        else:  # uint8, grayscale or RGBA input: through the standard conversion (divided in place: one copy)
+            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32).div_(255.0)
         rows = self.rows(start, stop)
-        if not rows:
-            return chunk
+        group, pixels = [], 0
+        for i in rows:  # groups of at most COMPOSE_PIXELS mask pixels (at least one frame each)
+            crop = self.geometry[int(self.source[i])][1]
+            side = max(0, crop[2] - crop[0])
+            if group and pixels + side * side > self.COMPOSE_PIXELS:
+                self._compose(chunk, start, group, generated_faces)
+                group, pixels = [], 0
+            group.append(i)
+            pixels += side * side
+        if group:
+            self._compose(chunk, start, group, generated_faces)
+        return chunk
+
+    def _compose(self, chunk: torch.Tensor, start: int, rows: List[int], generated_faces) -> None:
+        """Composite the generated mouths of output frames ``rows`` into ``chunk`` (frames start.., in place)."""
+        device = self.device
         source, geometry = self.source, self.geometry
         local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
         js = [int(source[i]) for i in rows]
         self._masks_for(js)
-        frames_sel = chunk[local]  # float; compose converts only the pixels it touches
+        # float; compose converts only the pixels it touches. Consecutive rows (the usual case) are a view, not a
+        # copy of the chunk (at 1080p a chunk of 16 float frames is 400 MB)
+        first = int(rows[0]) - start
+        frames_sel = chunk[first:first + len(rows)] if rows[-1] - rows[0] == len(rows) - 1 else chunk[local]
         gen = generated_faces(rows).to(device=device, dtype=torch.uint8)
         boxes = torch.tensor([geometry[j][0] for j in js], dtype=torch.long, device=device)
         crops = torch.tensor([geometry[j][1] for j in js], dtype=torch.long, device=device)
@@ -313,12 +341,14 @@ class Blender:
                 old = chunk[target, py, px]
                 new = torch.where(fading[:, None], old + w[:, None] * (new - old), new)
             chunk[target, py, px] = new
-        return chunk
 
 
-def to_uint8(chunk: torch.Tensor) -> torch.Tensor:
-    """Blended float frames -> uint8 as the video writer rounds them (round(x * 255))."""
-    return (chunk.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+def to_uint8(chunk: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """Blended float frames -> uint8 as the video writer rounds them (round(x * 255)). ``in_place``: ``chunk``
+    (float32, not needed afterwards) is overwritten instead of two more float copies of it being made."""
+    if in_place and chunk.dtype == torch.float32:
+        return chunk.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return (chunk.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalkGenerated, *,
@@ -410,7 +440,7 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     The output frames equal blend_frames' on the same frames, bit for bit."""
     from fractions import Fraction
 
-    from .previews import sample_indices, strip
+    from .previews import Downscaled, sample_indices, strip
     from .video_io import VideoWriter, audio_layout
 
     hooks = hooks or NO_HOOKS
@@ -430,12 +460,14 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     faces_of = generated_faces_reader(generated, replacement_faces, device)
     audio = assemble_audio(generated.audio.audio if generated.audio is not None else None, t, fps)
     shown = sample_indices(t)
-    kept: Dict[int, np.ndarray] = {}
+    kept: Dict[int, np.ndarray] = Downscaled()  # the preview frames, already at preview size
     with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
         with closing(blender.stream(source, chunk_size, faces_of)) as chunks:
             for start, stop, out in chunks:
                 writer.write(out)
-                kept.update({i: out[i - start].numpy().copy() for i in shown if start <= i < stop})
+                for i in shown:
+                    if start <= i < stop:
+                        kept[i] = out[i - start].numpy()
                 hooks.step(stop - start)
         writer.finish(audio)
     return strip(kept, shown), audio, fps, t

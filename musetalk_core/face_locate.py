@@ -9,6 +9,7 @@ and detection on a downscaled frame.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional
 
@@ -26,6 +27,24 @@ FACE_REGION_FACTOR = 2.0  # face_region: DWPose's person box is a square of 2x t
 # frames x pixels per S3FD forward (batch shrinks on big frames; results unchanged): about 1 GB of first-layer
 # activations, so 720p and 1080p peak alike; a 4K frame alone is 8.3 Mpx (use detector_scale 0.5 there)
 S3FD_PIXEL_BUDGET = 2_000_000
+S3FD_BYTES_PER_PIXEL = 520  # measured peak per detected pixel at fp32 on the CPU (two 64-channel maps + workspace)
+log = logging.getLogger(__name__)
+_warned_sizes: set = set()
+
+
+def warn_large_frames(h: int, w: int, detector_scale: float) -> None:
+    """Once per frame size and scale: a frame alone of more than twice the pixel budget (4K at detector_scale 1)
+    is one S3FD pass at its full size, several GB; say which detector_scale keeps it near the budget."""
+    pixels = int(h * w * detector_scale ** 2)
+    if pixels <= 2 * S3FD_PIXEL_BUDGET or (h, w, detector_scale) in _warned_sizes:
+        return
+    _warned_sizes.add((h, w, detector_scale))
+    fit = int((1.1 * S3FD_PIXEL_BUDGET / (h * w)) ** 0.5 * 20) / 20  # multiple of 0.05: 0.5 for 4K, 0.25 for 8K
+    log.warning("FaceDetectAndParse: %dx%d frames at detector_scale %g are %.1f Mpx per face-detector pass (about "
+                "%.1f GB at fp32); detector_scale %.2f keeps a pass near %.0f Mpx (about %.1f GB) and detects about "
+                "%.0fx faster (small faces are found less well).", w, h, detector_scale, pixels / 1e6,
+                pixels * S3FD_BYTES_PER_PIXEL / 1e9, fit, S3FD_PIXEL_BUDGET / 1e6,
+                h * w * fit ** 2 * S3FD_BYTES_PER_PIXEL / 1e9, pixels / (h * w * fit ** 2))
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +160,7 @@ def locate_faces(models, frames_u8: torch.Tensor, *, version: str = "v15", bbox_
     margin = int(extra_margin) if version == "v15" else None
     batch = int(batch_size)
     s3fd_batch = max(1, min(batch, S3FD_PIXEL_BUDGET // max(1, int(h * w * detector_scale ** 2))))
+    warn_large_frames(h, w, float(detector_scale))
 
     has_face = torch.zeros(n, dtype=torch.bool)
     boxes = torch.zeros(n, 4, dtype=torch.int64)

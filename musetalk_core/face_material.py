@@ -25,20 +25,17 @@ from .face_boxes import bbox_range_text
 from .faces import (CROP_SIZE, MAX_SMOOTHING_SIGMA, _check_settings, crop_face, draw_preview, no_face_warning,
                     smooth_boxes)
 from .hooks import NO_HOOKS, RunHooks
+from .previews import Downscaled
 from .sources import FrameSource
 from .spill import SpilledArray, SpilledMasks, SpillFolder
 from .types import MuseTalkFaces, MuseTalkModels
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 64  # source frames per read (rounded to whole detection batches) at 720p and below
-CHUNK_PIXELS = DEFAULT_CHUNK * 720 * 1280  # larger frames: fewer per read (1080p 28, 4K 7), so a read (and the
-# one decoded ahead of it) holds about 180 MB whatever the resolution
-
-
-def default_chunk(frame_size: Sequence[int]) -> int:
-    h, w = (int(v) for v in frame_size)
-    return max(1, min(DEFAULT_CHUNK, CHUNK_PIXELS // max(1, h * w)))
+DEFAULT_CHUNK = 64  # source frames per read (rounded to whole detection batches)
+# ... and at most this many pixels per read (uint8: 177 MB; 28 frames of 1080p, 7 of 4K), at least one batch;
+# the next read is decoded ahead on a thread, so two reads are in memory at a time
+CHUNK_PIXELS = DEFAULT_CHUNK * 720 * 1280
 
 
 def smoothing_radius(box_smoothing: float) -> int:
@@ -165,8 +162,9 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
                 hooks: Optional[RunHooks] = None) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
     """MuseTalkFaces for every frame of ``source`` (see the module docstring).
 
-    Returns (faces, {frame index: uint8 preview frame} for ``preview_indices``, the bbox_shift range report); a
-    PreviewArray as ``preview_indices`` receives every frame's preview instead (and is what is returned).
+    Returns (faces, {frame index: uint8 preview frame, downscaled as previews.strip shows it} for
+    ``preview_indices``, the bbox_shift range report); a PreviewArray as ``preview_indices`` receives every frame's
+    full-size preview instead (and is what is returned).
     Frames outside ``wanted`` are marked as having no face. hooks.step: once per located frame and once per
     cropped/parsed frame.
     """
@@ -182,13 +180,13 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     h, w = (int(v) for v in source.frame_size)
     mode = parsing.resolve_mode(parsing_mode, models.version)
     batch = int(batch_size)
-    chunk = max(batch, int(chunk_frames or default_chunk((h, w))) // batch * batch)
+    chunk = max(batch, min(int(chunk_frames or DEFAULT_CHUNK), CHUNK_PIXELS // max(1, h * w)) // batch * batch)
     wanted = np.ones(n, dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
     radius = smoothing_radius(float(box_smoothing))
     located = _dilate(wanted, radius)
     mat = _Material(n, spill)
     previews = (preview_indices if isinstance(preview_indices, PreviewArray)
-                else {int(i): None for i in preview_indices})
+                else Downscaled.fromkeys(int(i) for i in preview_indices))
     left, right = int(left_cheek_width), int(right_cheek_width)
     fingerprint = source.fingerprint()
 

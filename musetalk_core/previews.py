@@ -34,6 +34,17 @@ def downscale(frame: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(frame), size, interpolation=cv2.INTER_AREA)
 
 
+class Downscaled(dict):
+    """{frame index: uint8 frame} holding each frame as ``strip`` shows it (downscaled, and a copy: never a view
+    of a bigger array): 16 preview frames of a 4K video cost 28 MB instead of 400 MB while the video streams."""
+
+    def __setitem__(self, index, frame) -> None:
+        if frame is not None:
+            small = downscale(frame)
+            frame = np.array(frame, copy=True) if small is frame else small
+        super().__setitem__(index, frame)
+
+
 def strip(frames: Dict[int, np.ndarray], order: Sequence[int]) -> torch.Tensor:
     """IMAGE float (k, h, w, 3) of the given uint8 frames, downscaled alike."""
     picked = [downscale(frames[i]) for i in order]

@@ -233,7 +233,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
                    chunk_frames: Optional[int] = None) -> StreamResult:
     """Lip-sync ``source`` to ``audio``; every output frame goes to ``sink`` as soon as it is blended.
 
-    ``chunk_frames``: source frames per read in the faces stage (default: face_material.default_chunk, rounded
+    ``chunk_frames``: source frames per read in the faces stage (default 64, at most face_material.CHUNK_PIXELS, rounded
     to detection batches);
     output frames per chunk are ``options.chunk_size``. Neither changes the result.
     """

@@ -168,6 +168,43 @@ def test_output_disk_full(small_media, faceless_models_dir, tmp_path):
     assert proc.stdout.strip() == ""  # `ls -A` of the full disk: no temporary file left behind
 
 
+def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(small_media, faceless_models_dir, tmp_path,
+                                                                   capsys, monkeypatch):
+    """Ctrl-C while frames are being blended and encoded: exit 130, no output file (not even a partial one), the
+    temporary folder of spilled material removed; the same command then succeeds."""
+    import tempfile
+
+    from musetalk_core import cli, video_io
+    from musetalk_core.blend import Blender
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the spill folder goes (SpillFolder(None))
+    spilled = lambda: [p for p in os.listdir(temp) if p.startswith("musetalk-")]  # noqa: E731 (torch adds caches)
+    out = tmp_path / "out" / "result.mp4"
+    out.parent.mkdir()
+    argv = _lipsync_argv(small_media, faceless_models_dir, out, "--chunk-size", "2")
+    real = Blender.blend
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second chunk: the first one is already with the encoder
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Blender, "blend", interrupted)
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and len(calls) == 2
+    assert os.listdir(out.parent) == [] and spilled() == []
+    monkeypatch.setattr(Blender, "blend", real)
+    code = cli.main(argv)
+    assert code == 0, capsys.readouterr().err
+    assert video_io.probe(out)["frames"] == 7  # floor(0.3 s x 25 fps)
+    assert os.listdir(out.parent) == ["result.mp4"] and spilled() == []
+
+
 def test_write_video_refused_mid_write_leaves_nothing(tmp_path):
     """The OS refusing more bytes part-way (here a file-size limit: EFBIG, the same path as a full disk)."""
     import resource

@@ -332,3 +332,65 @@ def test_rejects_nan_frames_under_the_mask():
     images[:, :, :] = float("nan")
     with pytest.raises(InputError, match="NaN"):
         blend_frames(images, faces, generated)
+
+
+def test_pixel_budgets_bound_each_pass_without_changing_a_pixel(monkeypatch):
+    """Blender.stream (the VIDEO / command-line blend) limits frame pixels per chunk, mask pixels per compose call
+    and bytes of cached masks (very large frames and close-ups); none of the limits changes an output pixel."""
+    from musetalk_core import blend_ops
+    from musetalk_core.blend import Blender, make_blender, to_uint8
+    from musetalk_core.sources import TensorSource
+
+    frames, boxes, crops, masks = synthetic_video(n=5, seed=3)
+    faces = make_faces(frames, boxes, crops, masks)
+    src = [0, 1, 2, 3, 4, 4, 3, 2, 1, 0, 0]
+    gen = np.random.default_rng(4).integers(0, 256, (len(src), 256, 256, 3), dtype=np.uint8)
+    generated = make_generated(gen, src, audio=make_audio(len(src), silent=[0] * 4 + [1] * 2 + [0] * 5))
+    ref = to_uint8(blend_frames(to_image(frames), faces, generated, silence_handling=True, silence_fade_frames=2)[0])
+    reads, batches = [], []
+    real_compose = blend_ops.compose
+
+    class Recording(TensorSource):
+        def read(self, indices):
+            reads.append(len(indices))
+            return super().read(indices)
+
+    def compose(frames_sel, resized, boxes, crops, mask_batch):
+        batches.append(int(mask_batch.shape[0]))
+        return real_compose(frames_sel, resized, boxes, crops, mask_batch)
+
+    monkeypatch.setattr(blend_ops, "compose", compose)
+
+    def run():
+        reads.clear()
+        batches.clear()
+        blender = make_blender(faces, generated, "cpu", 0.05, 0.5, True, 2)
+        out = [o for _, _, o in blender.stream(Recording(torch.from_numpy(frames)), 16,
+                                               lambda rows: generated.faces[rows])]
+        return torch.cat(out), blender
+
+    out, _ = run()
+    assert torch.equal(out, ref) and reads == [len(src)] and max(batches) > 1
+    monkeypatch.setattr(Blender, "CHUNK_PIXELS", 3 * 72 * 96)  # 3 frames of this size per chunk
+    monkeypatch.setattr(Blender, "COMPOSE_PIXELS", 1)  # one face per compose call
+    monkeypatch.setattr(Blender, "MASK_CACHE_BYTES", 1)  # only the masks in use stay
+    out, blender = run()
+    assert torch.equal(out, ref)
+    assert reads == [3, 3, 3, 2] and set(batches) == {1} and len(batches) == len(blender.rows(0, len(src))) == 9
+    assert len(blender._blurred) == 1 and blender._blurred_bytes == next(iter(blender._blurred.values())).numel()
+
+
+def test_preview_frames_are_kept_at_preview_size():
+    """The VIDEO paths keep their 16 preview frames already downscaled (and copied, never views of a chunk): the
+    strip is the same as from full-size frames."""
+    from musetalk_core.previews import PREVIEW_SIDE, Downscaled, strip
+
+    rng = np.random.default_rng(9)
+    big = rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8)
+    chunk = rng.integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
+    kept = Downscaled()
+    kept[0] = big
+    kept[1] = chunk[1]
+    assert kept[0].shape == (432, PREVIEW_SIDE, 3) and not np.shares_memory(kept[1], chunk)
+    assert torch.equal(strip(kept, [0]), strip({0: big}, [0]))
+    assert torch.equal(strip(kept, [1]), strip({1: chunk[1]}, [1]))

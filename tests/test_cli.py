@@ -55,7 +55,7 @@ def test_options_are_the_node_inputs():
 
 @pytest.mark.parametrize("case", ["missing_video", "junk_video", "audio_only_as_video", "empty_video",
                                   "missing_audio", "silent_audio", "missing_output_folder", "fps_with_video",
-                                  "bad_option", "missing_models"])
+                                  "bad_option", "missing_models", "truncated_video"])
 def test_bad_input_exits_2_with_message_and_writes_nothing(case, media, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     video, audio = str(media["video"]), str(media["audio"])
@@ -93,6 +93,12 @@ def test_bad_input_exits_2_with_message_and_writes_nothing(case, media, tmp_path
         expect = "outside"
     elif case == "missing_models":
         expect = "missing"
+    elif case == "truncated_video":  # cut part-way: refused before a model is loaded, naming the frame
+        whole = write_video(tmp_path / "whole.mkv", face_frames(30, 48, 32), Fraction(25)).read_bytes()
+        cut = tmp_path / "cut.mkv"
+        cut.write_bytes(whole[: int(len(whole) * 0.6)])
+        (tmp_path / "whole.mkv").unlink()
+        video, expect = str(cut), "stopped at frame"
     code, _, err = run(["lipsync", "--video", video, "--audio", audio, "--output", str(out), "--no-progress",
                         *extra], capsys)
     assert code == 2, err
@@ -147,3 +153,4 @@ def test_audio_shorter_than_a_frame_is_refused_before_anything_runs(media, tmp_p
                         "--models-dir", str(tmp_path / "no_models"), "--no-progress"], capsys)
     assert code == 2 and "shorter than one video frame" in err  # not "missing models": checked first
     assert not out.exists()
+

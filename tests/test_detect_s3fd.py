@@ -116,3 +116,21 @@ def test_wrong_checkpoint_in_s3fd_slot(tmp_path):
 
     with pytest.raises(WeightFileError, match="S3FD"):
         load_s3fd(target)
+
+
+def test_frames_far_above_the_pixel_budget_get_one_warning_naming_a_detector_scale(caplog, monkeypatch):
+    """One 4K frame is one S3FD pass of 8.3 Mpx (several GB): a warning, once per size, says which detector_scale
+    keeps a pass near the budget; 1080p (about the budget) and 4K at 0.5 say nothing."""
+    import logging
+
+    from musetalk_core import face_locate
+
+    monkeypatch.setattr(face_locate, "_warned_sizes", set())
+    with caplog.at_level(logging.WARNING, logger="musetalk_core.face_locate"):
+        for h, w, scale in ((1080, 1920, 1.0), (2160, 3840, 0.5), (2160, 3840, 1.0), (2160, 3840, 1.0),
+                            (4320, 7680, 1.0)):
+            face_locate.warn_large_frames(h, w, scale)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "3840x2160" in messages[0] and "detector_scale 0.50" in messages[0] and "GB" in messages[0]
+    assert "7680x4320" in messages[1] and "detector_scale 0.25" in messages[1]

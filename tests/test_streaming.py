@@ -205,3 +205,63 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
 
     with pytest.raises(errors.InputError, match="not both"):
         nodes["BlendAndAssemble"]().blend(images=images, video=video, faces=None, generated=None, **blend_args)
+
+
+def test_face_chunks_are_bounded_by_pixels(models, monkeypatch):
+    """FaceDetectAndParse's VIDEO reads hold at most face_material.CHUNK_PIXELS (whole detection batches, at least
+    one), so 4K / 8K frames are not read 64 at a time; the material is the same as with the default chunks."""
+    from musetalk_core import face_material, parsing
+
+    # labels from the parser's input pixels instead of BiSeNet (the slow part; chunked parsing against the real
+    # network is test_chunked_equals_in_memory_bit_for_bit): skin where red dominates, lips where it is strongest
+    monkeypatch.setattr(parsing, "parse_labels", lambda net, inputs, device=None, one_by_one=None: np.stack(
+        [np.where(x[..., 0] > x[..., 2] + 40, 1, 0) + np.where(x[..., 0] > 200, 11, 0) for x in inputs]
+    ).astype(np.uint8))
+    frames = marked_video()[:4]
+    reads = []
+
+    class Counting(TensorSource):
+        def read(self, indices):
+            reads.append(len(indices))
+            return super().read(indices)
+
+    def build():
+        reads.clear()
+        faces, _, _ = face_material.build_faces(models, Counting(torch.from_numpy(frames)), batch_size=2)
+        return faces
+
+    ref = build()
+    assert reads == [4] and sum(m is not None and bool(m.any()) for m in ref.masks) >= 2
+    h, w = frames.shape[1:3]
+    monkeypatch.setattr(face_material, "CHUNK_PIXELS", 3 * h * w)  # 3 frames -> 2: one batch of 2
+    faces = build()
+    assert reads == [2, 2]
+    assert torch.equal(faces.boxes, ref.boxes) and torch.equal(faces.has_face, ref.has_face)
+    assert all(torch.equal(a, b) for a, b in zip(faces.masks, ref.masks) if a is not None)
+    assert [m is None for m in faces.masks] == [m is None for m in ref.masks]
+
+
+def test_disk_full_while_spilling_is_a_clear_error_and_removes_the_material(models, tmp_path, monkeypatch):
+    """The temporary disk filling up while the face crops are spilled: an InputError saying so (with the fix),
+    and the temporary folder (audio windows already written included) removed."""
+    import errno
+
+    from musetalk_core import spill as spill_module
+    from musetalk_core.errors import InputError
+
+    real = spill_module._File.write
+
+    def write(self, offset, data):
+        if self.path.name == "crops.u8":
+            self._fh.write = _full  # the OS refusing: _File.write turns it into the clear error
+        return real(self, offset, data)
+
+    def _full(data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spill_module._File, "write", write)
+    folder = tmp_path / "spill"
+    with pytest.raises(InputError, match="is full.*TMPDIR"):
+        streamed(models, TensorSource(torch.from_numpy(marked_video())), speech_with_pause(8),
+                 OPTIONS.updated(box_smoothing=0.0), spill_dir=folder)
+    assert os.listdir(folder) == []

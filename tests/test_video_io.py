@@ -155,3 +155,39 @@ def test_truncated_video_names_the_frame_where_decoding_stopped(tmp_path):
     cut.write_bytes(data[: int(len(data) * 0.6)])
     with pytest.raises(InputError, match=r"stopped at frame \d+ of the 30"):
         VideoFileSource(cut)  # noticed when opened: before a frame is decoded or anything written
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_long_audio_is_written_in_pieces_with_the_packets_of_one_whole_frame(tmp_path, monkeypatch, channels):
+    """VideoWriter.finish hands the track to the AAC encoder in pieces (no whole-track copy for long videos);
+    the encoder re-cuts them into the same AAC frames, so the packets equal those of one frame holding it all."""
+    import av
+
+    monkeypatch.setattr(video_io, "AUDIO_CHUNK", 3000)  # many pieces, none a multiple of the 1024-sample AAC frame
+    sr, t, fps = 16000, 10, Fraction(25)
+    rng = np.random.default_rng(3)
+    wave = (0.2 * rng.standard_normal((1, channels, 7000))).astype(np.float32)
+    audio = {"waveform": torch.from_numpy(wave), "sample_rate": sr}
+    sizes = []
+    real = av.AudioFrame.from_ndarray
+
+    def recording(array, *args, **kwargs):
+        sizes.append(array.shape[-1])
+        return real(array, *args, **kwargs)
+
+    monkeypatch.setattr(av.AudioFrame, "from_ndarray", recording)
+    out = video_io.write_video(tmp_path / "o.mp4", torch.from_numpy(face_frames(t, 32, 32)), fps, audio)
+    monkeypatch.setattr(av.AudioFrame, "from_ndarray", real)
+    assert max(sizes) == 3000 and sum(sizes) == 6400  # 0.4 s at 16 kHz, never the whole track at once
+    with av.open(str(out)) as c:
+        written = [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+    # reference: the trimmed track as a single frame through a fresh encoder with the same settings
+    keep = int(round(float(t / fps) * sr))
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(tmp_path / "ref.mp4"), "w") as c:
+        stream = c.add_stream("aac", rate=sr, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[0, :, :keep]), format="fltp", layout=layout)
+        frame.sample_rate, frame.pts = sr, 0
+        expected = [bytes(p) for p in stream.encode(frame)] + [bytes(p) for p in stream.encode()]
+    assert len(written) > 3 and written == expected
+    assert video_io.probe(out)["audio_seconds"] == pytest.approx(keep / sr, abs=1e-3)
