@@ -23,20 +23,26 @@ class BackgroundWorker:
         self._queue: "queue.Queue[object]" = queue.Queue(maxsize=max(1, int(depth)))
         self._error: Optional[BaseException] = None
         self._cancelled = threading.Event()
+        # set by the thread as it ends: Thread.join/is_alive cannot be trusted after a Ctrl-C interrupted a join
+        # (CPython then marks the thread stopped while it still runs)
+        self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if self._error is not None or self._cancelled.is_set():
-                continue  # drain: the producer may still be blocked on put
-            try:
-                self._handle(item)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                self._error = exc
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                if self._error is not None or self._cancelled.is_set():
+                    continue  # drain: the producer may still be blocked on put
+                try:
+                    self._handle(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    self._error = exc
+        finally:
+            self._finished.set()
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -45,7 +51,7 @@ class BackgroundWorker:
     def put(self, item: object) -> None:
         """Queue ``item`` (blocks while ``depth`` items wait); raises what the worker raised so far."""
         self._raise_error()
-        if not self._thread.is_alive():
+        if self._finished.is_set():
             raise RuntimeError("the background worker has stopped")
         while True:  # a timeout keeps Ctrl-C deliverable to the caller while it waits
             try:
@@ -65,6 +71,18 @@ class BackgroundWorker:
         self._stop()
 
     def _stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        """Queue the stop and wait for the thread to end, also through Ctrl-C (re-raised once it has ended), so no
+        caller goes on to close what the thread may still be using."""
+        interrupted: Optional[BaseException] = None
+        sent = False
+        while not self._finished.is_set():
+            try:
+                if not sent:
+                    self._queue.put(_STOP)
+                    sent = True
+                self._finished.wait()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                self._cancelled.set()  # a second Ctrl-C: drop the rest, end after the item in hand
+        if interrupted is not None:
+            raise interrupted

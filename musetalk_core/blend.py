@@ -249,7 +249,9 @@ class Blender:
                 rows = self.rows(start, stop)
                 if rows and before is not None:
                     before(rows[-1])
-                yield start, stop, to_uint8(self.blend(start, stop, raw, faces_of), in_place=True).cpu()
+                out = to_uint8(self.blend(start, stop, raw, faces_of), in_place=True).cpu()
+                del raw  # before the next read-ahead starts: two source chunks alive at most
+                yield start, stop, out
         finally:
             reads.close()  # waits for a read still running on the prefetch thread
 

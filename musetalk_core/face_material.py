@@ -209,9 +209,11 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
             locate(indices, frames_u8)
             with models.use("face_parser") as (parser,):
                 crop_parse(parser, indices, frames_u8)
+            del frames_u8
     else:  # smoothing reads ahead: boxes of all frames first, then a second read to crop and parse
         for indices, frames_u8 in _read_ahead(source, located, chunk):
             locate(indices, frames_u8)
+            del frames_u8
         mat.boxes = smooth_boxes(mat.boxes, mat.has_face, float(box_smoothing))
         if not wanted.all():  # located only for the smoothing of a neighbour: not part of the result
             drop = torch.from_numpy(~wanted)
@@ -221,6 +223,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
         with models.use("face_parser") as (parser,):
             for indices, frames_u8 in _read_ahead(source, wanted, chunk):
                 crop_parse(parser, indices, frames_u8)
+                del frames_u8
     missing = [i for i, v in previews.items() if v is None]
     if missing:  # preview frames the output does not use: shown as they are
         for i, frame in zip(missing, source.read(missing).numpy()):
@@ -233,7 +236,8 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
 
 def _read_ahead(source: FrameSource, selected: np.ndarray, chunk: int):
     """(indices, uint8 frames) of the selected frames, ``chunk`` at a time; the next chunk decodes on a thread
-    while the caller runs the networks on this one."""
+    while the caller runs the networks on this one. Callers drop their chunk (``del``) before asking for the next,
+    so two chunks are alive at most, not three."""
     from .sources import prefetched
 
     groups = list(_groups(np.flatnonzero(selected), chunk))

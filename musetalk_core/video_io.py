@@ -326,6 +326,8 @@ class VideoWriter:
     def write(self, frames: torch.Tensor, advance: Optional[Callable[[int], None]] = None) -> None:
         """Queue frames for the encoder thread; ``advance(1)`` per frame handed over. Raises what the encoder
         raised so far (the file is then removed)."""
+        if self._encoder is None:
+            raise OutputError(f"'{self.path}': the video writer has already finished or failed; start a new one.")
         if frames.ndim == 3:
             frames = frames.unsqueeze(0)
         group = max(1, ENCODE_GROUP_PIXELS // (self.width * self.height))
@@ -359,8 +361,8 @@ class VideoWriter:
         try:
             if self.frames == 0:
                 raise InputError("There are no frames to write.")
-            encoder, self._encoder = self._encoder, None
-            encoder.close()  # every queued frame encoded; raises the encoder's error
+            self._encoder.close()  # every queued frame encoded; raises the encoder's error
+            self._encoder = None  # only now: a Ctrl-C inside close() leaves it for _fail to cancel
             self.container.mux(self.vstream.encode())
             if self.astream is not None:
                 _mux_audio(self.container, self.astream, audio, self.frames, self.rate)
@@ -376,9 +378,9 @@ class VideoWriter:
     def _fail(self, exc: BaseException) -> None:
         """Close the container, then let atomic_output remove the temporary file (and turn an OS error into an
         OutputError naming the output, which then propagates instead of ``exc``)."""
-        encoder, self._encoder = self._encoder, None
-        if encoder is not None:
-            encoder.cancel()  # stops after the frame in hand; nothing touches the container after this
+        if self._encoder is not None:
+            self._encoder.cancel()  # waits out the frame in hand (even through Ctrl-C); then nothing else
+            self._encoder = None    # touches the container
         if self.container is not None:
             try:
                 self.container.close()

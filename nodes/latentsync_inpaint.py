@@ -115,7 +115,7 @@ class LatentSyncInpaint:
 
 
 def _insightface_root():
-    """<models>/latentsync/auxiliary in the first models folder that has one (upstream: checkpoints/auxiliary)."""
-    dirs = comfy_bridge.models_search_dirs()
-    found = [d / "latentsync" / "auxiliary" for d in dirs if (d / "latentsync" / "auxiliary").is_dir()]
-    return found[0] if found else (dirs[0] / "latentsync" / "auxiliary" if dirs else None)
+    """The CLI's search (latentsync.stream.insightface_root) over ComfyUI's models folders."""
+    from musetalk_core.latentsync.stream import insightface_root
+
+    return insightface_root(comfy_bridge.models_search_dirs())

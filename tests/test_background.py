@@ -131,3 +131,37 @@ def test_rgb_to_yuv_on_the_pool_gives_the_bytes_encode_would(tmp_path):
     a, b = planes(ours), planes(plain)
     assert len(a) == len(b) == 10
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_close_waits_for_the_thread_through_ctrl_c():
+    """A Ctrl-C while close() waits must not return before the worker has ended: the caller closes the container
+    next, which the worker may still be using."""
+    import os
+    import signal
+
+    gate = threading.Event()
+    state = {"in_hand": False, "done": False}
+
+    def handle(x):
+        state["in_hand"] = True
+        gate.wait()
+        state["done"] = True
+
+    worker = BackgroundWorker(handle, depth=2)
+    worker.put(1)
+    while not state["in_hand"]:
+        time.sleep(0.01)
+    # a real SIGINT: it interrupts the caller blocked in join(), as Ctrl-C does
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    threading.Timer(0.6, gate.set).start()
+    with pytest.raises(KeyboardInterrupt):
+        worker.close()
+    assert state["done"] and worker._finished.is_set()
+
+
+def test_video_writer_refuses_writes_after_it_failed(tmp_path):
+    writer = video_io.VideoWriter(tmp_path / "o.mp4", 25, 96, 64)
+    writer.abort()
+    with pytest.raises(OutputError, match="already finished or failed"):
+        writer.write(_frames(1))
+    assert list(tmp_path.iterdir()) == []

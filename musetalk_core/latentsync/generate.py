@@ -98,7 +98,9 @@ def generate_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[to
                                  ref_lat, audio[start:stop].to(device=device, dtype=dtype),
                                  float(settings.guidance_scale), hooks, on_step, w)
         decoded = px.decode(vae, latents)
-        restored = px.paste_mouth(decoded.float(), pixels.to(decoded.device), mask_image.to(decoded.device))
+        # the mask stays float64 as upstream's (the paste is computed in it); MPS has no float64
+        mask = mask_image.to(torch.float32) if decoded.device.type == "mps" else mask_image
+        restored = px.paste_mouth(decoded.float(), pixels.to(decoded.device), mask.to(decoded.device))
         if on_window is not None:
             on_window(start, stop, latents, to_uint8_faces(restored))
 

@@ -89,5 +89,10 @@ def load_for_latentsync(dirs, options):
 
 
 def insightface_root(dirs) -> Optional[str]:
-    """Where the optional InsightFace models are looked for: <models>/latentsync/auxiliary (first folder)."""
-    return str(dirs[0] / "latentsync" / "auxiliary") if dirs else None
+    """<models>/latentsync/auxiliary in the first models folder that has one (upstream: checkpoints/auxiliary);
+    the first folder's when none has it (the missing-files error then names that place)."""
+    from pathlib import Path
+
+    roots = [Path(d) / "latentsync" / "auxiliary" for d in dirs]
+    found = [r for r in roots if r.is_dir()]
+    return str(found[0]) if found else (str(roots[0]) if roots else None)
