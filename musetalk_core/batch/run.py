@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -58,7 +59,7 @@ class _Bar:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # unique across hosts sharing the folder
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 

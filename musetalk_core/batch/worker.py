@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pickle
+import secrets
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ Report = Callable[[Tuple, int], None]   # (task key, frames just blended)
 
 def _dump(path: Path, value) -> None:
     """Pickle ``value`` to ``path`` atomically (a killed worker never leaves a partial file there)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # unique across hosts sharing the folder
     with open(tmp, "wb") as fh:
         pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
