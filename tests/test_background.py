@@ -136,7 +136,6 @@ def test_rgb_to_yuv_on_the_pool_gives_the_bytes_encode_would(tmp_path):
 def test_close_waits_for_the_thread_through_ctrl_c():
     """A Ctrl-C while close() waits must not return before the worker has ended: the caller closes the container
     next, which the worker may still be using."""
-    import os
     import signal
 
     gate = threading.Event()
@@ -151,11 +150,17 @@ def test_close_waits_for_the_thread_through_ctrl_c():
     worker.put(1)
     while not state["in_hand"]:
         time.sleep(0.01)
-    # a real SIGINT: it interrupts the caller blocked in join(), as Ctrl-C does
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
-    threading.Timer(0.6, gate.set).start()
-    with pytest.raises(KeyboardInterrupt):
-        worker.close()
+    # a real SIGINT sent to the main thread: it interrupts the caller blocked in close(), as Ctrl-C does (with
+    # Python's own handler: another library in the session may have installed its own)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        main = threading.main_thread().ident
+        threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()
+        threading.Timer(0.6, gate.set).start()
+        with pytest.raises(KeyboardInterrupt):
+            worker.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert state["done"] and worker._finished.is_set()
 
 
