@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -57,6 +57,13 @@ def _check_settings(parsing_mode, left_cheek_width, right_cheek_width, box_smoot
         raise InputError(f"'batch_size' must be an integer of at least 1; got {batch_size!r}.")
 
 
+def true_runs(flags) -> List[Tuple[int, int]]:
+    """(start, stop) of every run of consecutive True values, in order."""
+    padded = np.concatenate(([False], np.asarray(flags, dtype=bool).reshape(-1), [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def smooth_boxes(boxes: torch.Tensor, has_face: torch.Tensor, strength: float) -> torch.Tensor:
     """Temporal smoothing of crop boxes over each run of consecutive face frames (0 = unchanged).
 
@@ -71,22 +78,12 @@ def smooth_boxes(boxes: torch.Tensor, has_face: torch.Tensor, strength: float) -
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     src = boxes.cpu().numpy().astype(np.float64)
     out = src.copy()
-    face = has_face.cpu().numpy().astype(bool)
-    n = len(face)
-    i = 0
-    while i < n:
-        if not face[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and face[j]:
-            j += 1
+    for i, j in true_runs(has_face.cpu().numpy()):
         run = src[i:j]
         for k in range(j - i):
             lo, hi = max(0, k - radius), min(j - i, k + radius + 1)
             w = taps[lo - k + radius:hi - k + radius]
             out[i + k] = (w[:, None] * run[lo:hi]).sum(0) / w.sum()
-        i = j
     return torch.from_numpy(np.floor(out + 0.5).astype(np.int64))
 
 

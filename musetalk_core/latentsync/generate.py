@@ -35,18 +35,9 @@ from .sampler import MAX_WINDOW, StepCallback, denoise_window, latent_mask, make
 
 def face_windows(has_face: np.ndarray, window: int) -> List[Tuple[int, int]]:
     """(start, stop) windows over the output frames with a face: each run cut into pieces of ``window`` frames."""
-    flags = np.asarray(has_face, dtype=bool).reshape(-1)
-    windows, i, t = [], 0, flags.shape[0]
-    while i < t:
-        if not flags[i]:
-            i += 1
-            continue
-        end = i
-        while end < t and flags[end]:
-            end += 1
-        windows.extend((a, min(a + window, end)) for a in range(i, end, window))
-        i = end
-    return windows
+    from ..faces import true_runs
+
+    return [(a, min(a + window, end)) for start, end in true_runs(has_face) for a in range(start, end, window)]
 
 
 @dataclass(frozen=True)
