@@ -30,6 +30,19 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu
 python3 -c "import torch, diffusers, transformers; print(torch.__version__, diffusers.__version__, transformers.__version__)" \
     | tee -a "$OUT/gpu.txt"
 
+# shared by the steps: the real-size random networks (cached; TAESD too) and the CUDA tests, each under a limit
+log="$OUT/logs.txt"
+networks() {  # networks SECONDS [SCALE]
+    echo "== networks $(date -u +%T)" >> "$log"
+    timeout "$1" python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('${2:-real}', 'v15'))" \
+        >> "$log" 2>&1
+}
+cuda_tests() {  # cuda_tests SECONDS
+    echo "== CUDA tests $(date -u +%T)" >> "$log"
+    timeout "$1" python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
+        > "$OUT/cuda-tests.log" 2>&1
+}
+
 case "$step" in
 check)
     python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" 2>&1 \
@@ -59,18 +72,13 @@ fast)
     # running past its limit; every result file is written as it goes
     end=$((SECONDS + ${FAST_BUDGET_S:-440}))
     left() { local l=$((end - SECONDS)); (( l > $1 )) && l=$1; (( l < 5 )) && l=5; echo "$l"; }
-    log="$OUT/logs.txt"
     # FAST_DEVICE=cpu FAST_SCALE=tiny FAST_SMOKE=1 dry-runs every command on a CPU (tiny networks, tiny frames)
     scale=${FAST_SCALE:-real}
     common=(--scale "$scale" --frames 64 --size 720p --device "${FAST_DEVICE:-cuda}" --dtype bf16 --face-batch-size 16
             ${FAST_SMOKE:+--smoke})
     exact="channels_last+cudnn_benchmark+cuda_graphs"
-    echo "== networks (real size, random weights) $(date -u +%T)" >> "$log"
-    timeout "$(left 240)" python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('$scale', 'v15'))" \
-        >> "$log" 2>&1
-    echo "== CUDA tests $(date -u +%T)" >> "$log"
-    timeout "$(left 100)" python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
-        > "$OUT/cuda-tests.log" 2>&1
+    networks "$(left 240)" "$scale"
+    cuda_tests "$(left 100)"
     echo "== speed settings $(date -u +%T)" >> "$log"
     timeout "$(left 170)" python3 -m benchmarks.speed "${common[@]}" --batch-size 32 --warmup 1 --repeats 3 \
         --variants off channels_last cudnn_benchmark channels_last+cudnn_benchmark cuda_graphs "$exact" \
@@ -91,30 +99,21 @@ fast)
     ;;
 profile)
     # where the per-video and blend time goes on the GPU: stage timings plus one cProfile'd call of each
-    echo "== networks $(date -u +%T)" >> "$OUT/logs.txt"
-    timeout 120 python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('real', 'v15'))" \
-        >> "$OUT/logs.txt" 2>&1
-    echo "== CUDA tests $(date -u +%T)" >> "$OUT/logs.txt"
-    timeout 100 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
-        > "$OUT/cuda-tests.log" 2>&1
-    echo "== stages + profiles $(date -u +%T)" >> "$OUT/logs.txt"
+    networks 120
+    cuda_tests 100
+    echo "== stages + profiles $(date -u +%T)" >> "$log"
     timeout 200 python3 -m benchmarks.run --scale real --frames 64 --size 720p --device cuda --dtype bf16 \
         --batch-size 32 --face-batch-size 16 --warmup 1 --repeats 3 --no-reference \
         --stages detection landmarks parsing face_prepare blend whole_graph video_file --profile face_prepare blend video_file \
-        --json "$OUT/profile-bf16.json" >> "$OUT/logs.txt" 2>&1
-    echo "== done $(date -u +%T)" >> "$OUT/logs.txt"
+        --json "$OUT/profile-bf16.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
     ;;
 stream)
     # the video file in to the video file out (benchmarks.run's video_file stage: the CLI's streaming core), exact
     # defaults and the fastest opt-in settings, plus the straightforward pipeline side by side on 16 frames
-    log="$OUT/logs.txt"
     common=(--scale real --size 720p --device cuda --dtype bf16 --batch-size 32 --face-batch-size 16)
-    echo "== networks $(date -u +%T)" >> "$log"
-    timeout 120 python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('real', 'v15'))" \
-        >> "$log" 2>&1
-    echo "== CUDA tests $(date -u +%T)" >> "$log"
-    timeout 80 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
-        > "$OUT/cuda-tests.log" 2>&1
+    networks 120
+    cuda_tests 80
     echo "== video_file, exact defaults $(date -u +%T)" >> "$log"
     timeout 120 python3 -m benchmarks.run "${common[@]}" --frames 64 --warmup 1 --repeats 3 --no-reference \
         --stages face_prepare vae_encode unet_decode blend video_file --profile video_file \
@@ -132,12 +131,8 @@ stream)
 latentsync)
     # a short call: CUDA tests, the video file stage again (exact), the LatentSync UNet3D on the GPU (fp16, as
     # upstream runs it on GPUs of compute capability > 7): one step and one 16-frame window of 20 steps
-    log="$OUT/logs.txt"
-    echo "== networks $(date -u +%T)" >> "$log"
-    timeout 60 python3 -c "from benchmarks import networks as n; n.models_folder('real', 'v15')" >> "$log" 2>&1
-    echo "== CUDA tests $(date -u +%T)" >> "$log"
-    timeout 60 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
-        > "$OUT/cuda-tests.log" 2>&1
+    networks 60
+    cuda_tests 60
     echo "== video_file, exact defaults $(date -u +%T)" >> "$log"
     timeout 70 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
         --face-batch-size 16 --frames 64 --warmup 1 --repeats 3 --no-reference --stages video_file \
