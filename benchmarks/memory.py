@@ -36,9 +36,12 @@ torch.set_num_threads({threads})
 if {standins!r}:
     from benchmarks import standins
     standins.install()
+from benchmarks import rss_timeline
+mark = rss_timeline.start()
 """
 
 _CLI = _PRELUDE + r"""
+rss_timeline.mark_stages()
 from musetalk_core.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -47,14 +50,21 @@ _GRAPH = _PRELUDE + r"""
 from tests.conftest import load_pack
 from musetalk_core import video_io
 nodes = load_pack().NODE_CLASS_MAPPINGS
+mark("load")
 (models,) = nodes["LoadMuseTalkModels"]().load("v15", "auto", "cpu", "torch")
 video = video_io.FileVideo({video!r})
 audio = video_io.read_audio({audio!r})
+mark("WhisperAudioEncode")
 features = nodes["WhisperAudioEncode"]().encode(models, audio, 25.0, 2, 2, "reference", -45.0, video=video)[0]
+mark("FaceDetectAndParse")
 faces = nodes["FaceDetectAndParse"]().prepare(models, video=video, batch_size=8, detector_scale={scale})[0]
+mark("VAEEncodeMasked")
 (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 8)
+mark("MuseTalkUNetInpaint")
 generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)[0]
+mark("BlendAndAssemble")
 out = nodes["BlendAndAssemble"]().blend(video=video, faces=faces, generated=generated)
+mark("end")
 print("frames", out[3], out[4].get_stream_source())
 """
 
@@ -115,8 +125,12 @@ def check_output(path: str, seconds: float) -> dict:
             "durations_ok": abs(video_s - float(info["audio_seconds"] or 0.0)) < 1.0 / 16000 + 1e-6}
 
 
-def run_child(argv, env=None) -> dict:
-    """Run one child process; its peak RSS (MB) from wait4's rusage and its wall time."""
+def run_child(argv, env=None, timeline=None) -> dict:
+    """Run one child process; its peak RSS (MB) from wait4's rusage and its wall time.
+
+    ``timeline``: a file the child samples its RSS into (benchmarks/rss_timeline.py); summarised per stage."""
+    if timeline is not None:
+        env = dict(env or os.environ, MUSETALK_RSS_TIMELINE=str(timeline))
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -126,8 +140,13 @@ def run_child(argv, env=None) -> dict:
     if code != 0:
         raise RuntimeError(f"{argv[:4]} failed ({code}): {err[-2000:]}")
     # CPU seconds as well: on a shared machine the wall time follows the load, the CPU time follows the work
-    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "stdout": out.strip()[-300:]}
+    row = {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1),
+           "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "stdout": out.strip()[-300:]}
+    if timeline is not None:
+        from benchmarks.rss_timeline import summarise
+
+        row["stages"] = summarise(str(timeline))
+    return row
 
 
 def main(argv=None) -> int:
@@ -142,6 +161,9 @@ def main(argv=None) -> int:
     p.add_argument("--networks", choices=["tiny", "stand-in"], default="tiny",
                    help="tiny: the tiny real-format networks; stand-in: the per-frame network calls replaced by "
                         "cheap functions (benchmarks/standins.py) for length sweeps: what grows with length")
+    p.add_argument("--timeline", action="store_true",
+                   help="sample each run's RSS every 0.5 s by stage (WORK/timeline_PATH_RES_SECONDSs.txt) and "
+                        "report the peak of every stage")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -175,7 +197,9 @@ def main(argv=None) -> int:
                                                                scale=args.detector_scale, standins=standins)]
                 row = {"path": path, "networks": args.networks, "resolution": resolution, "seconds": seconds,
                        "detector_scale": args.detector_scale,
-                       "frames": int(round(seconds * FPS)), **run_child(cmd, env)}
+                       "frames": int(round(seconds * FPS))}
+                timeline = args.work / f"timeline_{path}_{resolution}_{seconds:g}s.txt" if args.timeline else None
+                row.update(run_child(cmd, env, timeline))
                 found = _GRAPH_OUT.search(row["stdout"]) if path == "graph" else None
                 written = str(out) if path == "cli" else (found.group(1) if found else None)
                 if written:

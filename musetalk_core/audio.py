@@ -170,8 +170,8 @@ def original_window_rows(num_frames: int, fps: float, pad_left: int, pad_right: 
 def silence_flags(mono: np.ndarray, rows: torch.Tensor, threshold_db: float) -> tuple:
     """Per frame: RMS level (dBFS, 0 dB = a full-scale square wave) of the audio its window covers, and level <
     threshold. A window's audio is the 20 ms spans of its valid Whisper rows (zero/outside rows add nothing)."""
-    energy = np.concatenate([[0.0], np.cumsum(mono.astype(np.float64) ** 2)])
     n = mono.shape[0]
+    energy = _energy_at_row_edges(mono)
     r = rows.numpy()
     valid = r >= 0
     lo = np.where(valid, r, np.iinfo(np.int64).max).min(axis=1)
@@ -179,26 +179,87 @@ def silence_flags(mono: np.ndarray, rows: torch.Tensor, threshold_db: float) -> 
     lo_s = np.clip(lo * SAMPLES_PER_WHISPER_FRAME, 0, n)
     hi_s = np.clip(hi * SAMPLES_PER_WHISPER_FRAME, 0, n)
     count = np.maximum(hi_s - lo_s, 0)
-    total = np.where(count > 0, energy[np.maximum(hi_s, lo_s)] - energy[lo_s], 0.0)
+    edge = lambda sample: -(-sample // SAMPLES_PER_WHISPER_FRAME)  # noqa: E731 - row edge k*320, or n at the end
+    total = np.where(count > 0, energy[edge(np.maximum(hi_s, lo_s))] - energy[edge(lo_s)], 0.0)
     mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
     level = 10.0 * np.log10(np.maximum(mean, 1e-20))
     return torch.from_numpy(level < threshold_db), torch.from_numpy(level.astype(np.float32))
 
 
-def gather_windows(states: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype, store=None) -> torch.Tensor:
-    """(N+1, 5, 384) states whose last row is zeros, (T, L) rows (-1 = zero) -> (T, 5L, 384), token 5*t + layer.
+ENERGY_CHUNK = 320 * 4096  # samples squared and summed at a time (float64): 10 MB, not 230 MB for 10 minutes
 
-    ``store(shape, dtype)``: where the windows go instead of a tensor (a spill.SpilledArray for long videos)."""
+
+def _energy_at_row_edges(mono: np.ndarray) -> np.ndarray:
+    """float64 running sum of squares at samples 0, 320, 640, ... and at the end (n): entry k = sum of the first
+    min(320 k, n) squared samples. Summed chunk by chunk, each chunk continuing from the previous total, so every
+    entry is bit for bit the one a cumulative sum over the whole track gives."""
+    n = mono.shape[0]
+    edges = np.zeros(-(-n // SAMPLES_PER_WHISPER_FRAME) + 1, dtype=np.float64)
+    carry = 0.0
+    for start in range(0, n, ENERGY_CHUNK):
+        chunk = mono[start:start + ENERGY_CHUNK].astype(np.float64)
+        np.square(chunk, out=chunk)
+        running = np.cumsum(np.concatenate([[carry], chunk]))  # running[j] = sum of the first start + j
+        first = start // SAMPLES_PER_WHISPER_FRAME
+        picked = running[0:len(chunk):SAMPLES_PER_WHISPER_FRAME]
+        edges[first:first + len(picked)] = picked
+        carry = running[-1]
+    edges[-1] = carry
+    return edges
+
+
+def gather_windows(blocks, length: int, rows: torch.Tensor, dtype: torch.dtype, store=None) -> torch.Tensor:
+    """Whisper states arriving block by block -> (T, 5L, 384) windows, token 5*t + layer; rows -1 read zeros.
+
+    ``blocks``: (first row, (n, 5, 384) states) in row order, together rows 0 .. length-1. A frame's window is
+    written as soon as every row it reads has arrived, and rows no later frame reads are dropped, so only about
+    one block of states is held however long the audio is (the whole track's states are 230 MB at fp32 for 10
+    minutes). ``store(shape, dtype)``: where the windows go instead of a tensor (a spill.SpilledArray)."""
     num_frames, window = rows.shape
-    zero_row = states.shape[0] - 1
-    shape = (num_frames, window * states.shape[1], states.shape[2])
-    out = torch.empty(shape, dtype=dtype, device=states.device) if store is None else store(shape, dtype)
-    for start in range(0, num_frames, GATHER_CHUNK):
-        idx = rows[start:start + GATHER_CHUNK].clone()
-        idx[idx < 0] = zero_row
-        picked = states[idx.to(states.device).reshape(-1)]
-        out[start:start + idx.shape[0]] = picked.reshape(idx.shape[0], window * states.shape[1], states.shape[2])
+    r = rows.numpy()
+    valid = r >= 0
+    needed_to = np.where(valid, r, -1).max(axis=1) + 1  # a frame is ready once rows < needed_to have arrived
+    first_read = np.where(valid, r, length).min(axis=1)
+    keep_from = np.minimum.accumulate(first_read[::-1])[::-1]  # the lowest row any frame from here on reads
+    out = None
+    held, held_from, arrived, done = None, 0, 0, 0
+    for begin, states in blocks:
+        if begin != arrived:
+            raise ValueError(f"Whisper states block starts at row {begin}, expected {arrived}")
+        if out is None:
+            shape = (num_frames, window * states.shape[1], states.shape[2])
+            out = torch.empty(shape, dtype=dtype, device=states.device) if store is None else store(shape, dtype)
+        held = states if held is None else torch.cat([held, states])
+        arrived = begin + states.shape[0]
+        done = _write_ready(out, held, held_from, arrived, rows, needed_to, done)
+        if done < num_frames:  # drop the rows no remaining frame reads
+            drop = int(min(keep_from[done], arrived)) - held_from
+            if drop > 0:
+                held, held_from = held[drop:], held_from + drop
+    if out is None or done < num_frames or arrived != length:
+        raise ValueError(f"Whisper states ended at row {arrived} of {length} with {done} of {num_frames} windows")
     return out
+
+
+def _write_ready(out, held, held_from, available, rows, needed_to, done) -> int:
+    """Write the windows of frames done.. whose rows are all below ``available``; returns the new ``done``."""
+    ready = done
+    while ready < len(needed_to) and needed_to[ready] <= available:
+        ready += 1
+    if ready == done:
+        return done
+    table = torch.cat([held, held.new_zeros((1,) + tuple(held.shape[1:]))])  # last row: zeros for -1
+    window = rows.shape[1]
+    for start in range(done, ready, GATHER_CHUNK):
+        stop = min(start + GATHER_CHUNK, ready)
+        idx = rows[start:stop] - held_from
+        missing = rows[start:stop] < 0
+        if bool((idx[~missing] < 0).any()):  # a row dropped too early would silently wrap around
+            raise AssertionError("gather_windows dropped a Whisper row a later window reads")
+        idx[missing] = table.shape[0] - 1
+        picked = table[idx.to(table.device).reshape(-1)]
+        out[start:stop] = picked.reshape(stop - start, window * table.shape[1], table.shape[2])
+    return ready
 
 
 # ------------------------------------------------------------------------------------------ mel features
@@ -253,55 +314,58 @@ def global_log_mel(extractor, mono: np.ndarray) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------- encode
 
 
-def _reference_states(models, encoder, mono, hooks) -> torch.Tensor:
-    """(actual_length + 1, 5, 384): hidden states of all segments, trimmed to floor(duration*50), + one zero row."""
+def _reference_blocks(models, encoder, mono, hooks):
+    """Whisper frame count floor(duration*50), and an iterator of (first row, states) blocks: the 5 hidden states
+    of SEGMENT_BATCH 30 s segments at a time, trimmed to that count (HEAD ``AudioProcessor``)."""
     extractor = feature_extractor(models)
     actual = int(math.floor((mono.shape[0] / SAMPLE_RATE) * WHISPER_FPS))
     segments = max(1, math.ceil(mono.shape[0] / SEGMENT_SAMPLES))
     from .models.whisper_encoder import encoder_states
 
-    states = torch.zeros((actual + 1, 5, 384), dtype=models.dtype, device=models.device)
-    for first in range(0, segments, SEGMENT_BATCH):
-        count = min(SEGMENT_BATCH, segments - first)
-        mel = segment_mels(extractor, mono, first, count).to(models.device, models.dtype)
-        hidden = encoder_states(encoder, mel, final_norm=True)  # (count, 1500, 5, 384)
-        hidden = hidden.reshape(count * 1500, 5, 384)
-        begin = first * 1500
-        keep = max(0, min(hidden.shape[0], actual - begin))
-        states[begin:begin + keep] = hidden[:keep]
-        del hidden, mel
-        hooks.step(count)
-    return states
+    def blocks():
+        for first in range(0, segments, SEGMENT_BATCH):
+            count = min(SEGMENT_BATCH, segments - first)
+            mel = segment_mels(extractor, mono, first, count).to(models.device, models.dtype)
+            hidden = encoder_states(encoder, mel, final_norm=True)  # (count, 1500, 5, 384)
+            del mel
+            begin = first * 1500
+            keep = max(0, min(count * 1500, actual - begin))
+            hooks.step(count)
+            yield begin, hidden.reshape(count * 1500, 5, 384)[:keep]
+
+    return actual, blocks()
 
 
-def _original_states(models, encoder, mono, hooks) -> torch.Tensor:
-    """(N_w + 1, 5, 384) like v1.0 Audio2Feature.audio2feat: global mel, 3000-frame windows padded with 0,
-    layer 4 before ln_post, each window truncated to int((end - start) / 2) rows; + one zero row."""
+def _original_blocks(models, encoder, mono, hooks):
+    """Like v1.0 Audio2Feature.audio2feat: global mel, 3000-frame windows padded with 0, layer 4 before ln_post,
+    each window truncated to int((end - start) / 2) rows. Returns the row count and the (first row, states)
+    blocks."""
     from .models.whisper_encoder import encoder_states
 
     mel = global_log_mel(feature_extractor(models), mono)
     total = mel.shape[-1]
     seeks = list(range(0, total, MEL_FRAMES))
     keeps = [int((min(s + MEL_FRAMES, total) - s) / 2) for s in seeks]
-    rows = sum(keeps)
-    states = torch.zeros((rows + 1, 5, 384), dtype=models.dtype, device=models.device)
-    pos = 0
-    for b in range(0, len(seeks), SEGMENT_BATCH):
-        batch = seeks[b:b + SEGMENT_BATCH]
-        windows = []
-        for s in batch:
-            window = mel[:, s:s + MEL_FRAMES]
-            if window.shape[-1] < MEL_FRAMES:
-                window = torch.nn.functional.pad(window, (0, MEL_FRAMES - window.shape[-1]))
-            windows.append(window)
-        hidden = encoder_states(encoder, torch.stack(windows).to(models.device, models.dtype), final_norm=False)
-        for j, s in enumerate(batch):
-            keep = keeps[b + j]
-            states[pos:pos + keep] = hidden[j, :keep]
-            pos += keep
-        del hidden
-        hooks.step(len(batch))
-    return states
+
+    def blocks():
+        pos = 0
+        for b in range(0, len(seeks), SEGMENT_BATCH):
+            batch = seeks[b:b + SEGMENT_BATCH]
+            windows = []
+            for s in batch:
+                window = mel[:, s:s + MEL_FRAMES]
+                if window.shape[-1] < MEL_FRAMES:
+                    window = torch.nn.functional.pad(window, (0, MEL_FRAMES - window.shape[-1]))
+                windows.append(window)
+            hidden = encoder_states(encoder, torch.stack(windows).to(models.device, models.dtype),
+                                    final_norm=False)
+            block = torch.cat([hidden[j, :keeps[b + j]] for j in range(len(batch))])
+            del hidden
+            hooks.step(len(batch))
+            yield pos, block
+            pos += block.shape[0]
+
+    return sum(keeps), blocks()
 
 
 def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_left: int = 2,
@@ -342,13 +406,12 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
 
     with models.use("whisper") as (encoder,):
         if feature_mode == "reference":
-            states = _reference_states(models, encoder, mono, hooks)
-            rows = reference_window_rows(num_frames, fps, pad_left, pad_right, states.shape[0] - 1)
+            length, blocks = _reference_blocks(models, encoder, mono, hooks)
+            rows = reference_window_rows(num_frames, fps, pad_left, pad_right, length)
         else:
-            states = _original_states(models, encoder, mono, hooks)
-            rows = original_window_rows(num_frames, fps, pad_left, pad_right, states.shape[0] - 1)
-        features = gather_windows(states, rows, models.dtype, store)
-        del states
+            length, blocks = _original_blocks(models, encoder, mono, hooks)
+            rows = original_window_rows(num_frames, fps, pad_left, pad_right, length)
+        features = gather_windows(blocks, length, rows, models.dtype, store)
     silent, level = silence_flags(mono, rows, threshold)
     settings = {
         "audio_padding_left": pad_left, "audio_padding_right": pad_right, "silence_threshold_db": threshold,

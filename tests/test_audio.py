@@ -228,6 +228,46 @@ def test_long_audio_encodes_in_bounded_batches():
     assert loud.min() >= int(t0 * 25) - 3 and loud.max() <= int(t0 * 25) + 3
 
 
+def _whole_table_gather(states, rows):
+    """The straightforward way: all states in one table, a zero row last, index it."""
+    table = torch.cat([states, torch.zeros_like(states[:1])])
+    idx = rows.clone()
+    idx[idx < 0] = table.shape[0] - 1
+    return table[idx.reshape(-1)].reshape(rows.shape[0], rows.shape[1] * states.shape[1], states.shape[2])
+
+
+def _blocks(states, sizes):
+    pos = 0
+    for size in sizes:
+        yield pos, states[pos:pos + size].clone()
+        pos += size
+
+
+@pytest.mark.parametrize("fps", [1.0, 7.5, 23.976, 25.0, 60.0, 1000.0])
+@pytest.mark.parametrize("block", [3, 1500, 4000, 6000])
+@pytest.mark.parametrize("scheme", ["reference", "original"])
+def test_blockwise_gather_equals_whole_table(fps, block, scheme):
+    """Windows gathered while the states arrive block by block (only about a block held) equal indexing the
+    whole track's states, for blocks smaller than a window, windows across block edges, frames past the end."""
+    length = 6143  # 122.86 s of Whisper frames: five 30 s segments, the last one short
+    states = torch.randn(length, 2, 3)
+    num_frames = int(length / 50 * fps) + (2 if scheme == "reference" else 0)  # reference: frames past the end
+    make = core.reference_window_rows if scheme == "reference" else core.original_window_rows
+    rows = make(num_frames, fps, 2, 2, length)
+    sizes = [block] * (length // block) + ([length % block] if length % block else [])
+    ours = core.gather_windows(_blocks(states, sizes), length, rows, torch.float32)
+    assert torch.equal(ours, _whole_table_gather(states, rows))
+
+
+def test_blockwise_gather_rejects_missing_or_out_of_order_states():
+    rows = core.reference_window_rows(10, 25.0, 2, 2, 20)
+    states = torch.randn(20, 2, 3)
+    with pytest.raises(ValueError, match="ended at row 10 of 20"):
+        core.gather_windows(_blocks(states, [10]), 20, rows, torch.float32)
+    with pytest.raises(ValueError, match="starts at row 10, expected 5"):
+        core.gather_windows(iter([(0, states[:5]), (10, states[10:])]), 20, rows, torch.float32)
+
+
 # ------------------------------------------------------------------------------------------------ silence
 
 
@@ -246,6 +286,32 @@ def test_silence_flags_follow_window_energy():
     assert abs(level[88] - 20 * np.log10(0.001 / np.sqrt(2))) < 0.1
     quieter = core.encode_audio(stub_models(), audio, 25.0, silence_threshold_db=-80.0).silent.numpy()
     assert not quieter[80:95].any() and quieter[5:20].all()  # digital silence is below any threshold
+
+
+def _levels_from_whole_cumsum(mono, rows):
+    """The straightforward way: one float64 cumulative sum over the whole track, indexed at window edges."""
+    energy = np.concatenate([[0.0], np.cumsum(mono.astype(np.float64) ** 2)])
+    n, r = mono.shape[0], rows.numpy()
+    valid = r >= 0
+    lo = np.clip(np.where(valid, r, np.iinfo(np.int64).max).min(axis=1) * 320, 0, n)
+    hi = np.clip((np.where(valid, r, -1).max(axis=1) + 1) * 320, 0, n)
+    count = np.maximum(hi - lo, 0)
+    total = np.where(count > 0, energy[np.maximum(hi, lo)] - energy[lo], 0.0)
+    return 10.0 * np.log10(np.maximum(np.where(count > 0, total / np.maximum(count, 1), 0.0), 1e-20))
+
+
+@pytest.mark.parametrize("chunk", [320 * 3, 320 * 4096])
+@pytest.mark.parametrize("fps", [1.0, 25.0, 29.97])
+def test_silence_levels_from_chunked_energy_are_exact(monkeypatch, chunk, fps):
+    """The running energy summed chunk by chunk gives the levels of one whole-track sum bit for bit, with a track
+    that does not end on a 20 ms edge and frames past its end."""
+    monkeypatch.setattr(core, "ENERGY_CHUNK", chunk)
+    mono = (np.random.default_rng(5).standard_normal(16000 * 7 + 123) * 0.3).astype(np.float32)
+    length = mono.shape[0] // 320
+    for rows in (core.reference_window_rows(int(7 * fps) + 2, fps, 2, 2, length),
+                 core.original_window_rows(int(7 * fps), fps, 2, 2, length)):
+        _, level = core.silence_flags(mono, rows, -45.0)
+        assert np.array_equal(level.numpy(), _levels_from_whole_cumsum(mono, rows).astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------- bad input
