@@ -19,7 +19,7 @@ from musetalk_core.latentsync.config import tiny_config
 from musetalk_core.latentsync.generate import (SamplingSettings, count_steps, face_windows, generate_windows,
                                                to_uint8_faces)
 from musetalk_core.latentsync.landmarks import dwpose_points
-from musetalk_core.latentsync.video_align import align_frames
+from musetalk_core.latentsync.video_align import align_frames, frames_to_align
 from musetalk_core.latentsync.weights import load_unet3d
 
 GOLDEN = Path(__file__).parent / "golden" / "latentsync" / "latentsync.npz"
@@ -148,6 +148,46 @@ def test_alignment_driver_smooths_in_order_and_restarts_after_a_gap():
     # the state really carries: frame 3 aligned alone would get another matrix
     alone = align.similarity(points[3], align.face_template(128)[0], align.SmoothState())
     assert not torch.allclose(aligned.matrices[3], alone)
+
+
+def test_frames_to_align_follow_runs_and_the_last_used_frame():
+    """A used frame needs its run of face frames up to it (the smoothing carries); nothing after the last used
+    frame of a run; unknown faces (InsightFace) mean every frame up to the last used one."""
+    has_face = np.array([1, 1, 1, 0, 1, 1, 1, 1, 0, 1], bool)
+    wanted = np.array([0, 1, 0, 0, 0, 0, 1, 0, 0, 0], bool)
+    assert frames_to_align(10, wanted, has_face) == [0, 1, 4, 5, 6]
+    assert frames_to_align(10, wanted, None) == list(range(7))
+    assert frames_to_align(10, None, has_face) == [0, 1, 2, 4, 5, 6, 7, 9]
+    assert frames_to_align(10, np.zeros(10, bool), None) == []
+
+
+def test_aligning_only_the_needed_frames_gives_the_same_crops():
+    """A short audio on a longer video: only the frames the plan names are read, and the frames the output uses
+    get exactly the crops and matrices of aligning every frame."""
+    inputs = tl.align_inputs()
+    frames = np.concatenate([inputs["frames"]] * 3)  # 9 frames
+    p = inputs["points"]
+    points = [p[0], p[1], p[2], None, p[2], p[1], p[0], p[1], p[2]]
+    has_face = np.array([q is not None for q in points])
+    wanted = np.zeros(9, bool)
+    wanted[[1, 5]] = True
+    read = []
+
+    def reader(idx):
+        read.extend(idx)
+        return frames[idx]
+
+    full = align_frames(lambda idx: frames[idx], 9, lambda i, f: points[i], 128, chunk=2)
+    plan = frames_to_align(9, wanted, has_face)
+    part = align_frames(reader, 9, lambda i, f: points[i], 128, chunk=2, frames=plan)
+    assert read == plan == [0, 1, 4, 5]
+    assert part.has_face.tolist() == [i in plan for i in range(9)]
+    for i in (1, 5):  # frame 5 carries the state from frame 4, as in the full pass
+        torch.testing.assert_close(part.matrices[i], full.matrices[i], rtol=0, atol=0)
+        np.testing.assert_array_equal(part.crops[i].numpy(), full.crops[i].numpy())
+    # skipping into the middle of a run restarts the smoothing: frame 5 alone differs from the full pass
+    alone = align_frames(lambda idx: frames[idx], 9, lambda i, f: points[i], 128, frames=[5])
+    assert not torch.equal(alone.matrices[5], full.matrices[5])
 
 
 # --- the affine restore inside BlendAndAssemble -------------------------------------------------------------------

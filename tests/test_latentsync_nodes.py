@@ -88,8 +88,9 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack
     # output 3 shows source frame 3 (no face): windows [0, 3) and [4, 10), 1 step each
     assert generated.source_index.tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 5, 4]
     assert generated.has_face.tolist() == [True] * 3 + [False] + [True] * 6
-    # alignment: one unit per source frame; generation: one per denoising step of each window, all reached
-    assert progress == [[7, 7], [2, 2]]
+    # alignment: one unit per source frame read (the 6 with a face; the face-less one is never decoded);
+    # generation: one per denoising step of each window, all reached
+    assert progress == [[6, 6], [2, 2]]
     assert shown.shape == (10, 256, 256, 3) and not generated.faces[3].any() and generated.faces[4].any()
 
     out, out_audio, fps, frames, video = nodes["BlendAndAssemble"]().blend(images=images, faces=faces,
@@ -117,6 +118,29 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack
                                                                      generated=from_video)
     assert count == 10 and probe(written.get_stream_source())["frames"] == 10
     assert torch.equal((strip[3] * 255).round(), src[3])  # the strip holds all 10 frames; 3 passes through
+
+
+def test_short_audio_aligns_only_the_frames_it_uses(pack, models_env, models_dir, tiny_versions, clip, prepared,
+                                                   monkeypatch):
+    """Audio for 2 frames on a 7-frame video: only source frames 0 and 1 are read and aligned."""
+    import importlib
+
+    from musetalk_core.hooks import RunHooks
+
+    comfy_bridge = importlib.import_module(pack.__name__ + ".nodes.comfy_bridge")
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models_env(models_dir)
+    images, audio = clip
+    faces, _, _ = prepared
+    short = {"waveform": audio["waveform"][..., :int(16000 * 2 / FPS)], "sample_rate": 16000}
+    (mt,) = nodes["LoadMuseTalkModels"]().load("v15", "fp32", "cpu", "torch")
+    features, count, _ = nodes["WhisperAudioEncode"]().encode(mt, short, FPS, 2, 2, "v1.0-original", -45.0)
+    totals = []
+    monkeypatch.setattr(comfy_bridge, "run_hooks", lambda total: totals.append(total) or RunHooks())
+    (ls,) = nodes["LoadLatentSyncModel"]().load("latentsync15", "fp32", "cpu")
+    generated, _ = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=1, images=images)
+    assert count == 2 and generated.source_index.tolist() == [0, 1] and generated.has_face.all()
+    assert totals[0] == 2  # the alignment pass read 2 of the 7 frames
 
 
 def test_inpaint_refuses_reference_audio_features(pack, models_env, models_dir, tiny_versions, clip, prepared):

@@ -35,7 +35,7 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
     from ..frame_mapping import source_indices
     from ..streaming import StreamResult
     from .generate import SamplingSettings, check_audio, count_steps, generate_latentsync, plan_frames
-    from .video_align import align_video
+    from .video_align import align_video, alignment_plan
 
     hooks_for = (lambda stage, total: progress(stage, int(total))) if progress is not None \
         else (lambda stage, total: NO_HOOKS)
@@ -57,9 +57,10 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
             detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted, spill=spill,
             hooks=hooks_for("faces", 2 * int(wanted.sum())))
         res = ls_models.version.resolution
+        plan = alignment_plan(faces, n, options.alignment, wanted)
         aligned = align_video(source, faces, res, options.alignment, device=str(ls_models.device),
-                              insightface_root=options.insightface_root, hooks=hooks_for("align", n),
-                              store=store_in(spill, "aligned.u8"))
+                              insightface_root=options.insightface_root, hooks=hooks_for("align", len(plan)),
+                              store=store_in(spill, "aligned.u8"), frames=plan)
         store = store_in(spill, "generated.u8")((t, res, res, 3), torch.uint8)
         _, has_face = plan_frames(aligned, t, options.frame_mapping, options.frame_offset)
         generated = generate_latentsync(ls_models, aligned, features, frame_mapping=options.frame_mapping,
