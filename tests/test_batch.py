@@ -177,6 +177,25 @@ def test_a_changed_job_runs_again(media, tmp_path):
     assert first.id == same.id != other.id and other.options.bbox_shift == 3
 
 
+def test_a_rerun_with_another_split_keeps_the_material_and_takes_the_new_segments(media, tiny_models_factory,
+                                                                                  tmp_path, monkeypatch):
+    """The split is not part of the job id (the material holds for any split), so a rerun with another
+    --split-seconds reuses the prepared material and plans the segments the new split asks for."""
+    import musetalk_core.streaming as streaming
+    from musetalk_core.batch.worker import Task, Worker
+
+    models = tiny_models_factory("v15")
+    out = tmp_path / "out"
+    line = {"video": "talk.mp4", "audio": "pause.wav", "output": "s.mp4", **OPTIONS}
+    (job,) = read_jobs(write_jobs(media / "split_rerun.jsonl", [line]), out)
+    first = Worker(out, [models], split_seconds=0.2).prepare(Task("prepare", job))
+    assert first.segments == ((0, 4), (4, 8), (8, 11))
+    monkeypatch.setattr(streaming, "encode_features", lambda *a, **k: pytest.fail("material computed again"))
+    again = Worker(out, [models], split_seconds=None).prepare(Task("prepare", job))
+    assert again.segments == ((0, T),) and again.frames == first.frames == T
+    assert Worker(out, [models], split_seconds=None).prepare(Task("prepare", job)) == again  # stored
+
+
 def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
     jobs = read_jobs(write_jobs(media / "checks.jsonl", [
         {"video": "talk.mp4", "audio": "first.wav", "output": "a.mp4", "bbox-shift": -7, "silence_handling": True,

@@ -137,12 +137,19 @@ class Worker:
         job = task.job
         folder = job_dir(self.output_dir, job)
         plan_file = folder / "plan.pkl"
+        split = self.split_seconds if job.split_seconds is None else (job.split_seconds or None)
         if plan_file.is_file():  # a rerun after an interruption: reuse the material if it is all still there
             try:
                 _load(folder / "material.pkl")
-                return _load(plan_file)
+                plan = _load(plan_file)
             except (OSError, EOFError, pickle.UnpicklingError, MuseTalkError):
                 pass  # something was deleted: compute it again
+            else:  # the material holds for any split; the segments follow this run's split
+                segments = tuple(plan_segments(plan.frames, float(plan.fps), job.options.chunk_size, split))
+                if segments != plan.segments:
+                    plan = dataclasses.replace(plan, segments=segments)
+                    _dump(plan_file, plan)
+                return plan
         source, fps = self._source(job)
         try:
             audio = self._audio(job, fps)
@@ -155,7 +162,6 @@ class Worker:
         finally:
             source.close()
         t = int(mapping.numel())
-        split = self.split_seconds if job.split_seconds is None else (job.split_seconds or None)
         plan = JobPlan(job.id, t, Fraction(fps), tuple(plan_segments(t, float(fps), job.options.chunk_size, split)),
                        reused)
         _dump(plan_file, plan)
