@@ -10,6 +10,8 @@
 #                                          # opt-ins), profiled, and the straightforward pipeline on 16 frames
 #   bash benchmarks/gpu_session.sh latentsync # one short call (~5 min): CUDA tests, video_file, LatentSync 1.5/1.6
 #                                          # UNet3D step and 20-step window on the GPU in fp16
+#   bash benchmarks/gpu_session.sh squares # one short call (~4 min): CUDA tests, the streaming blend (squares only
+#                                          # vs whole frames, benchmarks.blend_stream) and video_file at 720p
 #   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
 #                                          # decoder speed settings side by side (benchmarks.speed), passes, a
 #                                          # torch.compile try, the graph with an exact fast setting; 8 files
@@ -17,7 +19,7 @@
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|fast}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -144,8 +146,22 @@ latentsync)
     done
     echo "== done $(date -u +%T)" >> "$log"
     ;;
+squares)
+    # the streaming blend moves only the blend squares to the GPU and only the composited pixels back: the blend
+    # alone side by side with the whole-frame way, then the whole file-to-file run (was 41.0 fps on an H100)
+    networks 100
+    cuda_tests 80
+    echo "== blend_stream $(date -u +%T)" >> "$log"
+    timeout 60 python3 -m benchmarks.blend_stream --device cuda --sizes 1080p 720p 4k \
+        --json "$OUT/blend-stream-cuda.json" >> "$log" 2>&1
+    echo "== video_file, exact defaults $(date -u +%T)" >> "$log"
+    timeout 120 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
+        --face-batch-size 16 --frames 64 --warmup 1 --repeats 3 --no-reference --stages blend video_file \
+        --profile video_file --json "$OUT/video-file-exact.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
 *)
-    echo "unknown step '$step': check, bench, all or fast" >&2
+    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares or fast" >&2
     exit 2
     ;;
 esac

@@ -249,7 +249,7 @@ class Blender:
                 rows = self.rows(start, stop)
                 if rows and before is not None:
                     before(rows[-1])
-                out = to_uint8(self.blend(start, stop, raw, faces_of), in_place=True).cpu()
+                out = self.blend_uint8(start, stop, raw, faces_of)
                 del raw  # before the next read-ahead starts: two source chunks alive at most
                 yield start, stop, out
         finally:
@@ -285,43 +285,88 @@ class Blender:
             _, old = self._blurred.popitem(last=False)
             self._blurred_bytes -= old.numel() * old.element_size()
 
-    def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
-        """float32 (stop - start, H, W, 3) on the device: source frames ``raw`` (float IMAGE values or uint8) of
-        output frames start..stop-1 with their mouths composited. ``generated_faces(rows)`` gives the uint8
-        256x256 faces of the output frames ``rows`` (absolute indices)."""
-        device = self.device
-        if raw.is_floating_point() and raw.shape[-1] == 3:
-            chunk = raw.to(device=device, dtype=torch.float32)
-        else:  # uint8, grayscale or RGBA input: through the standard conversion (divided in place: one copy)
-            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32).div_(255.0)
-        rows = self.rows(start, stop)
-        group, pixels = [], 0
-        for i in rows:  # groups of at most COMPOSE_PIXELS mask pixels (at least one frame each)
+    def blend_uint8(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
+        """uint8 (stop - start, H, W, 3) on the CPU: ``blend`` rounded as the video writer rounds it.
+
+        Source frames as uint8 RGB on the CPU (what every FrameSource reads; the chunk is written in place) take
+        the short way with the same pixels: only the blend squares (crop box within the frame) go to the device,
+        and only the composited pixels come back. The frames are never converted to float (16 float 1080p frames
+        are 400 MB) and a GPU never sees the rest of the frame. The pixels are the same because the float way
+        changes no pixel outside the masks (round(x / 255 * 255) = x for every uint8 x) and converts the
+        composite exactly back (see tests/test_blend.py)."""
+        if raw.dtype == torch.uint8 and raw.ndim == 4 and raw.shape[-1] == 3 and raw.device.type == "cpu":
+            for group in self._compose_groups(self.rows(start, stop)):
+                self._compose_squares(raw, start, group, generated_faces)
+            return raw
+        return to_uint8(self.blend(start, stop, raw, generated_faces), in_place=True).cpu()
+
+    def _compose_groups(self, rows: List[int]) -> List[List[int]]:
+        """rows in groups of at most COMPOSE_PIXELS mask pixels (at least one frame each)."""
+        groups, group, pixels = [], [], 0
+        for i in rows:
             crop = self.geometry[int(self.source[i])][1]
             side = max(0, crop[2] - crop[0])
             if group and pixels + side * side > self.COMPOSE_PIXELS:
-                self._compose(chunk, start, group, generated_faces)
+                groups.append(group)
                 group, pixels = [], 0
             group.append(i)
             pixels += side * side
         if group:
-            self._compose(chunk, start, group, generated_faces)
-        return chunk
+            groups.append(group)
+        return groups
 
-    def _compose(self, chunk: torch.Tensor, start: int, rows: List[int], generated_faces) -> None:
-        """Composite the generated mouths of output frames ``rows`` into ``chunk`` (frames start.., in place)."""
+    def _compose_squares(self, frames_u8: torch.Tensor, start: int, rows: List[int], generated_faces) -> None:
+        """``_compose`` for uint8 CPU frames (output frames start.., written in place): the blend squares are
+        copied out, composited on the device, and the changed pixels written back."""
         device = self.device
-        source, geometry = self.source, self.geometry
-        local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
-        js = [int(source[i]) for i in rows]
+        h, w = int(frames_u8.shape[1]), int(frames_u8.shape[2])
+        js = [int(self.source[i]) for i in rows]
+        squares = []  # (y0, y1, x0, x1): the crop box within the frame
+        for j in js:
+            cx1, cy1, cx2, cy2 = self.geometry[j][1]
+            squares.append((max(cy1, 0), min(cy2, h), max(cx1, 0), min(cx2, w)))
+        sh = max(max(0, y1 - y0) for y0, y1, _, _ in squares)
+        sw = max(max(0, x1 - x0) for _, _, x0, x1 in squares)
+        if sh == 0 or sw == 0:  # every crop box lies outside its frame: nothing to paste
+            return
+        batch = torch.zeros((len(rows), sh, sw, 3), dtype=torch.uint8)
+        for k, (i, (y0, y1, x0, x1)) in enumerate(zip(rows, squares)):
+            batch[k, :y1 - y0, :x1 - x0] = frames_u8[i - start, y0:y1, x0:x1]
+        origin = torch.tensor([[x0, y0, x0, y0] for y0, _, x0, _ in squares], dtype=torch.long)
+        bi, py, px, vals = self._composite(batch.to(device), rows, js, generated_faces, origin.to(device))
+        # the padding right and below a smaller square is not frame: a crop box leaving the frame reaches into it
+        extent = torch.tensor([[y1 - y0, x1 - x0] for y0, y1, x0, x1 in squares], dtype=torch.long, device=device)
+        inside = (py < extent[bi, 0]) & (px < extent[bi, 1])
+        if not bool(inside.all()):
+            bi, py, px, vals = bi[inside], py[inside], px[inside], vals[inside]
+        if not bi.numel():
+            return
+        w_rows = torch.tensor([self.weights[i] for i in rows], dtype=torch.float32, device=device)[bi]
+        fading = w_rows < 1.0
+        if bool(fading.any()):  # the float way's cross-fade, rounded as to_uint8 rounds, on those pixels only
+            old = batch.to(device)[bi[fading], py[fading], px[fading]].to(torch.float32).div_(255.0)
+            new = vals[fading].to(torch.float32) / 255.0
+            mixed = old + w_rows[fading][:, None] * (new - old)
+            vals = vals.clone()
+            vals[fading] = mixed.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        bi, py, px, vals = bi.cpu(), py.cpu(), px.cpu(), vals.cpu()
+        oy = origin[:, 1][bi]
+        ox = origin[:, 0][bi]
+        local = torch.tensor([i - start for i in rows], dtype=torch.long)[bi]
+        frames_u8[local, py + oy, px + ox] = vals
+
+    def _composite(self, frames: torch.Tensor, rows: List[int], js: List[int], generated_faces,
+                   origin: Optional[torch.Tensor] = None):
+        """blend_ops.compose for output frames ``rows`` (source frames ``js``) over ``frames`` (one per row, on the
+        device; ``origin`` (x, y, x, y) per row: where ``frames`` starts in the frame, for squares cut out)."""
+        device = self.device
+        geometry = self.geometry
         self._masks_for(js)
-        # float; compose converts only the pixels it touches. Consecutive rows (the usual case) are a view, not a
-        # copy of the chunk (at 1080p a chunk of 16 float frames is 400 MB)
-        first = int(rows[0]) - start
-        frames_sel = chunk[first:first + len(rows)] if rows[-1] - rows[0] == len(rows) - 1 else chunk[local]
         gen = generated_faces(rows).to(device=device, dtype=torch.uint8)
         boxes = torch.tensor([geometry[j][0] for j in js], dtype=torch.long, device=device)
         crops = torch.tensor([geometry[j][1] for j in js], dtype=torch.long, device=device)
+        if origin is not None:
+            boxes, crops = boxes - origin, crops - origin
         sizes = [(b[2] - b[0], b[3] - b[1]) for b in (geometry[j][0] for j in js)]
         resized = blend_ops.resize_linear(gen, sizes)
         blurred = self._blurred
@@ -331,9 +376,33 @@ class Blender:
             s = int(blurred[j].shape[0])
             mask_batch[k, :s, :s] = blurred[j]
         try:
-            bi, py, px, vals = blend_ops.compose(frames_sel, resized, boxes, crops, mask_batch)
+            return blend_ops.compose(frames, resized, boxes, crops, mask_batch)
         except blend_ops.NonFiniteError:
             raise InputError("'images' contains NaN or infinite pixel values inside a face area.") from None
+
+    def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
+        """float32 (stop - start, H, W, 3) on the device: source frames ``raw`` (float IMAGE values or uint8) of
+        output frames start..stop-1 with their mouths composited. ``generated_faces(rows)`` gives the uint8
+        256x256 faces of the output frames ``rows`` (absolute indices)."""
+        device = self.device
+        if raw.is_floating_point() and raw.shape[-1] == 3:
+            chunk = raw.to(device=device, dtype=torch.float32)
+        else:  # uint8, grayscale or RGBA input: through the standard conversion (divided in place: one copy)
+            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32).div_(255.0)
+        for group in self._compose_groups(self.rows(start, stop)):
+            self._compose(chunk, start, group, generated_faces)
+        return chunk
+
+    def _compose(self, chunk: torch.Tensor, start: int, rows: List[int], generated_faces) -> None:
+        """Composite the generated mouths of output frames ``rows`` into ``chunk`` (frames start.., in place)."""
+        device = self.device
+        local = torch.tensor([i - start for i in rows], dtype=torch.long, device=device)
+        js = [int(self.source[i]) for i in rows]
+        # float; compose converts only the pixels it touches. Consecutive rows (the usual case) are a view, not a
+        # copy of the chunk (at 1080p a chunk of 16 float frames is 400 MB)
+        first = int(rows[0]) - start
+        frames_sel = chunk[first:first + len(rows)] if rows[-1] - rows[0] == len(rows) - 1 else chunk[local]
+        bi, py, px, vals = self._composite(frames_sel, rows, js, generated_faces)
         if bi.numel():
             target = local[bi]
             new = vals.to(torch.float32) / 255.0

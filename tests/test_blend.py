@@ -130,6 +130,47 @@ def test_matches_reference_compositing(golden, use_replacement, device):
     assert composited >= 40  # ratio 1.0 cases legitimately change nothing; the others composite
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_streamed_uint8_blend_matches_reference_and_moves_only_the_squares(golden, device, monkeypatch):
+    """The streaming blend (CLI, VIDEO path) of uint8 frames: every recorded case bit for bit, while the device
+    only sees the blend squares (crop box within the frame), never whole frames."""
+    from musetalk_core import blend_ops
+    from musetalk_core.blend import make_blender
+    from musetalk_core.sources import TensorSource
+
+    g = golden
+    seen = []
+    real_compose = blend_ops.compose
+
+    def compose(frames_sel, *args):
+        seen.append(tuple(frames_sel.shape[1:3]))
+        return real_compose(frames_sel, *args)
+
+    monkeypatch.setattr(blend_ops, "compose", compose)
+    checked = 0
+    for (fi, ratio, blur), cases in _golden_groups(g).items():
+        frame = g[f"frame_{fi}"]
+        n = len(cases)
+        frames = np.stack([frame] * n)
+        faces = make_faces(frames, [g[f"box_{i}"] for i in cases], [g[f"crop_{i}"] for i in cases],
+                           [g[f"mask_{i}"] for i in cases])
+        src = list(range(n)) + list(range(n - 1, -1, -1))
+        gen = torch.from_numpy(np.stack([g["faces"][int(g[f"params_{cases[j]}"][1])] for j in src])).to(device)
+        generated = make_generated(gen, src, fingerprint=faces.frames_fingerprint)
+        blender = make_blender(faces, generated, device, blur / 1000, ratio / 1000, False, 3)
+        seen.clear()
+        out = torch.cat([o for _, _, o in blender.stream(TensorSource(torch.from_numpy(frames)), 3,
+                                                         lambda rows: generated.faces[rows])])
+        assert out.dtype == torch.uint8 and out.device.type == "cpu" and out.shape[0] == 2 * n
+        for k, j in enumerate(src):
+            assert np.array_equal(out[k].numpy(), g[f"out_{cases[j]}"]), f"case {cases[j]}"
+            checked += 1
+        sides = [int(c[2] - c[0]) for c in (g[f"crop_{i}"] for i in cases)]
+        assert seen and all(h <= max(sides) and w <= max(sides) for h, w in seen)
+        assert all((h, w) != tuple(frame.shape[:2]) for h, w in seen)
+    assert checked == 2 * int(g["num_cases"])
+
+
 # ------------------------------------------------------------------------------------------------- behaviour
 
 def test_no_face_frames_and_unmasked_pixels_are_the_input_bit_for_bit():

@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..blend import Blender, silence_weights
+from ..blend import Blender, silence_weights, to_uint8
 from ..errors import InputError
 from . import align
 
@@ -62,6 +62,10 @@ class AffineBlender(Blender):
                 raise InputError(f"'generated' has {t} frames but its audio marks silence for {int(silent.numel())}.")
             self.weights = silence_weights(silent, int(silence_fade_frames))
         _, (self.crop_w, self.crop_h) = align.face_template(restore.resolution)
+
+    def blend_uint8(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
+        """uint8 frames on the CPU: ``blend`` rounded (the affine paste-back works on whole frames)."""
+        return to_uint8(self.blend(start, stop, raw, generated_faces), in_place=True).cpu()
 
     def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
         """float32 (stop - start, H, W, 3): frames of output frames start..stop-1 with the faces warped back."""
