@@ -10,8 +10,9 @@
 #                                          # opt-ins), profiled, and the straightforward pipeline on 16 frames
 #   bash benchmarks/gpu_session.sh latentsync # one short call (~5 min): CUDA tests, video_file, LatentSync 1.5/1.6
 #                                          # UNet3D step and 20-step window on the GPU in fp16
-#   bash benchmarks/gpu_session.sh squares # one short call (~4 min): CUDA tests, the streaming blend (squares only
-#                                          # vs whole frames, benchmarks.blend_stream) and video_file at 720p
+#   bash benchmarks/gpu_session.sh squares # one call (~7 min): CUDA tests, the streaming blend (squares only vs
+#                                          # whole frames, benchmarks.blend_stream), video_file at 720p on 64 and
+#                                          # 256 source frames (peak VRAM against length)
 #   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
 #                                          # decoder speed settings side by side (benchmarks.speed), passes, a
 #                                          # torch.compile try, the graph with an exact fast setting; 8 files
@@ -158,6 +159,11 @@ squares)
     timeout 120 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
         --face-batch-size 16 --frames 64 --warmup 1 --repeats 3 --no-reference --stages blend video_file \
         --profile video_file --json "$OUT/video-file-exact.json" >> "$log" 2>&1
+    # issue 13's VRAM target: the same file-to-file run on a 4x longer video must peak at the same VRAM
+    echo "== video_file, 4x longer $(date -u +%T)" >> "$log"
+    timeout 150 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
+        --face-batch-size 16 --frames 256 --warmup 0 --repeats 1 --no-reference --stages video_file \
+        --json "$OUT/video-file-exact-256.json" >> "$log" 2>&1
     echo "== done $(date -u +%T)" >> "$log"
     ;;
 *)
