@@ -241,3 +241,13 @@ def test_insightface_backend_applies_upstreams_face_filters(monkeypatch, tmp_pat
     np.testing.assert_array_equal(detector(np.zeros((200, 200, 3), np.uint8)), np.full((106, 2), 5))
     faces[:] = faces[:1]
     assert detector(np.zeros((200, 200, 3), np.uint8)) is None
+
+
+def test_insightface_runs_on_the_chosen_gpu():
+    """'cuda:1' gives onnxruntime's CUDA provider device_id 1 (insightface's ctx_id alone would pick GPU 0)."""
+    from musetalk_core.latentsync.landmarks import onnx_providers
+
+    assert onnx_providers("cuda:1") == ([("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"], 1)
+    assert onnx_providers("cuda") == ([("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"], 0)
+    assert onnx_providers("cpu") == (["CPUExecutionProvider"], -1)
+    assert onnx_providers("mps") == (["CPUExecutionProvider"], -1)

@@ -54,6 +54,18 @@ def dwpose_points(landmarks68: np.ndarray) -> Optional[np.ndarray]:
     return points
 
 
+def onnx_providers(device) -> tuple:
+    """onnxruntime providers and InsightFace's ctx_id for a torch device: 'cuda:1' runs on GPU 1 (the provider's
+    device_id; insightface's ctx_id only tells GPU from CPU), 'cpu' / 'mps' on the CPU."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return ["CPUExecutionProvider"], -1
+    index = dev.index if dev.index is not None else 0
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], index
+
+
 class InsightFaceLandmarks:
     """Upstream's FaceDetector: InsightFace FaceAnalysis, the largest plausible face, its 106 landmarks.
 
@@ -75,12 +87,10 @@ class InsightFaceLandmarks:
                 f"InsightFace's buffalo_l models (detection and 2d106det .onnx) were not found in {folder}. Copy "
                 "LatentSync's checkpoints/auxiliary/models/buffalo_l there, or use the default 'dwpose' backend.",
                 [str(folder)])
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if str(device).startswith("cuda") \
-            else ["CPUExecutionProvider"]
+        providers, ctx_id = onnx_providers(device)
         self.app = FaceAnalysis(allowed_modules=["detection", "landmark_2d_106"], root=str(root),
                                 providers=providers)
-        self.app.prepare(ctx_id=0 if str(device).startswith("cuda") else -1,
-                         det_size=(INSIGHTFACE_DETECT_SIZE, INSIGHTFACE_DETECT_SIZE))
+        self.app.prepare(ctx_id=ctx_id, det_size=(INSIGHTFACE_DETECT_SIZE, INSIGHTFACE_DETECT_SIZE))
 
     def __call__(self, frame_rgb: np.ndarray, threshold: float = 0.5) -> Optional[np.ndarray]:
         """(106, 2) int landmarks of the largest face passing upstream's filters, or None.
