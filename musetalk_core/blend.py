@@ -12,6 +12,10 @@ Per output frame i (source frame j = generated.source_index[i]) this is the refe
 
 Output pixels that the mask does not touch are the caller's float values unchanged, so frames without a face (and
 silent frames with silence handling on) are the input frames bit for bit. Output frames are produced in chunks.
+
+Streamed uint8 frames (the command line, the VIDEO path, batch jobs: ``Blender.stream``) take a shorter way to the
+same pixels: only each face's blend square (its crop box within the frame) goes to the device and only the
+composited pixels come back into the uint8 frame; the frames are never converted to float.
 """
 
 from __future__ import annotations
