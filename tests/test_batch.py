@@ -199,7 +199,7 @@ def test_a_rerun_with_another_split_keeps_the_material_and_takes_the_new_segment
 def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
     jobs = read_jobs(write_jobs(media / "checks.jsonl", [
         {"video": "talk.mp4", "audio": "first.wav", "output": "a.mp4", "bbox-shift": -7, "silence_handling": True,
-         "fps": None, "batch_size": 100},
+         "fps": None, "batch_size": 100, "preset": "veryfast"},
         "not json",
         {"video": "talk.mp4", "audio": "first.wav", "output": "b.mp4", "no_such_option": 1},
         {"video": "talk.mp4", "audio": "first.wav", "output": "a.mp4"},
@@ -208,13 +208,14 @@ def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
         {"image": "face.png", "audio": "first.wav", "output": "d.mp4", "fps": "30000/1001", "split_seconds": -1},
         "# a comment",
         {"video": "talk.mp4", "image": "face.png", "audio": "first.wav", "output": "e.mp4"},
+        {"video": "talk.mp4", "audio": "first.wav", "output": "f.mp4", "preset": "quick"},
     ]), tmp_path)
     good = jobs[0]
     assert good.options.bbox_shift == -7 and good.options.silence_handling is True
     assert good.options.face_batch_size == 64 and good.video == media / "talk.mp4"  # relative to the jobs file
-    assert good.output == tmp_path / "a.mp4"
+    assert good.output == tmp_path / "a.mp4" and good.preset == "veryfast"
     errors = [j.error for j in jobs[1:]]
-    assert all(isinstance(j, BadJob) for j in jobs[1:]) and len(jobs) == 8
+    assert all(isinstance(j, BadJob) for j in jobs[1:]) and len(jobs) == 9
     assert "line 2 is not JSON" in errors[0]
     assert "unrecognized arguments: --no-such-option" in errors[1]
     assert "also the output of line 1" in errors[2]
@@ -222,6 +223,7 @@ def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
     assert "'fps' applies to 'image' only" in errors[4]
     assert "'split_seconds' must be" in errors[5]
     assert "not allowed with argument" in errors[6]
+    assert "invalid choice: 'quick'" in errors[7]
 
 
 def test_segments_are_whole_chunks_covering_every_frame():

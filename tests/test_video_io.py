@@ -191,3 +191,22 @@ def test_long_audio_is_written_in_pieces_with_the_packets_of_one_whole_frame(tmp
         expected = [bytes(p) for p in stream.encode(frame)] + [bytes(p) for p in stream.encode()]
     assert len(written) > 3 and written == expected
     assert video_io.probe(out)["audio_seconds"] == pytest.approx(keep / sr, abs=1e-3)
+
+
+def test_writer_preset_reaches_the_encoder_and_bad_ones_are_refused(tmp_path):
+    """--preset trades encoding speed for file size; the x264 settings stored in the stream show it was used."""
+    frames = torch.from_numpy(face_frames(6, 48, 64))
+    settings = {}
+    for preset in ("veryfast", "medium"):
+        path = tmp_path / f"{preset}.mp4"
+        with video_io.VideoWriter(path, Fraction(25), 64, 48, 18, preset=preset) as writer:
+            writer.write(frames)
+            writer.finish(None)
+        data = path.read_bytes()
+        settings[preset] = data[data.index(b"x264 - core"):][:2000]
+        assert video_io.probe(path)["frames"] == 6
+    assert b" ref=1 " in settings["veryfast"] and b" subme=2 " in settings["veryfast"]  # x264's veryfast
+    assert b" ref=3 " in settings["medium"] and b" subme=7 " in settings["medium"]      # x264's medium
+    with pytest.raises(InputError, match="preset: 'quick' is not an H.264 preset"):
+        video_io.VideoWriter(tmp_path / "x.mp4", Fraction(25), 64, 48, preset="quick")
+    assert not (tmp_path / "x.mp4").exists()

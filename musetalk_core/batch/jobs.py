@@ -2,7 +2,7 @@
 
 A line is a JSON object: ``video`` or ``image``, ``audio``, ``output`` (a file name under --output-dir) and any
 option of ``python -m musetalk_core lipsync`` under its name, with underscores or dashes (``bbox_shift`` or
-``bbox-shift``; ``fps`` and ``crf`` too), and ``split_seconds`` to split this job otherwise than --split-seconds says
+``bbox-shift``; ``fps``, ``crf`` and ``preset`` too), and ``split_seconds`` to split this job otherwise than --split-seconds says
 (0 = never split it). The values go through the lipsync command's own parser, so a job means
 exactly what the same command line means, and a bad value gets the same message. Relative paths are relative to
 the JOBS file's folder. Blank lines and lines starting with ``#`` are skipped.
@@ -49,6 +49,7 @@ class Job:
     options: LipsyncOptions
     id: str
     split_seconds: Optional[float] = None  # None: the batch's --split-seconds; 0: never split this job
+    preset: str = "medium"                 # libx264 preset (video_io.X264_PRESETS)
 
     @property
     def load_key(self) -> Tuple:
@@ -124,10 +125,10 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     if output.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
         check_output_path(output)  # the standard message
     key = {"video": _identity(args.video), "image": _identity(args.image), "audio": _identity(args.audio),
-           "output": str(output), "fps": str(args.fps), "crf": args.crf, "options": dataclasses.asdict(options)}
+           "output": str(output), "fps": str(args.fps), "crf": args.crf, "preset": args.preset, "options": dataclasses.asdict(options)}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Job(index, line, name, args.video, args.image, args.audio, output, args.fps, args.crf, options, digest,
-               split)
+               split, args.preset)
 
 
 def _split_seconds(entry: dict) -> Optional[float]:

@@ -184,7 +184,8 @@ class Worker:
         try:
             models = self.models_for(job)
             height, width = source.frame_size
-            with VideoWriter(target, plan.fps, width, height, job.crf, *audio_layout(audio)) as writer:
+            with VideoWriter(target, plan.fps, width, height, job.crf, *audio_layout(audio),
+                             preset=job.preset) as writer:
                 render(models, material, source, job.options, writer.write, first=a, last=b,
                        progress=self._progress(task))
                 writer.finish(audio)
