@@ -335,7 +335,8 @@ class Blender:
             return
         batch = torch.zeros((len(rows), sh, sw, 3), dtype=torch.uint8)
         for k, (i, (y0, y1, x0, x1)) in enumerate(zip(rows, squares)):
-            batch[k, :y1 - y0, :x1 - x0] = frames_u8[i - start, y0:y1, x0:x1]
+            if y1 > y0 and x1 > x0:  # a crop box wholly outside its frame has nothing to copy
+                batch[k, :y1 - y0, :x1 - x0] = frames_u8[i - start, y0:y1, x0:x1]
         origin = torch.tensor([[x0, y0, x0, y0] for y0, _, x0, _ in squares], dtype=torch.long)
         bi, py, px, vals = self._composite(batch.to(device), rows, js, generated_faces, origin.to(device))
         # the padding right and below a smaller square is not frame: a crop box leaving the frame reaches into it

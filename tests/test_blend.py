@@ -171,6 +171,26 @@ def test_streamed_uint8_blend_matches_reference_and_moves_only_the_squares(golde
     assert checked == 2 * int(g["num_cases"])
 
 
+def test_streamed_blend_with_a_crop_box_outside_the_frame():
+    """A blend square of nothing (a crop box wholly outside its frame) next to a normal one: the streamed way gives
+    the whole-frame way's pixels, the outside one changes nothing."""
+    from musetalk_core.blend import make_blender, to_uint8
+    from musetalk_core.sources import TensorSource
+
+    frames, boxes, crops, masks = synthetic_video(n=2, seed=11)
+    boxes[1], crops[1] = (200, 10, 230, 40), (190, 0, 240, 50)  # the frame is 96 wide
+    masks[1] = np.full((50, 50), 255, np.uint8)
+    faces = make_faces(frames, boxes, crops, masks)
+    gen = np.random.default_rng(12).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    generated = make_generated(gen, [0, 1])
+    whole = to_uint8(blend_frames(to_image(frames), faces, generated)[0])
+    blender = make_blender(faces, generated, "cpu", 0.05, 0.5, False, 3)
+    out = torch.cat([o for _, _, o in blender.stream(TensorSource(torch.from_numpy(frames)), 4,
+                                                     lambda rows: generated.faces[rows])])
+    assert torch.equal(out, whole) and torch.equal(out[1], torch.from_numpy(frames[1]))
+    assert not torch.equal(out[0], torch.from_numpy(frames[0]))
+
+
 # ------------------------------------------------------------------------------------------------- behaviour
 
 def test_no_face_frames_and_unmasked_pixels_are_the_input_bit_for_bit():
