@@ -338,7 +338,8 @@ class Blender:
             if y1 > y0 and x1 > x0:  # a crop box wholly outside its frame has nothing to copy
                 batch[k, :y1 - y0, :x1 - x0] = frames_u8[i - start, y0:y1, x0:x1]
         origin = torch.tensor([[x0, y0, x0, y0] for y0, _, x0, _ in squares], dtype=torch.long)
-        bi, py, px, vals = self._composite(batch.to(device), rows, js, generated_faces, origin.to(device))
+        batch = batch.to(device)
+        bi, py, px, vals = self._composite(batch, rows, js, generated_faces, origin.to(device))
         # the padding right and below a smaller square is not frame: a crop box leaving the frame reaches into it
         extent = torch.tensor([[y1 - y0, x1 - x0] for y0, y1, x0, x1 in squares], dtype=torch.long, device=device)
         inside = (py < extent[bi, 0]) & (px < extent[bi, 1])
@@ -349,7 +350,7 @@ class Blender:
         w_rows = torch.tensor([self.weights[i] for i in rows], dtype=torch.float32, device=device)[bi]
         fading = w_rows < 1.0
         if bool(fading.any()):  # the float way's cross-fade, rounded as to_uint8 rounds, on those pixels only
-            old = batch.to(device)[bi[fading], py[fading], px[fading]].to(torch.float32).div_(255.0)
+            old = batch[bi[fading], py[fading], px[fading]].to(torch.float32).div_(255.0)
             new = vals[fading].to(torch.float32) / 255.0
             mixed = old + w_rows[fading][:, None] * (new - old)
             vals = vals.clone()
