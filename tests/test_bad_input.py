@@ -184,7 +184,7 @@ def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(small_media, fa
     out = tmp_path / "out" / "result.mp4"
     out.parent.mkdir()
     argv = _lipsync_argv(small_media, faceless_models_dir, out, "--chunk-size", "2")
-    real = Blender.blend
+    real = Blender.blend_uint8
     calls = []
 
     def interrupted(self, *args, **kwargs):
@@ -193,12 +193,12 @@ def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(small_media, fa
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Blender, "blend", interrupted)
+    monkeypatch.setattr(Blender, "blend_uint8", interrupted)
     code = cli.main(argv)
     err = capsys.readouterr().err
     assert code == 130 and "interrupted" in err and len(calls) == 2
     assert os.listdir(out.parent) == [] and spilled() == []
-    monkeypatch.setattr(Blender, "blend", real)
+    monkeypatch.setattr(Blender, "blend_uint8", real)
     code = cli.main(argv)
     assert code == 0, capsys.readouterr().err
     assert video_io.probe(out)["frames"] == 7  # floor(0.3 s x 25 fps)
