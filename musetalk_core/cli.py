@@ -318,6 +318,27 @@ def _warnings_to_stderr():
         logger.removeHandler(handler)
 
 
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (kill, a scheduler's time limit, a container stop) ends the run like Ctrl-C: no partial output, the
+    temporary material removed, exit 130. Only where Python's default handler is in place (main thread)."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     try:
@@ -325,7 +346,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as exc:  # argparse: 2 on bad options, 0 on --help
         return int(exc.code or 0)
     try:
-        with _warnings_to_stderr():
+        with _warnings_to_stderr(), _terminate_as_interrupt():
             if args.command == "lipsync":
                 return run_lipsync(args)
             if args.command == "batch":

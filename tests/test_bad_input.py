@@ -205,6 +205,39 @@ def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(small_media, fa
     assert os.listdir(out.parent) == ["result.mp4"] and spilled() == []
 
 
+def test_sigterm_mid_run_leaves_nothing(small_media, faceless_models_dir, tmp_path):
+    """kill (SIGTERM: a scheduler's time limit, a container stop) while the output is being written: exit 130, no
+    output and no temporary file, the spilled material removed, as with Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    out = tmp_path / "out" / "result.mp4"
+    out.parent.mkdir()
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    # each blended chunk takes a while, so the signal lands mid-write
+    script = ("import sys, time\nsys.path.insert(0, sys.argv[1])\nfrom musetalk_core.blend import Blender\n"
+              "real = Blender.blend_uint8\n"
+              "Blender.blend_uint8 = lambda self, *a: (time.sleep(0.5), real(self, *a))[1]\n"
+              "from musetalk_core.cli import main\nsys.exit(main(sys.argv[2:]))\n")
+    argv = _lipsync_argv(small_media, faceless_models_dir, out, "--chunk-size", "1")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), *argv], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    deadline = time.monotonic() + 120
+    while not list(out.parent.glob(".result.*.tmp.mp4")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert os.listdir(out.parent) == []
+    assert [p for p in os.listdir(temp) if p.startswith("musetalk-")] == []
+
+
 def test_write_video_refused_mid_write_leaves_nothing(tmp_path):
     """The OS refusing more bytes part-way (here a file-size limit: EFBIG, the same path as a full disk)."""
     import resource
