@@ -1,6 +1,7 @@
 """Peak memory and wall time of a lip-sync run against video length and resolution (issue 13), tiny networks.
 
     python -m benchmarks.memory --seconds 4 10 --resolution 720p 1080p --path cli graph [--out results/memory.json]
+    python -m benchmarks.memory --seconds 60 600 --resolution 1080p --networks stand-in --timeline   # issue 13
 
 For each (length, resolution) a synthetic talking-head video (a moving face-like blob on a gradient, H.264) and a
 tone of the same length are written once to a work folder; then each path runs in a fresh Python process:
@@ -11,7 +12,8 @@ tone of the same length are written once to a work folder; then each path runs i
   long videos finish on a CPU: the pipeline's own memory against length;
 - ``networks``: a process that only loads the networks: the baseline the targets are "above".
 Peak RSS is the child's ru_maxrss (resident set high-water mark, file cache excluded); wall time includes
-loading. The networks are the tiny real-format ones from tests/tiny, so the frames dominate, not the weights.
+loading. ``--timeline``: the child samples its RSS every 0.5 s by stage (benchmarks/rss_timeline.py) and the row
+gets each stage's peak, to see which stage sets the peak and whether it grows while it runs. The networks are the tiny real-format ones from tests/tiny, so the frames dominate, not the weights.
 """
 
 from __future__ import annotations
