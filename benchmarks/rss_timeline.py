@@ -13,7 +13,7 @@ import os
 import threading
 import time
 
-_state = {"stage": "start"}
+_state = {"stage": "start", "write": None}
 
 
 def _rss_mb() -> float:
@@ -25,7 +25,11 @@ def _rss_mb() -> float:
 
 
 def mark(stage: str) -> None:
+    """Name the stage that runs from now on; a sample is taken at once, so even a stage shorter than the sampling
+    interval appears in the timeline."""
     _state["stage"] = stage.replace(" ", "_")
+    if _state["write"] is not None:
+        _state["write"]()
 
 
 def start():
@@ -35,13 +39,19 @@ def start():
         return mark
     every = float(os.environ.get("MUSETALK_RSS_EVERY", "0.5"))
     t0 = time.perf_counter()
+    out = open(path, "w", buffering=1)
+    lock = threading.Lock()
+
+    def write() -> None:
+        with lock:
+            out.write(f"{time.perf_counter() - t0:.1f} {_state['stage']} {_rss_mb():.1f}\n")
 
     def sample() -> None:
-        with open(path, "w", buffering=1) as out:
-            while True:
-                out.write(f"{time.perf_counter() - t0:.1f} {_state['stage']} {_rss_mb():.1f}\n")
-                time.sleep(every)
+        while True:
+            write()
+            time.sleep(every)
 
+    _state["write"] = write
     threading.Thread(target=sample, name="rss-timeline", daemon=True).start()
     return mark
 

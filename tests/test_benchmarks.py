@@ -217,3 +217,19 @@ def test_pass_size_benchmark_times_every_network_at_every_pass_size(tmp_path, mo
     assert set(table) == {"vae_encoder", "vae_decoder", "unet"}
     assert all(set(row) == {"1", "2"} and min(row.values()) > 0 for row in table.values())
     assert "| vae_decoder |" in passes.format_table(report)
+
+
+def test_memory_benchmark_checks_the_output_and_reports_each_stage(tmp_path):
+    """benchmarks/memory.py (issue 13's measurement): a child process per path, the written file checked (frames,
+    durations), and with --timeline each stage's peak RSS; here 0.4 s of 720p through the command line."""
+    from benchmarks import memory
+
+    out = tmp_path / "memory.json"
+    assert memory.main(["--seconds", "0.4", "--resolution", "720p", "--path", "cli", "--networks", "stand-in",
+                        "--timeline", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    networks, cli = json.loads(out.read_text())
+    assert networks["path"] == "networks" and networks["peak_rss_mb"] > 0
+    assert cli["frames_ok"] and cli["durations_ok"] and cli["out_frames"] == 10
+    stages = {row["stage"]: row for row in cli["stages"]}
+    assert list(stages) == ["start", "audio", "faces", "vae_encode", "lip-sync"]  # a sample at every stage start
+    assert cli["peak_rss_mb"] >= max(row["max_mb"] for row in stages.values()) > networks["peak_rss_mb"] / 2
