@@ -209,13 +209,14 @@ def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
         "# a comment",
         {"video": "talk.mp4", "image": "face.png", "audio": "first.wav", "output": "e.mp4"},
         {"video": "talk.mp4", "audio": "first.wav", "output": "f.mp4", "preset": "quick"},
+        {"video": "talk.mp4", "audio": "first.wav", "output": "g.mp4", "generator": "latentsync15"},
     ]), tmp_path)
     good = jobs[0]
     assert good.options.bbox_shift == -7 and good.options.silence_handling is True
     assert good.options.face_batch_size == 64 and good.video == media / "talk.mp4"  # relative to the jobs file
     assert good.output == tmp_path / "a.mp4" and good.preset == "veryfast"
     errors = [j.error for j in jobs[1:]]
-    assert all(isinstance(j, BadJob) for j in jobs[1:]) and len(jobs) == 9
+    assert all(isinstance(j, BadJob) for j in jobs[1:]) and len(jobs) == 10
     assert "line 2 is not JSON" in errors[0]
     assert "unrecognized arguments: --no-such-option" in errors[1]
     assert "also the output of line 1" in errors[2]
@@ -224,6 +225,7 @@ def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
     assert "'split_seconds' must be" in errors[5]
     assert "not allowed with argument" in errors[6]
     assert "invalid choice: 'quick'" in errors[7]
+    assert "batch jobs run the MuseTalk generator only" in errors[8] and "--generator latentsync15" in errors[8]
 
 
 def test_segments_are_whole_chunks_covering_every_frame():

@@ -119,6 +119,10 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     from ..streaming import check_options
     from ..video_io import check_output_path
 
+    if args.generator != "musetalk":  # the batch runner's stages are MuseTalk's
+        raise InputError(f"'generator' {args.generator!r}: batch jobs run the MuseTalk generator only; run "
+                         f"LatentSync jobs one by one with `python -m musetalk_core lipsync --generator "
+                         f"{args.generator} ...`")
     options = options_from_args(args)
     check_options(options)
     output = Path(os.path.abspath(args.output))
