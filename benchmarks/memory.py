@@ -11,8 +11,8 @@ tone of the same length are written once to a work folder; then each path runs i
   with ``--networks stand-in`` the per-frame network calls are cheap stand-ins (benchmarks/standins.py), so that
   long videos finish on a CPU: the pipeline's own memory against length;
 - ``networks``: a process that only loads the networks: the baseline the targets are "above".
-Peak RSS is the child's ru_maxrss (resident set high-water mark, file cache excluded); wall time includes
-loading. ``--timeline``: the child samples its RSS every 0.5 s by stage (benchmarks/rss_timeline.py) and the row
+Peak RSS is the child's own resident high-water mark (VmHWM, written at its exit; file cache excluded; wait4's
+ru_maxrss, also reported, includes the parent's peak when the parent is larger); wall time includes loading. ``--timeline``: the child samples its RSS every 0.5 s by stage (benchmarks/rss_timeline.py) and the row
 gets each stage's peak, to see which stage sets the peak and whether it grows while it runs. The networks are the tiny real-format ones from tests/tiny, so the frames dominate, not the weights.
 """
 
@@ -31,7 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
 FPS = 25
 
-_PRELUDE = r"""
+# first in every child: at exit it writes its own resident high-water mark (VmHWM of its memory map). wait4's
+# ru_maxrss is not enough: Linux carries the parent's high-water mark into a child it spawns (vfork + exec), so a
+# child of a large parent (a test session) would report the parent's peak
+_OWN_PEAK = r"""
+import atexit, os
+def _own_peak(path=os.environ.get("MUSETALK_PEAK_FILE")):
+    if path:
+        with open("/proc/self/status") as fh:
+            kb = [int(l.split()[1]) for l in fh if l.startswith("VmHWM:")]
+        with open(path, "w") as out:
+            out.write(str(kb[0] / 1024.0))
+atexit.register(_own_peak)
+"""
+
+_PRELUDE = _OWN_PEAK + r"""
 import sys, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads({threads})
@@ -73,7 +87,7 @@ print("frames", out[3], out[4].get_stream_source())
 # the output file of the graph path (BlendAndAssemble writes it under ComfyUI's output folder, or a temp folder)
 _GRAPH_OUT = re.compile(r"frames \d+ (\S+)")
 
-_NETWORKS = r"""
+_NETWORKS = _OWN_PEAK + r"""
 import sys, torch
 sys.path.insert(0, {root!r})
 from musetalk_core.loading import load_models
@@ -128,11 +142,15 @@ def check_output(path: str, seconds: float) -> dict:
 
 
 def run_child(argv, env=None, timeline=None) -> dict:
-    """Run one child process; its peak RSS (MB) from wait4's rusage and its wall time.
+    """Run one child process; its peak RSS (MB: its own VmHWM, written at its exit), CPU and wall time.
 
     ``timeline``: a file the child samples its RSS into (benchmarks/rss_timeline.py); summarised per stage."""
+    import tempfile
+
+    peak_file = Path(tempfile.mkstemp(prefix="musetalk-peak-")[1])
+    env = dict(env or os.environ, MUSETALK_PEAK_FILE=str(peak_file))
     if timeline is not None:
-        env = dict(env or os.environ, MUSETALK_RSS_TIMELINE=str(timeline))
+        env["MUSETALK_RSS_TIMELINE"] = str(timeline)
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -142,8 +160,13 @@ def run_child(argv, env=None, timeline=None) -> dict:
     if code != 0:
         raise RuntimeError(f"{argv[:4]} failed ({code}): {err[-2000:]}")
     # CPU seconds as well: on a shared machine the wall time follows the load, the CPU time follows the work
-    row = {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(wall, 1),
-           "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "stdout": out.strip()[-300:]}
+    own = peak_file.read_text().strip()
+    peak_file.unlink()
+    if not own:
+        raise RuntimeError(f"{argv[:4]} did not report its peak memory")
+    row = {"peak_rss_mb": round(float(own), 1), "ru_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
+           "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+           "stdout": out.strip()[-300:]}
     if timeline is not None:
         from benchmarks.rss_timeline import summarise
 
