@@ -217,7 +217,7 @@ def gather_windows(blocks, length: int, rows: torch.Tensor, dtype: torch.dtype, 
     minutes). ``store(shape, dtype)``: where the windows go instead of a tensor (a spill.SpilledArray)."""
     num_frames, window = rows.shape
     r = rows.numpy()
-    valid = r >= 0
+    valid = (r >= 0) & (r < length)  # -1, and rows of a track with no states at all (v1.0 clamps to 0), read zeros
     needed_to = np.where(valid, r, -1).max(axis=1) + 1  # a frame is ready once rows < needed_to have arrived
     first_read = np.where(valid, r, length).min(axis=1)
     keep_from = np.minimum.accumulate(first_read[::-1])[::-1]  # the lowest row any frame from here on reads
@@ -231,8 +231,10 @@ def gather_windows(blocks, length: int, rows: torch.Tensor, dtype: torch.dtype, 
             out = torch.empty(shape, dtype=dtype, device=states.device) if store is None else store(shape, dtype)
         held = states if held is None else torch.cat([held, states])
         arrived = begin + states.shape[0]
-        done = _write_ready(out, held, held_from, arrived, rows, needed_to, done)
-        if done < num_frames:  # drop the rows no remaining frame reads
+        done = _write_ready(out, held, held_from, arrived, rows, length, needed_to, done)
+        if done == num_frames:  # every window written: the rest of the track is not needed
+            held = None
+        else:  # drop the rows no remaining frame reads
             drop = int(min(keep_from[done], arrived)) - held_from
             if drop > 0:
                 held, held_from = held[drop:], held_from + drop
@@ -241,7 +243,7 @@ def gather_windows(blocks, length: int, rows: torch.Tensor, dtype: torch.dtype, 
     return out
 
 
-def _write_ready(out, held, held_from, available, rows, needed_to, done) -> int:
+def _write_ready(out, held, held_from, available, rows, length, needed_to, done) -> int:
     """Write the windows of frames done.. whose rows are all below ``available``; returns the new ``done``."""
     ready = done
     while ready < len(needed_to) and needed_to[ready] <= available:
@@ -253,7 +255,7 @@ def _write_ready(out, held, held_from, available, rows, needed_to, done) -> int:
     for start in range(done, ready, GATHER_CHUNK):
         stop = min(start + GATHER_CHUNK, ready)
         idx = rows[start:stop] - held_from
-        missing = rows[start:stop] < 0
+        missing = (rows[start:stop] < 0) | (rows[start:stop] >= length)
         if bool((idx[~missing] < 0).any()):  # a row dropped too early would silently wrap around
             raise AssertionError("gather_windows dropped a Whisper row a later window reads")
         idx[missing] = table.shape[0] - 1

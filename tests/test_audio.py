@@ -259,6 +259,14 @@ def test_blockwise_gather_equals_whole_table(fps, block, scheme):
     assert torch.equal(ours, _whole_table_gather(states, rows))
 
 
+def test_v10_audio_too_short_for_one_whisper_row_reads_zero_windows():
+    """300 samples at 60 fps: one video frame, one mel frame, no Whisper row in v1.0-original mode (its rows are
+    clamped to row 0 of nothing): zero windows, as the whole-table way gave, not an error."""
+    audio = as_audio(seeded_signal(300 / 16000, 16000, 1, seed=4), 16000)
+    out = core.encode_audio(stub_models("v1"), audio, 60.0, feature_mode="v1.0-original")
+    assert out.features.shape == (1, 50, 384) and torch.count_nonzero(out.features) == 0
+
+
 def test_blockwise_gather_rejects_missing_or_out_of_order_states():
     rows = core.reference_window_rows(10, 25.0, 2, 2, 20)
     states = torch.randn(20, 2, 3)

@@ -175,6 +175,9 @@ def test_a_changed_job_runs_again(media, tmp_path):
     same = read_jobs(write_jobs(tmp_path / "a.jsonl", [line]), tmp_path / "out")[0]
     other = read_jobs(write_jobs(tmp_path / "a.jsonl", [{**line, "bbox_shift": 3}]), tmp_path / "out")[0]
     assert first.id == same.id != other.id and other.options.bbox_shift == 3
+    faster = read_jobs(write_jobs(tmp_path / "a.jsonl", [{**line, "preset": "veryfast"}]), tmp_path / "out")[0]
+    medium = read_jobs(write_jobs(tmp_path / "a.jsonl", [{**line, "preset": "medium"}]), tmp_path / "out")[0]
+    assert faster.id != first.id == medium.id  # the default keeps the ids jobs had before --preset existed
 
 
 def test_a_rerun_with_another_split_keeps_the_material_and_takes_the_new_segments(media, tiny_models_factory,

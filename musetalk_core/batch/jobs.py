@@ -129,7 +129,9 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     if output.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
         check_output_path(output)  # the standard message
     key = {"video": _identity(args.video), "image": _identity(args.image), "audio": _identity(args.audio),
-           "output": str(output), "fps": str(args.fps), "crf": args.crf, "preset": args.preset, "options": dataclasses.asdict(options)}
+           "output": str(output), "fps": str(args.fps), "crf": args.crf, "options": dataclasses.asdict(options)}
+    if args.preset != "medium":  # only then: the ids of jobs written before --preset existed stay the same
+        key["preset"] = args.preset
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Job(index, line, name, args.video, args.image, args.audio, output, args.fps, args.crf, options, digest,
                split, args.preset)
