@@ -43,3 +43,13 @@ def source_indices(num_output: int, num_source: int, mode: str = "ping_pong", of
     if mode == "loop":
         return torch.remainder(k, num_source)
     return k.clamp(0, num_source - 1)
+
+
+def used_source_frames(num_output: int, num_source: int, mode: str = "ping_pong", offset: int = 0):
+    """(mapping (T,), wanted (N,) bool numpy): the source frame of each output frame, and which frames are used."""
+    import numpy as np
+
+    mapping = source_indices(num_output, num_source, mode, offset)
+    wanted = np.zeros(int(num_source), dtype=bool)
+    wanted[mapping.unique().numpy()] = True
+    return mapping, wanted

@@ -34,7 +34,7 @@ import torch
 
 from .blend import Blender, assemble_audio, check_blend_settings
 from .errors import InputError
-from .frame_mapping import MODES, source_indices
+from .frame_mapping import MODES, used_source_frames
 from .hooks import NO_HOOKS, RunHooks
 from .sources import FrameSource
 from .spill import SpillFolder, store_in
@@ -139,10 +139,7 @@ def encode_features(models: MuseTalkModels, audio: Mapping[str, Any], fps: float
 
 def frames_used(num_output: int, num_source: int, options):
     """(mapping (T,), wanted (N,) bool): which source frame each output frame shows, and which frames are used."""
-    mapping = source_indices(num_output, num_source, options.frame_mapping, options.frame_offset)
-    wanted = np.zeros(num_source, dtype=bool)
-    wanted[mapping.unique().numpy()] = True
-    return mapping, wanted
+    return used_source_frames(num_output, num_source, options.frame_mapping, options.frame_offset)
 
 
 def video_material(models: MuseTalkModels, source: FrameSource, options, wanted: np.ndarray, spill: SpillFolder,

@@ -74,7 +74,7 @@ class LatentSyncInpaint:
         from musetalk_core.frames import uint8_to_image
         from musetalk_core.latentsync.generate import (SamplingSettings, check_audio, count_steps,
                                                       generate_latentsync, plan_frames)
-        from musetalk_core.frame_mapping import source_indices
+        from musetalk_core.frame_mapping import used_source_frames
         from musetalk_core.latentsync.video_align import align_video, alignment_plan
         from musetalk_core.previews import sample_indices
         from musetalk_core.sources import TensorSource, as_source
@@ -95,9 +95,8 @@ class LatentSyncInpaint:
                                  "the same frames to FaceDetectAndParse and LatentSyncInpaint.")
             res = latentsync_models.version.resolution
             total = audio_features.num_frames
-            plan = alignment_plan(faces, source.num_frames, alignment,
-                                  _used(source_indices(total, source.num_frames, frame_mapping, frame_offset),
-                                        source.num_frames))
+            _, used = used_source_frames(total, source.num_frames, frame_mapping, frame_offset)
+            plan = alignment_plan(faces, source.num_frames, alignment, used)
             aligned = align_video(source, faces, res, alignment, device=str(latentsync_models.device),
                                   insightface_root=_insightface_root(), hooks=comfy_bridge.run_hooks(len(plan)),
                                   store=None if spill is None else store_in(spill, "aligned.u8"), frames=plan)
@@ -115,15 +114,6 @@ class LatentSyncInpaint:
             source.close()
         shown = generated.faces if spill is None else generated.faces[sample_indices(total)]
         return (generated, uint8_to_image(shown, comfy_bridge.intermediate_device()))
-
-
-def _used(mapping, num_frames: int):
-    """bool per source frame: does the output use it (frame_mapping's source indices)."""
-    import numpy as np
-
-    wanted = np.zeros(num_frames, dtype=bool)
-    wanted[mapping.unique().numpy()] = True
-    return wanted
 
 
 def _insightface_root():

@@ -91,6 +91,19 @@ def _golden_groups(g):
     return groups
 
 
+def _golden_clip(g, fi, cases):
+    """One golden group as a clip: (frame, frames, faces, ping-pong source indices (each source frame used twice),
+    uint8 generated faces per output frame)."""
+    frame = g[f"frame_{fi}"]
+    n = len(cases)
+    frames = np.stack([frame] * n)
+    faces = make_faces(frames, [g[f"box_{i}"] for i in cases], [g[f"crop_{i}"] for i in cases],
+                       [g[f"mask_{i}"] for i in cases])
+    src = list(range(n)) + list(range(n - 1, -1, -1))
+    gen_faces = torch.from_numpy(np.stack([g["faces"][int(g[f"params_{cases[j]}"][1])] for j in src]))
+    return frame, frames, faces, src, gen_faces
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -101,14 +114,9 @@ def test_matches_reference_compositing(golden, use_replacement, device):
     g = golden
     checked = composited = 0
     for (fi, ratio, blur), cases in _golden_groups(g).items():
-        frame = g[f"frame_{fi}"]
+        frame, frames, faces, src, gen_faces = _golden_clip(g, fi, cases)
         n = len(cases)
-        frames = np.stack([frame] * n)
-        faces = make_faces(frames, [g[f"box_{i}"] for i in cases], [g[f"crop_{i}"] for i in cases],
-                           [g[f"mask_{i}"] for i in cases])
-        src = list(range(n)) + list(range(n - 1, -1, -1))  # ping-pong: each source frame used twice
-        gen_faces = np.stack([g["faces"][int(g[f"params_{cases[j]}"][1])] for j in src])
-        gen_faces = torch.from_numpy(gen_faces).to(device)  # generated faces live on the compute device
+        gen_faces = gen_faces.to(device)  # generated faces live on the compute device
         if use_replacement:
             generated = make_generated(torch.zeros_like(gen_faces), src, fingerprint=faces.frames_fingerprint)
             kwargs = {"replacement_faces": to_image(gen_faces.cpu())}
@@ -149,14 +157,9 @@ def test_streamed_uint8_blend_matches_reference_and_moves_only_the_squares(golde
     monkeypatch.setattr(blend_ops, "compose", compose)
     checked = 0
     for (fi, ratio, blur), cases in _golden_groups(g).items():
-        frame = g[f"frame_{fi}"]
+        frame, frames, faces, src, gen = _golden_clip(g, fi, cases)
         n = len(cases)
-        frames = np.stack([frame] * n)
-        faces = make_faces(frames, [g[f"box_{i}"] for i in cases], [g[f"crop_{i}"] for i in cases],
-                           [g[f"mask_{i}"] for i in cases])
-        src = list(range(n)) + list(range(n - 1, -1, -1))
-        gen = torch.from_numpy(np.stack([g["faces"][int(g[f"params_{cases[j]}"][1])] for j in src])).to(device)
-        generated = make_generated(gen, src, fingerprint=faces.frames_fingerprint)
+        generated = make_generated(gen.to(device), src, fingerprint=faces.frames_fingerprint)
         blender = make_blender(faces, generated, device, blur / 1000, ratio / 1000, False, 3)
         seen.clear()
         out = torch.cat([o for _, _, o in blender.stream(TensorSource(torch.from_numpy(frames)), 3,

@@ -17,7 +17,6 @@ from __future__ import annotations
 from contextlib import closing
 from typing import Any, Mapping, Optional
 
-import numpy as np
 import torch
 
 from ..hooks import NO_HOOKS
@@ -32,7 +31,7 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
     from ..audio import encode_audio
     from ..blend import assemble_audio, make_blender
     from ..face_material import build_faces
-    from ..frame_mapping import source_indices
+    from ..frame_mapping import used_source_frames
     from ..streaming import StreamResult
     from .generate import SamplingSettings, check_audio, count_steps, generate_latentsync, plan_frames
     from .video_align import align_video, alignment_plan
@@ -49,9 +48,7 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
                                 store=store_in(spill, "audio.bin"))
         check_audio(features)
         t, n = features.num_frames, source.num_frames
-        mapping = source_indices(t, n, options.frame_mapping, options.frame_offset)
-        wanted = np.zeros(n, dtype=bool)
-        wanted[mapping.unique().numpy()] = True
+        _, wanted = used_source_frames(t, n, options.frame_mapping, options.frame_offset)
         faces, _, _ = build_faces(
             models, source, face_selection=options.face_selection, landmark_region=options.landmark_region,
             detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted, spill=spill,
