@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -69,6 +70,13 @@ class _Refusal(argparse.ArgumentParser):
 
     def error(self, message):
         raise InputError(message)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` in one rename: a killed process never leaves a partial file there."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # unique across hosts sharing the folder
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List
 
 from ..errors import InputError
-from .jobs import BadJob, done_marker, finished_record, read_jobs, work_root
+from .jobs import BadJob, done_marker, finished_record, read_jobs, work_root, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +57,6 @@ class _Bar:
             self.bar.close()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # unique across hosts sharing the folder
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class Results:
     """Records by job line: appended to the summary as they come (to follow a long batch), and rewritten in the
     file's order at the end."""
@@ -80,7 +73,7 @@ class Results:
         if job is not None and record.get("error") is None and not record.get("skipped"):
             marker = done_marker(self.output_dir, job)
             marker.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(marker, json.dumps(record))
+            write_atomic(marker, json.dumps(record).encode("utf-8"))
         self._live.write(json.dumps(record) + "\n")
         self._live.flush()
         self.bar.job_done()
@@ -88,7 +81,7 @@ class Results:
     def close(self) -> List[dict]:
         self._live.close()
         ordered = [self.records[k] for k in sorted(self.records)]
-        _write_atomic(self.summary, "".join(json.dumps(r) + "\n" for r in ordered))
+        write_atomic(self.summary, "".join(json.dumps(r) + "\n" for r in ordered).encode("utf-8"))
         return ordered
 
 

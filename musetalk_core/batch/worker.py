@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import pickle
-import secrets
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import MuseTalkError
-from .jobs import Job, job_dir, work_root
+from .jobs import Job, job_dir, work_root, write_atomic
 from .segments import plan_segments, segment_path
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,8 @@ Report = Callable[[Tuple, int], None]   # (task key, frames just blended)
 
 
 def _dump(path: Path, value) -> None:
-    """Pickle ``value`` to ``path`` atomically (a killed worker never leaves a partial file there)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # unique across hosts sharing the folder
-    with open(tmp, "wb") as fh:
-        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    """Pickle ``value`` to ``path`` atomically."""
+    write_atomic(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _load(path: Path):
