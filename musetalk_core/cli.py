@@ -274,6 +274,8 @@ def run_lipsync(args: argparse.Namespace) -> int:
         audio = video_io.read_audio(args.audio)
         video_io.check_audio_duration(audio, fps, "--audio")
         output = video_io.check_output_path(args.output)
+        video_io.refuse_overwriting_inputs(output, {"--video": args.video, "--image": args.image,
+                                                    "--audio": args.audio})
         dirs = args.models_dir or model_files.default_models_dirs()
         bars = _Bars(not args.no_progress)
         try:

@@ -8,7 +8,8 @@ frames it has already used.
 - ``VideoFileSource``: the first video stream of a file (a path or a seekable file object) decoded with PyAV.
   Opening it only demuxes the packets (no decoding) to learn the frame count and each frame's timestamp; reads
   decode forward from the current position and seek to the nearest keyframe when they go backwards or far ahead,
-  so the pixels equal a decode of the whole file in order.
+  so the pixels equal a decode of the whole file in order. Frames come out as displayed: a display matrix (portrait
+  phone videos) is applied (musetalk_core.orientation), so ``frame_size`` is the upright size.
 - ``as_source``: accepts either of those, an IMAGE tensor, a path, or any object with ComfyUI's VIDEO interface
   (``get_stream_source()`` giving a path or BytesIO, else ``get_components().images``), duck-typed: the core
   imports nothing from ComfyUI.
@@ -101,12 +102,16 @@ class VideoFileSource(FrameSource):
             raise InputError(f"'{name}': decoding '{self.label}' stopped at frame {self.num_frames} of the "
                              f"{declared} its header declares: the file is damaged or truncated. Re-encode or "
                              "re-download it.")
+        from .orientation import of_file
+
+        # the display matrix (portrait phone videos): frames are handed out as displayed, turned upright
+        self.orientation = of_file(self.file)
         self._container = av.open(self._rewound(), mode="r")  # a fresh demuxer: decoding starts at frame 0
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._index_of = {p: i for i, p in enumerate(self._pts)}
         ctx = self._stream.codec_context
-        self.frame_size = (int(ctx.height), int(ctx.width))
+        self.frame_size = self.orientation.size(int(ctx.height), int(ctx.width))
         self._frames: Optional[Iterator] = self._container.decode(self._stream)
         self._next = 0  # index of the frame the open decoder yields next
 
@@ -174,7 +179,7 @@ class VideoFileSource(FrameSource):
             while True:
                 index, frame = self._decode_next(target)
                 if index == target:
-                    got[target] = frame.to_ndarray(format="rgb24")
+                    got[target] = self.orientation.apply(frame.to_ndarray(format="rgb24"))
                     break
                 if index > target:  # the target never came out: a gap in the stream
                     raise InputError(f"'{self.name}': frame {target} of '{self.label}' could not be decoded.")

@@ -114,8 +114,11 @@ def _first_video_stream(container, path):
 
 
 def read_video(path: PathLike, with_audio: bool = True) -> VideoData:
-    """All frames of the first video stream (uint8 RGB), its exact fps, and its audio (if any)."""
+    """All frames of the first video stream (uint8 RGB, as displayed: a display matrix is applied), its exact fps,
+    and its audio (if any)."""
     import av
+
+    from .orientation import of_frame
 
     path = _check_readable(path, "Video")
     with _open(path, "Video") as container:
@@ -123,9 +126,12 @@ def read_video(path: PathLike, with_audio: bool = True) -> VideoData:
         fps = stream_fps(stream)
         stream.thread_type = "AUTO"
         frames = []
+        orientation = None
         try:
             for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
+                if orientation is None:  # the display matrix (portrait phone videos): frames as displayed
+                    orientation = of_frame(frame)
+                frames.append(np.ascontiguousarray(orientation.apply(frame.to_ndarray(format="rgb24"))))
         except av.error.FFmpegError as exc:
             if not frames:
                 raise InputError(f"Video file '{path}' could not be decoded ({exc}).") from None
@@ -205,6 +211,28 @@ def check_output_path(path: PathLike) -> Path:
     if path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
         raise InputError(f"Output file '{path}' must end in .mp4, .mov, .mkv or .m4v (H.264 + AAC).")
     return path
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether two paths name one file: the same path once links are resolved, or, for existing files, the same
+    device and inode (a symbolic or a hard link to it)."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # one of them does not exist (yet)
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overwriting_inputs(output: PathLike, inputs: Mapping[str, Optional[PathLike]],
+                              option: str = "--output") -> None:
+    """The output must not be one of the inputs (also through a symbolic or a hard link): writing the result
+    there would replace the source the run reads, and the user's original would be lost. ffmpeg refuses the
+    same. ``inputs``: what each input is called in a message (``--video``) -> its path (None: not given)."""
+    for name, path in inputs.items():
+        if path is not None and same_file(output, path):
+            raise InputError(f"{option} '{output}' is the same file as {name} '{path}': writing the result there "
+                             f"would replace your source. Choose another {option} file name.")
 
 
 def _output_failure(path: Path, exc: OSError) -> OutputError:
@@ -578,9 +606,13 @@ class FileVideo:
         return VideoParts(video.frames.float() / 255.0, video.fps, video.audio)
 
     def _stream(self):
+        from .orientation import of_file
+
         with _open(self.path, "Video") as container:
             stream = container.streams.video[0]
-            return stream.codec_context.width, stream.codec_context.height, stream_fps(stream)
+            width, height, fps = stream.codec_context.width, stream.codec_context.height, stream_fps(stream)
+        height, width = of_file(self.path).size(height, width)  # as displayed (portrait phone videos)
+        return width, height, fps
 
     def get_dimensions(self) -> tuple:
         w, h, _ = self._stream()

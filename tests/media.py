@@ -32,7 +32,9 @@ def tone(seconds: float, sr: int = 16000, channels: int = 1, freq: float = 220.0
 
 
 def write_video(path: Path, frames: np.ndarray, fps=Fraction(25), audio: np.ndarray = None, sr: int = 16000,
-                codec: str = "libx264") -> Path:
+                codec: str = "libx264", rotation: int = 0) -> Path:
+    """``rotation``: a display matrix turning the stored frames ``rotation`` degrees counter-clockwise for display
+    (PyAV's set_display_rotation; -90 is what a phone writes for portrait video, ffprobe's "rotation of -90")."""
     import av
 
     with av.open(str(path), "w") as c:
@@ -40,6 +42,8 @@ def write_video(path: Path, frames: np.ndarray, fps=Fraction(25), audio: np.ndar
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
         vs.options = {"crf": "10"}
+        if rotation:
+            vs.set_display_rotation(rotation)
         if audio is not None:
             as_ = c.add_stream("aac", rate=sr, layout="mono" if audio.shape[0] == 1 else "stereo")
         for f in frames:

@@ -231,6 +231,44 @@ def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
     assert "batch jobs run the MuseTalk generator only" in errors[8] and "--generator latentsync15" in errors[8]
 
 
+def test_outputs_stay_under_the_output_dir_and_never_replace_an_input(media, tmp_path):
+    """A jobs file may come from someone else: an output outside --output-dir (absolute, '..', through a symbolic
+    link), inside the work folder, or naming an input (its own or another job's) is a line error; the others run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    jobs = read_jobs(write_jobs(media / "escapes.jsonl", [
+        {"video": "talk.mp4", "audio": "first.wav", "output": "fine.mp4"},
+        {"video": "talk.mp4", "audio": "first.wav", "output": str(tmp_path / "absolute.mp4")},
+        {"video": "talk.mp4", "audio": "first.wav", "output": "../../escape.mp4"},
+        {"video": "talk.mp4", "audio": "first.wav", "output": "sub/../../escape.mp4"},
+        {"video": "talk.mp4", "audio": "first.wav", "output": "elsewhere/escape.mp4"},
+        {"video": "talk.mp4", "audio": "first.wav", "output": ".musetalk-work/x.mp4"},
+        {"video": str(out / "own.mp4"), "audio": "first.wav", "output": "own.mp4"},
+        {"video": "talk.mp4", "audio": str(out / "read_later.mp4"), "output": "b.mp4"},
+        {"video": "talk.mp4", "audio": "first.wav", "output": "read_later.mp4"},
+    ]), out)
+    assert not isinstance(jobs[0], BadJob) and jobs[0].output == out / "fine.mp4"
+    errors = {j.line: j.error for j in jobs if isinstance(j, BadJob)}
+    assert sorted(errors) == [2, 3, 4, 5, 6, 7, 9]
+    for line in (2, 3, 4):
+        assert "points outside --output-dir" in errors[line] and "file name under --output-dir" in errors[line]
+    assert "through a symbolic link" in errors[5]
+    assert "work folder" in errors[6]
+    assert "same file as its 'video'" in errors[7] and "replace your source" in errors[7]
+    assert "is an input of line 8" in errors[9]
+    assert not isinstance(jobs[7], BadJob)  # the job reading that file is fine
+
+
+def test_a_hard_linked_output_of_an_input_is_refused(media, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(media / "talk.mp4", out / "same.mp4")
+    (job,) = read_jobs(write_jobs(media / "hard.jsonl", [
+        {"video": "talk.mp4", "audio": "first.wav", "output": "same.mp4"}]), out)
+    assert isinstance(job, BadJob) and "same file as its 'video'" in job.error
+
+
 def test_segments_are_whole_chunks_covering_every_frame():
     assert plan_segments(14, 25, 4, None) == [(0, 14)]
     assert plan_segments(14, 25, 4, 0.2) == [(0, 4), (4, 8), (8, 12), (12, 14)]

@@ -154,3 +154,31 @@ def test_audio_shorter_than_a_frame_is_refused_before_anything_runs(media, tmp_p
     assert code == 2 and "shorter than one video frame" in err  # not "missing models": checked first
     assert not out.exists()
 
+
+
+@pytest.mark.parametrize("how", ["same_path", "symlink", "hard_link", "the_audio"])
+def test_output_that_is_an_input_is_refused(how, media, tmp_path, capsys):
+    """--output naming the source (also through a symbolic or a hard link) would replace the user's original with
+    the result: refused (as ffmpeg does) before anything is loaded or written; the source is untouched."""
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(media["video"].read_bytes())
+    audio = tmp_path / "speech.wav"
+    audio.write_bytes(media["audio"].read_bytes())
+    out, named = video, "--video"
+    if how == "symlink":
+        out = tmp_path / "link.mp4"
+        out.symlink_to(video)
+    elif how == "hard_link":
+        out = tmp_path / "other_name.mp4"
+        os.link(video, out)
+    elif how == "the_audio":  # the audio taken from a video file, written over
+        audio, out, named = video, video, "--audio"
+        video = tmp_path / "picture.mp4"
+        video.write_bytes(media["video"].read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = run(["lipsync", "--video", str(video), "--audio", str(audio), "--output", str(out),
+                        "--no-progress", "--models-dir", str(tmp_path / "no_models")], capsys)
+    assert code == 2, err
+    assert "same file as" in err and named in err and "replace your source" in err, err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing changed, nothing left

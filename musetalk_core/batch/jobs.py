@@ -118,6 +118,7 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     if "output" not in entry:
         raise InputError("no 'output' (the file name of the result under --output-dir, e.g. \"a_synced.mp4\")")
     name = str(entry["output"])
+    _check_output_name(name, output_dir)
     split = _split_seconds(entry)
     argv = _argv({k: v for k, v in entry.items() if k not in ("output", "split_seconds", "split-seconds")}, base)
     args = parser.parse_args(argv + ["--output", str(output_dir / name)])
@@ -125,7 +126,7 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
         raise InputError("'fps' applies to 'image' only; a video keeps its own frame rate")
     from ..cli import options_from_args
     from ..streaming import check_options
-    from ..video_io import check_output_path
+    from ..video_io import check_output_path, refuse_overwriting_inputs
 
     if args.generator != "musetalk":  # the batch runner's stages are MuseTalk's
         raise InputError(f"'generator' {args.generator!r}: batch jobs run the MuseTalk generator only; run "
@@ -136,6 +137,8 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     output = Path(os.path.abspath(args.output))
     if output.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
         check_output_path(output)  # the standard message
+    refuse_overwriting_inputs(output, {"its 'video'": args.video, "its 'image'": args.image,
+                                       "its 'audio'": args.audio}, option="'output'")
     key = {"video": _identity(args.video), "image": _identity(args.image), "audio": _identity(args.audio),
            "output": str(output), "fps": str(args.fps), "crf": args.crf, "options": dataclasses.asdict(options)}
     if args.preset != "medium":  # only then: the ids of jobs written before --preset existed stay the same
@@ -143,6 +146,25 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Job(index, line, name, args.video, args.image, args.audio, output, args.fps, args.crf, options, digest,
                split, args.preset)
+
+
+def _check_output_name(name: str, output_dir: Path) -> None:
+    """``output`` is a file name under --output-dir (a jobs file may come from someone else): no absolute path, no
+    '..', no way out through a symbolic link inside the folder, and not the batch's own work folder."""
+    fix = "give a file name under --output-dir, such as \"a_synced.mp4\" or \"de/a_synced.mp4\""
+    if not name.strip():
+        raise InputError(f"'output' is empty; {fix}")
+    parts = Path(name).parts
+    if os.path.isabs(name) or Path(name).drive or ".." in parts:
+        raise InputError(f"'output' {name!r} points outside --output-dir (an absolute path or '..'); {fix}")
+    if parts and parts[0] == WORK:
+        raise InputError(f"'output' {name!r} is inside the batch's work folder {WORK}, which is removed when the "
+                         f"batch succeeds; {fix}")
+    root = os.path.realpath(output_dir)
+    target = os.path.realpath(output_dir / name)
+    if os.path.commonpath([root, target]) != root:
+        raise InputError(f"'output' {name!r} leads outside --output-dir through a symbolic link (to '{target}'); "
+                         f"{fix}")
 
 
 def _split_seconds(entry: dict) -> Optional[float]:
@@ -187,10 +209,40 @@ def read_jobs(path: Path, output_dir: Path) -> List[Union[Job, BadJob]]:
             jobs.append(job)
         except InputError as exc:
             jobs.append(BadJob(index, number, name, f"line {number}: {exc}"))
+    jobs = _refuse_outputs_read_by_other_jobs(jobs)
     if not jobs:
         raise InputError(f"The jobs file '{path}' holds no job. Write one JSON object per line, e.g. "
                          '{"video": "in.mp4", "audio": "speech.wav", "output": "out.mp4"}.')
     return jobs
+
+
+def _file_key(path: Path):
+    """One key per file: device and inode for an existing file (links included), else the resolved path."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _refuse_outputs_read_by_other_jobs(jobs: List[Union[Job, BadJob]]) -> List[Union[Job, BadJob]]:
+    """A job whose output is another job's input would replace that input (or be read half-written) depending on
+    the order the jobs run in: refused."""
+    readers = {}
+    for job in jobs:
+        if isinstance(job, Job):
+            for source in (job.video, job.image, job.audio):
+                if source is not None:
+                    readers.setdefault(_file_key(source), job.line)
+    checked = []
+    for job in jobs:
+        line = readers.get(_file_key(job.output)) if isinstance(job, Job) else None
+        if line is not None and line != job.line:
+            job = BadJob(job.index, job.line, job.name,
+                         f"line {job.line}: its output '{job.name}' is an input of line {line}; writing it would "
+                         "replace that job's source. Give this job another output name")
+        checked.append(job)
+    return checked
 
 
 # ---------------------------------------------------------------------------------------------- work folders
