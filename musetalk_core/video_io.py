@@ -209,8 +209,17 @@ def check_output_path(path: PathLike) -> Path:
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise InputError(f"Output path '{path}' cannot be used: {exc.strerror or exc}. Choose another --output.") from None
     if path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
-        raise InputError(f"Output file '{path}' must end in .mp4, .mov, .mkv or .m4v (H.264 + AAC).")
+        raise InputError(f"Output file '{path}' must end in .mp4, .mov, .mkv or .m4v (H.264 + AAC; .mkv: H.264 + "
+                         "FLAC).")
     return path
+
+
+def audio_codec(path: PathLike) -> str:
+    """The audio codec written into ``path``: AAC, except FLAC in .mkv. AAC's last frame always holds 1024 samples
+    and its encoder delay comes first: MP4 / MOV record the exact length in an edit list, Matroska keeps the whole
+    last frame (0.448 s of sound for 0.400 s of video at 16 kHz) and declares the delay in its durations as well.
+    FLAC has neither (a short last frame, no delay), so every container holds exactly frames / fps of audio."""
+    return "flac" if Path(path).suffix.lower() == ".mkv" else "aac"
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:
@@ -302,7 +311,7 @@ def _yuv420p(arr: np.ndarray):
 
 
 class VideoWriter:
-    """H.264 (yuv420p) + AAC written frame chunk by frame chunk; atomic: a temporary file in the output folder,
+    """H.264 (yuv420p) + AAC (FLAC in .mkv: ``audio_codec``) written frame chunk by frame chunk; atomic: a temporary file in the output folder,
     renamed to ``path`` only by ``finish()``. ``abort()`` (or leaving a ``with`` block by an exception, Ctrl-C
     included) removes it, so a failed run never leaves a partial file at the output path.
 
@@ -342,7 +351,8 @@ class VideoWriter:
             self.astream = None
             if audio_rate and audio_channels:
                 layout = "mono" if audio_channels == 1 else "stereo"
-                self.astream = self.container.add_stream("aac", rate=int(audio_rate), layout=layout)
+                self.astream = self.container.add_stream(audio_codec(self.path), rate=int(audio_rate),
+                                                         layout=layout)
             # the encode runs on its own thread (libx264 and swscale release the GIL), two chunks behind at most
             self._encoder = BackgroundWorker(self._encode, depth=2, name="musetalk-encode")
         except BaseException as exc:
@@ -450,8 +460,8 @@ def _audio_samples(audio: Optional[Mapping[str, Any]], frames: int, rate: Fracti
 
 
 def _mux_audio(container, astream, audio: Optional[Mapping[str, Any]], frames: int, rate: Fraction) -> None:
-    """The whole track as ONE AAC encode (one priming delay at the start, none anywhere else), trimmed to
-    ``frames / rate`` seconds."""
+    """The whole track as ONE encode (AAC: one priming delay at the start, none anywhere else), trimmed to
+    ``frames / rate`` seconds (the stream's codec: ``audio_codec``)."""
     import av
 
     samples = _audio_samples(audio, frames, rate)
@@ -495,7 +505,8 @@ def join_segments(path: PathLike, segments, fps: Union[Fraction, float], audio: 
             rate_hz, channels = audio_layout(audio)
             astream = None
             if rate_hz and channels:
-                astream = out.add_stream("aac", rate=int(rate_hz), layout="mono" if channels == 1 else "stereo")
+                astream = out.add_stream(audio_codec(path), rate=int(rate_hz),
+                                         layout="mono" if channels == 1 else "stereo")
             for segment in segments:
                 with _open(segment, "Segment") as inp:
                     vin = inp.streams.video[0]

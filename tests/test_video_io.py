@@ -210,3 +210,42 @@ def test_writer_preset_reaches_the_encoder_and_bad_ones_are_refused(tmp_path):
     with pytest.raises(InputError, match="preset: 'quick' is not an H.264 preset"):
         video_io.VideoWriter(tmp_path / "x.mp4", Fraction(25), 64, 48, preset="quick")
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(30000, 1001)])
+@pytest.mark.parametrize("sr,channels", [(16000, 1), (44100, 2), (48000, 2)])
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".m4v", ".mkv"])
+def test_every_container_holds_exactly_the_frames_duration_of_audio(tmp_path, suffix, sr, channels, fps):
+    """The audio is cut to T / fps in every container the writer accepts. MP4 / MOV / M4V: AAC with the exact
+    length in the edit list (ms); Matroska cannot trim AAC's last 1024-sample frame (0.448 s of sound for 0.400 s
+    of video at 16 kHz), so .mkv gets FLAC: exactly round(T / fps * rate) samples decode, and the declared durations
+    agree."""
+    import av
+
+    t = 10
+    seconds = float(t / fps)
+    source = tone(1.0, sr, channels)
+    audio = {"waveform": torch.from_numpy(source).unsqueeze(0), "sample_rate": sr}
+    out = video_io.write_video(tmp_path / f"o{suffix}", torch.from_numpy(face_frames(t, 48, 64)), fps, audio)
+    info = video_io.probe(out)
+    assert info["frames"] == t and info["fps"] == fps
+    with av.open(str(out)) as container:
+        declared = container.duration / 1e6  # what players show (the longest stream)
+        codec = container.streams.audio[0].codec_context.name
+        audio_tag = container.streams.audio[0].metadata.get("DURATION")
+    assert declared == pytest.approx(seconds, abs=1e-3)
+    assert info["audio_seconds"] == pytest.approx(seconds, abs=1e-3 + 1.0 / sr)  # MP4 edit lists are in ms
+    if suffix == ".mkv":
+        keep = int(round(seconds * sr))
+        assert codec == "flac" and info["audio_samples"] == keep
+        assert float(audio_tag.rsplit(":", 1)[1]) == pytest.approx(seconds, abs=1e-3)  # Matroska counts in ms
+        back = video_io.read_audio(out)["waveform"][0].numpy()
+        assert np.abs(back - source[:, :keep]).max() < 4e-5  # 16-bit FLAC: the sound itself, not just its length
+    else:
+        assert codec == "aac"
+
+
+def test_webm_and_other_containers_are_refused(tmp_path):
+    with pytest.raises(InputError, match=r"must end in \.mp4, \.mov, \.mkv or \.m4v"):
+        video_io.write_video(tmp_path / "o.webm", torch.from_numpy(face_frames(2, 32, 32)), Fraction(25))
+    assert list(tmp_path.iterdir()) == []
