@@ -79,14 +79,23 @@ class VideoFileSource(FrameSource):
         self.file = file
         self.label = str(file) if isinstance(file, (str, os.PathLike)) else f"<{type(file).__name__}>"
         if isinstance(file, (str, os.PathLike)) and not Path(file).is_file():
-            raise InputError(f"'{name}': the video file '{file}' does not exist.")
+            raise InputError(f"'{name}': the video file '{file}' does not exist. Check the path, or load the video "
+                             "again.")
         try:
             self._container = av.open(self._rewound(), mode="r")
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"'{name}': '{self.label}' could not be opened as a video ({exc}).") from None
+            raise InputError(f"'{name}': '{self.label}' could not be opened as a video ({exc}). Check that it is "
+                             "a complete video file (it plays in a video player); if it does not, re-export or "
+                             "re-download it as MP4 (H.264).") from None
         if not self._container.streams.video:
+            audio_only = bool(self._container.streams.audio)
             self._container.close()
-            raise InputError(f"'{name}': '{self.label}' has no video stream.")
+            if audio_only:
+                raise InputError(f"'{name}': '{self.label}' holds only sound (an audio-only file), no pictures. "
+                                 "Connect the video itself here, and give its sound to the audio input "
+                                 "(LoadAudio).")
+            raise InputError(f"'{name}': '{self.label}' has no video stream. Pick a file that holds the video "
+                             "stream (re-export it with its video track).")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         from .video_io import stream_fps
@@ -97,7 +106,9 @@ class VideoFileSource(FrameSource):
         declared = self._declared_frames()
         self._container.close()
         if self.num_frames == 0:
-            raise NoFramesError(f"'{name}': '{self.label}' has no video frames.")
+            raise NoFramesError(f"'{name}': '{self.label}' has a video stream with no frames in it (an empty or "
+                                "unfinished export). Re-export the video with at least one frame, or check that "
+                                "the right file is loaded.")
         if declared and self.num_frames < declared - max(2, declared // 50):
             raise InputError(f"'{name}': decoding '{self.label}' stopped at frame {self.num_frames} of the "
                              f"{declared} its header declares: the file is damaged or truncated. Re-encode or "

@@ -410,3 +410,51 @@ def test_model_load_logs_no_dtype_warning(precision, tiny_models_factory):
     want = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     for name in ("unet", "vae"):
         assert {p.dtype for p in models.network(name).parameters()} == {want}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# VIDEO inputs that are not usable: refused by the nodes that read them, saying what is wrong and what to do
+# ---------------------------------------------------------------------------------------------------------------
+
+def _unusable_video(case: str, folder: Path) -> Path:
+    from media import write_audio_only
+
+    if case == "truncated":
+        whole = write_video(folder / "whole.mkv", face_frames(30, 48, 32), FPS).read_bytes()
+        path = folder / "cut.mkv"
+        path.write_bytes(whole[: int(len(whole) * 0.6)])
+    elif case == "text_file":
+        path = folder / "notes.mp4"
+        path.write_text("these are notes, not a video\n" * 20)
+    elif case == "zero_frames":
+        import av
+
+        path = folder / "empty.avi"  # AVI keeps a declared video stream with zero frames
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("mpeg4", rate=25)
+            s.width = s.height = 32
+            s.pix_fmt = "yuv420p"
+            c.start_encoding()
+    else:  # audio_only
+        path = write_audio_only(folder / "speech.m4a", tone(0.3))
+    return path
+
+
+UNUSABLE = {"truncated": ("damaged or truncated", "Re-encode or re-download"),
+            "text_file": ("could not be opened as a video", "re-export or re-download it as MP4"),
+            "zero_frames": ("no frames in it", "Re-export the video"),
+            "audio_only": ("audio-only", "Connect the video itself")}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE))
+def test_unusable_video_input_is_refused_with_the_fix(case, pack, tiny_models, tmp_path):
+    nodes = pack.NODE_CLASS_MAPPINGS
+    video = video_io.FileVideo(_unusable_video(case, tmp_path))
+    what, fix = UNUSABLE[case]
+    with pytest.raises(Exception) as face_error:
+        nodes["FaceDetectAndParse"]().prepare(tiny_models, video=video)
+    with pytest.raises(Exception) as blend_error:
+        nodes["BlendAndAssemble"]().blend(video=video, faces=None, generated=None)
+    for error in (face_error, blend_error):
+        assert error.type.__name__ in ("InputError", "NoFramesError"), error.value
+        assert what in str(error.value) and fix in str(error.value), str(error.value)
