@@ -23,7 +23,6 @@ summation order. On the CPU, ``cuda_graphs`` only pads (there is no CPU graph ca
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,11 +71,21 @@ class Acceleration:
         return "+".join(on) if on else "off"
 
 
+_COMPILE_MODE = "default"
+
+
+def set_compile_mode(mode: Optional[str]) -> None:
+    """The Inductor mode later compiles use (None or "" = "default")."""
+    global _COMPILE_MODE
+    _COMPILE_MODE = str(mode or "default")
+
+
 def compile_mode() -> str:
-    """Inductor mode for ``compile``: "default" unless $MUSETALK_COMPILE_MODE says otherwise. Not "reduce-overhead"
+    """Inductor mode for ``compile``: "default" unless set_compile_mode said otherwise
+    (the command line passes $MUSETALK_COMPILE_MODE, musetalk_core.environment). Not "reduce-overhead"
     (Inductor's own CUDA graphs: ``cuda_graphs`` captures the padded step already) and not "max-autotune" (it
     benchmarks every GEMM/convolution choice: many minutes for the 850 M-parameter UNet) unless asked for."""
-    return os.environ.get("MUSETALK_COMPILE_MODE", "default")
+    return _COMPILE_MODE
 
 
 def set_channels_last(modules: Iterable[torch.nn.Module], channels_last: bool) -> None:

@@ -3,7 +3,8 @@
 Those calls release the GIL, so frames of one batch are processed side by side on the machine's cores while the
 results stay exactly those of a plain loop (each call is independent and pure). On a GPU machine this is what
 keeps the device fed: at 720p the per-frame crops and masks cost more than the networks. Threads: the CPU count,
-at most 8, or ``MUSETALK_CPU_THREADS``.
+at most 8, or what ``set_thread_count`` set (the command line passes ``$MUSETALK_CPU_THREADS``,
+musetalk_core.environment).
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from typing import Callable, Iterable, List, Optional, TypeVar
 T = TypeVar("T")
 _POOL: Optional[ThreadPoolExecutor] = None
 _LOCK = threading.Lock()
+_THREADS: Optional[int] = None
+
+
+def set_thread_count(threads: Optional[int]) -> None:
+    """Threads of the pool (None: the CPU count, at most 8); takes effect when the pool is next created."""
+    global _THREADS
+    _THREADS = int(threads) if threads and int(threads) > 0 else None
 
 
 def thread_count() -> int:
-    env = os.environ.get("MUSETALK_CPU_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+    if _THREADS:
+        return _THREADS
     return max(1, min(8, os.cpu_count() or 1))
 
 

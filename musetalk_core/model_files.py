@@ -26,7 +26,7 @@ from typing import Iterable, Optional, Sequence
 
 from .errors import InputError, ModelFilesMissing
 
-ENV_MODELS_DIR = "MUSETALK_MODELS_DIR"
+ENV_MODELS_DIR = "MUSETALK_MODELS_DIR"  # read by musetalk_core.environment
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,6 @@ def default_models_dirs(explicit: Optional[str] = None) -> list:
     """Outside ComfyUI: --models-dir, else $MUSETALK_MODELS_DIR, else ./models/musetalk."""
     if explicit:
         return [Path(explicit).expanduser()]
-    env = os.environ.get(ENV_MODELS_DIR)
-    if env:
-        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
-    return [Path("models") / "musetalk"]
+    from .environment import models_dirs  # the one module that reads environment variables
+
+    return models_dirs() or [Path("models") / "musetalk"]

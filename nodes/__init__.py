@@ -5,24 +5,28 @@ Node modules import the library lazily enough that importing the pack loads no m
 
 from __future__ import annotations
 
-import importlib
+from .audio_encode import WhisperAudioEncode
+from .blend import BlendAndAssemble
+from .face_detect import FaceDetectAndParse
+from .latentsync_inpaint import LatentSyncInpaint
+from .load_latentsync import LoadLatentSyncModel
+from .load_models import LoadMuseTalkModels
+from .unet_inpaint import MuseTalkUNetInpaint
+from .vae_encode import VAEEncodeMasked
 
-# node id -> (module, class name, display name). Ids are fixed by the product card; never rename them.
+# node id -> (class, display name), in menu order. Ids are fixed by the product card; never rename them. Plain
+# imports (no importlib): the Comfy Registry's scan flags dynamic imports (README, "Comfy Registry").
 _NODES = (
-    ("LoadMuseTalkModels", "load_models", "Load MuseTalk Models"),
-    ("FaceDetectAndParse", "face_detect", "MuseTalk Face Detect & Parse"),
-    ("WhisperAudioEncode", "audio_encode", "MuseTalk Whisper Audio Encode"),
-    ("VAEEncodeMasked", "vae_encode", "MuseTalk VAE Encode (masked)"),
-    ("MuseTalkUNetInpaint", "unet_inpaint", "MuseTalk UNet Inpaint"),
-    ("BlendAndAssemble", "blend", "MuseTalk Blend & Assemble"),
+    ("LoadMuseTalkModels", LoadMuseTalkModels, "Load MuseTalk Models"),
+    ("FaceDetectAndParse", FaceDetectAndParse, "MuseTalk Face Detect & Parse"),
+    ("WhisperAudioEncode", WhisperAudioEncode, "MuseTalk Whisper Audio Encode"),
+    ("VAEEncodeMasked", VAEEncodeMasked, "MuseTalk VAE Encode (masked)"),
+    ("MuseTalkUNetInpaint", MuseTalkUNetInpaint, "MuseTalk UNet Inpaint"),
+    ("BlendAndAssemble", BlendAndAssemble, "MuseTalk Blend & Assemble"),
     # the second generator (issue 17): its output goes to BlendAndAssemble like MuseTalkUNetInpaint's
-    ("LoadLatentSyncModel", "load_latentsync", "Load LatentSync Model (MuseTalk)"),
-    ("LatentSyncInpaint", "latentsync_inpaint", "LatentSync Inpaint (MuseTalk)"),
+    ("LoadLatentSyncModel", LoadLatentSyncModel, "Load LatentSync Model (MuseTalk)"),
+    ("LatentSyncInpaint", LatentSyncInpaint, "LatentSync Inpaint (MuseTalk)"),
 )
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
-
-for _node_id, _module, _display in _NODES:
-    NODE_CLASS_MAPPINGS[_node_id] = getattr(importlib.import_module(f".{_module}", __name__), _node_id)
-    NODE_DISPLAY_NAME_MAPPINGS[_node_id] = _display
+NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: display for node_id, _, display in _NODES}

@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from .. import environment
 from ..errors import InputError
 from .schedule import Schedule
 from .worker import Outcome, Worker
@@ -56,6 +57,7 @@ class _Actor:
     def __init__(self, output_dir, models_dirs, split_seconds, frames, hook, threads: int):
         import torch
 
+        environment.apply()  # MUSETALK_COMPILE_MODE / MUSETALK_CPU_THREADS in the worker's process, as on the CLI
         torch.set_num_threads(max(1, int(threads)))
         self.worker = Worker(Path(output_dir), models_dirs, split_seconds,
                              report=lambda key, n: frames.add.remote(key, n), hook=hook)
@@ -77,7 +79,7 @@ def _connect(ray, address: str) -> bool:
 
 def _runtime_env() -> dict:
     """The workers import musetalk_core from where this driver does (the same path on every node)."""
-    path = os.pathsep.join(p for p in (PACK_ROOT, os.environ.get("PYTHONPATH")) if p)
+    path = os.pathsep.join(p for p in (PACK_ROOT, environment.python_path()) if p)
     return {"env_vars": {"PYTHONPATH": path}}
 
 
