@@ -150,6 +150,57 @@ def test_what_comfyui_imports_at_start_has_no_finding(archive):
     assert flagged == set()
 
 
+def _module_file(name: str, archive) -> str:
+    """The archived file of a module name (musetalk_core.x.y, nodes.x), or ''."""
+    base = name.replace(".", "/")
+    for candidate in (base + ".py", base + "/__init__.py"):
+        if candidate in archive:
+            return candidate
+    return ""
+
+
+def _imports(rel: str, archive) -> set:
+    """Archived files a module imports anywhere in its body (function-level imports included)."""
+    package = rel[:-len("/__init__.py")] if rel.endswith("/__init__.py") else rel.rsplit("/", 1)[0] if "/" in rel \
+        else ""
+    out = set()
+    for node in ast.walk(ast.parse((ROOT / rel).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split("/") if package else []
+                parts = parts[:len(parts) - (node.level - 1)] if node.level > 1 else parts
+                prefix = ".".join(parts)
+                mod = ".".join(p for p in (prefix, node.module or "") if p)
+            else:
+                mod = node.module or ""
+            names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        else:
+            continue
+        out |= {f for f in (_module_file(n, archive) for n in names) if f}
+    return out
+
+
+def test_what_nodes_can_import_has_no_finding_but_the_models_folder_fallback(archive, findings):
+    """Everything the nodes reach by import, at start or during a prompt: no file with a finding, except
+    environment.py through model_files.default_models_dirs (used only outside ComfyUI, tests/scripts)."""
+    flagged = {f.path for f in findings}
+    seen, todo, via = set(), ["__init__.py"] + [f for f in archive if f.startswith("nodes/")], {}
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        for dep in _imports(rel, archive):
+            via.setdefault(dep, set()).add(rel)
+            todo.append(dep)
+    assert {"musetalk_core/generate.py", "musetalk_core/blend.py", "musetalk_core/loading.py"} <= seen
+    assert "musetalk_core/cli.py" not in seen
+    reached = {f: sorted(via.get(f, ())) for f in seen & flagged}
+    assert reached == {"musetalk_core/environment.py": ["musetalk_core/model_files.py"]}
+
+
 # ---------------------------------------------------------------- pyproject.toml
 
 
