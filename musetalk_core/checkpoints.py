@@ -32,6 +32,10 @@ def read_state_dict(path: Path, unwrap: Iterable[str] = ()) -> dict:
         else:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every parse failure becomes one clear message
+        from .out_of_memory import is_out_of_memory
+
+        if is_out_of_memory(exc):  # not the file's fault: the caller says that memory ran out
+            raise
         kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch checkpoint"
         raise WeightFileError(path, f"cannot be read as a {kind} ({type(exc).__name__}: {_short(exc)}). "
                                     "The file is corrupt, truncated or not a weight file: download it again.") from None

@@ -235,6 +235,7 @@ class _Bars:
 
     def __call__(self, stage: str, total: int) -> RunHooks:
         self.close()
+        _STAGE[0] = stage  # for an out-of-memory message
         if not self.enabled:
             return RunHooks()
         from tqdm import tqdm
@@ -253,6 +254,9 @@ def _err(message: str) -> None:
     print(f"musetalk: error: {message}", file=sys.stderr)
 
 
+_STAGE = [None]  # what the run is doing (out_of_memory's stage names), for an out-of-memory message
+
+
 def run_lipsync(args: argparse.Namespace) -> int:
     """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.streaming),
     so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
@@ -263,6 +267,7 @@ def run_lipsync(args: argparse.Namespace) -> int:
 
     if args.video is not None and args.fps is not None:
         raise InputError("--fps applies to --image only; a video keeps its own frame rate.")
+    _STAGE[0] = "inputs"
     options = options_from_args(args)
     check_options(options)
     if args.video is not None:
@@ -281,6 +286,7 @@ def run_lipsync(args: argparse.Namespace) -> int:
         try:
             height, width = source.frame_size
             rate, channels = video_io.audio_layout(audio)
+            _STAGE[0] = "models"
             if options.generator == "musetalk":
                 models = load(dirs, options)
                 run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars)
@@ -347,6 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 on bad options, 0 on --help
         return int(exc.code or 0)
+    _STAGE[0] = None
     try:
         with _warnings_to_stderr(), _terminate_as_interrupt():
             if args.command == "lipsync":
@@ -361,5 +368,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; nothing was written.")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # memory running out, in any of its shapes: what ran out where, and what to lower
+        from .out_of_memory import is_out_of_memory, out_of_memory_error
+
+        if not is_out_of_memory(exc):
+            raise
+        _err(str(out_of_memory_error(_STAGE[0], exc, nothing_written=args.command == "lipsync")))
+        return EXIT_BAD_INPUT
     parser.print_help()
     return EXIT_BAD_INPUT

@@ -123,6 +123,10 @@ class Worker:
         except MuseTalkError as exc:
             return Outcome(error=str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure of one job is that job's error, never the batch's
+            from ..out_of_memory import is_out_of_memory, out_of_memory_error
+
+            if is_out_of_memory(exc):  # what ran out where, and what to lower on the job's line
+                return Outcome(error=str(out_of_memory_error(task.kind, exc, nothing_written=False)))
             log.exception("job line %d (%s) failed", task.job.line, task.job.name)
             return Outcome(error=f"{type(exc).__name__}: {exc}")
 
