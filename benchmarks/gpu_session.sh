@@ -17,10 +17,13 @@
 #                                          # decoder speed settings side by side (benchmarks.speed), passes, a
 #                                          # torch.compile try, the graph with an exact fast setting; 8 files
 #                                          # (FAST_BUDGET_S, default 440, bounds the whole step)
+#   bash benchmarks/gpu_session.sh graphs  # one short call (~4 min): cuda_graphs with a short last batch (run
+#                                          # eagerly since accel.call_plan; padded before: 67.7 dB fp32 / 49.7 dB
+#                                          # bf16 against the default) must give the default's faces bit for bit
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -166,8 +169,22 @@ squares)
         --json "$OUT/video-file-exact-256.json" >> "$log" 2>&1
     echo "== done $(date -u +%T)" >> "$log"
     ;;
+graphs)
+    # tests/test_cuda.py asserts torch.equal(cuda_graphs, default) on 7 frames at batch 3 (fp32 and bf16); the real
+    # networks: 61 source / 122 output frames, so batch 32 ends with 26 frames and batch 8 with 2 ("faces vs
+    # default" must read max 0 levels, inf dB for both cuda_graphs rows)
+    networks 120
+    echo "== CUDA tests, acceleration $(date -u +%T)" >> "$log"
+    timeout 120 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py -k "acceleration or graph" \
+        > "$OUT/cuda-tests-graphs.log" 2>&1
+    echo "== speed, short last batch $(date -u +%T)" >> "$log"
+    timeout 150 python3 -m benchmarks.speed --scale real --frames 61 --size 720p --device cuda --dtype bf16 \
+        --face-batch-size 16 --batch-size 32 --warmup 1 --repeats 3 --speed-stages unet_decode \
+        --variants off cuda_graphs off@8 cuda_graphs@8 --json "$OUT/speed-graphs-short-batch.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
 *)
-    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares or fast" >&2
+    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast or graphs" >&2
     exit 2
     ;;
 esac

@@ -1,8 +1,11 @@
 """LatentSync generator speed: the real-size UNet3D (random weights) on the CPU or a GPU, ours against upstream's module.
 
     python -m benchmarks.latentsync --version latentsync15 --frames 4 --steps 1 --json ls.json
-    python -m benchmarks.latentsync ... --reference /work/.mirror/bytedance+LatentSync/repo \\
-        --reference-python /work/ls-venv/bin/python          # upstream's UNet3D in its own venv, same weights
+    python -m benchmarks.latentsync ... --reference LATENTSYNC_CHECKOUT \\
+        --reference-python LATENTSYNC_PYTHON     # upstream's UNet3D in its own venv, same weights
+
+(LATENTSYNC_CHECKOUT: a checkout of bytedance/LatentSync at a229c39; LATENTSYNC_PYTHON: the python of a virtual
+environment with its requirements.)
 
 Measured (median of --repeats after --warmup):
 - ``unet_step``: one denoising step of a window of ``--frames`` frames at the version's resolution: the UNet3D
@@ -204,12 +207,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-window", dest="window", action="store_false", help="skip the whole-window timing")
     parser.add_argument("--reference", type=Path, default=None, help="bytedance/LatentSync checkout or git dir")
-    parser.add_argument("--reference-python", default="/work/ls-venv/bin/python")
+    parser.add_argument("--reference-python", default=None,
+                        help="the python of a venv with LatentSync's requirements (needed with --reference)")
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke run of the script itself)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ours only; --reference runs on the CPU)")
     parser.add_argument("--dtype", default="fp32", choices=tuple(DTYPES), help="ours: upstream uses fp16 on GPUs")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    if args.reference is not None and not args.reference_python:
+        parser.error("--reference needs --reference-python (the python of a venv with LatentSync's requirements)")
     report = {"version": args.version, "frames": args.frames, "steps": args.steps, "threads": torch.get_num_threads(),
               "device": args.device, "dtype": args.dtype,
               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,

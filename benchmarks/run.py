@@ -91,9 +91,6 @@ class Bench:
         self.notes: list = []
         self.version = args.version
         self.networks = bench_networks.available_networks()
-        missing = sorted(set(bench_networks.ALL_NETWORKS) - set(self.networks))
-        if missing:
-            self.notes.append("networks not in this checkout (their stages are skipped): " + ", ".join(missing))
         folder = Path(args.models_dir) if args.models_dir else bench_networks.models_folder(
             args.scale, args.version, self.networks)
         self.models_dir = folder
@@ -145,11 +142,8 @@ class Bench:
         if self.args.no_truth:
             yield
             return
-        try:
-            from musetalk_core import face_locate
-        except ImportError:
-            yield
-            return
+        from musetalk_core import face_locate
+
         original = face_locate.locate_faces
         truth = self
 
@@ -185,20 +179,19 @@ class Bench:
         return self._prepared["faces"]
 
     def _make_faces(self):
-        try:
-            from musetalk_core.faces import prepare_faces
+        from musetalk_core.faces import prepare_faces
 
-            with self.truth_locate():
-                faces = prepare_faces(self.models, self.images, **self.face_settings())
-            if isinstance(faces, tuple):
-                faces = faces[0]
-            if bool(faces.has_face.all()):
-                return faces
-            self.notes.append("prepare_faces found no face in some frames; downstream stages use faces built from "
-                              "the drawn face's landmarks")
-        except ImportError as exc:
-            self.notes.append(f"musetalk_core.faces unavailable ({exc}); downstream stages use faces built from "
-                              "the drawn face's landmarks with the project's parsing functions")
+        with self.truth_locate():
+            faces = prepare_faces(self.models, self.images, **self.face_settings())
+        if isinstance(faces, tuple):
+            faces = faces[0]
+        if bool(faces.has_face.all()):
+            return faces
+        # only with --no-truth (random weights find no face): said in the report and on stderr
+        note = (f"prepare_faces found a face in {int(faces.has_face.sum())} of {int(faces.has_face.numel())} frames; "
+                "downstream stages use faces built from the drawn face's landmarks")
+        self.notes.append(note)
+        print(f"[bench] {note}", file=sys.stderr, flush=True)
         return self._truth_faces()
 
     def face_settings(self) -> dict:
@@ -270,16 +263,8 @@ class Bench:
         return self._prepared["features"]
 
     def feature_tensor(self) -> torch.Tensor:
-        """(T, 50, 384) audio windows: the project's when its audio stage exists, else the straightforward ones."""
-        try:
-            return self.features().features[: self.t]
-        except ImportError:
-            return self.reference_features()[: self.t]
-
-    def reference_features(self) -> torch.Tensor:
-        if "ref_features" not in self._prepared:
-            self._prepared["ref_features"] = self._ref_audio()
-        return self._prepared["ref_features"]
+        """(T, 50, 384) audio windows: the project's (both sides' UNet stages get the same windows)."""
+        return self.features().features[: self.t]
 
     def generated(self):
         if "generated" not in self._prepared:
@@ -318,10 +303,9 @@ class Bench:
 
             net = m.network("s3fd")
             h, w = self.det_frames.shape[1:3]
-            try:  # the same frames-per-forward budget as face_locate (bounded memory on huge frames)
-                from musetalk_core.face_locate import S3FD_PIXEL_BUDGET
-            except ImportError:
-                S3FD_PIXEL_BUDGET = 4_000_000  # noqa: N806
+            # the same frames-per-forward budget as face_locate (bounded memory on huge frames)
+            from musetalk_core.face_locate import S3FD_PIXEL_BUDGET
+
             batch = max(1, min(a.face_batch_size, int(S3FD_PIXEL_BUDGET // (h * w * a.detector_scale ** 2))))
 
             def run():
@@ -591,11 +575,8 @@ class Bench:
 
     def _ref_latent_cycle(self) -> list:
         if "ref_lat" not in self._prepared:
-            try:
-                z = self.latents().latents
-                lat = [z[i:i + 1] for i in range(z.shape[0])]
-            except ImportError:
-                lat = ref.encode(self.ref_models.network("vae"), self.frames_bgr, self.boxes)
+            z = self.latents().latents  # the project's latents: both sides' UNet stages start from the same rows
+            lat = [z[i:i + 1] for i in range(z.shape[0])]
             self._prepared["ref_lat"] = ref.cycle(lat)
         return self._prepared["ref_lat"]
 
@@ -682,9 +663,7 @@ def run_benchmark(args) -> dict:
         try:
             fn = bench.ours(stage)
             row["ours"] = measure(fn, units, bench.device, args.warmup, args.repeats).as_dict()
-        except (ImportError, AttributeError) as exc:
-            row["ours"] = {"error": "not available: " + _missing(exc)}
-        except Exception as exc:  # noqa: BLE001 - one failing stage must not hide the others
+        except Exception as exc:  # noqa: BLE001 - one failing stage must not hide the others (--strict raises)
             if args.strict:
                 raise
             row["ours"] = {"error": _missing(exc)}

@@ -14,10 +14,20 @@
   which the eager decoder runs as separate memory passes at 256x256). Compiling takes tens of seconds once per
   process and batch size: it pays on long videos only.
 
-``cuda_graphs`` and ``compile`` need static shapes: the last batch is padded to the batch size with copies of its
-last row, and only the real rows are returned. Every sample is computed independently of the others (no batch
-statistics anywhere in the UNet or the decoders), so padding changes no real row beyond a kernel's choice of
-summation order. On the CPU, ``cuda_graphs`` only pads (there is no CPU graph capture).
+How each call runs is decided by ``call_plan`` (checked on the CPU in tests/test_accel.py):
+
+- ``cuda_graphs`` (without ``compile``) on a CUDA device: a full batch replays the graph captured at the batch size;
+  a shorter batch (the last one) runs eagerly at its own size, exactly as the default runs it. Padding it instead
+  changed the real rows: cuBLAS and cuDNN may pick other kernels (summation orders) for another batch size, and the
+  t = 0 embedding is computed at the batch size in use, so a padded last batch rounded differently (measured on an
+  H100, tests/test_cuda.py, 7 frames at batch 3: 67.7 dB fp32 and 49.7 dB bf16 against the default, 2026-11-26).
+  Full batches replayed from the graph equalled the default bit for bit in the same session (benchmarks.speed,
+  128 frames in whole batches of 8 and 32). So ``cuda_graphs`` alone is meant to give the default's exact faces;
+  the eager last batch is not yet checked on a GPU (benchmarks/gpu_session.sh ``graphs`` does).
+- ``compile`` (alone or with ``cuda_graphs``): every call gets exactly ``batch`` rows, the last batch padded with
+  copies of its last row, and only the real rows are returned (a new shape would compile again, tens of seconds).
+  Inductor rounds differently from eager anyway (bf16: 41.1 dB against the default on an H100).
+- On the CPU ``cuda_graphs`` changes nothing (there is no CPU graph capture): every call is the default's.
 """
 
 from __future__ import annotations
@@ -83,7 +93,7 @@ def set_compile_mode(mode: Optional[str]) -> None:
 def compile_mode() -> str:
     """Inductor mode for ``compile``: "default" unless set_compile_mode said otherwise
     (the command line passes $MUSETALK_COMPILE_MODE, musetalk_core.environment). Not "reduce-overhead"
-    (Inductor's own CUDA graphs: ``cuda_graphs`` captures the padded step already) and not "max-autotune" (it
+    (Inductor's own CUDA graphs: ``cuda_graphs`` captures the step already) and not "max-autotune" (it
     benchmarks every GEMM/convolution choice: many minutes for the 850 M-parameter UNet) unless asked for."""
     return _COMPILE_MODE
 
@@ -125,14 +135,34 @@ def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([x, x[-1:].expand(rows - n, *x.shape[1:])])
 
 
+# How StaticRunner runs one call (call_plan): fn on the rows as given; fn on the rows padded to the batch size;
+# replay of the graph captured at the batch size (inputs padded when shorter).
+EAGER, PADDED, GRAPH = "eager", "padded", "graph"
+
+
+def call_plan(rows: int, batch: int, accel: Acceleration, graphs: bool) -> str:
+    """EAGER, PADDED or GRAPH for a call of ``rows`` rows on a runner of ``batch`` rows; ``graphs``: CUDA graphs are
+    captured (cuda_graphs on a CUDA device). Only ``compile`` pads a short batch (so it is not compiled again);
+    with CUDA graphs alone a short batch runs eagerly, so that it is computed exactly as the default computes it."""
+    rows, batch = int(rows), int(batch)
+    if rows < 1 or rows > batch:
+        raise ValueError(f"{rows} rows for a runner of batch {batch}")
+    if graphs and accel.cuda_graphs and (rows == batch or accel.compile):
+        return GRAPH
+    if accel.compile:
+        return PADDED
+    return EAGER
+
+
 class StaticRunner:
     """``fn(*inputs)`` on batches of at most ``batch`` rows, as the acceleration asks.
 
-    Without static shapes it simply calls ``fn``. With them every call gets exactly ``batch`` rows (padded) and the
-    first ``n`` output rows are returned. With CUDA graphs on a CUDA device the first call warms ``fn`` up on a side
-    stream and captures it; later calls copy the inputs into the captured buffers and replay. The returned tensor is
-    then a view of the graph's output buffer: valid until the next call (copy it out first, as generate does).
+    Each call runs as ``call_plan`` says. EAGER: ``fn`` on the rows as given. PADDED: ``fn`` on exactly ``batch``
+    rows, the first ``n`` output rows returned. GRAPH: the first such call warms ``fn`` up on a side stream and
+    captures it; later calls copy the inputs into the captured buffers and replay. The returned tensor is then a
+    view of the graph's output buffer: valid until the next call (copy it out first, as generate does).
     ``keep`` holds objects the captured graph reads (e.g. a precomputed embedding) alive as long as the runner.
+    ``plans`` counts the calls per plan (what tests and benchmarks read).
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor], batch: int, device: torch.device, accel: Acceleration,
@@ -147,17 +177,18 @@ class StaticRunner:
         self.static_inputs: list = []
         self.static_output: Optional[torch.Tensor] = None
         self.calls = 0
+        self.plans = {EAGER: 0, PADDED: 0, GRAPH: 0}
         self.build_s = 0.0  # compile + warm-up + capture, the one-off cost (seconds, synchronised)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         n = int(inputs[0].shape[0])
-        if n > self.batch:
-            raise ValueError(f"{n} rows for a runner of batch {self.batch}")
+        plan = call_plan(n, self.batch, self.accel, self.use_graph)
         self.calls += 1
-        if not self.accel.static_shapes:
+        self.plans[plan] += 1
+        if plan == EAGER:
             return self.fn(*inputs)
-        if not self.use_graph:
-            if self.accel.compile and self.calls == 1:
+        if plan == PADDED:
+            if self.accel.compile and self.plans[PADDED] == 1:
                 return self._timed(lambda: self.fn(*[pad_rows(x, self.batch) for x in inputs]))[:n]
             return self.fn(*[pad_rows(x, self.batch) for x in inputs])[:n]
         if self.graph is None:

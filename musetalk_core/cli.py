@@ -1,7 +1,10 @@
 """Command line: ``python -m musetalk_core lipsync --video IN --audio IN --output OUT.mp4 [options]``.
 
-The same code path as the graph (musetalk_core.pipeline calls the core functions the nodes call); options are the
-node inputs with dashes (``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``). Video and audio are read and the
+``lipsync`` runs the streaming core (musetalk_core.streaming.lipsync_stream; musetalk_core.latentsync.stream for
+``--generator latentsync15|16``): the stages the nodes run, chunk by chunk, so memory does not grow with the video's
+length; ``batch`` runs the same core job by job (musetalk_core.batch). Options are the node inputs with dashes
+(``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``; musetalk_core.pipeline.LipsyncOptions holds them with the
+nodes' defaults), and the networks are loaded by musetalk_core.pipeline.load. Video and audio are read and the
 result written with PyAV (H.264 + AAC in one pass, exact fps, no system ffmpeg, no temporary images). The output
 appears only when the run succeeded (written to a temporary file in the output folder, then renamed).
 

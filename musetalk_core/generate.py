@@ -11,8 +11,9 @@ the blend); the working memory is bounded by the batch size.
 
 Opt-in, all off by default:
 - ``decoder="taesd"``: the tiny TAESD decoder instead of sd-vae's (models/taesd.py; approximate, much faster).
-- ``acceleration``: channels-last, cuDNN autotuning, static padded batches with CUDA graphs or torch.compile
-  (musetalk_core/accel.py). Padded rows never reach the output.
+- ``acceleration``: channels-last, cuDNN autotuning, CUDA graphs (full batches replayed, a short last batch run
+  eagerly at its own size) or torch.compile (the last batch padded to the batch size; padded rows never reach the
+  output); accel.call_plan decides (musetalk_core/accel.py).
 - ``skip_silent``: output frames whose audio window is silent are not generated (zeros, marked in
   ``MuseTalkGenerated.skipped``). BlendAndAssemble with silence_handling shows the source frame there anyway
   (weight 0), so its output is identical; it refuses skipped frames with silence_handling off.

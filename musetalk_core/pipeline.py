@@ -2,8 +2,12 @@
 
     load_models -> prepare_faces -> encode_audio -> encode_faces -> generate_faces -> blend_frames
 
-The command line uses this; the graph runs the same functions one node at a time. ``LipsyncOptions`` holds every
-node parameter under the node's input name, with the node's default, so a setting means the same thing in both.
+The graph runs the same functions one node at a time. This in-memory form holds the whole video as frames: the
+benchmarks' whole_graph stage and the tests (the streaming core must equal it bit for bit, tests/test_streaming.py)
+use it. The command line and batch jobs run musetalk_core.streaming instead (the same stages chunk by chunk,
+bounded memory) and take ``load`` and ``LipsyncOptions`` from here. ``LipsyncOptions`` holds every node parameter
+under the node's input name, with the node's default, so a setting means the same thing in the graph, the
+command line and batch jobs.
 The per-video stages (faces, latents) and the per-audio stages (features, generation, blend) are separate
 functions, so one prepared video can be driven by several audio tracks (workflow c does the same in the graph).
 """

@@ -47,16 +47,20 @@ class MuseTalkUNetInpaint:
                                  "source position i + offset. Use it to fix an audio-video delay."}),
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip":
                                "Output frames per UNet/VAE pass. Higher is faster on a large GPU; lower it if you "
-                               "run out of memory. The result does not depend on it."}),
+                               "run out of memory. The result depends on it only by float rounding (kernels sum "
+                               "in a batch-dependent order)."}),
                 "decoder": (list(DECODER_CHOICES), {"default": "vae", "tooltip":
-                            "vae: the exact sd-vae decoder (the reference). taesd: the tiny TAESD decoder, about 10x "
-                            "faster on a GPU, approximate (needs models/musetalk/taesd/taesd_decoder.safetensors: "
-                            "python install.py --download-models taesd)."}),
+                            "vae: the exact sd-vae decoder (the reference). taesd: the tiny TAESD decoder, about 8x "
+                            "faster than sd-vae's on an H100 (UNet + decode 2.2x), approximate (needs "
+                            "models/musetalk/taesd/taesd_decoder.safetensors: python install.py "
+                            "--download-models taesd)."}),
                 "acceleration": (list(ACCELERATION_CHOICES), {"default": "off", "tooltip":
-                                 "GPU speed-ups. off: as the reference. cuda_graphs: same output, faster at small "
-                                 "batch sizes (on a CPU it only pads the last batch). cuda_graphs+compile: "
-                                 "about 2x faster UNet + decode at batch 32 on an H100 after a one-time compile of "
-                                 "about a minute; rounding differs slightly (bf16-level). See BENCHMARKS.md."}),
+                                 "GPU speed-ups. off: as the reference. cuda_graphs: faster at small batch sizes "
+                                 "(UNet + decode +16% at batch 8 on an H100); meant to give off's exact output (a "
+                                 "short last batch runs without the graph; not yet checked on a GPU, see "
+                                 "BENCHMARKS.md); on a CPU it changes nothing. cuda_graphs+compile: about 2x faster "
+                                 "UNet + decode at batch 32 on an H100 after a one-time compile of about a minute; "
+                                 "rounding differs slightly (bf16-level). See BENCHMARKS.md."}),
             }
         }
 

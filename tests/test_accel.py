@@ -70,23 +70,81 @@ def test_pad_rows_repeats_the_last_row():
         accel.pad_rows(x, 2)
 
 
-def test_static_runner_pads_to_one_shape_and_returns_the_real_rows():
-    seen = []
+def test_call_plan_pads_only_for_compile_and_runs_a_short_batch_eagerly_with_graphs():
+    plan, parse = accel.call_plan, accel.Acceleration.parse
+    graphs = parse("cuda_graphs")
+    assert [plan(n, 3, graphs, graphs=True) for n in (3, 3, 1)] == ["graph", "graph", "eager"]
+    assert [plan(n, 3, graphs, graphs=False) for n in (3, 1)] == ["eager", "eager"]  # a CPU: nothing changes
+    for setting in ("off", "channels_last", "cudnn_benchmark", "channels_last+cudnn_benchmark"):
+        assert {plan(n, 4, parse(setting), graphs=True) for n in (1, 4)} == {"eager"}
+    assert plan(4, 4, parse("channels_last+cuda_graphs"), graphs=True) == "graph"
+    assert plan(2, 4, parse("channels_last+cudnn_benchmark+cuda_graphs"), graphs=True) == "eager"
+    for n in (1, 4):  # compile pads (a new shape would compile again); with graphs the padded step is captured
+        assert plan(n, 4, parse("compile"), graphs=True) == "padded"
+        assert plan(n, 4, parse("cuda_graphs+compile"), graphs=True) == "graph"
+        assert plan(n, 4, parse("cuda_graphs+compile"), graphs=False) == "padded"
+    for n in (0, 5):
+        with pytest.raises(ValueError):
+            plan(n, 4, graphs, graphs=True)
 
+
+class _ReplayingGraph:
+    """Stands in for torch.cuda.CUDAGraph on the CPU: replay() runs fn on the captured input buffers into the
+    captured output buffer, as a real replay does."""
+
+    def __init__(self, fn, inputs):
+        self.fn, self.inputs = fn, inputs
+        self.output = fn(*inputs).clone()
+
+    def replay(self):
+        self.output.copy_(self.fn(*self.inputs))
+
+
+class _CpuGraphRunner(accel.StaticRunner):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.use_graph = True  # as on a CUDA device
+
+    def _capture(self, inputs):
+        self.static_inputs = [accel.pad_rows(x, self.batch).clone() for x in inputs]
+        self.graph = _ReplayingGraph(self.fn, self.static_inputs)
+        self.static_output = self.graph.output
+
+
+def _rows_fn(seen):
     def fn(a, b):
         seen.append((tuple(a.shape), tuple(b.shape)))
         return a * 10 + b.sum(dim=1, keepdim=True)
 
-    runner = accel.StaticRunner(fn, 4, torch.device("cpu"), accel.Acceleration.parse("cuda_graphs"))
-    a, b = torch.arange(3.0)[:, None], torch.ones(3, 2)
-    assert runner(a, b).tolist() == [[2.0], [12.0], [22.0]]
-    assert runner(a[:1], b[:1]).tolist() == [[2.0]]
-    assert seen == [((4, 1), (4, 2))] * 2  # every call at the static batch size (no graph capture on the CPU)
-    plain = accel.StaticRunner(fn, 4, torch.device("cpu"), accel.Acceleration())
-    plain(a, b)
-    assert seen[-1] == ((3, 1), (3, 2))  # without static shapes: as given
+    return fn
+
+
+def test_static_runner_with_graphs_replays_full_batches_and_runs_the_last_one_as_given():
+    seen = []
+    runner = _CpuGraphRunner(_rows_fn(seen), 3, torch.device("cpu"), accel.Acceleration.parse("cuda_graphs"))
+    a, b = torch.arange(7.0)[:, None], torch.ones(7, 2)
+    outs = [runner(a[i:i + 3], b[i:i + 3]).clone() for i in range(0, 7, 3)]
+    assert torch.equal(torch.cat(outs), a * 10 + 2)
+    assert seen == [((3, 1), (3, 2))] * 3 + [((1, 1), (1, 2))]  # capture + 2 replays at 3 rows; the last as given
+    assert runner.plans == {"graph": 2, "padded": 0, "eager": 1} and runner.graph is not None
     with pytest.raises(ValueError):
-        runner(torch.zeros(5, 1), torch.zeros(5, 2))
+        runner(torch.zeros(4, 1), torch.zeros(4, 2))
+
+
+def test_static_runner_on_the_cpu_pads_for_compile_only(monkeypatch):
+    seen = []
+    fn = _rows_fn(seen)
+    a, b = torch.arange(3.0)[:, None], torch.ones(3, 2)
+    graphs = accel.StaticRunner(fn, 4, torch.device("cpu"), accel.Acceleration.parse("cuda_graphs"))
+    assert graphs(a, b).tolist() == [[2.0], [12.0], [22.0]]
+    assert seen == [((3, 1), (3, 2))] and graphs.plans["eager"] == 1  # no CPU capture: exactly the default call
+    monkeypatch.setattr(torch, "compile", lambda f, **_: f)  # the padding logic, without Inductor
+    compiled = accel.StaticRunner(fn, 4, torch.device("cpu"), accel.Acceleration.parse("compile"))
+    assert compiled(a, b).tolist() == [[2.0], [12.0], [22.0]]
+    assert compiled(a[:1], b[:1]).tolist() == [[2.0]]
+    assert seen[1:] == [((4, 1), (4, 2))] * 2 and compiled.plans["padded"] == 2  # every call at the static size
+    with pytest.raises(ValueError):
+        compiled(torch.zeros(5, 1), torch.zeros(5, 2))
 
 
 def test_runner_cache_keeps_one_runner_and_rebuilds_when_weights_move():
@@ -119,12 +177,33 @@ def _spy_decoder(monkeypatch):
     return shapes
 
 
-def test_static_batches_pad_the_last_batch_and_change_nothing(models, golden, default_run, monkeypatch):  # noqa: F811
+def test_cuda_graphs_setting_runs_the_default_batches_and_changes_nothing(models, golden, default_run,  # noqa: F811
+                                                                         monkeypatch):
+    models.extras.pop(accel.RUNNER_SLOT, None)  # a runner of its own: its call counts are read below
     shapes = _spy_decoder(monkeypatch)
     out = generate_faces(models, make_latents(golden), make_audio(golden), batch_size=3, acceleration="cuda_graphs")
-    assert shapes == [(3, 4, 32, 32)] * 3  # 7 frames: 3 + 3 + (1 padded to 3)
-    assert_same_faces(out.faces, default_run.faces)
+    assert shapes == [(3, 4, 32, 32)] * 2 + [(1, 4, 32, 32)]  # 7 frames: 3 + 3 + 1, the last batch not padded
+    runner = models.extras[accel.RUNNER_SLOT][1]
+    assert runner.plans == {"graph": 0, "padded": 0, "eager": 3}  # no capture on the CPU
+    assert torch.equal(out.faces, default_run.faces)
     assert out.settings["acceleration"] == "cuda_graphs" and out.settings["acceleration_build_s"] >= 0
+
+
+def test_generate_with_graphs_takes_the_last_batch_eagerly(models, golden, default_run, monkeypatch):  # noqa: F811
+    """The generate loop with a CPU stand-in for the captured graph: full batches replayed, the last one run at its
+    own size, the faces the default's bit for bit (what a CUDA device must show: tests/test_cuda.py)."""
+    monkeypatch.setattr(accel, "StaticRunner", _CpuGraphRunner)
+    models.extras.pop(accel.RUNNER_SLOT, None)
+    try:
+        shapes = _spy_decoder(monkeypatch)
+        out = generate_faces(models, make_latents(golden), make_audio(golden), batch_size=3,
+                             acceleration="cuda_graphs")
+        runner = models.extras[accel.RUNNER_SLOT][1]
+        assert isinstance(runner, _CpuGraphRunner) and runner.plans == {"graph": 2, "padded": 0, "eager": 1}
+        assert shapes == [(3, 4, 32, 32)] * 3 + [(1, 4, 32, 32)]  # capture, 2 replays at 3 rows, then 1 row
+        assert torch.equal(out.faces, default_run.faces)
+    finally:
+        models.extras.pop(accel.RUNNER_SLOT, None)
 
 
 def test_channels_last_is_close_and_off_restores_the_default_exactly(models, golden, default_run):  # noqa: F811
@@ -308,6 +387,7 @@ def test_gpu_session_script_parses():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_session.sh")], check=True)
     text = (ROOT / "benchmarks" / "gpu_session.sh").read_text()
     assert "fast)" in text and "benchmarks.speed" in text and "cuda_graphs+compile" in text
+    assert "graphs)" in text and "speed-graphs-short-batch.json" in text  # the eager last batch, on a GPU
 
 
 def test_speed_benchmark_smoke_compares_variants_with_the_default(tmp_path, monkeypatch):
@@ -338,6 +418,6 @@ def test_unet_node_passes_decoder_and_acceleration_through(models, golden, defau
     shapes = _spy_decoder(monkeypatch)
     generated, _ = MuseTalkUNetInpaint().generate(models, make_latents(golden), make_audio(golden), "ping_pong", 0,
                                                   3, decoder="vae", acceleration="cuda_graphs")
-    assert shapes == [(3, 4, 32, 32)] * 3  # the static (padded) batches ran
+    assert shapes == [(3, 4, 32, 32)] * 2 + [(1, 4, 32, 32)]  # on a CPU cuda_graphs runs the default's batches
     assert generated.settings["acceleration"] == "cuda_graphs" and generated.settings["decoder"] == "vae"
-    assert_same_faces(generated.faces, default_run.faces)
+    assert torch.equal(generated.faces, default_run.faces)

@@ -2,8 +2,12 @@
 
 Tolerances are wider than on the CPU on purpose: cuDNN picks its own convolution algorithms and uses TF32 for fp32
 convolutions by default (as it does for the reference on a GPU), fp16/bf16 round every layer. Each test prints what
-it measured (`pytest -s tests/test_cuda.py`) so the bounds can be tightened from real figures; BENCHMARKS.md says how
-to run this file on a lent GPU machine (benchmarks/gpu_session.sh).
+it measured (`pytest -s tests/test_cuda.py`); BENCHMARKS.md says how to run this file on a lent GPU machine
+(benchmarks/gpu_session.sh).
+
+The PSNR bounds are the lowest figure measured in the H100 sessions of 2026-11-26 (cuda-tests.log in
+benchmarks/results/gpu-h100-2026-11-26*/) minus a margin of 3 dB (twice the mean squared error), for other cards'
+kernels (another GPU may pick other convolution algorithms); the measured range is next to each bound.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 CUDA = torch.device("cuda")
+MARGIN_DB = 3.0  # below the lowest measured PSNR: twice the squared error
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -54,7 +59,7 @@ def test_generator_fp32_on_cuda_matches_the_reference(generator_folder, generato
     print(f"cuda fp32 faces: max {int(diff.max())} levels, {float((diff > 0).double().mean()):.2e} changed, "
           f"PSNR {_psnr(faces, want):.1f} dB")
     assert faces.shape == want.shape
-    assert float(diff.double().mean()) < 0.5 and _psnr(faces, want) > 40
+    assert float(diff.double().mean()) < 0.5 and _psnr(faces, want) > 58.8 - MARGIN_DB  # measured 58.8-59.6 dB
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
@@ -64,7 +69,8 @@ def test_generator_reduced_precision_on_cuda_stays_close(generator_folder, gener
     psnr = _psnr(faces, want)
     print(f"cuda {precision} faces: mean {float((faces.int() - want.int()).abs().double().mean()):.3f} levels, "
           f"PSNR {psnr:.1f} dB")
-    assert psnr > 30  # the bf16 CPU run of the real-size networks measured 42 dB (BENCHMARKS.md)
+    lowest = {"fp16": 54.5, "bf16": 40.2}[precision]  # measured: fp16 54.5-55.4 dB, bf16 40.2-41.3 dB
+    assert psnr > lowest - MARGIN_DB
 
 
 def test_latents_on_cuda_match_the_reference(generator_folder, generator_golden):
@@ -78,7 +84,7 @@ def test_latents_on_cuda_match_the_reference(generator_folder, generator_golden)
     want = torch.from_numpy(generator_golden["latents"])
     err = (out.latents.cpu() - want).abs()
     print(f"cuda fp32 latents: max {float(err.max()):.2e}, relative L2 {float(err.norm() / want.norm()):.2e}")
-    assert float(err.norm() / want.norm()) < 1e-2
+    assert float(err.norm() / want.norm()) < 3e-3  # measured 1.37e-3-1.43e-3 (TF32 convolutions); 2x margin
 
 
 def test_s3fd_on_cuda_finds_the_reference_boxes(tiny_models_factory):
@@ -144,7 +150,7 @@ def _generate_with(folder, golden, precision, batch_size, **options):
 def test_acceleration_on_cuda_stays_within_the_default_tolerances(generator_folder, generator_golden, acceleration,
                                                                   precision):
     want = torch.from_numpy(generator_golden["faces_rgb"])
-    # batch 3 for 7 frames: the last batch (1 frame) is padded to 3 by the static-shape settings
+    # batch 3 for 7 frames: two batches replayed from the graph, the last (1 frame) run eagerly (accel.call_plan)
     out, models = _generate_with(generator_folder, generator_golden, precision, 3, acceleration=acceleration)
     faces = out.faces.cpu()
     again = _generate_with(generator_folder, generator_golden, precision, 3, acceleration=acceleration)[0].faces.cpu()
@@ -153,11 +159,19 @@ def test_acceleration_on_cuda_stays_within_the_default_tolerances(generator_fold
     print(f"cuda {precision} {acceleration}: PSNR {psnr:.1f} dB against the reference, {vs_default:.1f} dB against "
           f"the default; build {out.settings.get('acceleration_build_s', 0)} s")
     assert torch.equal(again, faces)  # replaying the captured graph (or re-running) gives the same faces
+    if acceleration == "cuda_graphs":
+        # full batches replay the graph, the short last one runs eagerly at its own size (accel.call_plan): the
+        # default's faces bit for bit. Not yet run on a GPU: with the last batch padded (before) this measured
+        # 67.7-68.5 dB (fp32) and 49.7-51.4 dB (bf16) against the default.
+        assert torch.equal(faces, default)
     if precision == "fp32":
-        assert float((faces.int() - want.int()).abs().double().mean()) < 0.5 and psnr > 40
+        # measured 58.0-59.5 dB against the reference, 57.6 dB-identical against the default
+        assert float((faces.int() - want.int()).abs().double().mean()) < 0.5 and psnr > 58.0 - MARGIN_DB
+        assert vs_default > 57.6 - MARGIN_DB  # other kernels, same precision: rounding only
     else:
-        assert psnr > 30
-    assert vs_default > (40 if precision == "fp32" else 30)  # other kernels, same precision: rounding only
+        # measured 40.2-41.3 dB against the reference, 46.1 dB-identical against the default
+        assert psnr > 40.2 - MARGIN_DB
+        assert vs_default > 46.1 - MARGIN_DB
     assert next(models.network("unet").parameters()).is_cuda
 
 
@@ -193,4 +207,4 @@ def test_taesd_on_cuda_matches_the_cpu(generator_folder, generator_golden, tmp_p
     loading.clear_cache()
     psnr = _psnr(faces["cuda"], faces["cpu"])
     print(f"cuda taesd (cuda graphs) against cpu taesd: PSNR {psnr:.1f} dB")
-    assert psnr > 40
+    assert psnr > 79.8 - MARGIN_DB  # measured 79.8-79.9 dB

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,22 +20,13 @@ ALL_NODE_IDS = CARD_NODE_IDS + LATENTSYNC_NODE_IDS
 
 
 def test_pack_import_is_light_and_loads_no_model():
-    """Importing the pack by path (as ComfyUI does) must not import diffusers/transformers/cv2 or load weights."""
-    code = textwrap.dedent(f"""
-        import importlib.util, sys, time
-        t = time.perf_counter()
-        spec = importlib.util.spec_from_file_location("custom_nodes_x_pack", r"{ROOT / '__init__.py'}",
-                                                      submodule_search_locations=[r"{ROOT}"])
-        m = importlib.util.module_from_spec(spec); sys.modules["custom_nodes_x_pack"] = m
-        spec.loader.exec_module(m)
-        heavy = [n for n in ("diffusers", "transformers", "cv2", "whisper", "mmpose") if n in sys.modules]
-        import json; print(json.dumps([sorted(m.NODE_CLASS_MAPPINGS), heavy, time.perf_counter() - t]))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    ids, heavy, seconds = json.loads(out.strip().splitlines()[-1])
-    assert heavy == []
-    assert sorted(ids) == sorted(ALL_NODE_IDS)
-    assert seconds < 5.0  # generous: torch itself takes ~1-2 s to import on these machines
+    """Importing the pack by path (as ComfyUI does) must not import diffusers/transformers/cv2 or load weights.
+    How long it takes is measured by benchmarks/import_time.py (BENCHMARKS.md), not asserted here."""
+    from benchmarks.import_time import one_import
+
+    result = one_import(ROOT)
+    assert result["heavy"] == []
+    assert sorted(result["nodes"]) == sorted(ALL_NODE_IDS)
 
 
 def test_node_contract(pack):
