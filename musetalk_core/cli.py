@@ -149,7 +149,8 @@ def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -
     u.add_argument("--frame-mapping", choices=["ping_pong", "loop", "once_hold"], default=_D.frame_mapping)
     u.add_argument("--frame-offset", type=_ranged(int, -10000, 10000), default=_D.frame_offset)
     u.add_argument("--batch-size", type=_ranged(int, 1, 256), default=_D.batch_size,
-                   help="UNet batch; also the face-detection and VAE batch (capped at 64) unless given below")
+                   help="UNet batch (the output follows it by float rounding, as upstream's does: 8 = upstream's "
+                        "default run); also the face-detection and VAE batch (capped at 64) unless given below")
     u.add_argument("--decoder", choices=["vae", "taesd"], default=_D.decoder,
                    help="vae: exact (default); taesd: tiny decoder, much faster, approximate (download: "
                         "python install.py --download-models taesd)")

@@ -47,8 +47,10 @@ class MuseTalkUNetInpaint:
                                  "source position i + offset. Use it to fix an audio-video delay."}),
                 "batch_size": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip":
                                "Output frames per UNet/VAE pass. Higher is faster on a large GPU; lower it if you "
-                               "run out of memory. The result depends on it only by float rounding (kernels sum "
-                               "in a batch-dependent order)."}),
+                               "run out of memory. As upstream's, the result follows it by float rounding (the "
+                               "t = 0 time embedding and the kernels' sums are computed per batch): the same "
+                               "batch size always gives the same faces, and 8 (upstream's default) reproduces "
+                               "upstream."}),
                 "decoder": (list(DECODER_CHOICES), {"default": "vae", "tooltip":
                             "vae: the exact sd-vae decoder (the reference). taesd: the tiny TAESD decoder, about 8x "
                             "faster than sd-vae's on an H100 (UNet + decode 2.2x), approximate (needs "
