@@ -63,7 +63,8 @@ def test_unet_output_and_faces_equal_reference(reference_run, golden):
     assert out.faces.shape == want.shape == (7, 256, 256, 3) and out.faces.dtype == torch.uint8
     diff = (out.faces.int() - want.int()).abs()
     # the float images agree to ~1e-6; a value that close to k + 0.5 rounds either way, and the CPU decodes in
-    # passes of 2 (musetalk_core/passes.py) where the reference decodes 4 at once: 95 flips of 1.38 M measured
+    # passes of 2 (musetalk_core/passes.py) where the reference decodes 4 at once: 95 to 198 flips of 1.38 M
+    # measured, depending on the CPU's kernels and thread count (README, Faithfulness)
     assert diff.max() <= 1 and (diff > 0).float().mean() < 3e-4, (diff.max(), (diff > 0).sum())
     assert out.source_index.tolist() == [0, 1, 2, 2, 1, 0, 0]
     assert out.has_face.all() and out.fps == 25.0 and out.frames_fingerprint == "fp"
