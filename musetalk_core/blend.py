@@ -499,10 +499,14 @@ def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, si
 
 
 def generated_faces_reader(generated: MuseTalkGenerated, replacement_faces, device):
-    """rows -> uint8 faces: the replacement IMAGE when given, else the generated faces (tensor or spilled)."""
+    """rows -> uint8 faces: the replacement IMAGE when given, else the generated faces (tensor or spilled); a
+    generator's own restore may carry the faces it reads instead (LatentSync: unclamped float faces)."""
     if replacement_faces is not None:
         faces = rgb_frames(replacement_faces, "replacement_faces")  # a view; check_material checked the values once
         return lambda rows: rgb_to_uint8(faces[rows].to(device))
+    exact = getattr(generated.restore, "faces", None)
+    if exact is not None:
+        return lambda rows: exact[rows]
     return lambda rows: generated.faces[rows]
 
 

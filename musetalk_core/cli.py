@@ -144,6 +144,9 @@ def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -
     g.add_argument("--alignment", choices=["dwpose", "insightface"], default=_D.alignment,
                    help="LatentSync: where the three alignment points come from (insightface: optional package, "
                         "models in <models>/latentsync/auxiliary/models/buffalo_l)")
+    g.add_argument("--unet-config", default=None, metavar="YAML",
+                   help="LatentSync: an upstream UNet config file (configs/unet/stage1.yaml, stage2_efficient.yaml, "
+                        "...; absolute or relative to the models folder) instead of the version's own stage2 config")
 
     u = p.add_argument_group("generation (MuseTalkUNetInpaint)")
     u.add_argument("--frame-mapping", choices=["ping_pong", "loop", "once_hold"], default=_D.frame_mapping)
@@ -297,7 +300,7 @@ def run_lipsync(args: argparse.Namespace) -> int:
             else:  # the same stages as the LatentSync graph
                 from .latentsync.stream import latentsync_stream, load_for_latentsync
 
-                models, ls_models = load_for_latentsync(dirs, options)
+                models, ls_models = load_for_latentsync(dirs, options, unet_config=args.unet_config)
                 run = lambda sink: latentsync_stream(models, ls_models, source, audio, float(fps), options, sink,
                                                      progress=bars)
             with video_io.VideoWriter(output, fps, width, height, args.crf, rate, channels,

@@ -11,7 +11,6 @@ Layout (upstream's, inside ComfyUI's ``models/musetalk``):
   s3fd/s3fd-619a316812.pth
   latentsync15/latentsync_unet.pt                LatentSync 1.5 UNet3D (256 x 256), download set latentsync15
   latentsync16/latentsync_unet.pt                LatentSync 1.6 UNet3D (512 x 512), download set latentsync16
-  whisper/tiny.pt                                LatentSync's Whisper (OpenAI tiny checkpoint, required by both sets)
   latentsync/mask.png                            LatentSync's fixed mouth mask (GitHub, pinned commit)
   taesd/taesd_decoder.safetensors                optional: TAESD decoder (decoder "taesd"; download "taesd")
 Every pickle may be replaced by a ``.safetensors`` twin with the same stem.
@@ -102,9 +101,8 @@ MODEL_FILES: tuple = (
     ModelFile("latentsync16_unet", _twins("latentsync16/latentsync_unet.pt"), "ByteDance/LatentSync-1.6",
               "latentsync_unet.pt", size="~5 GB", licence="LatentSync weights licence (see the model card)",
               versions=("latentsync16",)),
-    # The same place as the optional OpenAI tiny.pt above: LatentSync's Audio2Feature loads an OpenAI checkpoint.
-    ModelFile("latentsync_whisper", ("whisper/tiny.pt",), "ByteDance/LatentSync-1.6", "whisper/tiny.pt",
-              size="75 MB", licence="MIT", versions=LATENTSYNC_VERSIONS),
+    # No whisper/tiny.pt for LatentSync: its audio features (v1.0-original) are computed from the whisper/ HF folder
+    # that Load MuseTalk Models reads (same weights as OpenAI's tiny.pt), so nothing would read it.
     # The fixed mouth mask lives in the GitHub repo only (not on Hugging Face): fetched at the pinned commit.
     ModelFile("latentsync_mask", ("latentsync/mask.png",), None, None, url=LATENTSYNC_MASK_URL, size="2 KB",
               licence="Apache-2.0 (bytedance/LatentSync)", versions=LATENTSYNC_VERSIONS),

@@ -73,7 +73,7 @@ class LatentSyncInpaint:
         from musetalk_core.errors import InputError
         from musetalk_core.frames import uint8_to_image
         from musetalk_core.latentsync.generate import (SamplingSettings, check_audio, count_steps,
-                                                      generate_latentsync, plan_frames)
+                                                      generate_latentsync, plan_frames, restore_dtype)
         from musetalk_core.frame_mapping import used_source_frames
         from musetalk_core.latentsync.video_align import align_video, alignment_plan
         from musetalk_core.previews import sample_indices
@@ -101,9 +101,12 @@ class LatentSyncInpaint:
                                   insightface_root=_insightface_root(), hooks=comfy_bridge.run_hooks(len(plan)),
                                   store=None if spill is None else store_in(spill, "aligned.u8"), frames=plan)
             store = None if spill is None else store_in(spill, "generated.u8")((total, res, res, 3), torch.uint8)
+            exact = None if spill is None else store_in(spill, "generated.restore")(
+                (total, res, res, 3), restore_dtype(latentsync_models.dtype))
             _, planned = plan_frames(aligned, total, frame_mapping, frame_offset)
             generated = generate_latentsync(latentsync_models, aligned, audio_features, frame_mapping=frame_mapping,
                                             frame_offset=frame_offset, settings=settings, store=store,
+                                            restore_store=exact,
                                             hooks=comfy_bridge.run_hooks(count_steps(planned, settings)),
                                             frames_fingerprint=faces.frames_fingerprint)
         except BaseException:

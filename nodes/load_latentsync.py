@@ -33,12 +33,19 @@ class LoadLatentSyncModel:
                               "UNet3D/VAE precision. auto: fp16 on GPU, fp32 on CPU (upstream: fp16 on GPUs "
                               "newer than compute capability 7, else fp32)."}),
                 "device": (list(DEVICES), {"default": "auto", "tooltip": "auto: CUDA, then MPS, then CPU."}),
-            }
+            },
+            "optional": {
+                "unet_config": ("STRING", {"default": "", "tooltip":
+                                "Empty: the version's own UNet config (upstream's stage2.yaml / stage2_512.yaml). "
+                                "Or an upstream config file (configs/unet/stage1.yaml, stage1_512.yaml, "
+                                "stage2_efficient.yaml, ...), a path absolute or relative to models/musetalk; the "
+                                "weights must have been trained with it."}),
+            },
         }
 
-    def load(self, version, precision, device):
+    def load(self, version, precision, device, unet_config=""):
         from musetalk_core.latentsync.loading import load_latentsync
 
         models = load_latentsync(comfy_bridge.models_search_dirs(), version=version, precision=precision,
-                                 device=comfy_bridge.torch_device(device))
+                                 device=comfy_bridge.torch_device(device), config_file=unet_config or None)
         return (models,)

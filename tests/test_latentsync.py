@@ -65,6 +65,42 @@ def test_versions():
         get_version("latentsync2")
 
 
+def _config_yaml(path: Path, model: dict, resolution=256) -> Path:
+    """An upstream-style configs/unet/*.yaml: data + model sections, ``norm_eps: 1e-5`` written as upstream does
+    (a string to plain YAML 1.1, a float to OmegaConf)."""
+    import re
+
+    import yaml
+
+    text = yaml.safe_dump({"data": {"num_frames": 16, "resolution": resolution}, "model": model})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(re.sub(r"norm_eps: .*", "norm_eps: 1e-5", text))
+    return path
+
+
+def test_upstream_config_files_are_read(golden, tmp_path):
+    """stage2 / stage1 / stage2_efficient (motion modules off, or in the decoder only) and stage2_512: the model
+    section as config_from_dict reads it, the data resolution; JSON works too; errors name the file."""
+    from dataclasses import replace
+
+    from musetalk_core.latentsync.config import read_config_file
+
+    published = json.loads(str(golden["published_model_json"]))
+    assert read_config_file(_config_yaml(tmp_path / "stage2.yaml", published)) == (UNet3DConfig(), 256)
+    stage1 = read_config_file(_config_yaml(tmp_path / "stage1.yaml", dict(published, use_motion_module=False)))
+    assert stage1 == (replace(UNet3DConfig(), use_motion_module=False), 256)
+    efficient = dict(published, use_motion_module=True, motion_module_decoder_only=True)
+    assert read_config_file(_config_yaml(tmp_path / "e.yaml", efficient))[0].motion_module_decoder_only
+    assert read_config_file(_config_yaml(tmp_path / "stage2_512.yaml", published, 512)) == (UNet3DConfig(), 512)
+    (tmp_path / "c.json").write_text(json.dumps({"model": published}))
+    assert read_config_file(tmp_path / "c.json") == (UNet3DConfig(), None)
+    (tmp_path / "bad.yaml").write_text("data:\n  resolution: 256\n")
+    with pytest.raises(InputError, match="bad.yaml.*model"):
+        read_config_file(tmp_path / "bad.yaml")
+    with pytest.raises(InputError, match="x.yaml.*unknown down block type"):
+        read_config_file(_config_yaml(tmp_path / "x.yaml", dict(published, down_block_types=["Down"] * 4)))
+
+
 def test_config_rejects_what_upstream_cannot_build():
     with pytest.raises(InputError, match="block"):
         UNet3DConfig(block_out_channels=(32, 64))
@@ -256,7 +292,6 @@ def test_download_set_fetches_exactly_the_latentsync_files(tmp_path, version, re
         ("vae", "stabilityai/sd-vae-ft-mse", "diffusion_pytorch_model.safetensors",
          "sd-vae/diffusion_pytorch_model.safetensors"),
         (f"{version}_unet", repo, "latentsync_unet.pt", f"{version}/latentsync_unet.pt"),
-        ("latentsync_whisper", "ByteDance/LatentSync-1.6", "whisper/tiny.pt", "whisper/tiny.pt"),
         ("latentsync_mask", None, None, "latentsync/mask.png"),
     ]
     assert REFERENCE_COMMIT in model_files.LATENTSYNC_MASK_URL
@@ -397,13 +432,35 @@ def _latentsync_folder(root: Path, version: str) -> Path:
 
     write_models(root, "v15", ["vae"])
     tl.write_checkpoint(root / version / "latentsync_unet.pt")
-    (root / "whisper").mkdir(exist_ok=True)
-    (root / "whisper" / "tiny.pt").write_bytes(b"loaded by the audio stage")
     (root / "latentsync").mkdir(exist_ok=True)
     mask = np.full((256, 256, 3), 255, np.uint8)
     mask[160:230, 64:192] = 0
     cv2.imwrite(str(root / "latentsync" / "mask.png"), mask)
     return root
+
+
+def test_load_latentsync_with_a_config_file(tmp_path, golden):
+    """``config_file`` (the node's unet_config, the CLI's --unet-config): an upstream config file, relative to the
+    models folder, replaces the version's config; a stage1-style tiny config (no motion modules) loads weights
+    written for it; a config of the other resolution and a missing file are refused by name."""
+    from dataclasses import replace
+
+    from musetalk_core.latentsync.loading import load_latentsync
+
+    root = _latentsync_folder(tmp_path, "latentsync15")
+    model = dict(json.loads(str(golden["tiny_model_json"])), use_motion_module=False)
+    config = replace(tiny_config(), use_motion_module=False)
+    tl.write_checkpoint(root / "latentsync15" / "latentsync_unet.pt", config=config)
+    _config_yaml(root / "latentsync" / "configs" / "stage1_tiny.yaml", model)
+    models = load_latentsync([root], "latentsync15", precision="fp32", device="cpu",
+                             config_file="latentsync/configs/stage1_tiny.yaml")
+    assert models.version.unet == config and models.version.resolution == 256
+    assert not any("motion_modules" in k for k in models.unet.state_dict())
+    _config_yaml(root / "s512.yaml", model, 512)
+    with pytest.raises(InputError, match="512 px faces but latentsync15"):
+        load_latentsync([root], "latentsync15", precision="fp32", device="cpu", config_file=str(root / "s512.yaml"))
+    with pytest.raises(InputError, match="nowhere.yaml.*not found"):
+        load_latentsync([root], "latentsync15", precision="fp32", device="cpu", config_file="nowhere.yaml")
 
 
 def test_load_latentsync_from_the_models_folder(tmp_path, tiny_unet):
@@ -413,7 +470,7 @@ def test_load_latentsync_from_the_models_folder(tmp_path, tiny_unet):
     models = load_latentsync([root], "latentsync15", precision="fp32", device="cpu", unet_config=tiny_config())
     assert models.version.resolution == 256 and models.dtype == torch.float32
     assert models.mask.shape == (3, 256, 256) and models.mask.min() == 0 and models.mask.max() == 1
-    assert models.whisper_path == root / "whisper" / "tiny.pt"
+    assert not (root / "whisper" / "tiny.pt").exists()  # never demanded: the audio uses the whisper/ HF folder
     for (k, a), (_, b) in zip(sorted(models.unet.state_dict().items()), sorted(tiny_unet.state_dict().items())):
         assert torch.equal(a, b), k
     assert hasattr(models.vae, "encode") and models.vae.config.latent_channels == 4

@@ -79,11 +79,12 @@ def test_generator_matches_reference_window_by_window(golden, tiny_unet, tiny_va
     features = tl.sampler_features()
     audio = ls_audio.audio_windows(features, ls_audio.reference_window_count(len(features)))
     mask = torch.from_numpy(golden["mask_image"])
-    seen, finals, faces, progress = [], {}, {}, []
+    seen, finals, faces, exact, progress = [], {}, {}, {}, []
 
-    def on_window(start, stop, latents, generated):
+    def on_window(start, stop, latents, generated, unclamped):
         finals[start] = latents
         faces.update({start + k: generated[k] for k in range(stop - start)})
+        exact.update({start + k: unclamped[k] for k in range(stop - start)})
 
     generate_windows(tiny_unet, tiny_vae, mask, lambda rows: crops[source[rows]], audio, torch.ones(20, dtype=bool),
                      SamplingSettings(s["steps"], s["guidance"], s["seed"], 16), device=torch.device("cpu"),
@@ -99,6 +100,46 @@ def test_generator_matches_reference_window_by_window(golden, tiny_unet, tiny_va
         want = to_uint8_faces(torch.from_numpy(golden["restored"][k:k + 1].astype(np.float32)))[0]
         diff = (faces[int(i)].int() - want.int()).abs()
         assert diff.max() <= 2 and (diff > 0).float().mean() < 0.05, (i, diff.max())
+        # the faces the restore reads: the same values, unclamped, float32 (the decoder's dtype here)
+        assert exact[int(i)].dtype == torch.float32
+        np.testing.assert_allclose(exact[int(i)].permute(2, 0, 1).numpy(), golden["restored"][k].astype(np.float32),
+                                   rtol=0, atol=2e-2)
+
+
+class _VAESpy(torch.nn.Module):
+    """The VAE as the generator sees it, recording every encoder input."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae, self.inputs = vae, []
+
+    @property
+    def dtype(self):
+        return self.vae.dtype
+
+    def encode(self, x):
+        self.inputs.append(x)
+        return self.vae.encode(x)
+
+    def decode(self, z):
+        return self.vae.decode(z)
+
+
+def test_vae_gets_contiguous_pixels_as_reference(golden, tiny_unet, tiny_vae):
+    """Upstream stacks per-frame tensors, so its VAE input is contiguous; a channels-last-strided one (the permuted
+    (f, H, W, 3) crops) takes other CPU convolution kernels: the real VAEs' latents then move by 0.026 (1.5) and
+    0.44 (1.6), the faces by 1-2 levels. Both encoder inputs must be contiguous and equal the reference's pixels."""
+    s = tl.SAMPLER
+    crops = tl.sampler_faces().permute(0, 2, 3, 1).contiguous()  # (10, 96, 96, 3) as the aligned crops are stored
+    mask = torch.from_numpy(golden["mask_image"])
+    spy = _VAESpy(tiny_vae)
+    generate_windows(tiny_unet, spy, mask, lambda rows: crops[rows], torch.zeros(4, 50, 384),
+                     torch.ones(4, dtype=bool), SamplingSettings(1, 1.0, s["seed"], 16), device=torch.device("cpu"))
+    assert len(spy.inputs) == 2  # masked faces, then the whole faces
+    pixels = (tl.sampler_faces()[:4].float() / 255.0 - 0.5) / 0.5  # ImageProcessor, contiguous (f, 3, H, W)
+    for x, want in zip(spy.inputs, ((pixels.double() * mask.double()).float(), pixels)):
+        assert x.is_contiguous(), x.stride()
+        torch.testing.assert_close(x, want, rtol=0, atol=0)
 
 
 # --- alignment driver -------------------------------------------------------------------------------------------
@@ -193,9 +234,9 @@ def test_aligning_only_the_needed_frames_gives_the_same_crops():
 # --- the affine restore inside BlendAndAssemble -------------------------------------------------------------------
 
 def test_blend_and_assemble_restores_through_the_inverse_affine_as_reference():
-    """BlendAndAssemble with a LatentSync result: the golden's restore (align.npz, upstream's restore_img on the
-    float face) within one grey level although the faces travel as uint8; a face-less output frame passes through;
-    the output has T frames in the source_index order."""
+    """BlendAndAssemble with a LatentSync result whose restore has no float faces (the uint8 path, as for
+    replacement faces): the golden's restore (align.npz, upstream's restore_img on a face within [-1, 1]) within one
+    grey level; a face-less output frame passes through; the output has T frames in the source_index order."""
     from musetalk_core.blend import blend_frames
     from musetalk_core.latentsync.restore import AffineRestore
     from musetalk_core.types import MuseTalkFaces, MuseTalkGenerated
@@ -223,3 +264,88 @@ def test_blend_and_assemble_restores_through_the_inverse_affine_as_reference():
         assert diff.max() <= 1 and (diff > 0).mean() < 0.06, (i, diff.max(), (diff > 0).mean())
     with pytest.raises(InputError, match="128x128"):  # replacement faces must be the generator's size
         blend_frames(frames.float() / 255, faces, generated, replacement_faces=torch.zeros(4, 256, 256, 3))
+
+
+def _faces_material(n, h, w):
+    from musetalk_core.types import MuseTalkFaces
+
+    return MuseTalkFaces(frame_size=(h, w), has_face=torch.ones(n, dtype=torch.bool),
+                         boxes=torch.zeros((n, 4), dtype=torch.long), landmarks=torch.full((n, 68, 2), -1),
+                         crop_boxes=torch.zeros((n, 4), dtype=torch.long), masks=(None,) * n,
+                         crops=torch.zeros((n, 256, 256, 3), dtype=torch.uint8))
+
+
+def test_restore_clamps_after_the_warp_as_reference():
+    """restore.npz: upstream's restore_video on decoded faces reaching +-1.45 (the decoder overshoots [-1, 1]):
+    resize, inverse warp, THEN clamp. BlendAndAssemble reads AffineRestore.faces (unclamped float) and matches
+    within one grey level on a few values (float kernels); clamping and rounding to uint8 first, as the pack did
+    before, is tens of levels off."""
+    from musetalk_core.blend import blend_frames
+    from musetalk_core.latentsync.restore import AffineRestore
+    from musetalk_core.types import MuseTalkGenerated
+
+    golden = dict(np.load(Path(__file__).parent / "golden" / "latentsync" / "restore.npz"))
+    inputs, res = tl.restore_inputs(), tl.PARITY["resolution"]
+    state = align.SmoothState()  # our matrices are upstream's (align.npz tests the steps; here the smoothing too)
+    ours = [align.similarity(p, align.face_template(res)[0], state) for p in inputs["points"]]
+    np.testing.assert_allclose(torch.stack(ours).numpy(), golden["matrices"], rtol=0, atol=1e-4)
+    frames = torch.from_numpy(inputs["frames"])
+    n, h, w = frames.shape[:3]
+    faces = torch.from_numpy(inputs["faces"]).permute(0, 2, 3, 1)  # (2, 64, 64, 3) as the generator keeps them
+    matrices = torch.from_numpy(golden["matrices"])
+
+    def restored(exact):
+        generated = MuseTalkGenerated(faces=to_uint8_faces(faces.permute(0, 3, 1, 2)), source_index=torch.arange(n),
+                                      has_face=torch.ones(n, dtype=torch.bool), fps=25.0,
+                                      restore=AffineRestore(matrices, res, exact))
+        out, _, _, _ = blend_frames(frames.float() / 255, _faces_material(n, h, w), generated, chunk_size=2)
+        return (out * 255).round().to(torch.uint8).numpy().astype(int)
+
+    diff = np.abs(restored(faces) - golden["restored"].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+    clamped_first = np.abs(restored(None) - golden["restored"].astype(int))  # the uint8 faces: clamp, round, warp
+    assert clamped_first.max() > 20, clamped_first.max()
+
+
+def test_insightface_alignment_matches_reference(monkeypatch, tmp_path):
+    """insightface_align.npz: upstream's ImageProcessor.affine_transform with its own FaceDetector (filters, landmark
+    rounding) over the same FaceAnalysis detections: our 'insightface' backend (align_video) gives the same three
+    points, matrices (smoothing carried) and LANCZOS-resized crops."""
+    import sys
+    import types
+
+    from musetalk_core.latentsync.video_align import align_video
+    from musetalk_core.sources import TensorSource
+
+    golden = dict(np.load(Path(__file__).parent / "golden" / "latentsync" / "insightface_align.npz"))
+    inputs, res = tl.insightface_inputs(), tl.PARITY["resolution"]
+    detections = {id(f): d for f, d in zip(inputs["frames"], inputs["detections"])}
+    pending = list(inputs["detections"])
+
+    class Face:
+        def __init__(self, bbox, score, lmk):
+            self.bbox, self.det_score, self.landmark_2d_106 = np.array(bbox), score, np.array(lmk)
+
+    class FaceAnalysis:
+        def __init__(self, allowed_modules, root, providers):
+            pass
+
+        def prepare(self, ctx_id, det_size):
+            pass
+
+        def get(self, frame):
+            return [Face(*d) for d in pending.pop(0)]
+
+    app = types.ModuleType("insightface.app")
+    app.FaceAnalysis = FaceAnalysis
+    monkeypatch.setitem(sys.modules, "insightface", types.ModuleType("insightface"))
+    monkeypatch.setitem(sys.modules, "insightface.app", app)
+    (tmp_path / "models" / "buffalo_l").mkdir(parents=True)
+    (tmp_path / "models" / "buffalo_l" / "2d106det.onnx").write_bytes(b"")
+    frames = torch.from_numpy(inputs["frames"])
+    aligned = align_video(TensorSource(frames.float() / 255, "images"), None, res, "insightface",
+                          insightface_root=tmp_path)
+    assert not pending and detections and aligned.has_face.all()
+    np.testing.assert_allclose(aligned.matrices.numpy(), golden["matrices"], rtol=0, atol=1e-4)
+    diff = np.abs(aligned.crops.numpy().astype(int) - golden["crops"].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())

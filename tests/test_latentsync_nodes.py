@@ -193,6 +193,20 @@ def test_cli_generator_latentsync(models_dir, tiny_versions, tmp_path, capsys):
                      "--models-dir", str(models_dir), "--generator", "latentsync15", "--feature-mode", "reference",
                      "--device", "cpu", "--no-progress"])
     assert code == 2 and "v1.0-original" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+    # --unet-config reaches the loader (LoadLatentSyncModel's unet_config; tests/test_latentsync.py loads one)
+    code = cli.main(["lipsync", "--video", str(video), "--audio", str(audio), "--output", str(tmp_path / "y.mp4"),
+                     "--models-dir", str(models_dir), "--generator", "latentsync15", "--unet-config",
+                     "configs/missing_stage1.yaml", "--device", "cpu", "--no-progress"])
+    assert code == 2 and "missing_stage1.yaml' not found" in capsys.readouterr().err
+
+
+def test_load_node_takes_a_config_file_last(pack):
+    """unet_config is the last widget (saved UI workflows keep their positions) and optional (API prompts without
+    it stay valid); empty means the version's own config."""
+    node = pack.NODE_CLASS_MAPPINGS["LoadLatentSyncModel"]
+    types = node.INPUT_TYPES()
+    assert list(types["required"]) == ["version", "precision", "device"]
+    assert list(types["optional"]) == ["unet_config"] and types["optional"]["unet_config"][1]["default"] == ""
 
 
 def test_insightface_backend_applies_upstreams_face_filters(monkeypatch, tmp_path):

@@ -45,7 +45,7 @@ PINNED_WIDGETS = {
     "MuseTalkUNetInpaint": ["frame_mapping", "frame_offset", "batch_size", "decoder", "acceleration"],
     "BlendAndAssemble": ["blur_factor", "upper_boundary_ratio", "silence_handling", "silence_fade_frames",
                          "chunk_size"],
-    "LoadLatentSyncModel": ["version", "precision", "device"],
+    "LoadLatentSyncModel": ["version", "precision", "device", "unet_config"],  # unet_config added last (issue 22)
     "LatentSyncInpaint": ["inference_steps", "guidance_scale", "seed", "window_length", "frame_mapping",
                           "frame_offset", "alignment"],
 }

@@ -119,14 +119,70 @@ def align_inputs() -> dict:
     return {"frames": np.stack(frames), "points": np.stack(points), "face": face.clamp(-1, 1)}
 
 
+# Inputs of restore.npz / insightface_align.npz (issue 22): numpy integer draws and exact float64 arithmetic only,
+# so they are the same bits on every CPU (torch.randn is not, see tests/tiny/rng.py).
+PARITY = {"resolution": 64, "height": 96, "width": 128}
+
+
+def parity_frames(n: int = 3, seed: int = 22) -> np.ndarray:
+    """uint8 (n, 96, 128, 3): a gradient with integer texture, different every frame."""
+    rng = np.random.default_rng(seed)
+    h, w = PARITY["height"], PARITY["width"]
+    yy, xx = np.mgrid[0:h, 0:w]
+    frames = []
+    for i in range(n):
+        base = np.stack([60 + xx, 40 + yy + 2 * i, 200 - (xx + yy) // 2], -1)
+        frames.append(np.clip(base + rng.integers(-12, 13, (h, w, 3)), 0, 255).astype(np.uint8))
+    return np.stack(frames)
+
+
+def parity_points(n: int = 3) -> np.ndarray:
+    """(n, 3, 2) float64 alignment points (left brow, right brow, nose), moving and tilting a little per frame."""
+    base = np.array([[49.0, 38.0], [79.0, 36.0], [65.0, 56.0]])
+    return np.stack([base + np.array([2.0 * i, 1.0 * i]) + np.array([[0, i], [0, -i], [i, 0]]) for i in range(n)])
+
+
+def restore_inputs() -> dict:
+    """Frames, points and decoded faces for the restore golden: (2, 3, 64, 64) float32 faces reaching +-1.45 (sharp
+    8 px blocks of +-1.15 over a +-0.3 ramp), where the decoder's overshoot meets the clamp."""
+    r = PARITY["resolution"]
+    yy, xx = np.mgrid[0:r, 0:r]
+    ramp = (xx - (r - 1) / 2) / ((r - 1) / 2) * 0.3
+    faces = []
+    for i in range(2):
+        checker = np.where(((xx // 8) + (yy // 8) + i) % 2 == 0, 1.15, -1.15)
+        chan = [checker + ramp, -0.5 * checker + ramp * (1 + i), np.where(yy < r // 2, 1.4, -0.2) - ramp]
+        faces.append(np.stack(chan))
+    return {"frames": parity_frames(2), "points": parity_points(2), "faces": np.stack(faces).astype(np.float32)}
+
+
+def insightface_inputs() -> dict:
+    """Frames and what InsightFace's FaceAnalysis would return on each: a list of (bbox, det_score, landmarks 106)
+    with float landmarks (sub-pixel positions: the rounding matters). Frame 0 also holds a face too small for
+    upstream's filter (w < 50); the kept face's eyebrow and nose landmarks spread around ``parity_points``."""
+    rng = np.random.default_rng(106)
+    frames = parity_frames(3)
+    points = parity_points(3)
+    detections = []
+    for i in range(3):
+        lmk = rng.uniform(30.0, 90.0, (106, 2))
+        left, right, nose = points[i]
+        lmk[[43, 48, 49, 51, 50]] = left + rng.uniform(-3.0, 3.0, (5, 2))
+        lmk[101:106] = right + rng.uniform(-3.0, 3.0, (5, 2))
+        lmk[[74, 77, 83, 86]] = nose + rng.uniform(-2.0, 2.0, (4, 2))
+        faces = [((20.0, 10.0, 110.0, 95.0), 0.9, lmk)]
+        if i == 0:
+            faces.append(((0.0, 0.0, 40.0, 96.0), 0.99, rng.uniform(0.0, 40.0, (106, 2))))
+        detections.append(faces)
+    return {"frames": frames, "detections": detections}
+
+
 def write_latentsync_files(root: Path, version: str = "latentsync15") -> Path:
     """The LatentSync files of ``version`` in a models folder (beside a tiny MuseTalk v15 set): the tiny UNet3D in
-    the published format, a placeholder whisper/tiny.pt (read by nothing yet) and a mouth mask.png."""
+    the published format and a mouth mask.png (no whisper/tiny.pt: nothing reads it)."""
     import cv2
 
     write_checkpoint(root / version / "latentsync_unet.pt")
-    (root / "whisper").mkdir(exist_ok=True)
-    (root / "whisper" / "tiny.pt").write_bytes(b"read by the audio stage")
     (root / "latentsync").mkdir(exist_ok=True)
     mask = np.full((256, 256, 3), 255, np.uint8)
     mask[150:230, 60:196] = 0  # the mouth

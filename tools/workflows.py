@@ -89,7 +89,8 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
     # the second generator (LatentSync, issue 17)
     "LoadLatentSyncModel": (
         [],
-        [("version", "COMBO", "latentsync15"), ("precision", "COMBO", "auto"), ("device", "COMBO", "auto")],
+        [("version", "COMBO", "latentsync15"), ("precision", "COMBO", "auto"), ("device", "COMBO", "auto"),
+         ("unet_config", "STRING", "")],
         [("latentsync_models", "LATENTSYNC_MODELS")]),
     "LatentSyncInpaint": (
         [("latentsync_models", "LATENTSYNC_MODELS", False), ("faces", "MUSETALK_FACES", False),

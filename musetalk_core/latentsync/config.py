@@ -9,7 +9,8 @@ shape the network or its inputs are kept here; training keys are irrelevant to i
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Tuple
+from pathlib import Path
+from typing import Optional, Tuple
 
 from ..errors import InputError
 
@@ -142,3 +143,44 @@ def config_from_dict(model: dict) -> UNet3DConfig:
         return UNet3DConfig(motion_module=MotionModuleConfig(**mm), **model)
     except TypeError as exc:
         raise InputError(f"UNet3D config: {exc}.") from None
+
+
+def read_config_file(path) -> Tuple[UNet3DConfig, Optional[int]]:
+    """An upstream UNet config file (configs/unet/stage1.yaml, stage1_512.yaml, stage2.yaml, stage2_512.yaml,
+    stage2_efficient.yaml, or a .json of the same mapping) -> (its ``model:`` section as a UNet3DConfig, its
+    ``data.resolution`` or None). Numbers like ``1e-5`` are floats, as OmegaConf reads them (plain YAML 1.1 would
+    give a string)."""
+    import json
+    import re
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"UNet config file {path}: cannot be read ({exc.strerror or exc}).") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml  # PyYAML: a dependency of transformers and huggingface_hub
+
+            class Loader(yaml.SafeLoader):
+                pass
+
+            Loader.add_implicit_resolver(  # YAML 1.2 floats (1e-5, 1.e3), as OmegaConf's loader
+                "tag:yaml.org,2002:float",
+                re.compile(r"^[-+]?(?:(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+"
+                           r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$"),
+                list("-+0123456789."))
+            data = yaml.load(text, Loader=Loader)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: a clear message naming the file
+        raise InputError(f"UNet config file {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}"
+                         f" ({exc}).") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise InputError(f"UNet config file {path}: no 'model:' section (expected one of LatentSync's "
+                         "configs/unet/*.yaml).")
+    resolution = (data.get("data") or {}).get("resolution") if isinstance(data.get("data"), dict) else None
+    try:
+        return config_from_dict(data["model"]), (int(resolution) if resolution is not None else None)
+    except InputError as exc:
+        raise InputError(f"UNet config file {path}: {exc}") from None

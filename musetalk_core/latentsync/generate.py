@@ -62,8 +62,10 @@ class SamplingSettings:
 def generate_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[torch.Tensor], torch.Tensor],
                      audio: torch.Tensor, has_face: torch.Tensor, settings: SamplingSettings, *,
                      device: torch.device, hooks: RunHooks = NO_HOOKS, on_step: Optional[StepCallback] = None,
-                     on_window: Optional[Callable[[int, int, torch.Tensor, torch.Tensor], None]] = None):
-    """Generate every window; ``on_window(start, stop, final_latents, faces_uint8 (f, res, res, 3))`` receives each.
+                     on_window: Optional[Callable[[int, int, torch.Tensor, torch.Tensor, torch.Tensor], None]] = None):
+    """Generate every window; ``on_window(start, stop, final_latents, faces_uint8 (f, res, res, 3), faces_float
+    (f, res, res, 3))`` receives each: the uint8 faces (IMAGE output, previews) and the unclamped [-1, 1] faces the
+    restore reads (``to_restore_faces``).
 
     ``crops_of(output_rows)`` -> uint8 (f, res, res, 3) aligned crops; ``audio`` (T, 50, 384) windows;
     ``has_face`` bool (T,) output frames to generate. The unet and vae are used in their own dtype on ``device``.
@@ -79,7 +81,9 @@ def generate_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[to
     mask_one = mask_image[0:1].float()[None]  # (1, 1, res, res)
     for w, (start, stop) in enumerate(face_windows(has_face.cpu().numpy(), int(settings.window))):
         f = stop - start
-        faces = crops_of(torch.arange(start, stop)).permute(0, 3, 1, 2)
+        # contiguous, as upstream's torch.stack of per-frame tensors: a channels-last-strided VAE input takes other
+        # CPU convolution kernels (latents 0.03-0.4 apart on the real VAEs; test_vae_gets_contiguous_pixels)
+        faces = crops_of(torch.arange(start, stop)).permute(0, 3, 1, 2).contiguous()
         pixels = px.face_pixels(faces)
         masked = px.masked_faces(pixels, mask_image)
         masked_lat = px.encode(vae, masked.to(device), noise.generator).to(dtype)
@@ -93,12 +97,26 @@ def generate_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[to
         mask = mask_image.to(torch.float32) if decoded.device.type == "mps" else mask_image
         restored = px.paste_mouth(decoded.float(), pixels.to(decoded.device), mask.to(decoded.device))
         if on_window is not None:
-            on_window(start, stop, latents, to_uint8_faces(restored))
+            on_window(start, stop, latents, to_uint8_faces(restored),
+                      to_restore_faces(restored, restore_dtype(decoded.dtype)))
 
 
 def to_uint8_faces(faces: torch.Tensor) -> torch.Tensor:
     """(f, 3, H, W) in [-1, 1] -> uint8 (f, H, W, 3): the values upstream's restore reads, (x / 2 + 0.5) * 255."""
     return ((faces.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def restore_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the faces are kept in for the restore: the decoder's when float32, else float16 (bfloat16 values
+    of the faces' range are exact in float16; upstream restores float16 faces on the GPU)."""
+    return torch.float32 if dtype in (torch.float32, torch.float64) else torch.float16
+
+
+def to_restore_faces(faces: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(f, 3, H, W) decoded + pasted faces -> (f, H, W, 3) ``dtype`` on the CPU, NOT clamped: upstream's restore
+    resizes (bicubic) and warps the decoder's values and clamps only after the warp, so values outside [-1, 1]
+    change the output (up to 56 grey levels where the decoder overshoots)."""
+    return faces.to(dtype).permute(0, 2, 3, 1).cpu()
 
 
 def count_steps(has_face: torch.Tensor, settings: SamplingSettings) -> int:
@@ -131,11 +149,13 @@ def check_audio(audio) -> None:
 
 def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "ping_pong", frame_offset: int = 0,
                         settings: SamplingSettings = SamplingSettings(), hooks: Optional[RunHooks] = None,
-                        store=None, frames_fingerprint: Optional[str] = None, on_step: Optional[StepCallback] = None):
+                        store=None, restore_store=None, frames_fingerprint: Optional[str] = None,
+                        on_step: Optional[StepCallback] = None):
     """LatentSyncModels + AlignedVideo + MUSETALK_AUDIO -> MUSETALK_GENERATED with an AffineRestore.
 
     ``store`` (optional) is a (T, res, res, 3) uint8 array the faces are written to (a SpilledArray for long videos);
-    ``hooks`` gets one unit per denoising step of every window (``count_steps``)."""
+    ``restore_store`` the same shape in ``restore_dtype(models.dtype)`` for the unclamped faces the restore reads
+    (AffineRestore.faces); both in memory when not given. ``hooks`` gets one unit per denoising step of every window (``count_steps``)."""
     from ..types import MuseTalkGenerated
     from .restore import AffineRestore
 
@@ -148,9 +168,12 @@ def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "ping_po
     t = audio.num_frames
     source, has_face = plan_frames(aligned, t, frame_mapping, frame_offset)
     faces = store if store is not None else torch.zeros((t, res, res, 3), dtype=torch.uint8)
+    exact = restore_store if restore_store is not None \
+        else torch.zeros((t, res, res, 3), dtype=restore_dtype(models.dtype))
 
-    def keep(start, stop, _latents, generated):
+    def keep(start, stop, _latents, generated, unclamped):
         faces[start:stop] = generated
+        exact[start:stop] = unclamped
 
     with torch.inference_mode():
         generate_windows(models.unet, models.vae, models.mask, lambda rows: aligned.crops[source[rows].tolist()],
@@ -162,4 +185,4 @@ def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "ping_po
                 "alignment": aligned.backend, "device": str(models.device)}
     return MuseTalkGenerated(faces=faces, source_index=source, has_face=has_face, fps=audio.fps, audio=audio,
                              settings=recorded, frames_fingerprint=frames_fingerprint,
-                             restore=AffineRestore(aligned.matrices, res))
+                             restore=AffineRestore(aligned.matrices, res, exact))

@@ -7,16 +7,20 @@ MUSETALK_GENERATED made by LatentSyncInpaint carries an ``AffineRestore`` and Bl
 ``AffineBlender`` instead of its box blender; everything else (frame reading, chunking, VIDEO writing, audio cut to
 T / fps, pass-through of frames without a face) is BlendAndAssemble's own.
 
-Listed deviation: the faces travel as uint8 (rounded from the decoder's [-1, 1] output), so the restore reads them
-back as ``u8 / 127.5 - 1``; upstream restores the float faces. Output pixels then differ by at most one grey level
-(measured on the align.npz golden: 1 level on about 4 % of the values of its 180 x 240 frames, the face area being a
-good part of them; tests/test_latentsync_generate.py).
+Upstream's order, exactly: the decoded, mouth-pasted face in [-1, 1] is NOT clamped before the restore; it is
+resized (bicubic, antialias: overshoots further), warped back, and only then clamped to [0, 255] (``restore_face``),
+blended, and truncated to uint8. So ``AffineRestore.faces`` carries the unclamped float faces (float32 when the
+decoder ran in float32, else float16) and BlendAndAssemble reads those; MUSETALK_GENERATED.faces stays the uint8
+faces (IMAGE output, previews). Replacement faces (uint8 IMAGE) are read as ``u8 / 127.5 - 1``. Clamping and
+rounding first (as this pack did before) moves output pixels by up to 56 grey levels wherever the decoder overshoots
+[-1, 1] (golden: tests/golden/latentsync/restore.npz, tests/test_latentsync_generate.py). The restore itself runs in
+float32 (upstream: float16 on the GPU).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -28,10 +32,13 @@ from . import align
 
 @dataclass(frozen=True, eq=False)
 class AffineRestore:
-    """Per source frame the (2, 3) alignment matrix (zeros where no face), and the face resolution."""
+    """Per source frame the (2, 3) alignment matrix (zeros where no face), and the face resolution; ``faces``: per
+    output frame the generated face as the restore reads it, (T, res, res, 3) float in [-1, 1] NOT clamped (a tensor
+    or a SpilledArray), or None (the restore then reads MUSETALK_GENERATED's uint8 faces)."""
 
     matrices: torch.Tensor
     resolution: int
+    faces: Optional[Any] = None
 
     def make_blender(self, faces, source_index, has_face, device, *, silent=None, silence_handling=False,
                      silence_fade_frames=3, **_unused) -> "AffineBlender":
@@ -82,7 +89,9 @@ class AffineBlender(Blender):
         for k, i in enumerate(rows):  # one frame at a time: each has its own warp and paste mask
             j = int(self.source[i])
             frame = (chunk[i - start] * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            face = gen[k].to(self.device).permute(2, 0, 1).float() / 127.5 - 1.0
+            face = gen[k].to(self.device).permute(2, 0, 1)
+            # float faces are the generator's unclamped [-1, 1] values (AffineRestore.faces); uint8 ones are rounded
+            face = face.float() if face.is_floating_point() else face.float() / 127.5 - 1.0
             face = align.resize_face(face, (self.crop_h, self.crop_w))
             out = align.restore_face(frame, face, self.restore.matrices[j], self.restore.resolution)
             new = torch.from_numpy(out).to(device=self.device, dtype=torch.float32) / 255.0

@@ -8,7 +8,8 @@ The same functions as the graph (WhisperAudioEncode -> FaceDetectAndParse -> Lat
            -> 16-frame windows of DDIM                          generate.generate_latentsync (faces spilled)
            -> inverse-affine paste, chunk by chunk, to ``sink`` blend.Blender.stream via restore.AffineBlender
 
-Memory: the aligned crops and generated faces wait in a temporary folder (res x res x 3 bytes per frame); one chunk
+Memory: the aligned crops and generated faces wait in a temporary folder (res x res x 3 bytes per frame, and
+2 or 4 times that for the unclamped faces the restore reads); one chunk
 of source frames and one window are in memory at a time. The folder is removed when the run ends.
 """
 
@@ -29,11 +30,12 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
                       progress=None, spill_dir=None):
     """Lip-sync ``source`` to ``audio`` with LatentSync; returns streaming.StreamResult."""
     from ..audio import encode_audio
-    from ..blend import assemble_audio, make_blender
+    from ..blend import assemble_audio, generated_faces_reader, make_blender
     from ..face_material import build_faces
     from ..frame_mapping import used_source_frames
     from ..streaming import StreamResult
-    from .generate import SamplingSettings, check_audio, count_steps, generate_latentsync, plan_frames
+    from .generate import (SamplingSettings, check_audio, count_steps, generate_latentsync, plan_frames,
+                           restore_dtype)
     from .video_align import align_video, alignment_plan
 
     hooks_for = (lambda stage, total: progress(stage, int(total))) if progress is not None \
@@ -59,14 +61,17 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
                               insightface_root=options.insightface_root, hooks=hooks_for("align", len(plan)),
                               store=store_in(spill, "aligned.u8"), frames=plan)
         store = store_in(spill, "generated.u8")((t, res, res, 3), torch.uint8)
+        exact = store_in(spill, "generated.restore")((t, res, res, 3), restore_dtype(ls_models.dtype))
         _, has_face = plan_frames(aligned, t, options.frame_mapping, options.frame_offset)
         generated = generate_latentsync(ls_models, aligned, features, frame_mapping=options.frame_mapping,
                                         frame_offset=options.frame_offset, settings=settings, store=store,
+                                        restore_store=exact,
                                         hooks=hooks_for("denoise", count_steps(has_face, settings)))
         blender = make_blender(faces, generated, torch.device("cpu"), options.blur_factor,
                                options.upper_boundary_ratio, options.silence_handling, options.silence_fade_frames)
         hooks = hooks_for("restore", t)
-        with closing(blender.stream(source, options.chunk_size, lambda rows: generated.faces[rows])) as chunks:
+        faces_of = generated_faces_reader(generated, None, torch.device("cpu"))  # the unclamped float faces
+        with closing(blender.stream(source, options.chunk_size, faces_of)) as chunks:
             for start, stop, out in chunks:
                 sink(out)
                 hooks.step(stop - start)
@@ -75,14 +80,17 @@ def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: 
     return StreamResult(t, float(fps), assemble_audio(audio, t, float(fps)), faces, features, int(wanted.sum()))
 
 
-def load_for_latentsync(dirs, options):
-    """(MuseTalk's shared networks, LatentSyncModels) for ``options.generator``."""
+def load_for_latentsync(dirs, options, unet_config=None):
+    """(MuseTalk's shared networks, LatentSyncModels) for ``options.generator``; ``unet_config``: an upstream UNet
+    config file instead of the version's own (``--unet-config``; not in LipsyncOptions, whose fields make the batch
+    job ids)."""
     from ..loading import load_models
     from .loading import load_latentsync
 
     models = load_models(list(dirs), version="v15", precision=options.precision, device=options.device,
                          landmark_backend=options.landmark_backend, networks=MUSETALK_NETWORKS)
-    ls_models = load_latentsync(list(dirs), options.generator, precision=options.precision, device=options.device)
+    ls_models = load_latentsync(list(dirs), options.generator, precision=options.precision, device=options.device,
+                                config_file=unet_config)
     return models, ls_models
 
 
