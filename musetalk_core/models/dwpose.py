@@ -4,7 +4,8 @@ Loads ``dw-ll_ucoco_384.pth`` (an mmengine checkpoint: {"meta", "state_dict": {b
 keys and reproduces mmpose 1.x's top-down inference as MuseTalk calls it (pipeline spec §3.2): the whole frame (or a
 given box) as the person box, padding 1.25, aspect fixed to 288/384, cv2.warpAffine INTER_LINEAR to 288x384,
 BGR->RGB, mean/std, flip test with the COCO-WholeBody flip indices, SimCC argmax decode (split ratio 2), and
-back to frame pixels. The network runs batched on the device; the affine warp stays in OpenCV (exactly mmpose's op).
+back to frame pixels. The network runs batched on the device. The affine warp is warp_ops' reproduction of the
+reference's OpenCV 4.9 getAffineTransform + warpAffine (OpenCV 5 moved its results by up to 6 grey levels).
 
 Width and depth (widen/deepen factors, GAU sizes) are read from the checkpoint's shapes, so the published file
 gives the published architecture and a small same-format file (tests) gives a small one.
@@ -23,6 +24,7 @@ import torch.nn as nn
 
 from ..checkpoints import load_strict, read_state_dict
 from ..errors import WeightFileError
+from ..warp_ops import affine_from_points, warp_affine_linear
 
 INPUT_W, INPUT_H = 288, 384
 SPLIT_RATIO = 2.0
@@ -293,9 +295,7 @@ def center_scale(box_xyxy: Sequence[float]):
 
 
 def warp_matrix(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """mmpose get_warp_matrix(center, scale, rot=0, output_size=(288, 384)) (three points, cv2.getAffineTransform)."""
-    import cv2
-
+    """mmpose get_warp_matrix(center, scale, rot=0, output_size=(288, 384)) (three points, getAffineTransform)."""
     src_w = scale[0]
     src_dir = np.array([src_w * -0.5, 0.0])  # rotation by 0
     dst_dir = np.array([INPUT_W * -0.5, 0.0])
@@ -308,24 +308,32 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     for pts in (src, dst):
         d = pts[0, :] - pts[1, :]
         pts[2, :] = pts[1, :] + np.r_[-d[1], d[0]]
-    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+    return affine_from_points(src, dst)
 
 
-def warp_inputs(frames_rgb: np.ndarray, boxes: Optional[Sequence] = None):
-    """Per frame: the 384x288 RGB uint8 input, centre and scale. ``boxes`` None = the whole frame [0, 0, W, H]."""
-    import cv2
-
-    out = np.empty((len(frames_rgb), INPUT_H, INPUT_W, 3), dtype=np.uint8)
-    centers = np.empty((len(frames_rgb), 2), dtype=np.float32)
-    scales = np.empty((len(frames_rgb), 2), dtype=np.float32)
+def warp_inputs(frames_rgb: np.ndarray, boxes: Optional[Sequence] = None, device="cpu"):
+    """Per frame: the 384x288 RGB uint8 input, centre and scale. ``boxes`` None = the whole frame [0, 0, W, H].
+    The warp runs on ``device`` (bit-identical on any device: integer arithmetic)."""
+    n = len(frames_rgb)
+    centers = np.empty((n, 2), dtype=np.float32)
+    scales = np.empty((n, 2), dtype=np.float32)
+    mats = []
     for i, frame in enumerate(frames_rgb):
         h, w = frame.shape[:2]
         box = (0, 0, w, h) if boxes is None or boxes[i] is None else boxes[i]
-        c, s = center_scale(box)
-        mat = warp_matrix(c, s)
-        # mmpose warps the BGR frame; warping is per channel, so warping RGB gives the same values.
-        out[i] = cv2.warpAffine(np.ascontiguousarray(frame), mat, (INPUT_W, INPUT_H), flags=cv2.INTER_LINEAR)
-        centers[i], scales[i] = c, s
+        centers[i], scales[i] = center_scale(box)
+        mats.append(warp_matrix(centers[i], scales[i]))
+    if n == 0:
+        return np.empty((0, INPUT_H, INPUT_W, 3), np.uint8), centers, scales
+    # mmpose warps the BGR frame; warping is per channel, so warping RGB gives the same values.
+    if isinstance(frames_rgb, np.ndarray) and frames_rgb.ndim == 4:
+        batches = [(slice(0, n), np.ascontiguousarray(frames_rgb))]
+    else:  # a list of frames that may differ in size
+        batches = [(slice(i, i + 1), np.ascontiguousarray(f)[None]) for i, f in enumerate(frames_rgb)]
+    out = np.empty((n, INPUT_H, INPUT_W, 3), dtype=np.uint8)
+    for rows, frames in batches:
+        warped = warp_affine_linear(torch.as_tensor(frames, device=device), mats[rows], (INPUT_W, INPUT_H))
+        out[rows] = warped.cpu().numpy()
     return out, centers, scales
 
 
