@@ -17,7 +17,8 @@ from typing import Optional
 from .errors import MuseTalkError
 
 _MESSAGES = ("can't allocate memory", "cannot allocate memory", "out of memory", "failed to map segment",
-             "std::bad_alloc", "can't start new thread")
+             "std::bad_alloc", "can't start new thread",
+             "could not create a primitive")  # oneDNN (CPU convolutions) when its buffers cannot be allocated
 
 
 class OutOfMemory(MuseTalkError, MemoryError):

@@ -26,6 +26,7 @@ SHAPES = {
     "enomem": OSError(errno.ENOMEM, "Cannot allocate memory"),
     "safetensors": MemoryError("Cannot allocate memory (os error 12)"),
     "thread": RuntimeError("can't start new thread"),
+    "onednn": RuntimeError("could not create a primitive"),  # a VAE encoder convolution under a 2.5 GB cap
 }
 NOT_MEMORY = [RuntimeError("Given groups=1, weight of size [64, 3, 3, 3], expected input to have 3 channels"),
               ImportError("No module named 'mmpose'"), OSError(errno.ENOSPC, "No space left on device"),
