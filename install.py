@@ -3,7 +3,8 @@
 ComfyUI-Manager runs this file after `pip install -r requirements.txt`; running it twice is safe.
 
   python install.py                          requirements (torch kept exactly as installed)
-  python install.py --dev                    + test tools and the mmpose yardstick backend (what CI runs)
+  python install.py --dev                    + test tools, the mmpose yardstick backend and, when ../shared/vendor holds
+                                             the ComfyUI snapshot, a real ComfyUI for the integration tests (what CI runs)
   python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose without mmcv's CUDA ops (xtcocotools is built from source: needs a C compiler)
   python install.py --with-ray               + Ray, for `python -m musetalk_core batch --ray` (batch jobs on many GPUs/machines)
   python install.py --download-models v15    fetch the model files (v15 | v1 | all | taesd | latentsync15 | latentsync16) into models/musetalk
@@ -32,6 +33,8 @@ MMPOSE_RUNTIME = ["setuptools<81", "addict", "yapf", "termcolor", "rich", "pyyam
                   "scipy", "six", "tqdm", "pycocotools", "json_tricks", "munkres", "matplotlib", "cython",
                   "opencv-python-headless"]
 XTCOCOTOOLS = "xtcocotools==1.14.3"
+# --dev: the ComfyUI the integration tests run the pack in (the project's snapshot; tools/comfyui_env.py sets it up)
+COMFYUI_SNAPSHOT = HERE.parent / "shared" / "vendor" / "comfyui-0.8.0.tar.gz"
 # Optional: batch jobs on a Ray cluster (musetalk_core/batch/ray_runner.py is the only module importing it).
 RAY = "ray>=2.9"
 
@@ -90,6 +93,17 @@ def install_mmpose(constraint: str) -> None:
                          "musetalk_core.models.dwpose_mmpose import import_mmpose; import_mmpose()\"\nto see why.")
 
 
+def setup_comfyui() -> None:
+    """A real ComfyUI 0.8.0 in this environment (<venv>/comfyui/ComfyUI) for tests/test_comfyui_integration.py."""
+    script = HERE / "tools" / "comfyui_env.py"
+    tarball = Path(os.environ.get("MUSETALK_COMFYUI_TARBALL") or COMFYUI_SNAPSHOT)
+    if not script.is_file() or not tarball.is_file():
+        print(f"No ComfyUI snapshot at {tarball}: the tests that run the pack inside ComfyUI will skip "
+              "(see tools/comfyui_env.py).")
+        return
+    subprocess.check_call([sys.executable, str(script)])
+
+
 def download(which: str, models_dir: str | None) -> int:
     sys.path.insert(0, str(HERE))
     from musetalk_core.download import download_models
@@ -126,6 +140,7 @@ def main(argv=None) -> int:
                              "decoder; taesd = that decoder only; LatentSync sets apart)")
     parser.add_argument("--models-dir", help="models folder (default: ComfyUI's models/musetalk or ./models/musetalk)")
     parser.add_argument("--skip-requirements", action="store_true", help="only download / only mmpose")
+    parser.add_argument("--skip-comfyui", action="store_true", help="--dev without the ComfyUI for the integration tests")
     args = parser.parse_args(argv)
 
     want_mmpose = args.with_mmpose or (args.dev and not args.skip_requirements)
@@ -140,6 +155,8 @@ def main(argv=None) -> int:
                 pip(RAY, "-c", constraint)
         finally:
             os.unlink(constraint)  # running twice must not pile up temporary files
+        if args.dev and not args.skip_requirements and not args.skip_comfyui:
+            setup_comfyui()
     if args.download_models:
         return download(args.download_models, args.models_dir)
     return 0

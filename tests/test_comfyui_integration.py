@@ -1,20 +1,64 @@
-"""Against a real ComfyUI checkout (only when COMFYUI_DIR points at one): the real loader, folders and devices."""
+"""Against a real ComfyUI: the real loader, folders and devices, every API workflow through the real /prompt queue
+and executor (core LoadVideo / GetVideoComponents / LoadAudio / LoadImage / CreateVideo / SaveVideo included), and,
+where node + Chromium are installed, the workflows in the real graph editor.
+
+Which ComfyUI: $COMFYUI_DIR, else the one `python tools/comfyui_env.py` (run by `python install.py --dev` when
+../shared/vendor holds the snapshot) installed for this Python, <venv>/comfyui/ComfyUI. Neither: these tests skip,
+unless $MUSETALK_REQUIRE_COMFYUI is set (CI sets it), where they fail.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
 
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run these")
 
+def _find_comfyui():
+    if os.environ.get("COMFYUI_DIR"):
+        return os.environ["COMFYUI_DIR"]
+    installed = Path(sys.prefix) / "comfyui" / "ComfyUI"  # tools/comfyui_env.py's default place
+    return str(installed) if (installed / "main.py").is_file() else None
+
+
+COMFYUI_DIR = _find_comfyui()
+REQUIRED = bool(os.environ.get("MUSETALK_REQUIRE_COMFYUI"))
+needs_comfyui = pytest.mark.skipif(not COMFYUI_DIR, reason="no ComfyUI: run python tools/comfyui_env.py (or set "
+                                                           "COMFYUI_DIR to a ComfyUI checkout)")
+
+
+def test_comfyui_is_there_when_required():
+    if not REQUIRED:
+        pytest.skip("MUSETALK_REQUIRE_COMFYUI is not set")
+    assert COMFYUI_DIR and (Path(COMFYUI_DIR) / "main.py").is_file(), \
+        f"MUSETALK_REQUIRE_COMFYUI is set but there is no ComfyUI ({COMFYUI_DIR or Path(sys.prefix) / 'comfyui'}):" \
+        " python install.py --dev sets it up from ../shared/vendor (tools/comfyui_env.py)"
+
+
+
+def test_env_script_says_clearly_when_the_snapshot_is_missing(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "comfyui_env.py"), "--dest", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, MUSETALK_COMFYUI_TARBALL=str(tmp_path / "absent.tar.gz")))
+    assert proc.returncode == 2 and "snapshot is not there" in proc.stderr and "absent.tar.gz" in proc.stderr
+    assert "shared/vendor" in proc.stderr and list(tmp_path.iterdir()) == []  # nothing unpacked, nothing installed
 
 def run_in_comfyui(body: str, tmp_path) -> dict:
     code = textwrap.dedent(f"""
@@ -35,6 +79,7 @@ def run_in_comfyui(body: str, tmp_path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@needs_comfyui
 def test_pack_registers_nodes_and_models_folder(tmp_path):
     out = run_in_comfyui("""
         ids = sorted(k for k, v in nodes.NODE_CLASS_MAPPINGS.items() if getattr(v, "CATEGORY", "") == "MuseTalk")
@@ -45,6 +90,7 @@ def test_pack_registers_nodes_and_models_folder(tmp_path):
     assert any(p.endswith(os.path.join("models", "musetalk")) for p in out["paths"])
 
 
+@needs_comfyui
 def test_models_load_through_extra_model_paths(tmp_path, tiny_models_factory, monkeypatch):
     folder = tiny_models_factory("v15")
     monkeypatch.setattr(run_in_comfyui, "env", {"MUSETALK_TEST_MODELS": str(folder)}, raising=False)
@@ -58,15 +104,242 @@ def test_models_load_through_extra_model_paths(tmp_path, tiny_models_factory, mo
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# A ComfyUI server: main.py as a subprocess on 127.0.0.1 (a free port), in a base folder of its own (custom_nodes
+# with the pack linked in, models, input, output). Bounded waits; stopped when the module's tests are done.
+# ---------------------------------------------------------------------------------------------------------------
+
+# loopback only: never through a proxy that the environment may name
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _base_folder(base: Path) -> Path:
+    (base / "custom_nodes").mkdir(parents=True)
+    (base / "custom_nodes" / "musetalk-nodes").symlink_to(ROOT, target_is_directory=True)
+    for sub in ("input", "output", "models"):
+        (base / sub).mkdir()
+    return base
+
+
+@contextlib.contextmanager
+def comfyui(base: Path, *extra: str, start_timeout: float = 240):
+    """Start ComfyUI on a free loopback port; yield its URL; terminate it (kill after 30 s) on the way out."""
+    port = _free_port()
+    log_path = base / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "MUSETALK_MODELS_DIR"}  # ComfyUI's models/musetalk only
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu",
+                                   "--disable-api-nodes", "--listen", "127.0.0.1", "--port", str(port),
+                                   "--base-directory", str(base), *extra],
+                                  cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + start_timeout
+            while True:
+                try:
+                    _OPENER.open(url + "/api/system_stats", timeout=2).close()
+                    break
+                except OSError:
+                    assert server.poll() is None, "ComfyUI exited:\n" + log_path.read_text()[-3000:]
+                    assert time.monotonic() < deadline, "ComfyUI did not start:\n" + log_path.read_text()[-3000:]
+                    time.sleep(0.5)
+            started = log_path.read_text()
+            assert "IMPORT FAILED" not in started, started[-3000:]
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
+
+
+def _get(url: str):
+    with _OPENER.open(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def queue_prompt(url: str, prompt: dict) -> str:
+    body = json.dumps({"prompt": prompt, "client_id": str(uuid.uuid4())}).encode()
+    req = urllib.request.Request(url + "/prompt", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with _OPENER.open(req, timeout=30) as r:
+            answer = json.loads(r.read())
+    except urllib.error.HTTPError as e:  # 400: the prompt did not validate; the body says why
+        raise AssertionError(f"/prompt refused the workflow: {e.read().decode()[:3000]}") from None
+    assert answer["node_errors"] == {}, answer
+    return answer["prompt_id"]
+
+
+def wait_for(url: str, prompt_id: str, log: Path, timeout: float = 300) -> dict:
+    """The prompt's /history entry once it has finished (success or error), polled for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = _get(f"{url}/history/{prompt_id}").get(prompt_id)
+        if entry and entry["status"].get("status_str") in ("success", "error"):
+            if entry["status"]["status_str"] == "error":
+                errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+                detail = [(e["node_type"], e["exception_message"], "".join(e["traceback"][-4:])) for e in errors]
+                raise AssertionError(f"the prompt failed in ComfyUI: {detail}")
+            return entry
+        time.sleep(0.5)
+    _OPENER.open(urllib.request.Request(url + "/interrupt", data=b"{}", method="POST"), timeout=10).close()
+    raise AssertionError(f"prompt {prompt_id} not done after {timeout} s; queue: {_get(url + '/queue')}; log:\n"
+                         + log.read_text()[-3000:])
+
+
+def cached_nodes(entry: dict) -> set:
+    return {n for m in entry["status"]["messages"] if m[0] == "execution_cached" for n in m[1]["nodes"]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every API workflow (workflows/api) through the real /prompt queue and executor, on the tiny real-format networks
+# ---------------------------------------------------------------------------------------------------------------
+
+API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
+FPS = Fraction(25)
+# the input files the workflows name (tools/workflows.py), as tests/test_workflows.py makes them: 8 and 5 frames
+VIDEO_FILE, PHOTO_FILE = "musetalk_example.mp4", "musetalk_example.png"
+AUDIO_SECONDS = {"musetalk_example_speech.wav": 0.32, "musetalk_example_speech_2.wav": 0.2}
+# A test-only custom node: LatentSync's published versions with the tiny UNet3D structure the test checkpoint holds
+# (what tests/tiny_latentsync.use_tiny_versions does in-process); musetalk_core is one module for it and the pack.
+TINY_LATENTSYNC_NODE = """
+import sys
+from dataclasses import replace
+sys.path.insert(0, {root!r})
+from musetalk_core.latentsync import config
+for name in list(config.VERSIONS):
+    config.VERSIONS[name] = replace(config.VERSIONS[name], unet=config.tiny_config())
+NODE_CLASS_MAPPINGS = {{}}
+"""
+
+
+@pytest.fixture(scope="module")
+def run_server(tmp_path_factory, tiny_models_factory):
+    """A ComfyUI whose models/musetalk holds the tiny MuseTalk v15 set and the tiny LatentSync 1.5 files, and whose
+    input/ holds the files the workflows name."""
+    if not COMFYUI_DIR:
+        pytest.skip("no ComfyUI: run python tools/comfyui_env.py (or set COMFYUI_DIR)")
+    import tiny_latentsync
+    from media import face_frames, tone, write_video, write_wav
+    from PIL import Image
+
+    base = _base_folder(tmp_path_factory.mktemp("comfy_run"))
+    (base / "custom_nodes" / "zz_musetalk_tiny_latentsync.py").write_text(TINY_LATENTSYNC_NODE.format(root=str(ROOT)))
+    models = base / "models" / "musetalk"
+    shutil.copytree(tiny_models_factory("v15"), models)
+    tiny_latentsync.write_latentsync_files(models)
+    frames = face_frames(8, 128, 112)
+    inputs = base / "input"
+    write_video(inputs / VIDEO_FILE, frames, FPS, audio=tone(0.32, 16000, 1, freq=440.0))
+    Image.fromarray(frames[0]).save(inputs / PHOTO_FILE)
+    write_wav(inputs / "musetalk_example_speech.wav", tone(0.32, 16000, 2), 16000)
+    write_wav(inputs / "musetalk_example_speech_2.wav", tone(0.2, 22050, 1, 300.0), 22050)
+    with comfyui(base) as url:
+        yield url, base
+
+
+def _api(path: Path) -> dict:
+    api = json.loads(path.read_text())
+    for n in api.values():  # 2 DDIM steps instead of 20 keep the tiny run short; the graph is what is tested
+        if n["class_type"] == "LatentSyncInpaint":
+            n["inputs"]["inference_steps"] = 2
+    return api
+
+
+def _saved_videos(url: str, entry: dict, prompt: dict, folder: Path) -> dict:
+    """SaveVideo node id -> the file it wrote, fetched through /view as the editor does."""
+    saved = {}
+    for node_id, ui in entry["outputs"].items():
+        if prompt[node_id]["class_type"] != "SaveVideo":
+            continue
+        (item,) = ui["images"]  # core SaveVideo reports its file under "images", animated
+        assert ui.get("animated") == [True] and item["type"] == "output", ui
+        query = urllib.parse.urlencode({k: item[k] for k in ("filename", "subfolder", "type")})
+        target = folder / f"{node_id}_{item['filename']}"
+        with _OPENER.open(f"{url}/view?{query}", timeout=30) as r:
+            target.write_bytes(r.read())
+        saved[node_id] = target
+    return saved
+
+
+@needs_comfyui
+@pytest.mark.parametrize("path", API_FILES, ids=[p.stem for p in API_FILES])
+def test_api_workflow_runs_in_comfyui(path, run_server, tmp_path):
+    from musetalk_core import video_io
+
+    url, base = run_server
+    api = _api(path)
+    entry = wait_for(url, queue_prompt(url, api), base / "server.log")
+    saved = _saved_videos(url, entry, api, tmp_path)
+    saves = [nid for nid, n in api.items() if n["class_type"] == "SaveVideo"]
+    assert sorted(saved) == sorted(saves) and saves
+    for node_id, file in saved.items():
+        # the audio that reaches this SaveVideo: follow the graph back to its LoadAudio
+        seconds = AUDIO_SECONDS[_upstream_audio_file(api, node_id)]
+        info = video_io.probe(file)
+        assert info["frames"] == math.floor(seconds * FPS), (node_id, info)
+        assert info["fps"] == FPS, (node_id, info)
+        assert info["audio_seconds"] == pytest.approx(info["frames"] / FPS, abs=2e-3), (node_id, info)
+
+
+def _upstream_audio_file(api: dict, node_id: str) -> str:
+    seen, todo = set(), [node_id]
+    while todo:
+        nid = todo.pop()
+        if nid in seen:
+            continue
+        seen.add(nid)
+        node = api[nid]
+        if node["class_type"] == "LoadAudio":
+            return node["inputs"]["audio"]
+        todo += [v[0] for v in node["inputs"].values() if isinstance(v, list)]
+    raise AssertionError(f"no LoadAudio upstream of node {node_id}")
+
+
+@needs_comfyui
+def test_changing_only_the_audio_reruns_only_the_audio_stages(run_server, tmp_path):
+    """README: 'Changing only the audio re-runs only the audio stages' - in ComfyUI's own cache."""
+    url, base = run_server
+    api = _api(ROOT / "workflows" / "api" / "musetalk_video_to_video.json")
+    wait_for(url, queue_prompt(url, api), base / "server.log")
+    by_class = {n["class_type"]: nid for nid, n in api.items()}
+    api[by_class["LoadAudio"]]["inputs"]["audio"] = "musetalk_example_speech_2.wav"
+    entry = wait_for(url, queue_prompt(url, api), base / "server.log")
+    cached = {api[n]["class_type"] for n in cached_nodes(entry)}
+    assert cached == {"LoadMuseTalkModels", "LoadVideo", "GetVideoComponents", "FaceDetectAndParse",
+                      "VAEEncodeMasked"}, cached
+    from musetalk_core import video_io
+
+    (file,) = _saved_videos(url, entry, api, tmp_path).values()
+    assert video_io.probe(file)["frames"] == math.floor(AUDIO_SECONDS["musetalk_example_speech_2.wav"] * FPS)
+
+
+@needs_comfyui
+def test_a_bad_prompt_is_refused_by_comfyui_validation(run_server):
+    url, _ = run_server
+    api = _api(ROOT / "workflows" / "api" / "musetalk_video_to_video.json")
+    by_class = {n["class_type"]: nid for nid, n in api.items()}
+    api[by_class["FaceDetectAndParse"]]["inputs"]["bbox_shift"] = 999
+    with pytest.raises(AssertionError, match="value_bigger_than_max"):
+        queue_prompt(url, api)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The workflows in the real graph editor: ComfyUI's server on 127.0.0.1 and its frontend in headless Chromium
-# (tools/editor_check.js, playwright-core). Needs, besides COMFYUI_DIR: `node`, NODE_PATH naming a node_modules that
-# holds playwright-core, Chromium ($CHROMIUM, default /usr/bin/chromium) and COMFYUI_PYTHON, a Python with ComfyUI's
-# requirements (default: this one). Screenshots are kept in $EDITOR_SHOTS if set.
+# (tools/editor_check.js, playwright-core). A local check, skipped where the tools are missing (CI): needs `node`,
+# NODE_PATH naming a node_modules that holds playwright-core, and Chromium ($CHROMIUM, default /usr/bin/chromium).
+# $COMFYUI_FRONTEND_ROOT runs it against another frontend (a comfyui-frontend-package's static/ folder, e.g. from
+# `python tools/comfyui_env.py --frontend latest`). Screenshots are kept in $EDITOR_SHOTS if set.
 # ---------------------------------------------------------------------------------------------------------------
 
 def _editor_tools_missing():
-    import shutil
-
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not shutil.which("node") or not os.path.exists(chromium):
         return "node or Chromium not installed"
@@ -74,31 +347,16 @@ def _editor_tools_missing():
     return None if probe.returncode == 0 else "playwright-core not found on NODE_PATH"
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def comfyui_server(tmp_path_factory):
-    import time
-    import urllib.request
-    from fractions import Fraction
-
     from media import face_frames, tone, write_video, write_wav
     from PIL import Image
 
     missing = _editor_tools_missing()
     if missing:
         pytest.skip(missing)
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "musetalk-nodes").symlink_to(ROOT, target_is_directory=True)
+    base = _base_folder(tmp_path_factory.mktemp("comfy_base"))
     inputs, outputs = base / "input", base / "output" / "video"
-    inputs.mkdir()
     outputs.mkdir(parents=True)
     # the example file names the workflows carry, and a portrait clip (the tallest preview a user will load)
     write_video(inputs / "musetalk_example.mp4", face_frames(8, 360, 640), Fraction(25), audio=tone(0.32, 16000))
@@ -107,36 +365,17 @@ def comfyui_server(tmp_path_factory):
     Image.fromarray(face_frames(1, 512, 512)[0]).save(inputs / "musetalk_example.png")
     write_wav(inputs / "musetalk_example_speech.wav", tone(1.0, 16000), 16000)
     write_wav(inputs / "musetalk_example_speech_2.wav", tone(0.8, 22050, 1, 300.0), 22050)
-    port = _free_port()
-    log = open(base / "server.log", "w")
-    server = subprocess.Popen([os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen",
-                               "127.0.0.1", "--port", str(port), "--base-directory", str(base)],
-                              cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/api/system_stats", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, (base / "server.log").read_text()[-3000:]
-                time.sleep(1)
-        else:
-            pytest.fail("ComfyUI did not start: " + (base / "server.log").read_text()[-3000:])
+    front = os.environ.get("COMFYUI_FRONTEND_ROOT")
+    with comfyui(base, *(["--front-end-root", front] if front else [])) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
+@needs_comfyui
 def test_workflows_open_in_the_real_editor_without_alerts_or_overlaps(comfyui_server, tmp_path):
-    import urllib.request
-
     ui_files = sorted((ROOT / "workflows" / "ui").glob("*.json"))
     titles = {json.loads(p.read_text())["extra"]["musetalk"]["title"] for p in ui_files}
     # the server lists the pack's templates by file name: the titles, and nothing else (no index.json)
-    listed = json.loads(urllib.request.urlopen(comfyui_server + "/api/workflow_templates").read())
+    listed = _get(comfyui_server + "/api/workflow_templates")
     assert set(listed["musetalk-nodes"]) == titles
     shots = os.environ.get("EDITOR_SHOTS") or str(tmp_path)
     os.makedirs(shots, exist_ok=True)

@@ -95,9 +95,14 @@ function measure() {  // runs in the page
     await page.screenshot({ path: path.join(outdir, `dropped_${name}_grown.png`) });
     report.dropped[name] = { alerts: alerts.slice(first), loaded, grown };
   }
+  // With ComfyUI's own templates installed (comfyui-workflow-templates, a requirement of ComfyUI) the browser opens
+  // on "All Templates"; a pack's templates are a category of their own, named by the pack's folder ($PACK_NAME).
+  const pack = process.env.PACK_NAME || 'musetalk-nodes';
   const openBrowser = async () => {
     await page.evaluate(() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates'));
     await page.waitForTimeout(2500);
+    const entry = page.locator('[role=dialog]').getByText(pack, { exact: true }).first();
+    if (await entry.count() > 0) { await entry.click(); await page.waitForTimeout(1500); }
   };
   await openBrowser();
   report.cards = await page.evaluate(() => [...document.querySelectorAll('[role=dialog] img')].map(i => ({
