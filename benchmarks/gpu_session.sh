@@ -20,10 +20,13 @@
 #   bash benchmarks/gpu_session.sh graphs  # one short call (~4 min): cuda_graphs with a short last batch (run
 #                                          # eagerly since accel.call_plan; padded before: 67.7 dB fp32 / 49.7 dB
 #                                          # bf16 against the default) must give the default's faces bit for bit
+#   bash benchmarks/gpu_session.sh warp    # one short call (~1 min, no networks): warp_ops (OpenCV 4.9.0.80's
+#                                          # warpAffine in torch) on the GPU against its golden, and its speed
+#                                          # against cv2.warpAffine at 720p / 1080p (benchmarks.warp)
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -183,8 +186,15 @@ graphs)
         --variants off cuda_graphs off@8 cuda_graphs@8 --json "$OUT/speed-graphs-short-batch.json" >> "$log" 2>&1
     echo "== done $(date -u +%T)" >> "$log"
     ;;
+warp)
+    echo "== warp golden on CUDA $(date -u +%T)" >> "$log"
+    timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_warp_ops.py > "$OUT/cuda-tests-warp.log" 2>&1
+    echo "== warp speed $(date -u +%T)" >> "$log"
+    timeout 120 python3 -m benchmarks.warp --device cuda --batch 16 --json "$OUT/warp-cuda.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
 *)
-    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast or graphs" >&2
+    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast, graphs or warp" >&2
     exit 2
     ;;
 esac
