@@ -269,6 +269,22 @@ def test_a_hard_linked_output_of_an_input_is_refused(media, tmp_path):
     assert isinstance(job, BadJob) and "same file as its 'video'" in job.error
 
 
+def test_a_split_mkv_job_is_joined_with_exactly_its_audio(media, tiny_models_factory, tmp_path):
+    """A split job whose output is .mkv: the segments are MP4 work files (Matroska keeps no decode timestamps, and
+    joining .mkv segments failed with 'Invalid argument'); the joined .mkv has every frame and exactly T / fps of
+    (FLAC) audio."""
+    out = tmp_path / "out"
+    jobs = write_jobs(media / "split_mkv.jsonl", [
+        {"video": "talk.mp4", "audio": "pause.wav", "output": "split.mkv", "split_seconds": 0.2, **OPTIONS}])
+    code = cli.main(["batch", str(jobs), "--output-dir", str(out), "--models-dir", str(tiny_models_factory("v15")),
+                     "--no-progress"])
+    record = summary(out)["split.mkv"]
+    assert code == 0 and record["error"] is None and record["segments"] == 3, record
+    info = video_io.probe(out / "split.mkv")
+    assert info["frames"] == T and info["fps"] == FPS
+    assert info["audio_samples"] == round(T / FPS * 44100)  # exactly T / fps, no AAC tail
+
+
 def test_segments_are_whole_chunks_covering_every_frame():
     assert plan_segments(14, 25, 4, None) == [(0, 14)]
     assert plan_segments(14, 25, 4, 0.2) == [(0, 4), (4, 8), (8, 12), (12, 14)]

@@ -24,6 +24,9 @@ def plan_segments(num_frames: int, fps: float, chunk_size: int,
     return [(a, min(t, a + per)) for a in range(0, t, per)]
 
 
-def segment_path(folder: Path, segment: Tuple[int, int], suffix: str) -> Path:
+def segment_path(folder: Path, segment: Tuple[int, int]) -> Path:
+    """A segment's video-only work file. Always MP4, whatever the job's output container: the join copies the
+    segments' packets, and MP4 keeps every packet's decode timestamp, which Matroska does not store (copying .mkv
+    segments into an .mkv failed with 'Invalid argument')."""
     a, b = segment
-    return Path(folder) / f"segment-{a:09d}-{b:09d}{suffix}"
+    return Path(folder) / f"segment-{a:09d}-{b:09d}.mp4"

@@ -175,7 +175,7 @@ class Worker:
         job, plan, (a, b) = task.job, task.plan, task.segment
         folder = job_dir(self.output_dir, job)
         whole = len(plan.segments) == 1
-        target = folder / f"output{job.output.suffix}" if whole else segment_path(folder, (a, b), job.output.suffix)
+        target = folder / f"output{job.output.suffix}" if whole else segment_path(folder, (a, b))
         if not whole and target.is_file():  # finished by an earlier run or attempt
             return b - a
         material = _load(folder / "material.pkl")
@@ -202,7 +202,7 @@ class Worker:
 
         job, plan = task.job, task.plan
         folder = job_dir(self.output_dir, job)
-        parts = [segment_path(folder, s, job.output.suffix) for s in plan.segments]
+        parts = [segment_path(folder, s) for s in plan.segments]
         missing = [p.name for p in parts if not p.is_file()]
         if missing:
             raise InputError(f"segments {missing} of the job are missing from '{folder}'; run the batch again.")
