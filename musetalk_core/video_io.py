@@ -311,8 +311,8 @@ def _yuv420p(arr: np.ndarray):
 
 
 class VideoWriter:
-    """H.264 (yuv420p) + AAC (FLAC in .mkv: ``audio_codec``) written frame chunk by frame chunk; atomic: a temporary file in the output folder,
-    renamed to ``path`` only by ``finish()``. ``abort()`` (or leaving a ``with`` block by an exception, Ctrl-C
+    """H.264 (yuv420p) + AAC (FLAC in .mkv: ``audio_codec``) written frame chunk by frame chunk; atomic: a
+    temporary file in the output folder, renamed to ``path`` only by ``finish()``. ``abort()`` (or leaving a ``with`` block by an exception, Ctrl-C
     included) removes it, so a failed run never leaves a partial file at the output path.
 
     Frames are uint8 (k, H, W, 3) RGB or IMAGE float 0..1; odd sizes are padded by one replicated row/column
