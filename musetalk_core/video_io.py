@@ -244,6 +244,15 @@ def refuse_overwriting_inputs(output: PathLike, inputs: Mapping[str, Optional[Pa
                              f"would replace your source. Choose another {option} file name.")
 
 
+def _muxer_options(path: PathLike, audio_rate: Optional[int]) -> dict:
+    """MP4 / MOV / M4V with audio: the movie timescale is the audio's sample rate, so the edit list that trims the
+    AAC track says its length to the sample (at ffmpeg's default of 1000 per second it said 14685 of 14715 samples
+    for 10 frames at 29.97 fps and 44.1 kHz: 0.7 ms short)."""
+    if audio_rate and Path(path).suffix.lower() in (".mp4", ".mov", ".m4v"):
+        return {"movie_timescale": str(int(audio_rate))}
+    return {}
+
+
 def _output_failure(path: Path, exc: OSError) -> OutputError:
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -342,7 +351,7 @@ class VideoWriter:
             # atomic_output: temp file next to the output, renamed when the stack closes cleanly, removed on
             # failure; OS errors (disk full, refused) become an OutputError naming the output
             self.tmp = self._stack.enter_context(atomic_output(self.path))
-            self.container = av.open(str(self.tmp), mode="w")
+            self.container = av.open(str(self.tmp), mode="w", options=_muxer_options(self.path, audio_rate))
             self.vstream = self.container.add_stream("libx264", rate=self.rate)
             self.vstream.width, self.vstream.height = self.width + self.pad_w, self.height + self.pad_h
             self.vstream.pix_fmt = "yuv420p"
@@ -497,7 +506,7 @@ def join_segments(path: PathLike, segments, fps: Union[Fraction, float], audio: 
     rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
     frames = 0
     with atomic_output(path) as tmp:
-        out = av.open(str(tmp), mode="w")
+        out = av.open(str(tmp), mode="w", options=_muxer_options(path, audio_layout(audio)[0]))
         try:
             with _open(segments[0], "Segment") as first:  # both streams exist before the first packet is muxed
                 vout = out.add_stream_from_template(first.streams.video[0])

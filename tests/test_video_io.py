@@ -217,9 +217,9 @@ def test_writer_preset_reaches_the_encoder_and_bad_ones_are_refused(tmp_path):
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".m4v", ".mkv"])
 def test_every_container_holds_exactly_the_frames_duration_of_audio(tmp_path, suffix, sr, channels, fps):
     """The audio is cut to T / fps in every container the writer accepts. MP4 / MOV / M4V: AAC with the exact
-    length in the edit list (ms); Matroska cannot trim AAC's last 1024-sample frame (0.448 s of sound for 0.400 s
-    of video at 16 kHz), so .mkv gets FLAC: exactly round(T / fps * rate) samples decode, and the declared durations
-    agree."""
+    length in the edit list (in samples); Matroska cannot trim AAC's last 1024-sample frame (0.448 s of sound for
+    0.400 s of video at 16 kHz), so .mkv gets FLAC: exactly round(T / fps * rate) samples decode, and the declared
+    durations agree."""
     import av
 
     t = 10
@@ -234,9 +234,10 @@ def test_every_container_holds_exactly_the_frames_duration_of_audio(tmp_path, su
         codec = container.streams.audio[0].codec_context.name
         audio_tag = container.streams.audio[0].metadata.get("DURATION")
     assert declared == pytest.approx(seconds, abs=1e-3)
-    assert info["audio_seconds"] == pytest.approx(seconds, abs=1e-3 + 1.0 / sr)  # MP4 edit lists are in ms
+    keep = int(round(seconds * sr))
+    # to the sample: the MP4 edit list counts in the sample rate (movie timescale), FLAC's last frame is short
+    assert info["audio_seconds"] == pytest.approx(keep / sr, abs=1e-9)
     if suffix == ".mkv":
-        keep = int(round(seconds * sr))
         assert codec == "flac" and info["audio_samples"] == keep
         assert float(audio_tag.rsplit(":", 1)[1]) == pytest.approx(seconds, abs=1e-3)  # Matroska counts in ms
         back = video_io.read_audio(out)["waveform"][0].numpy()
