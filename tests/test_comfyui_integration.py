@@ -204,9 +204,11 @@ def cached_nodes(entry: dict) -> set:
 
 API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
 FPS = Fraction(25)
-# the input files the workflows name (tools/workflows.py), as tests/test_workflows.py makes them: 8 and 5 frames
+# the input files the workflows name (tools/workflows.py): a 4-frame clip and two audio tracks of 6 and 3 frames at
+# 25 fps (one longer than the clip: ping-pong; one shorter: cut), small so that the six runs stay short
 VIDEO_FILE, PHOTO_FILE = "musetalk_example.mp4", "musetalk_example.png"
-AUDIO_SECONDS = {"musetalk_example_speech.wav": 0.32, "musetalk_example_speech_2.wav": 0.2}
+SOURCE_FRAMES = 4
+AUDIO_SECONDS = {"musetalk_example_speech.wav": 0.24, "musetalk_example_speech_2.wav": 0.12}
 # A test-only custom node: LatentSync's published versions with the tiny UNet3D structure the test checkpoint holds
 # (what tests/tiny_latentsync.use_tiny_versions does in-process); musetalk_core is one module for it and the pack.
 TINY_LATENTSYNC_NODE = """
@@ -235,12 +237,13 @@ def run_server(tmp_path_factory, tiny_models_factory):
     models = base / "models" / "musetalk"
     shutil.copytree(tiny_models_factory("v15"), models)
     tiny_latentsync.write_latentsync_files(models)
-    frames = face_frames(8, 128, 112)
+    frames = face_frames(SOURCE_FRAMES, 128, 112)
     inputs = base / "input"
-    write_video(inputs / VIDEO_FILE, frames, FPS, audio=tone(0.32, 16000, 1, freq=440.0))
+    write_video(inputs / VIDEO_FILE, frames, FPS, audio=tone(SOURCE_FRAMES / FPS, 16000, 1, freq=440.0))
     Image.fromarray(frames[0]).save(inputs / PHOTO_FILE)
-    write_wav(inputs / "musetalk_example_speech.wav", tone(0.32, 16000, 2), 16000)
-    write_wav(inputs / "musetalk_example_speech_2.wav", tone(0.2, 22050, 1, 300.0), 22050)
+    write_wav(inputs / "musetalk_example_speech.wav", tone(AUDIO_SECONDS["musetalk_example_speech.wav"], 16000, 2), 16000)
+    write_wav(inputs / "musetalk_example_speech_2.wav",
+              tone(AUDIO_SECONDS["musetalk_example_speech_2.wav"], 22050, 1, 300.0), 22050)
     with comfyui(base) as url:
         yield url, base
 
