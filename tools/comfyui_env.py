@@ -207,10 +207,12 @@ def install_torch_family(version: str, constraint: Path) -> None:
 
 def link_pack(comfy: Path) -> Path:
     link = comfy / "custom_nodes" / PACK_LINK
-    if link.is_symlink() or link.exists():
-        if link.resolve() == ROOT:
-            return link
-        raise SystemExit(f"[comfyui_env] {link} exists and is not this checkout ({ROOT}); remove it first")
+    if link.is_symlink() and link.resolve() == ROOT:
+        return link
+    if link.is_symlink():  # a link to another checkout of the pack (another worktree set this venv up): repoint it
+        link.unlink()
+    elif link.exists():
+        raise SystemExit(f"[comfyui_env] {link} exists and is not a link to this checkout ({ROOT}); remove it first")
     link.symlink_to(ROOT, target_is_directory=True)
     say(f"linked {link} -> {ROOT}")
     return link
