@@ -322,22 +322,7 @@ def test_insightface_alignment_matches_reference(monkeypatch, tmp_path):
     detections = {id(f): d for f, d in zip(inputs["frames"], inputs["detections"])}
     pending = list(inputs["detections"])
 
-    class Face:
-        def __init__(self, bbox, score, lmk):
-            self.bbox, self.det_score, self.landmark_2d_106 = np.array(bbox), score, np.array(lmk)
-
-    class FaceAnalysis:
-        def __init__(self, allowed_modules, root, providers):
-            pass
-
-        def prepare(self, ctx_id, det_size):
-            pass
-
-        def get(self, frame):
-            return [Face(*d) for d in pending.pop(0)]
-
-    app = types.ModuleType("insightface.app")
-    app.FaceAnalysis = FaceAnalysis
+    app = tl.insightface_stand_in(pending)
     monkeypatch.setitem(sys.modules, "insightface", types.ModuleType("insightface"))
     monkeypatch.setitem(sys.modules, "insightface.app", app)
     (tmp_path / "models" / "buffalo_l").mkdir(parents=True)

@@ -199,3 +199,28 @@ def use_tiny_versions(monkeypatch) -> None:
 
     for name in config.VERSIONS:
         monkeypatch.setitem(config.VERSIONS, name, replace(config.VERSIONS[name], unet=tiny_config()))
+
+
+def insightface_stand_in(pending: list):
+    """An ``insightface.app`` module whose FaceAnalysis returns, per call, the next entry of ``pending`` (a list of
+    (bbox, det_score, landmarks 106) per frame, as insightface_inputs() gives): the recorder gives it to upstream's
+    FaceDetector, the test to ours, so both sides see the same detections without the ONNX models."""
+    import types
+
+    class Face:
+        def __init__(self, bbox, score, lmk):
+            self.bbox, self.det_score, self.landmark_2d_106 = np.array(bbox), score, np.array(lmk)
+
+    class FaceAnalysis:
+        def __init__(self, allowed_modules, root, providers):
+            pass
+
+        def prepare(self, ctx_id, det_size):
+            pass
+
+        def get(self, frame):
+            return [Face(*d) for d in pending.pop(0)]
+
+    app = types.ModuleType("insightface.app")
+    app.FaceAnalysis = FaceAnalysis
+    return app

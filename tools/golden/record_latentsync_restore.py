@@ -72,23 +72,7 @@ def main() -> None:
 
         tv.transforms.functional = types.SimpleNamespace(resize=resize)
         detections = []
-        app = types.ModuleType("insightface.app")
-
-        class Face:
-            def __init__(self, bbox, score, lmk):
-                self.bbox, self.det_score, self.landmark_2d_106 = np.array(bbox), score, np.array(lmk)
-
-        class FaceAnalysis:
-            def __init__(self, allowed_modules, root, providers):
-                pass
-
-            def prepare(self, ctx_id, det_size):
-                pass
-
-            def get(self, frame):
-                return [Face(*d) for d in detections.pop(0)]
-
-        app.FaceAnalysis = FaceAnalysis
+        app = tl.insightface_stand_in(detections)
         sys.modules.update({"insightface": types.ModuleType("insightface"), "insightface.app": app})
         sys.path.insert(0, str(tree))
         from latentsync.pipelines.lipsync_pipeline import LipsyncPipeline  # reference code from here on
