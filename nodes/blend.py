@@ -26,7 +26,8 @@ class BlendAndAssemble:
         "Frame rate of the clip (the fps given to WhisperAudioEncode).",
         "Number of output frames.",
         "The finished clip as a VIDEO for core SaveVideo / PreviewVideo. With a VIDEO input it is an H.264 + AAC "
-        "file written while blending (ComfyUI's temp folder), so no frame batch of the whole clip is ever held.",
+        "file written while blending (ComfyUI's temp folder, deleted when ComfyUI drops this cached output), so "
+        "no frame batch of the whole clip is ever held.",
     )
 
     @classmethod
@@ -99,4 +100,4 @@ def blend_video(video, faces, generated, settings):
     finally:
         source.close()
     preview = sample.to(comfy_bridge.intermediate_device())
-    return (preview, audio, fps, count, comfy_bridge.video_from_file(path))
+    return (preview, audio, fps, count, comfy_bridge.video_from_file(path, owned=True))

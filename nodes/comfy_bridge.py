@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -151,17 +152,31 @@ def temp_directory() -> Optional[Path]:
     return None
 
 
-def video_from_file(path) -> object:
+def video_from_file(path, owned: bool = False) -> object:
     """A VIDEO for a file we wrote: ComfyUI's own VideoFromFile when ComfyUI is present (SaveVideo/PreviewVideo
-    take it), else the pack's duck-typed equivalent with the same methods."""
+    take it), else the pack's duck-typed equivalent with the same methods.
+
+    ``owned``: the file is ours alone (BlendAndAssemble's temp mp4) and lives exactly as long as the VIDEO object:
+    when ComfyUI drops the cached output (or the process ends) the file is deleted, so finished runs do not pile
+    up in temp/ until the next restart."""
     try:
         from comfy_api.input_impl import VideoFromFile  # type: ignore
 
-        return VideoFromFile(str(path))
+        video = VideoFromFile(str(path))
     except Exception:  # noqa: BLE001 - absent outside ComfyUI
         from musetalk_core.video_io import FileVideo
 
-        return FileVideo(path)
+        video = FileVideo(path)
+    if owned:
+        weakref.finalize(video, _remove_quietly, str(path))
+    return video
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:  # already gone (a user cleaned temp/), or held open on Windows: ComfyUI empties temp/ at start
+        pass
 
 
 def video_from_components(images, audio, fps) -> object:

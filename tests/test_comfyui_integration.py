@@ -325,6 +325,23 @@ def test_changing_only_the_audio_reruns_only_the_audio_stages(run_server, tmp_pa
 
 
 @needs_comfyui
+def test_video_outputs_in_temp_live_as_long_as_the_cached_output(run_server):
+    """BlendAndAssemble's VIDEO path writes temp/musetalk_<id>.mp4; when ComfyUI drops that cached output (here: a
+    new run with another audio replaces it) the file goes too. They used to pile up until a restart."""
+    url, base = run_server
+    api = _api(ROOT / "workflows" / "api" / "musetalk_long_video.json")
+    by_class = {n["class_type"]: nid for nid, n in api.items()}
+    temp = base / "temp"
+    files = []
+    for audio in ("musetalk_example_speech_2.wav", "musetalk_example_speech.wav", "musetalk_example_speech_2.wav"):
+        api[by_class["LoadAudio"]]["inputs"]["audio"] = audio
+        wait_for(url, queue_prompt(url, api), base / "server.log")
+        files.append(sorted(p.name for p in temp.glob("musetalk_*.mp4")))
+    assert [len(f) for f in files] == [1, 1, 1], files  # only the output ComfyUI still caches
+    assert len({f[0] for f in files}) == 3, files  # each run wrote its own file and the one before it went
+
+
+@needs_comfyui
 def test_a_bad_prompt_is_refused_by_comfyui_validation(run_server):
     url, _ = run_server
     api = _api(ROOT / "workflows" / "api" / "musetalk_video_to_video.json")

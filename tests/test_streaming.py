@@ -3,8 +3,10 @@ divide the clip, with box smoothing, silence cross-fades across chunk edges, pin
 
 from __future__ import annotations
 
+import gc
 import os
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,6 +203,12 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
     info = video_io.probe(out_video.get_stream_source())
     assert info["frames"] == count and info["fps"] == Fraction(30000, 1001)
     assert info["audio_seconds"] == pytest.approx(count / out_fps, abs=2e-3)
+    # the temp mp4 lives as long as the VIDEO (ComfyUI's cached output): dropped, the file goes too
+    out_path = Path(out_video.get_stream_source())
+    assert out_path.is_file() and out_path.name.startswith("musetalk_")
+    del out_video
+    gc.collect()
+    assert not out_path.exists()
     import musetalk_core.errors as errors
 
     with pytest.raises(errors.InputError, match="not both"):
