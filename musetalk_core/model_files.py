@@ -147,7 +147,8 @@ def missing_files(search_dirs: Sequence[Path], roles: Iterable[str]) -> list:
 
 def missing_message(missing: Sequence[ModelFile], search_dirs: Sequence[Path], version: str) -> str:
     where = Path(search_dirs[0]) if search_dirs else Path("models/musetalk")
-    lines = [f"MuseTalk model files are missing ({len(missing)}). Looked in: "
+    family = "LatentSync" if version.startswith("latentsync") else "MuseTalk"
+    lines = [f"{family} model files are missing ({len(missing)}). Looked in: "
              + ", ".join(str(d) for d in search_dirs) + "."]
     for f in missing:
         source = f"{f.repo}/{f.repo_file}" if f.repo else f.url

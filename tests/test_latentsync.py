@@ -315,6 +315,7 @@ def test_missing_latentsync_files_name_the_download_command(tmp_path):
     message = str(info.value)
     assert "latentsync16/latentsync_unet.pt" in message and "ByteDance/LatentSync-1.6/latentsync_unet.pt" in message
     assert "latentsync15" not in message
+    assert message.startswith("LatentSync model files are missing") and "MuseTalk model files" not in message
 
 
 # --- pixels <-> latents ----------------------------------------------------------------------------------------
