@@ -402,9 +402,6 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
     if feature_mode == "v1.0-original" and mono.shape[0] <= N_FFT // 2:
         raise InputError(f"audio: {duration * 1000:.1f} ms is too short for the v1.0-original features "
                          f"(needs more than {N_FFT // 2} samples at 16 kHz, 12.5 ms).")
-    if feature_mode == "v1.0-original" and models.version == "v15":
-        log.warning("MuseTalk: v1.0-original audio features with v1.5 weights: right for LatentSync Inpaint (its "
-                    "features), but MuseTalk Inpaint v1.5 was trained on 'reference'.")
 
     with models.use("whisper") as (encoder,):
         if feature_mode == "reference":

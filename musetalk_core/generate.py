@@ -176,6 +176,15 @@ def plan_generation(latents: MuseTalkLatents, audio_features: MuseTalkAudio, fra
     return GenerationPlan(mapping, rows, has_face, skipped, todo)
 
 
+def _warn_on_other_features(models: MuseTalkModels, audio_features: MuseTalkAudio) -> None:
+    """v1.0-original features are LatentSync's (right there, so the encoder says nothing); only the MuseTalk v1.5
+    UNet, trained on 'reference' features, is the wrong consumer for them."""
+    if getattr(audio_features, "feature_mode", "reference") == "v1.0-original" and models.version == "v15":
+        log.warning("MuseTalk UNet Inpaint: v1.0-original audio features with the v1.5 UNet, which was trained on "
+                    "'reference' features. Set WhisperAudioEncode's feature_mode to reference (v1.0-original is "
+                    "for LatentSync Inpaint).")
+
+
 def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_features: MuseTalkAudio,
                    plan: GenerationPlan, batch_size: int, decoder: str = "vae", acceleration="off",
                    report: Optional[dict] = None) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
@@ -187,6 +196,7 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     from .models.vae import scaling_factor
 
     speed = check_generation_settings(decoder, acceleration)
+    _warn_on_other_features(models, audio_features)
     batch_size = int(batch_size)
     device = models.device
     todo = plan.todo

@@ -207,3 +207,28 @@ def test_node(pack, models, golden, reference_run):
     assert images.shape == (3, 256, 256, 3) and images.dtype == torch.float32 and images.device.type == "cpu"
     assert torch.equal(images, generated.faces.float() / 255.0)  # batch 8 > 3 frames of work: one batch
     assert_same_faces(generated.faces, reference_run[0].faces[:3])
+
+
+def test_v10_original_features_warn_only_at_the_musetalk_v15_unet(pack, models, golden, caplog,
+                                                                  tiny_models_factory):
+    """v1.0-original features are LatentSync's: the encoder (the LatentSync template uses them with v1.5 models)
+    stays quiet, and the MuseTalk v1.5 UNet, trained on 'reference' features, says so when it gets them."""
+    import dataclasses
+    import logging
+
+    node = pack.NODE_CLASS_MAPPINGS["MuseTalkUNetInpaint"]()
+    speech = {"waveform": torch.sin(torch.arange(8000) * 0.05).reshape(1, 1, -1), "sample_rate": 16000}
+    with caplog.at_level(logging.WARNING):
+        from musetalk_core.loading import load_models
+
+        whisper = load_models([tiny_models_factory("v15", networks=["whisper"])], device="cpu", networks=["whisper"])
+        (encoded,) = pack.NODE_CLASS_MAPPINGS["WhisperAudioEncode"]().encode(whisper, speech, 25.0, 2, 2,
+                                                                              "v1.0-original", -45.0)[:1]
+    assert encoded.feature_mode == "v1.0-original" and not caplog.records
+    original = dataclasses.replace(make_audio(golden, frames=2), feature_mode="v1.0-original")
+    with caplog.at_level(logging.WARNING):
+        node.generate(models, make_latents(golden), make_audio(golden, frames=2), "ping_pong", 0, 8)
+    assert not [r for r in caplog.records if "v1.0-original" in r.getMessage()]
+    with caplog.at_level(logging.WARNING):
+        node.generate(models, make_latents(golden), original, "ping_pong", 0, 8)
+    assert [r for r in caplog.records if "trained on 'reference'" in r.getMessage()]
