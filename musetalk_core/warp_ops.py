@@ -96,19 +96,34 @@ def _cv_round(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), -(2 ** 31), 2 ** 31 - 1).astype(np.int64)
 
 
-def source_coords(inv: np.ndarray, out_w: int, out_h: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Fixed-point source coordinates in 1/32 pixel for every output pixel: (X, Y), each int64 (out_h, out_w)."""
+def _fixed_terms(inv: np.ndarray, out_w: int, out_h: int):
+    """OpenCV's per-column (adelta, bdelta) and per-row (X0, Y0) fixed-point terms, int64."""
     xs = np.arange(out_w, dtype=np.float64)
     ys = np.arange(out_h, dtype=np.float64)
     adelta = _cv_round(inv[0, 0] * xs * _AB_SCALE)
     bdelta = _cv_round(inv[1, 0] * xs * _AB_SCALE)
     x0 = _cv_round((inv[0, 1] * ys + inv[0, 2]) * _AB_SCALE) + _ROUND_DELTA
     y0 = _cv_round((inv[1, 1] * ys + inv[1, 2]) * _AB_SCALE) + _ROUND_DELTA
-    shift = _AB_BITS - _INTER_BITS
-    # int32 sums in C; sane matrices never overflow, and the shift is arithmetic (floor) like C's on int
-    big_x = (x0[:, None] + adelta[None, :]).astype(np.int32).astype(np.int64) >> shift
-    big_y = (y0[:, None] + bdelta[None, :]).astype(np.int32).astype(np.int64) >> shift
-    return big_x, big_y
+    return adelta, bdelta, x0, y0
+
+
+def _to_sub_pixels(total: np.ndarray) -> np.ndarray:
+    """X0 + adelta (an int32 sum in C; sane matrices never overflow) -> 1/32 pixel, arithmetic shift like C's."""
+    return total.astype(np.int32).astype(np.int64) >> (_AB_BITS - _INTER_BITS)
+
+
+def source_coords(inv: np.ndarray, out_w: int, out_h: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Fixed-point source coordinates in 1/32 pixel for every output pixel: (X, Y), each int64 (out_h, out_w)."""
+    adelta, bdelta, x0, y0 = _fixed_terms(inv, out_w, out_h)
+    return _to_sub_pixels(x0[:, None] + adelta[None, :]), _to_sub_pixels(y0[:, None] + bdelta[None, :])
+
+
+def axis_coords(inv: np.ndarray, out_w: int, out_h: int) -> Tuple[np.ndarray, np.ndarray]:
+    """For an axis-aligned inverse matrix (inv[0, 1] == inv[1, 0] == 0): X per output column (out_w,) and Y per
+    output row (out_h,), the one row / column of ``source_coords`` that repeats (X0 is the same on every row and
+    bdelta is 0 on every column)."""
+    adelta, bdelta, x0, y0 = _fixed_terms(inv, out_w, out_h)
+    return _to_sub_pixels(x0[0] + adelta), _to_sub_pixels(y0 + bdelta[0])
 
 
 def _weights(fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
@@ -178,11 +193,11 @@ def _warp_axis_aligned(images: torch.Tensor, invs, out_w: int, out_h: int) -> to
     dev = images.device
     cols, wx, rows, wy = [], [], [], []
     for inv in invs:
-        big_x, big_y = source_coords(inv, out_w, out_h)
-        taps, weights = _axis_taps(big_x[0], w, dev)          # (out_w, 2)
+        big_x, big_y = axis_coords(inv, out_w, out_h)
+        taps, weights = _axis_taps(big_x, w, dev)             # (out_w, 2)
         cols.append(taps)
         wx.append(weights)
-        taps, weights = _axis_taps(big_y[:, 0], h, dev)       # (out_h, 2)
+        taps, weights = _axis_taps(big_y, h, dev)             # (out_h, 2)
         rows.append(taps)
         wy.append(weights)
     out = []
