@@ -222,15 +222,14 @@ def audio_codec(path: PathLike) -> str:
     return "flac" if Path(path).suffix.lower() == ".mkv" else "aac"
 
 
-def same_file(a: PathLike, b: PathLike) -> bool:
-    """Whether two paths name one file: the same path once links are resolved, or, for existing files, the same
-    device and inode (a symbolic or a hard link to it)."""
+def file_key(path: PathLike):
+    """One key per file: device and inode for an existing file (so a symbolic or a hard link to it gives the same
+    key), else the path with links resolved (a file not written yet)."""
     try:
-        if os.path.samefile(a, b):
-            return True
-    except OSError:  # one of them does not exist (yet)
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return os.path.realpath(path)
 
 
 def refuse_overwriting_inputs(output: PathLike, inputs: Mapping[str, Optional[PathLike]],
@@ -239,7 +238,7 @@ def refuse_overwriting_inputs(output: PathLike, inputs: Mapping[str, Optional[Pa
     there would replace the source the run reads, and the user's original would be lost. ffmpeg refuses the
     same. ``inputs``: what each input is called in a message (``--video``) -> its path (None: not given)."""
     for name, path in inputs.items():
-        if path is not None and same_file(output, path):
+        if path is not None and file_key(output) == file_key(path):
             raise InputError(f"{option} '{output}' is the same file as {name} '{path}': writing the result there "
                              f"would replace your source. Choose another {option} file name.")
 
@@ -505,13 +504,13 @@ def join_segments(path: PathLike, segments, fps: Union[Fraction, float], audio: 
         raise InputError("There are no segments to join.")
     rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
     frames = 0
+    rate_hz, channels = audio_layout(audio)
     with atomic_output(path) as tmp:
-        out = av.open(str(tmp), mode="w", options=_muxer_options(path, audio_layout(audio)[0]))
+        out = av.open(str(tmp), mode="w", options=_muxer_options(path, rate_hz))
         try:
             with _open(segments[0], "Segment") as first:  # both streams exist before the first packet is muxed
                 vout = out.add_stream_from_template(first.streams.video[0])
                 header = bytes(first.streams.video[0].codec_context.extradata or b"")
-            rate_hz, channels = audio_layout(audio)
             astream = None
             if rate_hz and channels:
                 astream = out.add_stream(audio_codec(path), rate=int(rate_hz),

@@ -216,27 +216,20 @@ def read_jobs(path: Path, output_dir: Path) -> List[Union[Job, BadJob]]:
     return jobs
 
 
-def _file_key(path: Path):
-    """One key per file: device and inode for an existing file (links included), else the resolved path."""
-    try:
-        st = os.stat(path)
-        return (st.st_dev, st.st_ino)
-    except OSError:
-        return os.path.realpath(path)
-
-
 def _refuse_outputs_read_by_other_jobs(jobs: List[Union[Job, BadJob]]) -> List[Union[Job, BadJob]]:
     """A job whose output is another job's input would replace that input (or be read half-written) depending on
     the order the jobs run in: refused."""
+    from ..video_io import file_key
+
     readers = {}
     for job in jobs:
         if isinstance(job, Job):
             for source in (job.video, job.image, job.audio):
                 if source is not None:
-                    readers.setdefault(_file_key(source), job.line)
+                    readers.setdefault(file_key(source), job.line)
     checked = []
     for job in jobs:
-        line = readers.get(_file_key(job.output)) if isinstance(job, Job) else None
+        line = readers.get(file_key(job.output)) if isinstance(job, Job) else None
         if line is not None and line != job.line:
             job = BadJob(job.index, job.line, job.name,
                          f"line {job.line}: its output '{job.name}' is an input of line {line}; writing it would "
