@@ -100,4 +100,4 @@ def blend_video(video, faces, generated, settings):
     finally:
         source.close()
     preview = sample.to(comfy_bridge.intermediate_device())
-    return (preview, audio, fps, count, comfy_bridge.video_from_file(path, owned=True))
+    return (preview, audio, fps, count, comfy_bridge.video_from_file(path))

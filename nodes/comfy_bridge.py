@@ -152,13 +152,12 @@ def temp_directory() -> Optional[Path]:
     return None
 
 
-def video_from_file(path, owned: bool = False) -> object:
-    """A VIDEO for a file we wrote: ComfyUI's own VideoFromFile when ComfyUI is present (SaveVideo/PreviewVideo
-    take it), else the pack's duck-typed equivalent with the same methods.
+def video_from_file(path) -> object:
+    """A VIDEO for a file we wrote (BlendAndAssemble's temp mp4): ComfyUI's own VideoFromFile when ComfyUI is
+    present (SaveVideo/PreviewVideo take it), else the pack's duck-typed equivalent with the same methods.
 
-    ``owned``: the file is ours alone (BlendAndAssemble's temp mp4) and lives exactly as long as the VIDEO object:
-    when ComfyUI drops the cached output (or the process ends) the file is deleted, so finished runs do not pile
-    up in temp/ until the next restart."""
+    The file is ours alone and lives exactly as long as the VIDEO object: when ComfyUI drops the cached output (or
+    the process ends) the file is deleted, so finished runs do not pile up in temp/ until the next restart."""
     try:
         from comfy_api.input_impl import VideoFromFile  # type: ignore
 
@@ -167,8 +166,7 @@ def video_from_file(path, owned: bool = False) -> object:
         from musetalk_core.video_io import FileVideo
 
         video = FileVideo(path)
-    if owned:
-        weakref.finalize(video, _remove_quietly, str(path))
+    weakref.finalize(video, _remove_quietly, str(path))
     return video
 
 
