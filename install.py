@@ -106,7 +106,7 @@ def setup_comfyui() -> None:
 
 def download(which: str, models_dir: str | None) -> int:
     sys.path.insert(0, str(HERE))
-    from musetalk_core.download import download_models
+    from musetalk_core.weights.download import download_models
     from musetalk_core.errors import MuseTalkError
 
     try:

@@ -55,7 +55,7 @@ def _material(n: int, h: int, w: int, face: int, seed: int = 0):
 
 
 def run(size: str, chunk: int, face: int, device: torch.device, repeats: int) -> dict:
-    from musetalk_core.blend import make_blender, to_uint8
+    from musetalk_core.blend.blender import make_blender, to_uint8
 
     h, w = SIZES[size]
     frames, faces, generated = _material(chunk, h, w, face)

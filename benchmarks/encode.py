@@ -39,7 +39,7 @@ def clip(n: int, h: int, w: int) -> torch.Tensor:
 
 
 def run(frames: torch.Tensor, preset: str, crf: int, folder: Path) -> dict:
-    from musetalk_core import video_io
+    from musetalk_core.io import video as video_io
 
     n, h, w = (int(v) for v in frames.shape[:3])
     path = folder / f"{preset}.mp4"

@@ -66,7 +66,7 @@ def _as_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def run_graph(bench: Bench, args) -> dict:
     """The precision-dependent stages on the bench's inputs -> their outputs (CPU tensors)."""
-    from musetalk_core.blend import blend_frames
+    from musetalk_core.blend.blender import blend_frames
 
     with torch.inference_mode():
         latents = bench.latents()
@@ -112,7 +112,7 @@ def measure_fidelity(args) -> dict:
     Precision alone (decoder vae, acceleration off): against fp32. A decoder or acceleration choice: against the
     exact decoder with acceleration off at the same precision (--baseline-dtype to choose another), so the figure
     is the choice's own effect."""
-    from musetalk_core.accel import Acceleration
+    from musetalk_core.generators.musetalk.accel import Acceleration
 
     decoder = getattr(args, "decoder", "vae")
     acceleration = Acceleration.parse(getattr(args, "acceleration", "off")).name

@@ -103,7 +103,7 @@ def window(unet, spec, args) -> dict:
     from diffusers import AutoencoderKL
 
     from benchmarks.networks import REAL_VAE_CONFIG
-    from musetalk_core.latentsync.generate import SamplingSettings, generate_windows
+    from musetalk_core.generators.latentsync.generate import SamplingSettings, generate_windows
 
     vae = seeded_(AutoencoderKL(**REAL_VAE_CONFIG), seed=2).eval().to(device=args.device, dtype=DTYPES[args.dtype])
     res, f = spec.resolution, args.frames
@@ -171,10 +171,10 @@ def build_ours(version: str, tiny: bool = False):
     """Our UNet3D of ``version`` (tiny widths if asked) with the seeded weights, and the version spec."""
     from dataclasses import replace
 
-    from musetalk_core.checkpoints import on_meta
-    from musetalk_core.latentsync.config import get_version, tiny_config
-    from musetalk_core.latentsync.layers import sinusoid_table
-    from musetalk_core.latentsync.unet3d import UNet3DConditionModel
+    from musetalk_core.weights.checkpoints import on_meta
+    from musetalk_core.generators.latentsync.config import get_version, tiny_config
+    from musetalk_core.generators.latentsync.layers import sinusoid_table
+    from musetalk_core.generators.latentsync.unet3d import UNet3DConditionModel
 
     spec = get_version(version)
     if tiny:  # smoke runs: the published structure with tiny widths

@@ -64,7 +64,7 @@ sys.exit(main(sys.argv[1:]))
 
 _GRAPH = _PRELUDE + r"""
 from tests.conftest import load_pack
-from musetalk_core import video_io
+from musetalk_core.io import video as video_io
 nodes = load_pack().NODE_CLASS_MAPPINGS
 mark("load")
 (models,) = nodes["LoadMuseTalkModels"]().load("v15", "auto", "cpu", "torch")
@@ -90,7 +90,7 @@ _GRAPH_OUT = re.compile(r"frames \d+ (\S+)")
 _NETWORKS = _OWN_PEAK + r"""
 import sys, torch
 sys.path.insert(0, {root!r})
-from musetalk_core.loading import load_models
+from musetalk_core.weights.loading import load_models
 load_models([{models!r}], "v15", precision="fp32", device="cpu")
 """
 
@@ -130,7 +130,7 @@ def make_media(folder: Path, seconds: float, resolution: str) -> tuple:
 
 def check_output(path: str, seconds: float) -> dict:
     """Frames and durations of a written output: exactly floor(audio seconds x fps) frames, audio = video."""
-    from musetalk_core.video_io import probe
+    from musetalk_core.io.video import probe
 
     info = probe(path)
     expected = int(seconds * FPS)  # the tone is exactly ``seconds`` long at 16 kHz

@@ -1,7 +1,7 @@
 """Every network at its real size with random weights, written as real-format files and loaded the real way.
 
 ``models_folder(scale, version)`` fills a models folder exactly as a user's is laid out (same file names, same key
-names) and returns it; the benchmark then loads it with ``musetalk_core.loading.load_models``, so the timed loading
+names) and returns it; the benchmark then loads it with ``musetalk_core.weights.loading.load_models``, so the timed loading
 path is the one users run. Nothing is downloaded.
 
 - ``scale="tiny"``: the test suite's tiny checkpoints (tests/tiny), for smoke runs in seconds.
@@ -195,7 +195,7 @@ def _write_fixed(tiny, folder: Path, version: str, name: str) -> None:
 def calibrate_s3fd(models_dir: Path, size=(720, 1280), candidates: int = 3000, keep: int = 40) -> Optional[dict]:
     """Shift S3FD's face/background biases so a synthetic frame gives about ``candidates`` cells with p > 0.05
     (and about ``keep`` with p > 0.5). Rewrites the checkpoint in place; returns the per-level counts."""
-    from musetalk_core.checkpoints import read_state_dict
+    from musetalk_core.weights.checkpoints import read_state_dict
     from musetalk_core.models import s3fd as s3fd_mod
 
     from .synthetic import make_frames

@@ -46,7 +46,7 @@ def _calls(models, batch: int) -> dict:
 
 
 def measure_passes(args) -> dict:
-    from musetalk_core import loading
+    from musetalk_core.weights import loading
 
     folder = bench_networks.models_folder(args.scale, "v15", ["unet", "vae"])
     models = loading.load_models([folder], "v15", precision=args.dtype, device=args.device, networks=["unet", "vae"])

@@ -5,7 +5,7 @@
     python -m benchmarks.run --scale real --frames 64 --device cuda --dtype bf16 --batch-size 32
 
 Every network is built at its real size (``--scale real``) with random weights, written as real-format files and
-loaded through musetalk_core.loading.load_models (nothing is downloaded; see benchmarks/networks.py). The clip is a
+loaded through musetalk_core.weights.loading.load_models (nothing is downloaded; see benchmarks/networks.py). The clip is a
 synthetic talking head (benchmarks/synthetic.py). Random networks find no face, so the boxes come from the drawn
 face's exact landmarks: detection and landmarks still run in full, their results are then replaced by the truth
 (``--no-truth`` keeps what the networks found).
@@ -85,7 +85,7 @@ def _missing(exc: BaseException) -> str:
 # ------------------------------------------------------------------------------------------------ the bench
 class Bench:
     def __init__(self, args):
-        from musetalk_core import loading
+        from musetalk_core.weights import loading
 
         self.args = args
         self.notes: list = []
@@ -137,12 +137,12 @@ class Bench:
     @contextlib.contextmanager
     def truth_locate(self, stream: bool = False):
         """Run the project's face location for real, then hand the drawn face's landmarks on (random weights find
-        no face). Patches musetalk_core.face_locate.locate_faces for the duration only. ``stream``: the streaming
+        no face). Patches musetalk_core.faces.locate.locate_faces for the duration only. ``stream``: the streaming
         core locates chunk after chunk in frame order, so a running count names each chunk's frames."""
         if self.args.no_truth:
             yield
             return
-        from musetalk_core import face_locate
+        from musetalk_core.faces import locate as face_locate
 
         original = face_locate.locate_faces
         truth = self
@@ -160,7 +160,7 @@ class Bench:
 
         face_locate.locate_faces = locate
         patched = []
-        for modname in ("musetalk_core.faces",):
+        for modname in ("musetalk_core.faces.prepare",):
             mod = sys.modules.get(modname)
             if mod is not None and getattr(mod, "locate_faces", None) is original:
                 mod.locate_faces = locate
@@ -179,7 +179,7 @@ class Bench:
         return self._prepared["faces"]
 
     def _make_faces(self):
-        from musetalk_core.faces import prepare_faces
+        from musetalk_core.faces.prepare import prepare_faces
 
         with self.truth_locate():
             faces = prepare_faces(self.models, self.images, **self.face_settings())
@@ -202,8 +202,8 @@ class Bench:
     def _truth_faces(self):
         import cv2
 
-        from musetalk_core import parsing
-        from musetalk_core.frames import frames_fingerprint
+        from musetalk_core.faces import parsing
+        from musetalk_core.io.frames import frames_fingerprint
         from musetalk_core.types import MuseTalkFaces
 
         frames = self.frames.numpy()
@@ -222,7 +222,7 @@ class Bench:
 
     def _our_parsing(self, frames_rgb: np.ndarray, boxes):
         """The project's parsing functions, BiSeNet batched on the device (what FaceDetectAndParse does)."""
-        from musetalk_core import parsing
+        from musetalk_core.faces import parsing
 
         parser = self.models.network("face_parser")
         masks, crop_boxes = [None] * len(boxes), [None] * len(boxes)
@@ -249,14 +249,14 @@ class Bench:
 
     def latents(self):
         if "latents" not in self._prepared:
-            from musetalk_core.latents import encode_faces
+            from musetalk_core.generators.musetalk.latents import encode_faces
 
             self._prepared["latents"] = encode_faces(self.models, self.faces(), "sample", 0, self.args.batch_size)
         return self._prepared["latents"]
 
     def features(self):
         if "features" not in self._prepared:
-            from musetalk_core.audio import encode_audio
+            from musetalk_core.audio.windows import encode_audio
 
             out = encode_audio(self.models, self.audio, self.fps)
             self._prepared["features"] = out[0] if isinstance(out, tuple) else out
@@ -268,7 +268,7 @@ class Bench:
 
     def generated(self):
         if "generated" not in self._prepared:
-            from musetalk_core.generate import generate_faces
+            from musetalk_core.generators.musetalk.generate import generate_faces
 
             self._prepared["generated"] = generate_faces(self.models, self.latents(), self.features(), "ping_pong",
                                                          0, self.args.batch_size, **self.generation())
@@ -304,7 +304,7 @@ class Bench:
             net = m.network("s3fd")
             h, w = self.det_frames.shape[1:3]
             # the same frames-per-forward budget as face_locate (bounded memory on huge frames)
-            from musetalk_core.face_locate import S3FD_PIXEL_BUDGET
+            from musetalk_core.faces.locate import S3FD_PIXEL_BUDGET
 
             batch = max(1, min(a.face_batch_size, int(S3FD_PIXEL_BUDGET // (h * w * a.detector_scale ** 2))))
 
@@ -331,7 +331,7 @@ class Bench:
                     return self._our_parsing(frames, self.boxes)
             return run
         if stage == "face_prepare":
-            from musetalk_core.faces import prepare_faces
+            from musetalk_core.faces.prepare import prepare_faces
 
             def run():
                 with self.truth_locate():
@@ -339,12 +339,12 @@ class Bench:
                 return out[0] if isinstance(out, tuple) else out
             return self._keep("faces", run, lambda f: bool(f.has_face.all()))
         if stage == "vae_encode":
-            from musetalk_core.latents import encode_faces
+            from musetalk_core.generators.musetalk.latents import encode_faces
 
             faces = self.faces()
             return self._keep("latents", lambda: encode_faces(m, faces, "sample", 0, a.batch_size))
         if stage == "audio":
-            from musetalk_core.audio import encode_audio
+            from musetalk_core.audio.windows import encode_audio
 
             return self._keep("features", lambda: _first(encode_audio(m, self.audio, self.fps)))
         if stage == "unet":
@@ -353,13 +353,13 @@ class Bench:
         if stage == "decode":
             return self._our_decode()
         if stage == "unet_decode":
-            from musetalk_core.generate import generate_faces
+            from musetalk_core.generators.musetalk.generate import generate_faces
 
             latents, features = self.latents(), self.features()
             return self._keep("generated", lambda: generate_faces(m, latents, features, "ping_pong", 0, a.batch_size,
                                                                   **self.generation()))
         if stage == "blend":
-            from musetalk_core.blend import blend_frames
+            from musetalk_core.blend.blender import blend_frames
 
             faces, generated = self.faces(), self.generated()
             return lambda: blend_frames(self.images, faces, generated, chunk_size=a.chunk_size)
@@ -392,7 +392,7 @@ class Bench:
             import shutil
             import wave
 
-            from musetalk_core import video_io
+            from musetalk_core.io import video as video_io
 
             folder = Path(tempfile.mkdtemp(prefix="musetalk-bench-"))
             atexit.register(shutil.rmtree, folder, True)
@@ -411,7 +411,7 @@ class Bench:
 
     def _video_file(self) -> Callable[[], object]:
         """What ``python -m musetalk_core lipsync`` does: demux, decode, every stage, H.264 + AAC encode, in chunks."""
-        from musetalk_core import video_io
+        from musetalk_core.io import video as video_io
         from musetalk_core.streaming import lipsync_stream
 
         m, options = self.models, self.graph_options()
@@ -436,9 +436,9 @@ class Bench:
         return run
 
     def _our_unet(self) -> list:
-        from musetalk_core import accel
+        from musetalk_core.generators.musetalk import accel
         from musetalk_core.frame_mapping import source_indices
-        from musetalk_core.generate import fixed_time_embedding
+        from musetalk_core.generators.musetalk.generate import fixed_time_embedding
 
         m = self.models
         speed = accel.Acceleration.parse(self.generation()["acceleration"])
@@ -469,9 +469,9 @@ class Bench:
 
     def _our_decode(self) -> Callable[[], object]:
         """The decode stage: --decoder's decoder on the UNet outputs, with --acceleration as generate applies it."""
-        from musetalk_core import accel
-        from musetalk_core.generate import _convolutional, decode_faces, decode_faces_taesd
-        from musetalk_core.loading import ensure_network
+        from musetalk_core.generators.musetalk import accel
+        from musetalk_core.generators.musetalk.generate import _convolutional, decode_faces, decode_faces_taesd
+        from musetalk_core.weights.loading import ensure_network
         from musetalk_core.models.vae import scaling_factor
 
         m = self.models
@@ -500,7 +500,7 @@ class Bench:
 
     def _runner(self, what: str, fn, speed, keep=()):
         """One StaticRunner per stage and setting, kept for the bench's life (its build time is reported)."""
-        from musetalk_core import accel
+        from musetalk_core.generators.musetalk import accel
 
         key = ("runner", what, speed.name, self.generation()["decoder"])
         if key not in self._prepared:
@@ -611,7 +611,7 @@ def _nograd(fn, *args):
 def _with_truth(result, bench: "Bench", rows=None):
     """Replace what random-weight location found by the drawn face's landmarks and boxes (see truth_locate).
 
-    ``result`` is musetalk_core.face_locate.FaceLocations; the located frames are the bench's frames (or the
+    ``result`` is musetalk_core.faces.locate.FaceLocations; the located frames are the bench's frames (or the
     bench's frames ``rows``)."""
     import dataclasses
 
@@ -882,7 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoder for decode / unet_decode / blend / whole_graph (taesd: a random-weight TAESD file "
                         "is written next to the networks)")
     p.add_argument("--acceleration", default="off",
-                   help="musetalk_core.accel settings for unet / decode / unet_decode / whole_graph, e.g. "
+                   help="musetalk_core.generators.musetalk.accel settings for unet / decode / unet_decode / whole_graph, e.g. "
                         "channels_last+cuda_graphs (default off)")
     p.add_argument("--markdown", help="also write the table as Markdown here")
     p.add_argument("--no-truth", action="store_true", help="keep what random-weight detection/landmarks found")

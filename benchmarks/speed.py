@@ -5,7 +5,7 @@
     python -m benchmarks.speed --smoke                     # tiny networks on the CPU (the test suite runs this)
 
 A variant is ``[decoder:]acceleration[@batch]``: decoder vae (default) or taesd, acceleration as in
-musetalk_core/accel.py ("off", or flags joined by "+"), batch size (default --batch-size). For each variant the
+musetalk_core/generators/musetalk/accel.py ("off", or flags joined by "+"), batch size (default --batch-size). For each variant the
 stages of benchmarks.run (default unet, decode, unet_decode: frames per second, median of --repeats after
 --warmup) are measured, with the one-off compile / capture seconds (paid in the warm-up), peak VRAM allocated and
 reserved (a CUDA graph's memory pool is reserved, not allocated), and how far the generated faces move from the
@@ -36,7 +36,7 @@ DEFAULT_VARIANTS = ("off", "channels_last", "cudnn_benchmark", "channels_last+cu
 
 def parse_variant(text: str, batch: int) -> tuple:
     """'[decoder:]acceleration[@batch]' -> (decoder, acceleration name, batch)."""
-    from musetalk_core.accel import Acceleration
+    from musetalk_core.generators.musetalk.accel import Acceleration
 
     decoder, _, rest = text.rpartition(":")
     decoder = decoder or "vae"

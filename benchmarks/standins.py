@@ -33,7 +33,10 @@ def _box(h: int, w: int):
 
 
 def install() -> None:
-    from musetalk_core import face_locate, generate, latents, parsing
+    from musetalk_core.faces import locate as face_locate
+    from musetalk_core.generators.musetalk import generate
+    from musetalk_core.generators.musetalk import latents
+    from musetalk_core.faces import parsing
     from musetalk_core.models import s3fd
     from musetalk_core.models.dwpose import FACE_SLICE
 

@@ -1,6 +1,6 @@
 """Command line: ``python -m musetalk_core lipsync --video IN --audio IN --output OUT.mp4 [options]``.
 
-``lipsync`` runs the streaming core (musetalk_core.streaming.lipsync_stream; musetalk_core.latentsync.stream for
+``lipsync`` runs the streaming core (musetalk_core.streaming.lipsync_stream; musetalk_core.generators.latentsync.stream for
 ``--generator latentsync15|16``): the stages the nodes run, chunk by chunk, so memory does not grow with the video's
 length; ``batch`` runs the same core job by job (musetalk_core.batch). Options are the node inputs with dashes
 (``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``; musetalk_core.pipeline.LipsyncOptions holds them with the
@@ -23,10 +23,10 @@ from typing import List, Optional
 
 from .errors import InputError, MuseTalkError
 from .hooks import RunHooks
-from .loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS
+from .weights.loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS
 from .pipeline import LipsyncOptions
 from .types import VERSIONS
-from .video_io import X264_PRESETS
+from .io.video import X264_PRESETS
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -221,14 +221,14 @@ def options_from_args(args: argparse.Namespace) -> LipsyncOptions:
     if args.feature_mode is None:
         values["feature_mode"] = "v1.0-original" if latentsync else _D.feature_mode
     if latentsync:
-        from .latentsync.stream import insightface_root
+        from .generators.latentsync.stream import insightface_root
 
         values["insightface_root"] = insightface_root(args.models_dir or _default_dirs())
     return LipsyncOptions(**values)
 
 
 def _default_dirs():
-    from . import model_files
+    from .weights import files as model_files
 
     return model_files.default_models_dirs()
 
@@ -267,9 +267,10 @@ _STAGE = [None]  # what the run is doing (out_of_memory's stage names), for an o
 def run_lipsync(args: argparse.Namespace) -> int:
     """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.streaming),
     so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
-    from . import model_files, video_io
+    from .weights import files as model_files
+    from .io import video as video_io
     from .pipeline import load
-    from .sources import TensorSource
+    from .io.sources import TensorSource
     from .streaming import check_options, lipsync_stream
 
     if args.video is not None and args.fps is not None:
@@ -298,7 +299,7 @@ def run_lipsync(args: argparse.Namespace) -> int:
                 models = load(dirs, options)
                 run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars)
             else:  # the same stages as the LatentSync graph
-                from .latentsync.stream import latentsync_stream, load_for_latentsync
+                from .generators.latentsync.stream import latentsync_stream, load_for_latentsync
 
                 models, ls_models = load_for_latentsync(dirs, options, unet_config=args.unet_config)
                 run = lambda sink: latentsync_stream(models, ls_models, source, audio, float(fps), options, sink,

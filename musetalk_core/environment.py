@@ -54,7 +54,8 @@ def python_path() -> str:
 
 def apply() -> None:
     """Hand the environment's settings to the library (command line and Ray workers, once at start)."""
-    from . import accel, cpu_pool
+    from . import cpu_pool
+    from .generators.musetalk import accel
 
     mode = compile_mode()
     if mode:

@@ -61,7 +61,7 @@ class LipsyncOptions:
     frame_offset: int = 0
     batch_size: int = 8               # MuseTalkUNetInpaint.batch_size
     decoder: str = "vae"              # "vae" (exact) or "taesd" (fast, approximate)
-    acceleration: str = "off"         # musetalk_core.accel: e.g. "channels_last+cuda_graphs" on a GPU
+    acceleration: str = "off"         # musetalk_core.generators.musetalk.accel: e.g. "channels_last+cuda_graphs" on a GPU
     # BlendAndAssemble
     blur_factor: float = 0.05
     upper_boundary_ratio: float = 0.5
@@ -108,7 +108,7 @@ def _hooks(progress: Optional[ProgressFactory], stage: str, total: int) -> RunHo
 
 
 def load(models_dirs: Sequence[Path], options: LipsyncOptions) -> MuseTalkModels:
-    from .loading import load_models
+    from .weights.loading import load_models
 
     return load_models([Path(d) for d in models_dirs], version=options.version, precision=options.precision,
                        device=options.device, landmark_backend=options.landmark_backend)
@@ -117,8 +117,8 @@ def load(models_dirs: Sequence[Path], options: LipsyncOptions) -> MuseTalkModels
 def prepare_video(models: MuseTalkModels, frames: torch.Tensor, options: LipsyncOptions,
                   progress: Optional[ProgressFactory] = None) -> PreparedVideo:
     """FaceDetectAndParse + VAEEncodeMasked: everything that depends on the frames only."""
-    from .faces import prepare_faces
-    from .latents import encode_faces
+    from .faces.prepare import prepare_faces
+    from .generators.musetalk.latents import encode_faces
 
     n = int(frames.shape[0])
     faces = prepare_faces(
@@ -139,9 +139,9 @@ def drive(models: MuseTalkModels, prepared: PreparedVideo, audio: Mapping[str, A
           options: LipsyncOptions, progress: Optional[ProgressFactory] = None,
           replacement_faces: Optional[torch.Tensor] = None) -> LipsyncResult:
     """WhisperAudioEncode + MuseTalkUNetInpaint + BlendAndAssemble for one audio track."""
-    from .audio import encode_audio
-    from .blend import blend_frames
-    from .generate import generate_faces
+    from .audio.windows import encode_audio
+    from .blend.blender import blend_frames
+    from .generators.musetalk.generate import generate_faces
 
     features = encode_audio(
         models, audio, float(fps), audio_padding_left=options.audio_padding_left,

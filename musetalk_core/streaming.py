@@ -32,12 +32,12 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 import numpy as np
 import torch
 
-from .blend import Blender, assemble_audio, check_blend_settings
+from .blend.blender import Blender, assemble_audio, check_blend_settings
 from .errors import InputError
 from .frame_mapping import MODES, used_source_frames
 from .hooks import NO_HOOKS, RunHooks
-from .sources import FrameSource
-from .spill import SpillFolder, store_in
+from .io.sources import FrameSource
+from .io.spill import SpillFolder, store_in
 from .types import MuseTalkModels
 
 Sink = Callable[[torch.Tensor], None]  # receives uint8 (k, H, W, 3) CPU frames, in output order
@@ -60,8 +60,8 @@ def _hooks(progress: Optional[ProgressFactory], stage: str, total: int) -> RunHo
 
 def check_options(options) -> None:
     """Every setting the nodes would check, before any model or frame is touched."""
-    from .faces import _check_settings
-    from .generate import check_generation_settings
+    from .faces.prepare import _check_settings
+    from .generators.musetalk.generate import check_generation_settings
 
     _check_settings(options.parsing_mode, options.left_cheek_width, options.right_cheek_width,
                     options.box_smoothing, options.face_batch_size)
@@ -127,7 +127,7 @@ class Material:
 def encode_features(models: MuseTalkModels, audio: Mapping[str, Any], fps: float, options, spill: SpillFolder,
                     progress: Optional[ProgressFactory] = None):
     """WhisperAudioEncode with the windows spilled to ``spill`` (checks the audio before any frame is decoded)."""
-    from .audio import encode_audio
+    from .audio.windows import encode_audio
 
     features = encode_audio(
         models, audio, float(fps), audio_padding_left=options.audio_padding_left,
@@ -145,8 +145,8 @@ def frames_used(num_output: int, num_source: int, options):
 def video_material(models: MuseTalkModels, source: FrameSource, options, wanted: np.ndarray, spill: SpillFolder,
                    progress: Optional[ProgressFactory] = None, chunk_frames: Optional[int] = None):
     """(faces, latents or None) of the ``wanted`` source frames: the per-video stages, crops/masks/latents spilled."""
-    from .face_material import build_faces
-    from .latents import encode_faces
+    from .faces.material import build_faces
+    from .generators.musetalk.latents import encode_faces
 
     faces, _, _ = build_faces(
         models, source, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin,
@@ -166,7 +166,7 @@ def video_material(models: MuseTalkModels, source: FrameSource, options, wanted:
 
 def material_for(features, mapping: torch.Tensor, faces, latents, options) -> Material:
     """The generation plan over the whole job: which output frames get a mouth, from which latent row."""
-    from .generate import plan_generation
+    from .generators.musetalk.generate import plan_generation
 
     t = features.num_frames
     if latents is None:
@@ -196,7 +196,7 @@ def render(models: MuseTalkModels, material: Material, source: FrameSource, opti
     """Generate, blend and hand to ``sink`` output frames first..last-1 (default: all), in order.
 
     ``first`` must be a multiple of options.chunk_size (or 0) for the blend chunks to be the whole run's."""
-    from .generate import iter_generated
+    from .generators.musetalk.generate import iter_generated
 
     t = material.num_frames
     last = t if last is None else min(int(last), t)

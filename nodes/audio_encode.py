@@ -59,11 +59,11 @@ class WhisperAudioEncode:
 
     def encode(self, musetalk_models, audio, fps, audio_padding_left, audio_padding_right, feature_mode,
                silence_threshold_db, video=None):
-        from musetalk_core.audio import encode_audio, num_segments
+        from musetalk_core.audio.windows import encode_audio, num_segments
 
         store = None
         if video is not None:  # a long video: its fps, and the windows (77 KB per frame at fp32) kept on disk
-            from musetalk_core.spill import SpillFolder, store_in
+            from musetalk_core.io.spill import SpillFolder, store_in
 
             fps = video_fps(video)
             store = store_in(SpillFolder(comfy_bridge.temp_directory()), "audio.bin")
@@ -78,7 +78,7 @@ class WhisperAudioEncode:
 def video_fps(video) -> float:
     """The exact frame rate of a VIDEO (ComfyUI's get_frame_rate(), else the file's stream, nothing decoded)."""
     from musetalk_core.errors import InputError
-    from musetalk_core.sources import as_source
+    from musetalk_core.io.sources import as_source
 
     rate = None
     if callable(getattr(video, "get_frame_rate", None)):

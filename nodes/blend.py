@@ -65,7 +65,7 @@ class BlendAndAssemble:
 
     def blend(self, images=None, faces=None, generated=None, blur_factor=0.05, upper_boundary_ratio=0.5,
               silence_handling=False, silence_fade_frames=3, chunk_size=16, replacement_faces=None, video=None):
-        from musetalk_core.blend import blend_frames
+        from musetalk_core.blend.blender import blend_frames
 
         from .face_detect import one_source
 
@@ -85,8 +85,8 @@ def blend_video(video, faces, generated, settings):
     """The VIDEO path: source frames re-read per chunk, blended and written to an mp4 in ComfyUI's temp folder."""
     import uuid
 
-    from musetalk_core.blend import stream_blend
-    from musetalk_core.sources import as_source
+    from musetalk_core.blend.blender import stream_blend
+    from musetalk_core.io.sources import as_source
 
     import tempfile
     from pathlib import Path

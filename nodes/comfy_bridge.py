@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from musetalk_core import model_files
+from musetalk_core.weights import files as model_files
 from musetalk_core.hooks import RunHooks
 from musetalk_core.types import Placement
 
@@ -163,7 +163,7 @@ def video_from_file(path) -> object:
 
         video = VideoFromFile(str(path))
     except Exception:  # noqa: BLE001 - absent outside ComfyUI
-        from musetalk_core.video_io import FileVideo
+        from musetalk_core.io.video import FileVideo
 
         video = FileVideo(path)
     weakref.finalize(video, _remove_quietly, str(path))
@@ -188,6 +188,6 @@ def video_from_components(images, audio, fps) -> object:
 
         return VideoFromComponents(VideoComponents(images=images, audio=audio, frame_rate=rate))
     except Exception:  # noqa: BLE001
-        from musetalk_core.video_io import ComponentsVideo
+        from musetalk_core.io.video import ComponentsVideo
 
         return ComponentsVideo(images, audio, rate)

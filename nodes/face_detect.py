@@ -74,10 +74,10 @@ class FaceDetectAndParse:
     def prepare(self, musetalk_models, images=None, bbox_shift=0, extra_margin=10, parsing_mode="auto",
                 left_cheek_width=90, right_cheek_width=90, face_selection="highest_score",
                 landmark_region="full_frame", box_smoothing=0.0, detector_scale=1.0, batch_size=8, video=None):
-        from musetalk_core.face_material import build_faces
-        from musetalk_core.previews import sample_indices, strip
-        from musetalk_core.sources import TensorSource, as_source
-        from musetalk_core.spill import SpillFolder
+        from musetalk_core.faces.material import build_faces
+        from musetalk_core.io.previews import sample_indices, strip
+        from musetalk_core.io.sources import TensorSource, as_source
+        from musetalk_core.io.spill import SpillFolder
 
         one_source(images, video, "FaceDetectAndParse")
         source = TensorSource(images, "images") if video is None else as_source(video, "video")

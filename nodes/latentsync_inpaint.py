@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from musetalk_core.frame_mapping import MODES
-from musetalk_core.latentsync.landmarks import BACKENDS
+from musetalk_core.generators.latentsync.landmarks import BACKENDS
 from musetalk_core.types import AUDIO_TYPE, FACES_TYPE, GENERATED_TYPE
 
 from . import comfy_bridge
@@ -71,14 +71,14 @@ class LatentSyncInpaint:
         import torch
 
         from musetalk_core.errors import InputError
-        from musetalk_core.frames import uint8_to_image
-        from musetalk_core.latentsync.generate import (SamplingSettings, check_audio, count_steps,
+        from musetalk_core.io.frames import uint8_to_image
+        from musetalk_core.generators.latentsync.generate import (SamplingSettings, check_audio, count_steps,
                                                       generate_latentsync, plan_frames, restore_dtype)
         from musetalk_core.frame_mapping import used_source_frames
-        from musetalk_core.latentsync.video_align import align_video, alignment_plan
-        from musetalk_core.previews import sample_indices
-        from musetalk_core.sources import TensorSource, as_source
-        from musetalk_core.spill import SpillFolder, store_in
+        from musetalk_core.generators.latentsync.video_align import align_video, alignment_plan
+        from musetalk_core.io.previews import sample_indices
+        from musetalk_core.io.sources import TensorSource, as_source
+        from musetalk_core.io.spill import SpillFolder, store_in
 
         from .face_detect import one_source
 
@@ -121,6 +121,6 @@ class LatentSyncInpaint:
 
 def _insightface_root():
     """The CLI's search (latentsync.stream.insightface_root) over ComfyUI's models folders."""
-    from musetalk_core.latentsync.stream import insightface_root
+    from musetalk_core.generators.latentsync.stream import insightface_root
 
     return insightface_root(comfy_bridge.models_search_dirs())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from musetalk_core.latentsync.config import VERSIONS
-from musetalk_core.loading import DEVICES, PRECISIONS
+from musetalk_core.generators.latentsync.config import VERSIONS
+from musetalk_core.weights.loading import DEVICES, PRECISIONS
 
 from . import comfy_bridge
 
@@ -44,7 +44,7 @@ class LoadLatentSyncModel:
         }
 
     def load(self, version, precision, device, unet_config=""):
-        from musetalk_core.latentsync.loading import load_latentsync
+        from musetalk_core.generators.latentsync.loading import load_latentsync
 
         models = load_latentsync(comfy_bridge.models_search_dirs(), version=version, precision=precision,
                                  device=comfy_bridge.torch_device(device), config_file=unet_config or None)

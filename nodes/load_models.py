@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from musetalk_core.loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS, load_models
+from musetalk_core.weights.loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS, load_models
 from musetalk_core.types import MODELS_TYPE, VERSIONS
 
 from . import comfy_bridge

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from musetalk_core.frame_mapping import MODES
-from musetalk_core.frames import uint8_to_image
+from musetalk_core.io.frames import uint8_to_image
 from musetalk_core.types import AUDIO_TYPE, GENERATED_TYPE, LATENTS_TYPE, MODELS_TYPE
 
 from . import comfy_bridge
 
 CATEGORY = "MuseTalk"
 DECODER_CHOICES = ("vae", "taesd")
-# presets of musetalk_core.accel flags measured on an H100 (BENCHMARKS.md); the CLI takes any '+' combination
+# presets of musetalk_core.generators.musetalk.accel flags measured on an H100 (BENCHMARKS.md); the CLI takes any '+' combination
 ACCELERATION_CHOICES = ("off", "cuda_graphs", "cuda_graphs+compile")
 
 
@@ -68,9 +68,9 @@ class MuseTalkUNetInpaint:
 
     def generate(self, musetalk_models, latents, audio_features, frame_mapping, frame_offset, batch_size,
                  decoder="vae", acceleration="off"):
-        from musetalk_core.generate import generate_faces
-        from musetalk_core.previews import sample_indices
-        from musetalk_core.spill import SpilledArray, SpillFolder
+        from musetalk_core.generators.musetalk.generate import generate_faces
+        from musetalk_core.io.previews import sample_indices
+        from musetalk_core.io.spill import SpilledArray, SpillFolder
 
         total = getattr(audio_features, "num_frames", 1)
         store = None

@@ -39,8 +39,8 @@ class VAEEncodeMasked:
         }
 
     def encode(self, musetalk_models, faces, latent_mode, seed, batch_size):
-        from musetalk_core.latents import encode_faces
-        from musetalk_core.spill import SpilledArray, SpillFolder, store_in
+        from musetalk_core.generators.musetalk.latents import encode_faces
+        from musetalk_core.io.spill import SpilledArray, SpillFolder, store_in
 
         hooks = comfy_bridge.run_hooks(int(faces.has_face.sum()) if hasattr(faces, "has_face") else 1)
         store = None  # faces from a VIDEO: latents on disk as well (32 KB per frame would grow with the video)

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core import accel, download, loading, model_files
-from musetalk_core import generate as gen_mod
+from musetalk_core.generators.musetalk import accel
+from musetalk_core.weights import download
+from musetalk_core.weights import loading
+from musetalk_core.weights import files as model_files
+from musetalk_core.generators.musetalk import generate as gen_mod
 from musetalk_core.errors import InputError, ModelFilesMissing, WeightFileError
-from musetalk_core.generate import generate_faces
+from musetalk_core.generators.musetalk.generate import generate_faces
 from musetalk_core.models.taesd import build_taesd_decoder
 from musetalk_core.types import MuseTalkAudio
 from test_generate import assert_same_faces, make_audio, make_latents
@@ -241,7 +244,7 @@ def test_skip_silent_generates_only_the_voiced_frames(models, golden, monkeypatc
 
 
 def test_skipped_frames_blend_to_exactly_the_full_run_with_silence_handling(models, golden):  # noqa: F811
-    from musetalk_core.blend import blend_frames
+    from musetalk_core.blend.blender import blend_frames
     from test_blend import make_faces, synthetic_video, to_image
 
     silent = [False, True, True, False, False, True, False]
@@ -268,7 +271,7 @@ def test_pipeline_skips_silent_frames_only_with_silence_handling(monkeypatch):
         raise RuntimeError("stop")
 
     monkeypatch.setattr(gen_mod, "generate_faces", fake_generate)
-    monkeypatch.setattr("musetalk_core.audio.encode_audio", lambda *a, **k: make_audio_stub())
+    monkeypatch.setattr("musetalk_core.audio.windows.encode_audio", lambda *a, **k: make_audio_stub())
     for handling in (False, True):
         opts = pipeline.LipsyncOptions(silence_handling=handling, decoder="taesd", acceleration="cuda_graphs")
         with pytest.raises(RuntimeError, match="stop"):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core import audio as core
+from musetalk_core.audio import windows as core
 from musetalk_core.errors import InputError, WeightFileError
-from musetalk_core.loading import load_models
+from musetalk_core.weights.loading import load_models
 from musetalk_core.types import MuseTalkAudio, MuseTalkModels
 from tiny.whisper import as_audio, seeded_signal, write
 

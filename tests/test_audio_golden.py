@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musetalk_core.audio import encode_audio
-from musetalk_core.loading import load_models
+from musetalk_core.audio.windows import encode_audio
+from musetalk_core.weights.loading import load_models
 from tiny.whisper import as_audio, seeded_signal, write
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "audio"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core import video_io
-from musetalk_core.background import BackgroundWorker
+from musetalk_core.io import video as video_io
+from musetalk_core.io.background import BackgroundWorker
 from musetalk_core.errors import OutputError
 
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from media import face_frames, tone, write_video, write_wav
-from musetalk_core import cli, video_io
+from musetalk_core import cli
+from musetalk_core.io import video as video_io
 from musetalk_core.frame_mapping import source_indices
-from musetalk_core.loading import load_models
+from musetalk_core.weights.loading import load_models
 from musetalk_core.types import Placement
 
 FPS = Fraction(25)
@@ -174,8 +175,9 @@ def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(small_media, fa
     temporary folder of spilled material removed; the same command then succeeds."""
     import tempfile
 
-    from musetalk_core import cli, video_io
-    from musetalk_core.blend import Blender
+    from musetalk_core import cli
+    from musetalk_core.io import video as video_io
+    from musetalk_core.blend.blender import Blender
 
     temp = tmp_path / "temp"
     temp.mkdir()
@@ -220,7 +222,7 @@ def test_sigterm_mid_run_leaves_nothing(small_media, faceless_models_dir, tmp_pa
     temp = tmp_path / "temp"
     temp.mkdir()
     # each blended chunk takes a while, so the signal lands mid-write
-    script = ("import sys, time\nsys.path.insert(0, sys.argv[1])\nfrom musetalk_core.blend import Blender\n"
+    script = ("import sys, time\nsys.path.insert(0, sys.argv[1])\nfrom musetalk_core.blend.blender import Blender\n"
               "real = Blender.blend_uint8\n"
               "Blender.blend_uint8 = lambda self, *a: (time.sleep(0.5), real(self, *a))[1]\n"
               "from musetalk_core.cli import main\nsys.exit(main(sys.argv[2:]))\n")
@@ -307,7 +309,7 @@ def _chain(nodes, models, images, audio):
 
 def test_rgba_and_grayscale_through_the_node_chain(pack, tiny_models):
     """An RGBA / grayscale IMAGE runs the whole chain and each node reads it as the same RGB frames."""
-    from musetalk_core.frames import frames_fingerprint
+    from musetalk_core.io.frames import frames_fingerprint
 
     nodes = pack.NODE_CLASS_MAPPINGS
     blend = nodes["BlendAndAssemble"]()
@@ -329,7 +331,7 @@ def test_rgba_and_grayscale_through_the_node_chain(pack, tiny_models):
 
 
 def test_rgb_frames_is_the_one_reader():
-    from musetalk_core.frames import frames_fingerprint, image_to_uint8, rgb_frames
+    from musetalk_core.io.frames import frames_fingerprint, image_to_uint8, rgb_frames
 
     rgb = torch.rand(2, 8, 6, 3)
     assert rgb_frames(rgb) is rgb  # no copy for the normal case
@@ -350,7 +352,7 @@ def test_rgb_frames_is_the_one_reader():
 ])
 def test_float_image_outside_0_1_is_refused_by_every_node(pack, tiny_models, values, match):
     from musetalk_core.errors import InputError
-    from musetalk_core.frames import frames_fingerprint
+    from musetalk_core.io.frames import frames_fingerprint
     from musetalk_core.types import MuseTalkFaces, MuseTalkGenerated
 
     nodes = pack.NODE_CLASS_MAPPINGS

@@ -17,7 +17,8 @@ import torch
 
 from conftest import ROOT
 from media import face_frames, tone, write_video, write_wav
-from musetalk_core import cli, video_io
+from musetalk_core import cli
+from musetalk_core.io import video as video_io
 from musetalk_core.batch.jobs import BadJob, read_jobs
 from musetalk_core.batch.schedule import Schedule
 from musetalk_core.batch.segments import plan_segments

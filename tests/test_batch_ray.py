@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from media import face_frames, tone, write_video, write_wav
-from musetalk_core import video_io
+from musetalk_core.io import video as video_io
 from musetalk_core.batch import run as batch_run
 from test_batch import write_jobs
 

@@ -103,7 +103,7 @@ def test_straightforward_detection_equals_the_pack():
 
 def test_straightforward_vae_preprocessing_matches_the_pack():
     """The float64 per-frame preprocessing of the straightforward side feeds the VAE the same numbers."""
-    from musetalk_core import latents
+    from musetalk_core.generators.musetalk import latents
 
     rng = np.random.default_rng(0)
     crop_rgb = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)

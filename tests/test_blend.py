@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core.blend import assemble_audio, audio_length, blend_frames, silence_weights
+from musetalk_core.blend.blender import assemble_audio, audio_length, blend_frames, silence_weights
 from musetalk_core.errors import InputError
-from musetalk_core.frames import frames_fingerprint
+from musetalk_core.io.frames import frames_fingerprint
 from musetalk_core.hooks import RunHooks
 from musetalk_core.types import MuseTalkAudio, MuseTalkFaces, MuseTalkGenerated
 
@@ -142,9 +142,9 @@ def test_matches_reference_compositing(golden, use_replacement, device):
 def test_streamed_uint8_blend_matches_reference_and_moves_only_the_squares(golden, device, monkeypatch):
     """The streaming blend (CLI, VIDEO path) of uint8 frames: every recorded case bit for bit, while the device
     only sees the blend squares (crop box within the frame), never whole frames."""
-    from musetalk_core import blend_ops
-    from musetalk_core.blend import make_blender
-    from musetalk_core.sources import TensorSource
+    from musetalk_core.blend import kernels as blend_ops
+    from musetalk_core.blend.blender import make_blender
+    from musetalk_core.io.sources import TensorSource
 
     g = golden
     seen = []
@@ -177,8 +177,8 @@ def test_streamed_uint8_blend_matches_reference_and_moves_only_the_squares(golde
 def test_streamed_blend_with_a_crop_box_outside_the_frame():
     """A blend square of nothing (a crop box wholly outside its frame) next to a normal one: the streamed way gives
     the whole-frame way's pixels, the outside one changes nothing."""
-    from musetalk_core.blend import make_blender, to_uint8
-    from musetalk_core.sources import TensorSource
+    from musetalk_core.blend.blender import make_blender, to_uint8
+    from musetalk_core.io.sources import TensorSource
 
     frames, boxes, crops, masks = synthetic_video(n=2, seed=11)
     boxes[1], crops[1] = (200, 10, 230, 40), (190, 0, 240, 50)  # the frame is 96 wide
@@ -401,9 +401,9 @@ def test_rejects_nan_frames_under_the_mask():
 def test_pixel_budgets_bound_each_pass_without_changing_a_pixel(monkeypatch):
     """Blender.stream (the VIDEO / command-line blend) limits frame pixels per chunk, mask pixels per compose call
     and bytes of cached masks (very large frames and close-ups); none of the limits changes an output pixel."""
-    from musetalk_core import blend_ops
-    from musetalk_core.blend import Blender, make_blender, to_uint8
-    from musetalk_core.sources import TensorSource
+    from musetalk_core.blend import kernels as blend_ops
+    from musetalk_core.blend.blender import Blender, make_blender, to_uint8
+    from musetalk_core.io.sources import TensorSource
 
     frames, boxes, crops, masks = synthetic_video(n=5, seed=3)
     faces = make_faces(frames, boxes, crops, masks)
@@ -447,7 +447,7 @@ def test_pixel_budgets_bound_each_pass_without_changing_a_pixel(monkeypatch):
 def test_preview_frames_are_kept_at_preview_size():
     """The VIDEO paths keep their 16 preview frames already downscaled (and copied, never views of a chunk): the
     strip is the same as from full-size frames."""
-    from musetalk_core.previews import PREVIEW_SIDE, Downscaled, strip
+    from musetalk_core.io.previews import PREVIEW_SIDE, Downscaled, strip
 
     rng = np.random.default_rng(9)
     big = rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8)

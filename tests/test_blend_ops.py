@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core import blend_ops
+from musetalk_core.blend import kernels as blend_ops
 
 import cv2
 from PIL import Image

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from musetalk_core.errors import InputError, WeightFileError
-from musetalk_core.face_boxes import bbox_range_text, landmark_box
-from musetalk_core.loading import load_models
+from musetalk_core.faces.boxes import bbox_range_text, landmark_box
+from musetalk_core.weights.loading import load_models
 
 GOLDEN = Path(__file__).parent / "golden" / "detect" / "boxes.json"
 
@@ -268,7 +268,7 @@ def test_wrong_checkpoint_in_dwpose_slot(tmp_path):
 
 
 def test_locate_faces_end_to_end(models):
-    from musetalk_core.face_locate import locate_faces
+    from musetalk_core.faces.locate import locate_faces
 
     m = models[0]
     frames = torch.from_numpy(np.stack(_frames([(128, 160)] * 3) + [np.full((128, 160, 3), 255, np.uint8)]))

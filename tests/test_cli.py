@@ -12,7 +12,8 @@ import pytest
 
 from conftest import ROOT
 from media import face_frames, tone, write_audio_only, write_video, write_wav
-from musetalk_core import cli, video_io
+from musetalk_core import cli
+from musetalk_core.io import video as video_io
 from musetalk_core.pipeline import LipsyncOptions
 
 

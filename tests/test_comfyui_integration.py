@@ -215,7 +215,7 @@ TINY_LATENTSYNC_NODE = """
 import sys
 from dataclasses import replace
 sys.path.insert(0, {root!r})
-from musetalk_core.latentsync import config
+from musetalk_core.generators.latentsync import config
 for name in list(config.VERSIONS):
     config.VERSIONS[name] = replace(config.VERSIONS[name], unet=config.tiny_config())
 NODE_CLASS_MAPPINGS = {{}}
@@ -275,7 +275,7 @@ def _saved_videos(url: str, entry: dict, prompt: dict, folder: Path) -> dict:
 @needs_comfyui
 @pytest.mark.parametrize("path", API_FILES, ids=[p.stem for p in API_FILES])
 def test_api_workflow_runs_in_comfyui(path, run_server, tmp_path):
-    from musetalk_core import video_io
+    from musetalk_core.io import video as video_io
 
     url, base = run_server
     api = _api(path)
@@ -318,7 +318,7 @@ def test_changing_only_the_audio_reruns_only_the_audio_stages(run_server, tmp_pa
     cached = {api[n]["class_type"] for n in cached_nodes(entry)}
     assert cached == {"LoadMuseTalkModels", "LoadVideo", "GetVideoComponents", "FaceDetectAndParse",
                       "VAEEncodeMasked"}, cached
-    from musetalk_core import video_io
+    from musetalk_core.io import video as video_io
 
     (file,) = _saved_videos(url, entry, api, tmp_path).values()
     assert video_io.probe(file)["frames"] == math.floor(AUDIO_SECONDS["musetalk_example_speech_2.wav"] * FPS)

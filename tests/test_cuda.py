@@ -41,8 +41,8 @@ def generator_folder(tiny_models_factory):
 
 
 def _generate(folder, golden, precision):
-    from musetalk_core import loading
-    from musetalk_core.generate import generate_faces
+    from musetalk_core.weights import loading
+    from musetalk_core.generators.musetalk.generate import generate_faces
     from test_generate import make_audio, make_latents
 
     models = loading.load_models([folder], "v15", precision=precision, device="cuda", networks=["unet", "vae", "pe"])
@@ -74,8 +74,8 @@ def test_generator_reduced_precision_on_cuda_stays_close(generator_folder, gener
 
 
 def test_latents_on_cuda_match_the_reference(generator_folder, generator_golden):
-    from musetalk_core import loading
-    from musetalk_core.latents import encode_faces
+    from musetalk_core.weights import loading
+    from musetalk_core.generators.musetalk.latents import encode_faces
     from test_latents import make_faces
 
     models = loading.load_models([generator_folder], "v15", precision="fp32", device="cuda", networks=["vae"])
@@ -88,7 +88,7 @@ def test_latents_on_cuda_match_the_reference(generator_folder, generator_golden)
 
 
 def test_s3fd_on_cuda_finds_the_reference_boxes(tiny_models_factory):
-    from musetalk_core.loading import load_models
+    from musetalk_core.weights.loading import load_models
     from musetalk_core.models.s3fd import detect
     from test_detect_s3fd import GOLDEN
 
@@ -109,8 +109,8 @@ def test_s3fd_on_cuda_finds_the_reference_boxes(tiny_models_factory):
 
 
 def test_prepare_faces_on_cuda_equals_the_cpu(tmp_path):
-    from musetalk_core.faces import prepare_faces
-    from musetalk_core.loading import load_models
+    from musetalk_core.faces.prepare import prepare_faces
+    from musetalk_core.weights.loading import load_models
     from test_pipeline_boxes import GOLDEN, NETWORKS, write_golden_models
 
     frames = torch.from_numpy(np.load(GOLDEN / "frames_crops.npz")["frames"])
@@ -135,8 +135,8 @@ def test_prepare_faces_on_cuda_equals_the_cpu(tmp_path):
 # ------------------------------------------------------------------------------------------------ speed settings
 
 def _generate_with(folder, golden, precision, batch_size, **options):
-    from musetalk_core import loading
-    from musetalk_core.generate import generate_faces
+    from musetalk_core.weights import loading
+    from musetalk_core.generators.musetalk.generate import generate_faces
     from test_generate import make_audio, make_latents
 
     models = loading.load_models([folder], "v15", precision=precision, device="cuda", networks=["unet", "vae", "pe"])
@@ -176,7 +176,7 @@ def test_acceleration_on_cuda_stays_within_the_default_tolerances(generator_fold
 
 
 def test_cuda_graph_is_captured_once_and_reused(generator_folder, generator_golden):
-    from musetalk_core import accel
+    from musetalk_core.generators.musetalk import accel
 
     out, models = _generate_with(generator_folder, generator_golden, "fp32", 4, acceleration="cuda_graphs")
     runner = models.extras[accel.RUNNER_SLOT][1]
@@ -190,8 +190,8 @@ def test_cuda_graph_is_captured_once_and_reused(generator_folder, generator_gold
 
 
 def test_taesd_on_cuda_matches_the_cpu(generator_folder, generator_golden, tmp_path):
-    from musetalk_core import loading
-    from musetalk_core.generate import generate_faces
+    from musetalk_core.weights import loading
+    from musetalk_core.generators.musetalk.generate import generate_faces
     from test_accel import _write_taesd
     from test_generate import make_audio, make_latents
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from musetalk_core.errors import WeightFileError
-from musetalk_core.loading import load_models
+from musetalk_core.weights.loading import load_models
 from musetalk_core.models.s3fd import detect, nms_keep
 
 GOLDEN = Path(__file__).parent / "golden" / "detect" / "s3fd.npz"
@@ -123,10 +123,10 @@ def test_frames_far_above_the_pixel_budget_get_one_warning_naming_a_detector_sca
     keeps a pass near the budget; 1080p (about the budget) and 4K at 0.5 say nothing."""
     import logging
 
-    from musetalk_core import face_locate
+    from musetalk_core.faces import locate as face_locate
 
     monkeypatch.setattr(face_locate, "_warned_sizes", set())
-    with caplog.at_level(logging.WARNING, logger="musetalk_core.face_locate"):
+    with caplog.at_level(logging.WARNING, logger="musetalk_core.faces.locate"):
         for h, w, scale in ((1080, 1920, 1.0), (2160, 3840, 0.5), (2160, 3840, 1.0), (2160, 3840, 1.0),
                             (4320, 7680, 1.0)):
             face_locate.warn_large_frames(h, w, scale)

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from musetalk_core import download, model_files
+from musetalk_core.weights import download
+from musetalk_core.weights import files as model_files
 from musetalk_core.errors import InputError, ModelFilesMissing
 
 

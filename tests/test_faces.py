@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core import face_locate, faces as faces_mod, parsing
+from musetalk_core.faces import locate as face_locate
+from musetalk_core.faces import prepare as faces_mod
+from musetalk_core.faces import parsing
 from musetalk_core.errors import InputError
-from musetalk_core.frames import frames_fingerprint
+from musetalk_core.io.frames import frames_fingerprint
 from musetalk_core.hooks import RunHooks
-from musetalk_core.loading import load_models
+from musetalk_core.weights.loading import load_models
 
 H, W = 120, 100
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from musetalk_core import loading, model_files
+from musetalk_core.weights import loading
+from musetalk_core.weights import files as model_files
 from musetalk_core.errors import InputError, ModelFilesMissing, WeightFileError
 
 CARD_NODE_IDS = ["LoadMuseTalkModels", "FaceDetectAndParse", "WhisperAudioEncode", "VAEEncodeMasked",
@@ -151,7 +152,7 @@ def test_pickles_load_with_weights_only(tmp_path):
     path = tmp_path / "x.pth"
     with open(path, "wb") as fh:
         pickle.dump({"a": Evil()}, fh)
-    from musetalk_core.checkpoints import read_state_dict
+    from musetalk_core.weights.checkpoints import read_state_dict
 
     with pytest.raises(WeightFileError, match="x.pth"):
         read_state_dict(path)

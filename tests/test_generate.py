@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from musetalk_core import generate as gen_mod
+from musetalk_core.generators.musetalk import generate as gen_mod
 from musetalk_core.errors import InputError
-from musetalk_core.generate import fixed_time_embedding, generate_faces
+from musetalk_core.generators.musetalk.generate import fixed_time_embedding, generate_faces
 from musetalk_core.hooks import RunHooks
 from musetalk_core.types import MuseTalkAudio, MuseTalkLatents
 from test_latents import GOLDEN, golden, models  # noqa: F401  (the same golden file and tiny UNet/VAE fixtures)
@@ -219,7 +219,7 @@ def test_v10_original_features_warn_only_at_the_musetalk_v15_unet(pack, models, 
     node = pack.NODE_CLASS_MAPPINGS["MuseTalkUNetInpaint"]()
     speech = {"waveform": torch.sin(torch.arange(8000) * 0.05).reshape(1, 1, -1), "sample_rate": 16000}
     with caplog.at_level(logging.WARNING):
-        from musetalk_core.loading import load_models
+        from musetalk_core.weights.loading import load_models
 
         whisper = load_models([tiny_models_factory("v15", networks=["whisper"])], device="cpu", networks=["whisper"])
         (encoded,) = pack.NODE_CLASS_MAPPINGS["WhisperAudioEncode"]().encode(whisper, speech, 25.0, 2, 2,

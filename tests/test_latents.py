@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core import loading
+from musetalk_core.weights import loading
 from musetalk_core.errors import InputError
-from musetalk_core.latents import encode_faces, frame_noise, preprocess_crops
+from musetalk_core.generators.musetalk.latents import encode_faces, frame_noise, preprocess_crops
 from musetalk_core.types import MuseTalkFaces
 
 GOLDEN = Path(__file__).parent / "golden" / "generator" / "generator.npz"
@@ -81,7 +81,7 @@ def test_sample_is_seeded_per_frame_and_batch_independent(models, golden, mean_l
     assert not torch.allclose(a.latents, c.latents)
     assert not torch.allclose(a.latents, mean_latents.latents)
     # frame 1 = scaling * (mean + std * noise(seed, 1)) for [masked, full]
-    from musetalk_core.latents import preprocess_crops as prep
+    from musetalk_core.generators.musetalk.latents import preprocess_crops as prep
     from musetalk_core.models.vae import scaling_factor
 
     vae = models.network("vae")

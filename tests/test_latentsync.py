@@ -16,15 +16,15 @@ import pytest
 import torch
 
 import tiny_latentsync as tl
-from musetalk_core.checkpoints import on_meta
+from musetalk_core.weights.checkpoints import on_meta
 from musetalk_core.errors import InputError, WeightFileError
 from musetalk_core.hooks import RunHooks
-from musetalk_core.latentsync import audio as ls_audio
-from musetalk_core.latentsync import sampler as ls_sampler
-from musetalk_core.latentsync.config import (REFERENCE_COMMIT, VERSIONS, UNet3DConfig, config_from_dict,
+from musetalk_core.generators.latentsync import audio as ls_audio
+from musetalk_core.generators.latentsync import sampler as ls_sampler
+from musetalk_core.generators.latentsync.config import (REFERENCE_COMMIT, VERSIONS, UNet3DConfig, config_from_dict,
                                              get_version, tiny_config)
-from musetalk_core.latentsync.unet3d import UNet3DConditionModel
-from musetalk_core.latentsync.weights import load_unet3d
+from musetalk_core.generators.latentsync.unet3d import UNet3DConditionModel
+from musetalk_core.generators.latentsync.weights import load_unet3d
 
 GOLDEN = Path(__file__).parent / "golden" / "latentsync" / "latentsync.npz"
 UNET_ATOL = 2e-4  # one UNet3D forward
@@ -83,7 +83,7 @@ def test_upstream_config_files_are_read(golden, tmp_path):
     section as config_from_dict reads it, the data resolution; JSON works too; errors name the file."""
     from dataclasses import replace
 
-    from musetalk_core.latentsync.config import read_config_file
+    from musetalk_core.generators.latentsync.config import read_config_file
 
     published = json.loads(str(golden["published_model_json"]))
     assert read_config_file(_config_yaml(tmp_path / "stage2.yaml", published)) == (UNet3DConfig(), 256)
@@ -182,7 +182,7 @@ def test_unet_forward_matches_reference(golden, tiny_unet):
 
 def test_audio_windows_match_reference(golden):
     """LatentSync's windows are those of WhisperAudioEncode's v1.0-original mode (same rows, same token order)."""
-    from musetalk_core.audio import original_window_rows
+    from musetalk_core.audio.windows import original_window_rows
 
     features = tl.sampler_features()
     n_windows = ls_audio.reference_window_count(len(features))
@@ -278,7 +278,8 @@ def test_sampler_rejects_bad_input(tiny_unet):
 @pytest.mark.parametrize("version, repo", [("latentsync15", "ByteDance/LatentSync-1.5"),
                                            ("latentsync16", "ByteDance/LatentSync-1.6")])
 def test_download_set_fetches_exactly_the_latentsync_files(tmp_path, version, repo):
-    from musetalk_core import download, model_files
+    from musetalk_core.weights import download
+    from musetalk_core.weights import files as model_files
 
     calls = []
 
@@ -299,14 +300,14 @@ def test_download_set_fetches_exactly_the_latentsync_files(tmp_path, version, re
 
 
 def test_all_set_stays_musetalk_only():
-    from musetalk_core import download
+    from musetalk_core.weights import download
 
     roles = {f.role for f in download.files_to_fetch("all")}
     assert "whisper_tiny_pt" in roles and not any(r.startswith("latentsync") for r in roles)
 
 
 def test_missing_latentsync_files_name_the_download_command(tmp_path):
-    from musetalk_core import model_files
+    from musetalk_core.weights import files as model_files
     from musetalk_core.errors import ModelFilesMissing
 
     (tmp_path / "sd-vae").mkdir()
@@ -322,7 +323,7 @@ def test_missing_latentsync_files_name_the_download_command(tmp_path):
 
 def test_vae_draws_decode_and_paste_back_match_reference(golden):
     """Same seed, same draw order (initial noise, then per window masked and reference posteriors) as upstream."""
-    from musetalk_core.latentsync import pixels as px
+    from musetalk_core.generators.latentsync import pixels as px
     from tiny.unet_vae import seeded_vae
 
     vae = seeded_vae().eval()
@@ -365,7 +366,7 @@ def _close_uint8(ours: np.ndarray, theirs: np.ndarray) -> None:
 def test_alignment_and_restore_match_reference():
     import cv2
 
-    from musetalk_core.latentsync import align
+    from musetalk_core.generators.latentsync import align
 
     golden = dict(np.load(ALIGN_GOLDEN))
     inputs, res = tl.align_inputs(), tl.ALIGN["resolution"]
@@ -383,7 +384,7 @@ def test_alignment_and_restore_match_reference():
 
 
 def test_alignment_without_smoothing_is_a_pure_similarity():
-    from musetalk_core.latentsync import align
+    from musetalk_core.generators.latentsync import align
 
     template, size = align.face_template(256)
     assert size == (210, 280)
@@ -393,7 +394,7 @@ def test_alignment_without_smoothing_is_a_pure_similarity():
 
 
 def test_insightface_points():
-    from musetalk_core.latentsync import align
+    from musetalk_core.generators.latentsync import align
 
     lmk = np.zeros((106, 2))
     lmk[[43, 48, 49, 51, 50]] = [10, 20]
@@ -406,7 +407,7 @@ def test_fixed_mask_loads_as_reference(tmp_path):
     """RGB order, LANCZOS4 resize, float64 in [0, 1], channels first; an unreadable file names itself."""
     import cv2
 
-    from musetalk_core.latentsync.pixels import load_fixed_mask
+    from musetalk_core.generators.latentsync.pixels import load_fixed_mask
 
     mask = np.full((256, 256, 3), 255, np.uint8)
     mask[150:230, 60:200] = 0  # a mouth hole
@@ -446,7 +447,7 @@ def test_load_latentsync_with_a_config_file(tmp_path, golden):
     written for it; a config of the other resolution and a missing file are refused by name."""
     from dataclasses import replace
 
-    from musetalk_core.latentsync.loading import load_latentsync
+    from musetalk_core.generators.latentsync.loading import load_latentsync
 
     root = _latentsync_folder(tmp_path, "latentsync15")
     model = dict(json.loads(str(golden["tiny_model_json"])), use_motion_module=False)
@@ -465,7 +466,7 @@ def test_load_latentsync_with_a_config_file(tmp_path, golden):
 
 
 def test_load_latentsync_from_the_models_folder(tmp_path, tiny_unet):
-    from musetalk_core.latentsync.loading import load_latentsync
+    from musetalk_core.generators.latentsync.loading import load_latentsync
 
     root = _latentsync_folder(tmp_path, "latentsync15")
     models = load_latentsync([root], "latentsync15", precision="fp32", device="cpu", unet_config=tiny_config())
@@ -479,7 +480,7 @@ def test_load_latentsync_from_the_models_folder(tmp_path, tiny_unet):
 
 def test_load_latentsync_lists_every_missing_file_first(tmp_path):
     from musetalk_core.errors import ModelFilesMissing
-    from musetalk_core.latentsync.loading import load_latentsync
+    from musetalk_core.generators.latentsync.loading import load_latentsync
 
     root = _latentsync_folder(tmp_path, "latentsync15")
     (root / "latentsync" / "mask.png").unlink()

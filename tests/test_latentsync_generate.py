@@ -13,14 +13,14 @@ import tiny_latentsync as tl
 from musetalk_core.errors import InputError
 from musetalk_core.frame_mapping import source_indices
 from musetalk_core.hooks import RunHooks
-from musetalk_core.latentsync import align
-from musetalk_core.latentsync import audio as ls_audio
-from musetalk_core.latentsync.config import tiny_config
-from musetalk_core.latentsync.generate import (SamplingSettings, count_steps, face_windows, generate_windows,
+from musetalk_core.generators.latentsync import align
+from musetalk_core.generators.latentsync import audio as ls_audio
+from musetalk_core.generators.latentsync.config import tiny_config
+from musetalk_core.generators.latentsync.generate import (SamplingSettings, count_steps, face_windows, generate_windows,
                                                to_uint8_faces)
-from musetalk_core.latentsync.landmarks import dwpose_points
-from musetalk_core.latentsync.video_align import align_frames, frames_to_align
-from musetalk_core.latentsync.weights import load_unet3d
+from musetalk_core.generators.latentsync.landmarks import dwpose_points
+from musetalk_core.generators.latentsync.video_align import align_frames, frames_to_align
+from musetalk_core.generators.latentsync.weights import load_unet3d
 
 GOLDEN = Path(__file__).parent / "golden" / "latentsync" / "latentsync.npz"
 LOOP_ATOL = 5e-4  # as test_latentsync: 3 DDIM steps on the tiny seeded UNet3D
@@ -237,8 +237,8 @@ def test_blend_and_assemble_restores_through_the_inverse_affine_as_reference():
     """BlendAndAssemble with a LatentSync result whose restore has no float faces (the uint8 path, as for
     replacement faces): the golden's restore (align.npz, upstream's restore_img on a face within [-1, 1]) within one
     grey level; a face-less output frame passes through; the output has T frames in the source_index order."""
-    from musetalk_core.blend import blend_frames
-    from musetalk_core.latentsync.restore import AffineRestore
+    from musetalk_core.blend.blender import blend_frames
+    from musetalk_core.generators.latentsync.restore import AffineRestore
     from musetalk_core.types import MuseTalkFaces, MuseTalkGenerated
 
     golden = dict(np.load(Path(__file__).parent / "golden" / "latentsync" / "align.npz"))
@@ -280,8 +280,8 @@ def test_restore_clamps_after_the_warp_as_reference():
     resize, inverse warp, THEN clamp. BlendAndAssemble reads AffineRestore.faces (unclamped float) and matches
     within one grey level on a few values (float kernels); clamping and rounding to uint8 first, as the pack did
     before, is tens of levels off."""
-    from musetalk_core.blend import blend_frames
-    from musetalk_core.latentsync.restore import AffineRestore
+    from musetalk_core.blend.blender import blend_frames
+    from musetalk_core.generators.latentsync.restore import AffineRestore
     from musetalk_core.types import MuseTalkGenerated
 
     golden = dict(np.load(Path(__file__).parent / "golden" / "latentsync" / "restore.npz"))
@@ -314,8 +314,8 @@ def test_insightface_alignment_matches_reference(monkeypatch, tmp_path):
     import sys
     import types
 
-    from musetalk_core.latentsync.video_align import align_video
-    from musetalk_core.sources import TensorSource
+    from musetalk_core.generators.latentsync.video_align import align_video
+    from musetalk_core.io.sources import TensorSource
 
     golden = dict(np.load(Path(__file__).parent / "golden" / "latentsync" / "insightface_align.npz"))
     inputs, res = tl.insightface_inputs(), tl.PARITY["resolution"]

@@ -107,7 +107,7 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack
 
     # the VIDEO path (a VIDEO holding the same frames): faces kept on disk, a sample shown, the same faces made;
     # BlendAndAssemble's VIDEO path writes the clip through the same affine restore
-    from musetalk_core.video_io import ComponentsVideo, probe
+    from musetalk_core.io.video import ComponentsVideo, probe
 
     clip_video = ComponentsVideo(images, audio, Fraction(25))
     from_video, sample = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=1,
@@ -156,7 +156,7 @@ def test_inpaint_refuses_reference_audio_features(pack, models_env, models_dir, 
 
 
 def test_insightface_backend_names_the_install_command():
-    from musetalk_core.latentsync.landmarks import InsightFaceLandmarks
+    from musetalk_core.generators.latentsync.landmarks import InsightFaceLandmarks
 
     try:
         import insightface  # noqa: F401
@@ -172,7 +172,8 @@ def test_cli_generator_latentsync(models_dir, tiny_versions, tmp_path, capsys):
     from fractions import Fraction
 
     from media import write_video, write_wav
-    from musetalk_core import cli, video_io
+    from musetalk_core import cli
+    from musetalk_core.io import video as video_io
 
     video = write_video(tmp_path / "in.mp4", face_frames(4, 128, 112), Fraction(25))
     audio = write_wav(tmp_path / "speech.wav", tone(0.2, 16000, 1), 16000)  # 5 frames: ping-pong 0..3, 3
@@ -219,7 +220,7 @@ def test_insightface_backend_applies_upstreams_face_filters(monkeypatch, tmp_pat
     import numpy as np
 
     from musetalk_core.errors import ModelFilesMissing
-    from musetalk_core.latentsync.landmarks import InsightFaceLandmarks
+    from musetalk_core.generators.latentsync.landmarks import InsightFaceLandmarks
 
     class Face:
         def __init__(self, box, score, value):
@@ -259,7 +260,7 @@ def test_insightface_backend_applies_upstreams_face_filters(monkeypatch, tmp_pat
 
 def test_insightface_runs_on_the_chosen_gpu():
     """'cuda:1' gives onnxruntime's CUDA provider device_id 1 (insightface's ctx_id alone would pick GPU 0)."""
-    from musetalk_core.latentsync.landmarks import onnx_providers
+    from musetalk_core.generators.latentsync.landmarks import onnx_providers
 
     assert onnx_providers("cuda:1") == ([("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"], 1)
     assert onnx_providers("cuda") == ([("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"], 0)

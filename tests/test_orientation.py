@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from media import face_frames, tone, write_video, write_wav
-from musetalk_core import cli, video_io
-from musetalk_core.orientation import Orientation, from_display_matrix
-from musetalk_core.sources import VideoFileSource
+from musetalk_core import cli
+from musetalk_core.io import video as video_io
+from musetalk_core.io.orientation import Orientation, from_display_matrix
+from musetalk_core.io.sources import VideoFileSource
 from test_bad_input import faceless_models_dir  # noqa: F401 - the fixture: a detector that never finds a face
 
 ONE = 1 << 16
@@ -123,8 +124,8 @@ def test_cli_output_displays_like_the_source(rotation, faceless_models_dir, tmp_
 def test_video_path_finds_faces_on_upright_frames(pack, tiny_models_factory, tmp_path, monkeypatch):
     """A portrait phone video (stored sideways, matrix "rotate 90") through the graph's VIDEO path equals the IMAGE
     path on its upright frames, frame for frame: the faces were found on upright frames and the clip is upright."""
-    from musetalk_core.blend import to_uint8
-    from musetalk_core.loading import load_models
+    from musetalk_core.blend.blender import to_uint8
+    from musetalk_core.weights.loading import load_models
     from test_faces import synthetic_video
 
     nodes = pack.NODE_CLASS_MAPPINGS

@@ -78,7 +78,7 @@ def test_a_weight_file_read_that_runs_out_of_memory_is_not_called_corrupt(tmp_pa
     import safetensors.torch
     import torch
 
-    from musetalk_core.checkpoints import read_state_dict
+    from musetalk_core.weights.checkpoints import read_state_dict
 
     path = tmp_path / "w.safetensors"
     safetensors.torch.save_file({"a": torch.zeros(2)}, str(path))
@@ -100,9 +100,15 @@ def test_a_weight_file_read_that_runs_out_of_memory_is_not_called_corrupt(tmp_pa
 CHILD = textwrap.dedent("""
     import resource, sys
     import torch
-    from musetalk_core import cli, video_io
+    from musetalk_core import cli
+    from musetalk_core.io import video as video_io
     import av, numpy, safetensors.torch, PIL.Image  # everything the run imports later, imported under no limit
-    from musetalk_core import face_locate, faces, streaming, generate, blend, loading, pipeline
+    from musetalk_core import streaming, pipeline
+    from musetalk_core.faces import locate as face_locate
+    from musetalk_core.faces import prepare as faces
+    from musetalk_core.generators.musetalk import generate
+    from musetalk_core.blend import blender as blend
+    from musetalk_core.weights import loading
     torch.ones(512, 512) @ torch.ones(512, 512)  # the thread pools exist before the cap
     torch.nn.functional.conv2d(torch.ones(1, 3, 64, 64), torch.ones(8, 3, 3, 3)).relu()
     with open("/proc/self/status") as fh:

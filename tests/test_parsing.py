@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core import parsing
+from musetalk_core.faces import parsing
 from musetalk_core.errors import InputError, WeightFileError
 
 GOLDEN = Path(__file__).parent / "golden" / "parsing" / "parsing_cases.npz"
@@ -23,7 +23,7 @@ def golden():
 
 @pytest.fixture(scope="module")
 def parser(tiny_models_factory):
-    from musetalk_core.loading import load_models
+    from musetalk_core.weights.loading import load_models
 
     folder = tiny_models_factory("v15", ["face_parser"])
     models = load_models([folder], "v15", precision="fp32", device="cpu", networks=["face_parser"])
@@ -192,9 +192,9 @@ def test_strict_keys(tmp_path):
 
 @pytest.mark.parametrize("mode", ["raw", "jaw"])
 def test_blend_stage_finishes_our_masks_like_the_reference(golden, from_reference_labels, mode):
-    """The blend stage's own cut + blur (musetalk_core.blend_ops) on our stored masks gives the reference's
+    """The blend stage's own cut + blur (musetalk_core.blend.kernels) on our stored masks gives the reference's
     get_image_prepare_material output (blur 0.1) within one grey level."""
-    from musetalk_core import blend_ops
+    from musetalk_core.blend import kernels as blend_ops
 
     _, masks, _ = from_reference_labels[mode]
     cut, ks = [], []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from musetalk_core.generate import decode_faces
-from musetalk_core.latents import encode_faces, encode_moments, preprocess_crops
+from musetalk_core.generators.musetalk.generate import decode_faces
+from musetalk_core.generators.musetalk.latents import encode_faces, encode_moments, preprocess_crops
 from musetalk_core.models.vae import scaling_factor
 from musetalk_core.passes import CPU_PASS_SIZE, in_passes, pass_size
 from test_latents import make_faces, models  # noqa: F401  (fixture)

@@ -76,7 +76,7 @@ def golden():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from musetalk_core.loading import load_models
+    from musetalk_core.weights.loading import load_models
 
     folder = write_golden_models(tmp_path_factory.mktemp("pipeline_boxes_models"))
     v15 = load_models([folder], "v15", precision="fp32", device="cpu", networks=NETWORKS)
@@ -87,7 +87,7 @@ def models(tmp_path_factory):
 def no_parsing(monkeypatch):
     """Blend-mask parsing is not part of this comparison (tests/test_parsing.py and test_faces.py cover it) and is
     the slowest step on CPU: a stand-in returns the expanded crop box and an empty mask per face."""
-    from musetalk_core import parsing
+    from musetalk_core.faces import parsing
 
     def face_masks(parser, frames, boxes, mode, left, right, device=None, **_):
         cboxes = [parsing.crop_box(b)[0] for b in boxes]
@@ -136,7 +136,7 @@ def test_face_points_are_clear_of_ties(models, golden):
 
 
 def test_boxes_and_crops_match_reference(models, golden, no_parsing):
-    from musetalk_core.faces import prepare_faces
+    from musetalk_core.faces.prepare import prepare_faces
 
     meta, data = golden
     frames = torch.from_numpy(data["frames"])

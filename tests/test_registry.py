@@ -195,10 +195,10 @@ def test_what_nodes_can_import_has_no_finding_but_the_models_folder_fallback(arc
         for dep in _imports(rel, archive):
             via.setdefault(dep, set()).add(rel)
             todo.append(dep)
-    assert {"musetalk_core/generate.py", "musetalk_core/blend.py", "musetalk_core/loading.py"} <= seen
+    assert {"musetalk_core/generators/musetalk/generate.py", "musetalk_core/blend/blender.py", "musetalk_core/weights/loading.py"} <= seen
     assert "musetalk_core/cli.py" not in seen
     reached = {f: sorted(via.get(f, ())) for f in seen & flagged}
-    assert reached == {"musetalk_core/environment.py": ["musetalk_core/model_files.py"]}
+    assert reached == {"musetalk_core/environment.py": ["musetalk_core/weights/files.py"]}
 
 
 # ---------------------------------------------------------------- pyproject.toml

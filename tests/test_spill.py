@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from musetalk_core.errors import InputError
-from musetalk_core.spill import SpilledArray, SpilledMasks, SpillFolder, mask_shape
+from musetalk_core.io.spill import SpilledArray, SpilledMasks, SpillFolder, mask_shape
 
 
 def test_array_reads_back_what_was_written_in_any_order(tmp_path):
@@ -64,7 +64,7 @@ def test_disk_full_is_a_clear_error_and_removes_the_folder(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64])
 def test_any_dtype_round_trips_exactly(tmp_path, dtype):
-    from musetalk_core.spill import spill_tensor
+    from musetalk_core.io.spill import spill_tensor
 
     x = (torch.randn(5, 3, 2) * 100).to(dtype)
     a = spill_tensor(SpillFolder(tmp_path), "x.bin", x)

@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from media import write_video
-from musetalk_core import face_locate, video_io
-from musetalk_core.blend import to_uint8
+from musetalk_core.faces import locate as face_locate
+from musetalk_core.io import video as video_io
+from musetalk_core.blend.blender import to_uint8
 from musetalk_core.hooks import RunHooks
-from musetalk_core.loading import load_models
+from musetalk_core.weights.loading import load_models
 from musetalk_core.pipeline import LipsyncOptions, lipsync
-from musetalk_core.sources import TensorSource, VideoFileSource
+from musetalk_core.io.sources import TensorSource, VideoFileSource
 from musetalk_core.streaming import lipsync_stream
 from test_faces import synthetic_video
 
@@ -218,7 +219,8 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
 def test_face_chunks_are_bounded_by_pixels(models, monkeypatch):
     """FaceDetectAndParse's VIDEO reads hold at most face_material.CHUNK_PIXELS (whole detection batches, at least
     one), so 4K / 8K frames are not read 64 at a time; the material is the same as with the default chunks."""
-    from musetalk_core import face_material, parsing
+    from musetalk_core.faces import material as face_material
+    from musetalk_core.faces import parsing
 
     # labels from the parser's input pixels instead of BiSeNet (the slow part; chunked parsing against the real
     # network is test_chunked_equals_in_memory_bit_for_bit): skin where red dominates, lips where it is strongest
@@ -254,7 +256,7 @@ def test_disk_full_while_spilling_is_a_clear_error_and_removes_the_material(mode
     and the temporary folder (audio windows already written included) removed."""
     import errno
 
-    from musetalk_core import spill as spill_module
+    from musetalk_core.io import spill as spill_module
     from musetalk_core.errors import InputError
 
     real = spill_module._File.write

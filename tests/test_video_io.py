@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from media import face_frames, tone, write_audio_only, write_video, write_wav
-from musetalk_core import video_io
+from musetalk_core.io import video as video_io
 from musetalk_core.errors import InputError
 
 
@@ -131,7 +131,7 @@ def test_lazy_source_reads_any_order_like_a_full_decode(tmp_path):
     import random
 
     from media import face_frames, write_video as write_test_video
-    from musetalk_core.sources import VideoFileSource
+    from musetalk_core.io.sources import VideoFileSource
 
     path = write_test_video(tmp_path / "v.mp4", face_frames(40, 48, 32), Fraction(25))
     full = video_io.read_video(path, with_audio=False).frames
@@ -147,7 +147,7 @@ def test_lazy_source_reads_any_order_like_a_full_decode(tmp_path):
 
 def test_truncated_video_names_the_frame_where_decoding_stopped(tmp_path):
     from media import face_frames, write_video as write_test_video
-    from musetalk_core.sources import VideoFileSource
+    from musetalk_core.io.sources import VideoFileSource
 
     path = write_test_video(tmp_path / "v.mkv", face_frames(30, 48, 32), Fraction(25))
     data = path.read_bytes()

@@ -408,7 +408,7 @@ def _latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch):
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path,
                                      tmp_path_factory, monkeypatch):
-    from musetalk_core import video_io
+    from musetalk_core.io import video as video_io
 
     models_env(tiny_models_factory("v15"))
     api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())

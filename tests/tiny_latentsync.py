@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musetalk_core.checkpoints import on_meta
-from musetalk_core.latentsync.config import tiny_config
-from musetalk_core.latentsync.layers import sinusoid_table
-from musetalk_core.latentsync.unet3d import UNet3DConditionModel
+from musetalk_core.weights.checkpoints import on_meta
+from musetalk_core.generators.latentsync.config import tiny_config
+from musetalk_core.generators.latentsync.layers import sinusoid_table
+from musetalk_core.generators.latentsync.unet3d import UNet3DConditionModel
 
 SEED = 0
 
@@ -195,7 +195,7 @@ def use_tiny_versions(monkeypatch) -> None:
     and defaults stay the published ones."""
     from dataclasses import replace
 
-    from musetalk_core.latentsync import config
+    from musetalk_core.generators.latentsync import config
 
     for name in config.VERSIONS:
         monkeypatch.setitem(config.VERSIONS, name, replace(config.VERSIONS[name], unet=tiny_config()))

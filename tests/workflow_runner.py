@@ -4,7 +4,7 @@ Links are resolved the way ComfyUI's executor does: from every output node backw
 prompt and its outputs cached by node id, widget values validated against INPUT_TYPES (combo choices, INT/FLOAT
 ranges, required inputs) and link types checked against the source's RETURN_TYPES. Our nodes come from the pack's
 NODE_CLASS_MAPPINGS; the few core nodes the example workflows use are replaced by small equivalents below (same
-ids, input names and output order as ComfyUI v0.8), built on musetalk_core.video_io.
+ids, input names and output order as ComfyUI v0.8), built on musetalk_core.io.video.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class LoadVideo(_Core):
         return {"required": {"file": ([p.name for p in sorted(cls.input_dir.iterdir())], {"video_upload": True})}}
 
     def run(self, file):
-        from musetalk_core import video_io
+        from musetalk_core.io import video as video_io
 
         return (video_io.FileVideo(self.input_dir / file),)  # lazy and file-backed, as core VideoFromFile
 
@@ -74,7 +74,7 @@ class LoadAudio(_Core):
         return {"required": {"audio": ([p.name for p in sorted(cls.input_dir.iterdir())], {"audio_upload": True})}}
 
     def run(self, audio):
-        from musetalk_core import video_io
+        from musetalk_core.io import video as video_io
 
         return (video_io.read_audio(self.input_dir / audio),)
 
@@ -88,7 +88,7 @@ class LoadImage(_Core):
         return {"required": {"image": ([p.name for p in sorted(cls.input_dir.iterdir())], {"image_upload": True})}}
 
     def run(self, image):
-        from musetalk_core import video_io
+        from musetalk_core.io import video as video_io
 
         img = video_io.read_image(self.input_dir / image).float() / 255.0
         return (img, torch.zeros(img.shape[:3]))
@@ -104,7 +104,7 @@ class CreateVideo(_Core):
                 "optional": {"audio": ("AUDIO",)}}
 
     def run(self, images, fps, audio=None):
-        from musetalk_core import video_io
+        from musetalk_core.io import video as video_io
 
         return (video_io.ComponentsVideo(images, audio, Fraction(fps)),)
 
@@ -120,7 +120,7 @@ class SaveVideo(_Core):
                              "format": (["auto", "mp4"], {}), "codec": (["auto", "h264"], {})}}
 
     def run(self, video, filename_prefix, format, codec):
-        from musetalk_core import video_io
+        from musetalk_core.io import video as video_io
 
         path = self.output_dir / f"{filename_prefix}_00001_.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)

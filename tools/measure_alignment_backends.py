@@ -48,12 +48,12 @@ def main() -> None:
     torch.set_num_threads(2)
 
     from media import face_frames
-    from musetalk_core.face_material import build_faces
-    from musetalk_core.latentsync import align
-    from musetalk_core.latentsync.landmarks import IBUG_LEFT_BROW, IBUG_NOSE_BRIDGE, IBUG_RIGHT_BROW
-    from musetalk_core.latentsync.video_align import align_frames
-    from musetalk_core.loading import load_models
-    from musetalk_core.sources import TensorSource
+    from musetalk_core.faces.material import build_faces
+    from musetalk_core.generators.latentsync import align
+    from musetalk_core.generators.latentsync.landmarks import IBUG_LEFT_BROW, IBUG_NOSE_BRIDGE, IBUG_RIGHT_BROW
+    from musetalk_core.generators.latentsync.video_align import align_frames
+    from musetalk_core.weights.loading import load_models
+    from musetalk_core.io.sources import TensorSource
     from tiny import write_models
 
     frames = face_frames(7, 128, 112)

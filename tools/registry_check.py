@@ -99,7 +99,7 @@ ALLOWED: Tuple[Allowed, ...] = (
     Allowed("install.py", "python_environment_manipulation",
             "the installer reads (never writes) $MUSETALK_TORCH_SPEC (the torch to install when none is present) "
             "and $MUSETALK_MODELS_DIR (where --download-models writes outside ComfyUI)"),
-    Allowed("musetalk_core/download.py", "python_network_operations",
+    Allowed("musetalk_core/weights/download.py", "python_network_operations",
             "the explicit model download (`python install.py --download-models v15`): urllib.request GETs of the "
             "fixed Hugging Face / published URLs in model_files.py, only when the user runs that command; no node "
             "imports this module, nothing is downloaded during a prompt"),

@@ -126,7 +126,7 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
         raise InputError("'fps' applies to 'image' only; a video keeps its own frame rate")
     from ..cli import options_from_args
     from ..streaming import check_options
-    from ..video_io import check_output_path, refuse_overwriting_inputs
+    from ..io.video import check_output_path, refuse_overwriting_inputs
 
     if args.generator != "musetalk":  # the batch runner's stages are MuseTalk's
         raise InputError(f"'generator' {args.generator!r}: batch jobs run the MuseTalk generator only; run "
@@ -219,7 +219,7 @@ def read_jobs(path: Path, output_dir: Path) -> List[Union[Job, BadJob]]:
 def _refuse_outputs_read_by_other_jobs(jobs: List[Union[Job, BadJob]]) -> List[Union[Job, BadJob]]:
     """A job whose output is another job's input would replace that input (or be read half-written) depending on
     the order the jobs run in: refused."""
-    from ..video_io import file_key
+    from ..io.video import file_key
 
     readers = {}
     for job in jobs:

@@ -107,7 +107,7 @@ def run_batch(args) -> int:
             results.add({**done, "skipped": True})
         else:
             todo.append(job)
-    from ..model_files import default_models_dirs
+    from ..weights.files import default_models_dirs
     from .schedule import Schedule
 
     schedule = Schedule(todo, results.add, on_frames_total=bar.grow)

@@ -131,7 +131,7 @@ class Worker:
             return Outcome(error=f"{type(exc).__name__}: {exc}")
 
     def prepare(self, task: Task) -> JobPlan:
-        from ..spill import SpillFolder
+        from ..io.spill import SpillFolder
         from ..streaming import encode_features, frames_used, material_for
 
         job = task.job
@@ -168,9 +168,9 @@ class Worker:
         return plan
 
     def render(self, task: Task) -> int:
-        from ..blend import assemble_audio
+        from ..blend.blender import assemble_audio
         from ..streaming import render
-        from ..video_io import VideoWriter, audio_layout
+        from ..io.video import VideoWriter, audio_layout
 
         job, plan, (a, b) = task.job, task.plan, task.segment
         folder = job_dir(self.output_dir, job)
@@ -196,9 +196,9 @@ class Worker:
         return b - a
 
     def join(self, task: Task) -> int:
-        from ..blend import assemble_audio
+        from ..blend.blender import assemble_audio
         from ..errors import InputError
-        from ..video_io import join_segments
+        from ..io.video import join_segments
 
         job, plan = task.job, task.plan
         folder = job_dir(self.output_dir, job)
@@ -228,8 +228,8 @@ class Worker:
 
     def _source(self, job: Job):
         """(frame source, exact fps) as the lipsync command opens them."""
-        from .. import video_io
-        from ..sources import TensorSource
+        from ..io import video as video_io
+        from ..io.sources import TensorSource
 
         if job.video is not None:
             source = video_io.open_video(job.video)
@@ -238,7 +238,7 @@ class Worker:
 
     @staticmethod
     def _audio(job: Job, fps) -> dict:
-        from .. import video_io
+        from ..io import video as video_io
 
         audio = video_io.read_audio(job.audio)
         video_io.check_audio_duration(audio, fps, f"'audio' ({job.audio})")
@@ -246,7 +246,7 @@ class Worker:
 
     def _video_material(self, models, source, job: Job, wanted: np.ndarray):
         """(faces, latents, reused): computed once per (video, frames used, per-video options, networks)."""
-        from ..spill import SpillFolder
+        from ..io.spill import SpillFolder
         from ..streaming import video_material
 
         key = {"video": source.fingerprint(), "wanted": hashlib.sha1(np.packbits(wanted).tobytes()).hexdigest(),

@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 from typing import Iterable, Optional
 
-# network name (as in musetalk_core.loading.NETWORKS) -> module in this package with write(models_dir, version)
+# network name (as in musetalk_core.weights.loading.NETWORKS) -> module in this package with write(models_dir, version)
 WRITERS = {
     "unet": "unet_vae",
     "vae": "unet_vae",

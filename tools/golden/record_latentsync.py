@@ -36,7 +36,7 @@ OUT = ROOT / "tests" / "golden" / "latentsync" / "latentsync.npz"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from musetalk_core.latentsync.config import REFERENCE_COMMIT  # noqa: E402
+from musetalk_core.generators.latentsync.config import REFERENCE_COMMIT  # noqa: E402
 
 TINY_OVERRIDES = {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "attention_head_dim": 2,
                   "norm_num_groups": 8}
@@ -95,7 +95,7 @@ def stub_modules(tree: Path) -> None:
 
 
 def seeded_inputs_check(model_dict: dict) -> None:
-    from musetalk_core.latentsync.config import config_from_dict, tiny_config
+    from musetalk_core.generators.latentsync.config import config_from_dict, tiny_config
 
     if config_from_dict(model_dict) != tiny_config():
         raise SystemExit("tiny_config() no longer equals the reference's stage2.yaml with TINY_OVERRIDES")

@@ -47,7 +47,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     import tiny_latentsync as tl
-    from musetalk_core.latentsync.config import REFERENCE_COMMIT
+    from musetalk_core.generators.latentsync.config import REFERENCE_COMMIT
 
     torch.set_num_threads(2)
     res = tl.PARITY["resolution"]

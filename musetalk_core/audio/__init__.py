@@ -1,0 +1,1 @@
+"""Audio: the per-frame Whisper windows and silence detection."""

@@ -1,0 +1,1 @@
+"""Blending generated faces back into the frames, with the reference's exact kernels."""

@@ -1,0 +1,1 @@
+"""Faces: detection, landmarks, crop boxes, parsing masks, and the per-video face material."""

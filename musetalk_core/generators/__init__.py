@@ -1,0 +1,1 @@
+"""Generators: what turns per-video material + audio windows into generated faces."""

@@ -1,0 +1,1 @@
+"""Weight files: where each lives, reading them safely, loading the networks, downloading."""
