@@ -58,7 +58,7 @@ def start():
 
 def mark_stages() -> None:
     """Name the command line's stages after the streaming core's progress stages (audio, faces, ..., lip-sync)."""
-    from musetalk_core import streaming
+    from musetalk_core import pipeline as streaming
 
     original = streaming._hooks
 

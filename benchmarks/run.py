@@ -13,7 +13,7 @@ face's exact landmarks: detection and landmarks still run in full, their results
 Stages (units: source frames for the per-video stages, output frames for the per-audio ones; T = ratio x N):
 detection (S3FD), landmarks (DWPose), parsing (BiSeNet + mask material), face_prepare (FaceDetectAndParse),
 vae_encode (VAEEncodeMasked), audio (WhisperAudioEncode), unet, decode, unet_decode (MuseTalkUNetInpaint),
-blend (BlendAndAssemble), whole_graph (IMAGE in to IMAGE out, the five nodes in order), video_file (an H.264 file
+blend (BlendAndAssemble), whole_graph (frames in memory through the pipeline core, every stage), video_file (an H.264 file
 in to an H.264 + AAC file out through the streaming core, as the CLI runs it: decode, every stage, encode).
 Output: a table on stdout and, with --json, every figure as JSON.
 """
@@ -364,23 +364,26 @@ class Bench:
             faces, generated = self.faces(), self.generated()
             return lambda: blend_frames(self.images, faces, generated, chunk_size=a.chunk_size)
         if stage == "whole_graph":
-            from musetalk_core import pipeline
+            from musetalk_core.io.sources import TensorSource
+            from musetalk_core.pipeline import lipsync_stream
 
             options = self.graph_options()
 
-            def run():
+            def run():  # every stage over the frames in memory, the output frames collected in memory
+                out = []
                 with self.truth_locate():
-                    return pipeline.lipsync(m, self.images, self.audio, self.fps, options)
+                    lipsync_stream(m, TensorSource(self.images), self.audio, self.fps, options, out.append)
+                return out
             return run
         if stage == "video_file":
             return self._video_file()
         raise KeyError(stage)
 
     def graph_options(self):
-        from musetalk_core import pipeline
+        from musetalk_core.options import LipsyncOptions
 
         a = self.args
-        return pipeline.LipsyncOptions(version=self.version, precision=a.dtype, device=a.device,
+        return LipsyncOptions(version=self.version, precision=a.dtype, device=a.device,
                                        detector_scale=a.detector_scale, face_batch_size=a.face_batch_size,
                                        vae_batch_size=a.batch_size, batch_size=a.batch_size, chunk_size=a.chunk_size,
                                        **self.generation())
@@ -412,7 +415,7 @@ class Bench:
     def _video_file(self) -> Callable[[], object]:
         """What ``python -m musetalk_core lipsync`` does: demux, decode, every stage, H.264 + AAC encode, in chunks."""
         from musetalk_core.io import video as video_io
-        from musetalk_core.streaming import lipsync_stream
+        from musetalk_core.pipeline import lipsync_stream
 
         m, options = self.models, self.graph_options()
         video, wav = self.media_files()

@@ -1,9 +1,9 @@
 """Command line: ``python -m musetalk_core lipsync --video IN --audio IN --output OUT.mp4 [options]``.
 
-``lipsync`` runs the streaming core (musetalk_core.streaming.lipsync_stream; musetalk_core.generators.latentsync.stream for
+``lipsync`` runs the streaming core (musetalk_core.pipeline.lipsync_stream; musetalk_core.generators.latentsync.stream for
 ``--generator latentsync15|16``): the stages the nodes run, chunk by chunk, so memory does not grow with the video's
 length; ``batch`` runs the same core job by job (musetalk_core.batch). Options are the node inputs with dashes
-(``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``; musetalk_core.pipeline.LipsyncOptions holds them with the
+(``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``; musetalk_core.options.LipsyncOptions holds them with the
 nodes' defaults), and the networks are loaded by musetalk_core.pipeline.load. Video and audio are read and the
 result written with PyAV (H.264 + AAC in one pass, exact fps, no system ffmpeg, no temporary images). The output
 appears only when the run succeeded (written to a temporary file in the output folder, then renamed).
@@ -24,7 +24,7 @@ from typing import List, Optional
 from .errors import InputError, MuseTalkError
 from .hooks import RunHooks
 from .weights.loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS
-from .pipeline import LipsyncOptions
+from .options import LipsyncOptions
 from .types import VERSIONS
 from .io.video import X264_PRESETS
 
@@ -265,13 +265,13 @@ _STAGE = [None]  # what the run is doing (out_of_memory's stage names), for an o
 
 
 def run_lipsync(args: argparse.Namespace) -> int:
-    """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.streaming),
+    """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.pipeline),
     so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
     from .weights import files as model_files
     from .io import video as video_io
     from .pipeline import load
     from .io.sources import TensorSource
-    from .streaming import check_options, lipsync_stream
+    from .pipeline import check_options, lipsync_stream
 
     if args.video is not None and args.fps is not None:
         raise InputError("--fps applies to --image only; a video keeps its own frame rate.")

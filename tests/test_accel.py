@@ -262,7 +262,8 @@ def test_skipped_frames_blend_to_exactly_the_full_run_with_silence_handling(mode
 
 
 def test_pipeline_skips_silent_frames_only_with_silence_handling(monkeypatch):
-    from musetalk_core import pipeline
+    import node_chain
+    from musetalk_core.options import LipsyncOptions
 
     calls = {}
 
@@ -273,9 +274,9 @@ def test_pipeline_skips_silent_frames_only_with_silence_handling(monkeypatch):
     monkeypatch.setattr(gen_mod, "generate_faces", fake_generate)
     monkeypatch.setattr("musetalk_core.audio.windows.encode_audio", lambda *a, **k: make_audio_stub())
     for handling in (False, True):
-        opts = pipeline.LipsyncOptions(silence_handling=handling, decoder="taesd", acceleration="cuda_graphs")
+        opts = LipsyncOptions(silence_handling=handling, decoder="taesd", acceleration="cuda_graphs")
         with pytest.raises(RuntimeError, match="stop"):
-            pipeline.drive(None, pipeline.PreparedVideo(None, None, None), {}, 25.0, opts)
+            node_chain.drive(None, node_chain.PreparedVideo(None, None, None), {}, 25.0, opts)
         assert calls["skip_silent"] is handling
         assert (calls["decoder"], calls["acceleration"]) == ("taesd", "cuda_graphs")
 

@@ -69,7 +69,7 @@ def batch(media, tiny_models_factory, tmp_path_factory):
     """One batch: two jobs on one video (the second split in segments of 4 frames), three bad jobs. It is first
     interrupted (Ctrl-C) in the split job's second segment, then run again: ``rendered`` lists the segments each run
     rendered."""
-    import musetalk_core.streaming as streaming
+    import musetalk_core.pipeline as streaming
 
     models = tiny_models_factory("v15")
     out = tmp_path_factory.mktemp("batch_out")
@@ -185,7 +185,7 @@ def test_a_rerun_with_another_split_keeps_the_material_and_takes_the_new_segment
                                                                                   tmp_path, monkeypatch):
     """The split is not part of the job id (the material holds for any split), so a rerun with another
     --split-seconds reuses the prepared material and plans the segments the new split asks for."""
-    import musetalk_core.streaming as streaming
+    import musetalk_core.pipeline as streaming
     from musetalk_core.batch.worker import Task, Worker
 
     models = tiny_models_factory("v15")

@@ -14,7 +14,7 @@ from conftest import ROOT
 from media import face_frames, tone, write_audio_only, write_video, write_wav
 from musetalk_core import cli
 from musetalk_core.io import video as video_io
-from musetalk_core.pipeline import LipsyncOptions
+from musetalk_core.options import LipsyncOptions
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ CHILD = textwrap.dedent("""
     from musetalk_core import cli
     from musetalk_core.io import video as video_io
     import av, numpy, safetensors.torch, PIL.Image  # everything the run imports later, imported under no limit
-    from musetalk_core import streaming, pipeline
+    from musetalk_core import pipeline, options
     from musetalk_core.faces import locate as face_locate
     from musetalk_core.faces import prepare as faces
     from musetalk_core.generators.musetalk import generate

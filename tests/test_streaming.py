@@ -18,9 +18,10 @@ from musetalk_core.io import video as video_io
 from musetalk_core.blend.blender import to_uint8
 from musetalk_core.hooks import RunHooks
 from musetalk_core.weights.loading import load_models
-from musetalk_core.pipeline import LipsyncOptions, lipsync
+from musetalk_core.options import LipsyncOptions
+from node_chain import lipsync
 from musetalk_core.io.sources import TensorSource, VideoFileSource
-from musetalk_core.streaming import lipsync_stream
+from musetalk_core.pipeline import lipsync_stream
 from test_faces import synthetic_video
 
 N = 7

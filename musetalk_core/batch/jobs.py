@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from ..errors import InputError
-from ..pipeline import LipsyncOptions
+from ..options import LipsyncOptions
 
 WORK = ".musetalk-work"   # under --output-dir: per-job work folders, shared per-video material, done markers
 LOAD_OPTIONS = ("version", "precision", "device", "landmark_backend")  # decide which networks a worker loads
@@ -125,7 +125,7 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     if args.video is not None and args.fps is not None:
         raise InputError("'fps' applies to 'image' only; a video keeps its own frame rate")
     from ..cli import options_from_args
-    from ..streaming import check_options
+    from ..pipeline import check_options
     from ..io.video import check_output_path, refuse_overwriting_inputs
 
     if args.generator != "musetalk":  # the batch runner's stages are MuseTalk's

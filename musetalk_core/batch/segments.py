@@ -1,7 +1,7 @@
 """How a long job is cut into segments of output frames, and where each segment's file goes.
 
 A segment is output frames [a, b). Segments start on multiples of the job's chunk_size, so each one blends the
-very chunks of the unsplit run (streaming.render), and every segment file is an independent H.264 stream that
+very chunks of the unsplit run (pipeline.render), and every segment file is an independent H.264 stream that
 starts with a keyframe; video_io.join_segments copies their packets into the output and encodes the job's audio
 once. A finished segment file is kept in the job's work folder until the job is joined: a rerun skips it.
 """

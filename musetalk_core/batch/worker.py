@@ -4,7 +4,7 @@
   on the whole run's grid) and the per-video material (faces, latents) of the source frames it uses. The per-video
   material is shared: jobs with the same video, the same frames used and the same per-video options reuse it
   (computed once, under a file lock, in the work folder's ``videos/``). Returns the job's plan (frames, segments).
-- ``render``: output frames [a, b) of a job from that material (streaming.render) into a segment file, or, for a
+- ``render``: output frames [a, b) of a job from that material (pipeline.render) into a segment file, or, for a
   job of one segment, straight into the output with its audio, exactly as ``python -m musetalk_core lipsync``.
 - ``join``: the segments into the output (video packets copied, the audio encoded once).
 
@@ -132,7 +132,7 @@ class Worker:
 
     def prepare(self, task: Task) -> JobPlan:
         from ..io.spill import SpillFolder
-        from ..streaming import encode_features, frames_used, material_for
+        from ..pipeline import encode_features, frames_used, material_for
 
         job = task.job
         folder = job_dir(self.output_dir, job)
@@ -169,7 +169,7 @@ class Worker:
 
     def render(self, task: Task) -> int:
         from ..blend.blender import assemble_audio
-        from ..streaming import render
+        from ..pipeline import render
         from ..io.video import VideoWriter, audio_layout
 
         job, plan, (a, b) = task.job, task.plan, task.segment
@@ -247,7 +247,7 @@ class Worker:
     def _video_material(self, models, source, job: Job, wanted: np.ndarray):
         """(faces, latents, reused): computed once per (video, frames used, per-video options, networks)."""
         from ..io.spill import SpillFolder
-        from ..streaming import video_material
+        from ..pipeline import video_material
 
         key = {"video": source.fingerprint(), "wanted": hashlib.sha1(np.packbits(wanted).tobytes()).hexdigest(),
                "options": {k: getattr(job.options, k) for k in VIDEO_OPTIONS},

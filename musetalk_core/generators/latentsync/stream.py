@@ -28,12 +28,12 @@ MUSETALK_NETWORKS = ("whisper", "s3fd", "landmarks", "face_parser")  # the share
 
 def latentsync_stream(models, ls_models, source, audio: Mapping[str, Any], fps: float, options, sink,
                       progress=None, spill_dir=None):
-    """Lip-sync ``source`` to ``audio`` with LatentSync; returns streaming.StreamResult."""
+    """Lip-sync ``source`` to ``audio`` with LatentSync; returns pipeline.StreamResult."""
     from ...audio.windows import encode_audio
     from ...blend.blender import assemble_audio, generated_faces_reader, make_blender
     from ...faces.material import build_faces
     from ...frame_mapping import used_source_frames
-    from ...streaming import StreamResult
+    from ...pipeline import StreamResult
     from .generate import (SamplingSettings, check_audio, count_steps, generate_latentsync, plan_frames,
                            restore_dtype)
     from .video_align import align_video, alignment_plan
