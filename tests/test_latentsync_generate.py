@@ -307,6 +307,47 @@ def test_restore_clamps_after_the_warp_as_reference():
     assert clamped_first.max() > 20, clamped_first.max()
 
 
+def test_affine_restore_shares_the_blend_loop_silence_and_streaming():
+    """AffineBlender is a ChunkBlender: with silence handling a silent output frame is its source frame bit for bit
+    (float values unrounded), a face-less one too, a frame next to silence is faded, and the streamed uint8 frames
+    (command line, VIDEO path) are the IMAGE path's rounded."""
+    from musetalk_core.blend.blender import blend_frames, generated_faces_reader, make_blender, to_uint8
+    from musetalk_core.blend.chunk_loop import ChunkBlender
+    from musetalk_core.generators.latentsync.restore import AffineBlender, AffineRestore
+    from musetalk_core.io.sources import TensorSource
+    from musetalk_core.types import MuseTalkAudio, MuseTalkGenerated
+
+    inputs, res = tl.restore_inputs(), tl.PARITY["resolution"]
+    matrices = torch.from_numpy(dict(np.load(Path(__file__).parent / "golden" / "latentsync" / "restore.npz"))
+                                ["matrices"])
+    frames = torch.from_numpy(inputs["frames"])
+    n, h, w = frames.shape[:3]
+    source = torch.tensor([0, 1, 1, 0, 1, 0])
+    exact = torch.from_numpy(inputs["faces"]).permute(0, 2, 3, 1)[source].contiguous()
+    silent = torch.tensor([0, 0, 1, 0, 0, 0], dtype=torch.bool)
+    audio = MuseTalkAudio(features=torch.zeros((6, 50, 384)), fps=25.0, silent=silent,
+                          audio={"waveform": torch.zeros((1, 1, 3840)), "sample_rate": 16000})
+    generated = MuseTalkGenerated(faces=to_uint8_faces(exact.permute(0, 3, 1, 2)), source_index=source,
+                                  has_face=torch.tensor([1, 1, 1, 1, 0, 1], dtype=torch.bool), fps=25.0, audio=audio,
+                                  restore=AffineRestore(matrices, res, exact))
+    images = frames.float() / 255 + 0.001  # off the uint8 grid: a pass-through frame keeps these values
+    faces = _faces_material(n, h, w)
+    out = blend_frames(images, faces, generated, silence_handling=True, silence_fade_frames=1, chunk_size=4)[0]
+    plain = blend_frames(images, faces, generated, chunk_size=4)[0]
+    assert torch.equal(out[2], images[1]) and torch.equal(out[4], images[1])  # silent; no generated face
+    assert not torch.equal(plain[2], images[1])
+    assert torch.equal(out[0], plain[0]) and torch.equal(out[5], plain[5])  # away from the silence: full weight
+    for i in (1, 3):  # half way between the source frame and the restored one
+        assert not torch.equal(out[i], plain[i]) and not torch.equal(out[i], images[source[i]])
+    blender = make_blender(faces, generated, "cpu", 0.05, 0.5, True, 1)
+    assert isinstance(blender, AffineBlender) and isinstance(blender, ChunkBlender)
+    assert blender.rows(0, 6) == [0, 1, 3, 5]
+    faces_of = generated_faces_reader(generated, None, torch.device("cpu"))
+    streamed = torch.cat([o for _, _, o in blender.stream(TensorSource(frames), 4, faces_of)])
+    assert torch.equal(streamed, to_uint8(blend_frames(frames.float() / 255, faces, generated, silence_handling=True,
+                                                       silence_fade_frames=1)[0]))
+
+
 def test_insightface_alignment_matches_reference(monkeypatch, tmp_path):
     """insightface_align.npz: upstream's ImageProcessor.affine_transform with its own FaceDetector (filters, landmark
     rounding) over the same FaceAnalysis detections: our 'insightface' backend (align_video) gives the same three

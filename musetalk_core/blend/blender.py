@@ -2,9 +2,11 @@
 
 The entry points the nodes, the command line and batch jobs call; the parts live beside this module:
 
-- box_paste.py: ``Blender``, the chunked compositing with MuseTalk's paste-back (the 256 px face into the face box
-  through the parsing mask); a generator with its own paste-back brings its blender in ``generated.restore``
-  (LatentSync: the inverse affine warp, generators/latentsync/restore.py);
+- chunk_loop.py: ``ChunkBlender``, the compositing over output frames in chunks (rows, silence weights, read-ahead
+  of the source frames) that every generator shares;
+- box_paste.py: ``Blender``, MuseTalk's paste-back (the 256 px face into the face box through the parsing mask); a
+  generator with its own paste-back brings its ChunkBlender in ``generated.restore`` (LatentSync: the inverse
+  affine warp, generators/latentsync/restore.py);
 - silence_fade.py: the face's weight per output frame with silence handling; audio_cut.py: the AUDIO cut to
   T / fps; checks.py: the input checks.
 
@@ -26,14 +28,16 @@ from ..hooks import NO_HOOKS, RunHooks
 from ..io.frames import frames_fingerprint, rgb_frames, rgb_to_uint8
 from ..types import MuseTalkFaces, MuseTalkGenerated
 from .audio_cut import SILENT_AUDIO_RATE, assemble_audio, audio_length
-from .box_paste import Blender, to_uint8
+from .box_paste import Blender
 from .checks import check_blend_settings, check_fps, check_material
+from .chunk_loop import ChunkBlender, to_uint8
 from .silence_fade import silence_weights
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Blender", "SILENT_AUDIO_RATE", "assemble_audio", "audio_length", "blend_frames", "check_blend_settings",
-           "check_material", "generated_faces_reader", "make_blender", "silence_weights", "stream_blend", "to_uint8"]
+__all__ = ["Blender", "ChunkBlender", "SILENT_AUDIO_RATE", "assemble_audio", "audio_length", "blend_frames",
+           "check_blend_settings", "check_material", "generated_faces_reader", "make_blender", "silence_weights",
+           "stream_blend", "to_uint8"]
 
 
 def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalkGenerated, *,
@@ -74,7 +78,7 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
 
 
 def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
-                 silence_fade_frames) -> Blender:
+                 silence_fade_frames) -> ChunkBlender:
     silent = generated.audio.silent if generated.audio is not None else None
     if not bool(faces.has_face.any()):  # cutaway / face-less clip: normal footage, passed through
         t = generated.num_frames

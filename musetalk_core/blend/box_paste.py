@@ -11,7 +11,7 @@ Per output frame i (source frame j = generated.source_index[i]) this is the refe
    the frame through the mask with PIL's integer arithmetic, clipped to the frame (blend_ops.compose).
 
 Output pixels that the mask does not touch are the caller's float values unchanged, so frames without a face (and
-silent frames with silence handling on) are the input frames bit for bit. Output frames are produced in chunks.
+silent frames with silence handling on) are the input frames bit for bit.
 
 Streamed uint8 frames (the command line, the VIDEO path, batch jobs: ``Blender.stream``) take a shorter way to the
 same pixels: only each face's blend square (its crop box within the frame) goes to the device and only the
@@ -29,10 +29,9 @@ import torch
 
 from . import kernels as blend_ops
 from ..errors import InputError
-from ..io.frames import image_to_uint8
 from ..io.spill import mask_shape
 from ..types import MuseTalkFaces
-from .silence_fade import silence_weights
+from .chunk_loop import ChunkBlender, FacesOf
 
 log = logging.getLogger(__name__)
 
@@ -47,44 +46,28 @@ def _face_geometry(faces: MuseTalkFaces, j: int) -> Optional[Geometry]:
     return box, crop
 
 
-class Blender:
-    """The compositing of output frames start..stop-1, one chunk at a time, for any frame source.
+class Blender(ChunkBlender):
+    """ChunkBlender with MuseTalk's box paste-back.
 
-    Everything per output frame that is not pixels (source frame, whether it is blended, silence weight, box
-    geometry) is decided once here; blurred masks are cached for the source frames of recent chunks only, so
-    memory does not grow with the video (re-blurring is exact, so the cache never changes a pixel).
+    The face box and crop box of every source frame used are checked once here; blurred masks are cached for the
+    source frames of recent chunks only, so memory does not grow with the video (re-blurring is exact, so the
+    cache never changes a pixel).
     """
 
     MASK_CACHE = 64  # blurred masks kept (source frames); ping-pong revisits recompute the rest
     MASK_CACHE_BYTES = 64 << 20  # ... and at most this many bytes of them (close-ups in 4K have 5 MB masks)
-    # Bounds that keep very large frames and faces in the memory of 1080p (none changes a pixel: frames and
-    # pixels are composited independently of each other):
-    CHUNK_PIXELS = 40_000_000  # frame pixels per output chunk (16 1080p frames; fewer frames above 1080p)
     COMPOSE_PIXELS = 2_000_000  # mask pixels per compose call (a 4K close-up's mask alone is 2000 x 2000)
 
     def __init__(self, faces: MuseTalkFaces, source_index: torch.Tensor, generated_has_face: torch.Tensor,
                  device: torch.device, *, silent: Optional[torch.Tensor] = None, blur_factor: float = 0.05,
                  upper_boundary_ratio: float = 0.5, silence_handling: bool = False, silence_fade_frames: int = 3):
+        super().__init__(source_index, generated_has_face, device, silent=silent, silence_handling=silence_handling,
+                         silence_fade_frames=silence_fade_frames)
         self.faces = faces
-        self.device = torch.device(device)
         self.blur_factor = float(blur_factor)
         self.upper_boundary_ratio = float(upper_boundary_ratio)
-        source = source_index.detach().to("cpu").long()
-        t = int(source.numel())
-        self.source = source
-        src_face = faces.has_face.detach().to("cpu").bool()[source]
-        gen_face = generated_has_face.detach().to("cpu").bool().reshape(-1)
-        active = (src_face & gen_face).numpy()
-        self.weights = np.ones(t, dtype=np.float64)
-        if silence_handling:
-            if silent is None:
-                log.warning("BlendAndAssemble: silence handling is on but 'generated' carries no MUSETALK_AUDIO; "
-                            "ignored.")
-            else:
-                if int(silent.numel()) != t:
-                    raise InputError(f"'generated' has {t} frames but its audio marks silence for "
-                                     f"{int(silent.numel())}; re-run MuseTalkUNetInpaint with this audio.")
-                self.weights = silence_weights(silent, int(silence_fade_frames))
+        source = self.source
+        active = self.active & faces.has_face.detach().to("cpu").bool()[source].numpy()
         self.geometry = self._check_geometry(source[torch.from_numpy(active)].tolist())
         self.active = active & np.array([int(j) in self.geometry for j in source.tolist()], dtype=bool)
         self._blurred: "OrderedDict[int, torch.Tensor]" = OrderedDict()
@@ -108,37 +91,6 @@ class Blender:
                                  f"({side}, {side}). Re-run FaceDetectAndParse.")
             geometry[j] = geo
         return geometry
-
-    def stream(self, source, step: int, faces_of, before=None, first: int = 0, last: Optional[int] = None):
-        """(start, stop, uint8 frames on the CPU) of every output chunk of ``step`` frames, in order: the source
-        frames are read ahead on a thread (sources.prefetched) and blended. ``before(last_row)`` runs before a
-        chunk with faces to composite (the streaming core generates them there). Close the generator (e.g.
-        contextlib.closing) to stop the reader when the caller stops early.
-
-        ``first``/``last``: only output frames first..last-1 (a segment of a split job); chunks start at ``first``,
-        so a segment that starts on a multiple of ``step`` blends the very chunks of the whole run."""
-        from ..io.sources import prefetched
-
-        h, w = (int(v) for v in source.frame_size)
-        t, step = int(self.source.numel()), max(1, min(int(step), self.CHUNK_PIXELS // max(1, h * w)))
-        end = t if last is None else min(t, int(last))
-        starts = range(int(first), end, step)
-        reads = prefetched(source, [self.source[a:min(a + step, end)].tolist() for a in starts])
-        try:
-            for start, raw in zip(starts, reads):
-                stop = min(end, start + step)
-                rows = self.rows(start, stop)
-                if rows and before is not None:
-                    before(rows[-1])
-                out = self.blend_uint8(start, stop, raw, faces_of)
-                del raw  # before the next read-ahead starts: two source chunks alive at most
-                yield start, stop, out
-        finally:
-            reads.close()  # waits for a read still running on the prefetch thread
-
-    def rows(self, start: int, stop: int) -> List[int]:
-        """Output frames of the chunk that get a generated mouth (face present, not fully silent)."""
-        return [i for i in range(start, stop) if self.active[i] and self.weights[i] > 0.0]
 
     def _masks_for(self, js: List[int]) -> None:
         todo = [j for j in dict.fromkeys(js) if j not in self._blurred]
@@ -166,7 +118,7 @@ class Blender:
             _, old = self._blurred.popitem(last=False)
             self._blurred_bytes -= old.numel() * old.element_size()
 
-    def blend_uint8(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
+    def blend_uint8(self, start: int, stop: int, raw: torch.Tensor, generated_faces: FacesOf) -> torch.Tensor:
         """uint8 (stop - start, H, W, 3) on the CPU: ``blend`` rounded as the video writer rounds it.
 
         Source frames as uint8 RGB on the CPU (what every FrameSource reads; the chunk is written in place) take
@@ -179,7 +131,11 @@ class Blender:
             for group in self._compose_groups(self.rows(start, stop)):
                 self._compose_squares(raw, start, group, generated_faces)
             return raw
-        return to_uint8(self.blend(start, stop, raw, generated_faces), in_place=True).cpu()
+        return super().blend_uint8(start, stop, raw, generated_faces)
+
+    def paste(self, chunk: torch.Tensor, start: int, rows: List[int], generated_faces: FacesOf) -> None:
+        for group in self._compose_groups(rows):
+            self._compose(chunk, start, group, generated_faces)
 
     def _compose_groups(self, rows: List[int]) -> List[List[int]]:
         """rows in groups of at most COMPOSE_PIXELS mask pixels (at least one frame each)."""
@@ -263,19 +219,6 @@ class Blender:
         except blend_ops.NonFiniteError:
             raise InputError("'images' contains NaN or infinite pixel values inside a face area.") from None
 
-    def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
-        """float32 (stop - start, H, W, 3) on the device: source frames ``raw`` (float IMAGE values or uint8) of
-        output frames start..stop-1 with their mouths composited. ``generated_faces(rows)`` gives the uint8
-        256x256 faces of the output frames ``rows`` (absolute indices)."""
-        device = self.device
-        if raw.is_floating_point() and raw.shape[-1] == 3:
-            chunk = raw.to(device=device, dtype=torch.float32)
-        else:  # uint8, grayscale or RGBA input: through the standard conversion (divided in place: one copy)
-            chunk = image_to_uint8(raw, "images", device=device).to(torch.float32).div_(255.0)
-        for group in self._compose_groups(self.rows(start, stop)):
-            self._compose(chunk, start, group, generated_faces)
-        return chunk
-
     def _compose(self, chunk: torch.Tensor, start: int, rows: List[int], generated_faces) -> None:
         """Composite the generated mouths of output frames ``rows`` into ``chunk`` (frames start.., in place)."""
         device = self.device
@@ -295,11 +238,3 @@ class Blender:
                 old = chunk[target, py, px]
                 new = torch.where(fading[:, None], old + w[:, None] * (new - old), new)
             chunk[target, py, px] = new
-
-
-def to_uint8(chunk: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-    """Blended float frames -> uint8 as the video writer rounds them (round(x * 255)). ``in_place``: ``chunk``
-    (float32, not needed afterwards) is overwritten instead of two more float copies of it being made."""
-    if in_place and chunk.dtype == torch.float32:
-        return chunk.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
-    return (chunk.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Optional
+
 import numpy as np
 import torch
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def silence_weights(silent: torch.Tensor, fade_frames: int) -> np.ndarray:
@@ -30,3 +37,17 @@ def silence_weights(silent: torch.Tensor, fade_frames: int) -> np.ndarray:
     weights[flags] = 0.0
     return weights
 
+
+def frame_weights(num_frames: int, silent: Optional[torch.Tensor], silence_handling: bool,
+                  fade_frames: int) -> np.ndarray:
+    """float64 (T,) mouth weights of a run: all 1 unless silence handling is on and the audio marks silence."""
+    if not silence_handling:
+        return np.ones(num_frames, dtype=np.float64)
+    if silent is None:
+        log.warning("BlendAndAssemble: silence handling is on but 'generated' carries no MUSETALK_AUDIO; ignored.")
+        return np.ones(num_frames, dtype=np.float64)
+    if int(silent.numel()) != num_frames:
+        raise InputError(f"'generated' has {num_frames} frames but its audio marks silence for "
+                         f"{int(silent.numel())}; re-run the generator node (MuseTalkUNetInpaint, "
+                         "LatentSyncInpaint) with this audio.")
+    return silence_weights(silent, int(fade_frames))

@@ -20,12 +20,11 @@ float32 (upstream: float16 on the GPU).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, List, Optional
 
-import numpy as np
 import torch
 
-from ...blend.blender import Blender, silence_weights, to_uint8
+from ...blend.chunk_loop import ChunkBlender
 from ...errors import InputError
 from . import align
 
@@ -46,47 +45,27 @@ class AffineRestore:
                              silence_handling=silence_handling, silence_fade_frames=silence_fade_frames)
 
 
-class AffineBlender(Blender):
-    """Blender's chunked interface (rows, stream, blend) with LatentSync's inverse-affine paste-back."""
+class AffineBlender(ChunkBlender):
+    """ChunkBlender (rows, silence weights, chunks, stream) with LatentSync's inverse-affine paste-back."""
 
     def __init__(self, restore: AffineRestore, faces, source_index: torch.Tensor, generated_has_face: torch.Tensor,
                  device, *, silent: Optional[torch.Tensor] = None, silence_handling: bool = False,
                  silence_fade_frames: int = 3):
-        self.restore = restore
-        self.faces = faces
-        self.device = torch.device(device)
-        self.source = source_index.detach().to("cpu").long()
-        t = int(self.source.numel())
         if restore.matrices.shape[0] != faces.num_frames:
             raise InputError(f"'generated' holds alignment matrices for {restore.matrices.shape[0]} frames but the "
                              f"faces are of {faces.num_frames}: connect the FaceDetectAndParse output that fed "
                              "LatentSyncInpaint.")
-        gen_face = generated_has_face.detach().to("cpu").bool().reshape(-1)
-        self.active = gen_face.numpy().copy()
-        self.weights = np.ones(t, dtype=np.float64)
-        if silence_handling and silent is not None:
-            if int(silent.numel()) != t:
-                raise InputError(f"'generated' has {t} frames but its audio marks silence for {int(silent.numel())}.")
-            self.weights = silence_weights(silent, int(silence_fade_frames))
+        super().__init__(source_index, generated_has_face, device, silent=silent, silence_handling=silence_handling,
+                         silence_fade_frames=silence_fade_frames)
+        self.restore = restore
         _, (self.crop_w, self.crop_h) = align.face_template(restore.resolution)
 
-    def blend_uint8(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
-        """uint8 frames on the CPU: ``blend`` rounded (the affine paste-back works on whole frames)."""
-        return to_uint8(self.blend(start, stop, raw, generated_faces), in_place=True).cpu()
-
-    def blend(self, start: int, stop: int, raw: torch.Tensor, generated_faces) -> torch.Tensor:
-        """float32 (stop - start, H, W, 3): frames of output frames start..stop-1 with the faces warped back."""
-        from ...io.frames import image_to_uint8
-
-        if raw.is_floating_point() and raw.shape[-1] == 3:
-            chunk = raw.to(device=self.device, dtype=torch.float32)
-        else:
-            chunk = image_to_uint8(raw, "images", device=self.device).to(torch.float32) / 255.0
-        rows = self.rows(start, stop)
-        if not rows:
-            return chunk
+    def paste(self, chunk: torch.Tensor, start: int, rows: List[int], generated_faces) -> None:
+        """Each face resized to the alignment crop, warped back into its frame and blended through the eroded
+        crop area; one frame at a time (each has its own warp and paste mask). The restore works on whole uint8
+        frames, so an output frame with a face comes back rounded to uint8 levels as a whole."""
         gen = generated_faces(rows)
-        for k, i in enumerate(rows):  # one frame at a time: each has its own warp and paste mask
+        for k, i in enumerate(rows):
             j = int(self.source[i])
             frame = (chunk[i - start] * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
             face = gen[k].to(self.device).permute(2, 0, 1)
@@ -97,4 +76,3 @@ class AffineBlender(Blender):
             new = torch.from_numpy(out).to(device=self.device, dtype=torch.float32) / 255.0
             w = float(self.weights[i])
             chunk[i - start] = new if w >= 1.0 else chunk[i - start] + w * (new - chunk[i - start])
-        return chunk
