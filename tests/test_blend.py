@@ -444,6 +444,49 @@ def test_pixel_budgets_bound_each_pass_without_changing_a_pixel(monkeypatch):
     assert len(blender._blurred) == 1 and blender._blurred_bytes == next(iter(blender._blurred.values())).numel()
 
 
+def test_image_and_video_sinks_take_the_chunks_of_one_loop(monkeypatch):
+    """blend_frames (IMAGE) and the VIDEO path run the same chunk loop (ChunkBlender.blend_into), bounded by the
+    same frame-pixel budget; the IMAGE sink keeps float pixels no face touches unrounded, the video sink gets those
+    frames as uint8 and keeps previews of them."""
+    from musetalk_core.blend.blender import Blender, make_blender, to_uint8
+    from musetalk_core.blend.sinks import ImageFrames, VideoSink
+    from musetalk_core.io.previews import sample_indices, strip
+    from musetalk_core.io.sources import TensorSource
+
+    frames, boxes, crops, masks = synthetic_video(n=4, seed=7)
+    images = to_image(frames) * 0.999 + 0.0005  # off the uint8 grid
+    faces = make_faces(to_u8(images), boxes, crops, masks, has_face=[True, True, False, True])
+    src = [0, 1, 2, 3, 3, 2, 1]
+    gen = np.random.default_rng(6).integers(0, 256, (len(src), 256, 256, 3), dtype=np.uint8)
+    generated = make_generated(gen, src, audio=make_audio(len(src), silent=[0, 0, 0, 0, 1, 0, 0]))
+    monkeypatch.setattr(Blender, "CHUNK_PIXELS", 2 * 72 * 96)  # 2 frames per chunk whatever chunk_size says
+    steps = []
+    out = blend_frames(images, faces, generated, silence_handling=True, silence_fade_frames=1, chunk_size=16,
+                       hooks=RunHooks(advance=steps.append))[0]
+    assert steps == [2, 2, 2, 1]
+    assert torch.equal(out[2], images[2]) and torch.equal(out[4], images[3])  # no face; silent
+    assert not torch.equal(out[0], images[0])
+
+    class Writer:
+        def __init__(self):
+            self.frames = []
+
+        def write(self, chunk):
+            self.frames.append(chunk.clone())
+
+    writer, blender = Writer(), make_blender(faces, generated, "cpu", 0.05, 0.5, True, 1)
+    sink = VideoSink(writer, len(src))
+    blender.blend_into(sink, ImageFrames(images), 16, lambda rows: generated.faces[rows])
+    assert [len(c) for c in writer.frames] == [2, 2, 2, 1]
+    assert torch.equal(torch.cat(writer.frames), to_uint8(out))
+    assert torch.equal(sink.preview(), strip({i: to_uint8(out[i]).numpy() for i in range(len(src))},
+                                             sample_indices(len(src))))
+    u8 = torch.from_numpy(to_u8(images))  # the uint8 way (command line, VIDEO): the blend squares only
+    streamed = torch.cat([o for _, _, o in blender.stream(TensorSource(u8), 3, lambda rows: generated.faces[rows])])
+    assert torch.equal(streamed, to_uint8(blend_frames(u8, faces, generated, silence_handling=True,
+                                                       silence_fade_frames=1)[0]))
+
+
 def test_preview_frames_are_kept_at_preview_size():
     """The VIDEO paths keep their 16 preview frames already downscaled (and copied, never views of a chunk): the
     strip is the same as from full-size frames."""

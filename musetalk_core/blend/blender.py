@@ -2,8 +2,8 @@
 
 The entry points the nodes, the command line and batch jobs call; the parts live beside this module:
 
-- chunk_loop.py: ``ChunkBlender``, the compositing over output frames in chunks (rows, silence weights, read-ahead
-  of the source frames) that every generator shares;
+- chunk_loop.py: ``ChunkBlender``, the one loop over output frames in chunks (rows, silence weights, read-ahead of
+  the source frames), handing each blended chunk to a sink (sinks.py: an IMAGE, or the video writer);
 - box_paste.py: ``Blender``, MuseTalk's paste-back (the 256 px face into the face box through the parsing mask); a
   generator with its own paste-back brings its ChunkBlender in ``generated.restore`` (LatentSync: the inverse
   affine warp, generators/latentsync/restore.py);
@@ -17,10 +17,8 @@ without a face are the input frames bit for bit; blend_frames and stream_blend g
 from __future__ import annotations
 
 import logging
-from contextlib import closing
-from typing import Dict, Optional
+from typing import Optional
 
-import numpy as np
 import torch
 
 from ..errors import InputError
@@ -32,6 +30,7 @@ from .box_paste import Blender
 from .checks import check_blend_settings, check_fps, check_material
 from .chunk_loop import ChunkBlender, to_uint8
 from .silence_fade import silence_weights
+from .sinks import ImageFrames, ImageSink, VideoSink
 
 log = logging.getLogger(__name__)
 
@@ -44,37 +43,65 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
                  blur_factor: float = 0.05, upper_boundary_ratio: float = 0.5, silence_handling: bool = False,
                  silence_fade_frames: int = 3, chunk_size: int = 16, replacement_faces: Optional[torch.Tensor] = None,
                  hooks: Optional[RunHooks] = None, output_device: Optional[torch.device] = None):
-    """Compose the generated faces into the original frames; see the module docstring.
+    """Compose the generated faces into the original frames (an IMAGE batch); see the module docstring.
 
     Returns (frames float32 IMAGE (T, H, W, 3) on ``output_device`` (default: the device of ``images``),
     AUDIO {"waveform" (B, C, round(T / fps * rate)), "sample_rate"} on the CPU, fps float, T int)."""
-    hooks = hooks or NO_HOOKS
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise InputError("'images' must be an IMAGE batch (frames, height, width, 3): the same frames given to "
                          "FaceDetectAndParse.")
     images = rgb_frames(images, "images")  # RGB view (alpha dropped, gray expanded) exactly as the faces saw it
-    check_material(faces, generated, int(images.shape[0]), int(images.shape[1]), int(images.shape[2]),
-                   replacement_faces, blur_factor, upper_boundary_ratio, silence_fade_frames, chunk_size,
-                   "images", "IMAGE")
+    n, height, width = (int(v) for v in images.shape[:3])
+    check_material(faces, generated, n, height, width, replacement_faces, blur_factor, upper_boundary_ratio,
+                   silence_fade_frames, chunk_size, "images", "IMAGE")
     if faces.frames_fingerprint:
         if frames_fingerprint(images) != faces.frames_fingerprint:
             raise InputError("'images': these are not the frames the faces were computed from (same size and count, "
                              "different pixels). Connect the same IMAGE to FaceDetectAndParse and BlendAndAssemble.")
-    n, height, width = (int(v) for v in images.shape[:3])
-    t = generated.num_frames
-    fps = check_fps(generated)
+    t, fps = generated.num_frames, check_fps(generated)
     out_device = torch.device(output_device) if output_device is not None else images.device
     blender = make_blender(faces, generated, generated.faces.device, blur_factor, upper_boundary_ratio,
                            silence_handling, silence_fade_frames)
     faces_of = generated_faces_reader(generated, replacement_faces, blender.device)
-    out = torch.empty((t, height, width, 3), dtype=torch.float32, device=out_device)
-    for start in range(0, t, int(chunk_size)):
-        stop = min(t, start + int(chunk_size))
-        raw = images[blender.source[start:stop]]  # a fresh copy: the input is never modified
-        out[start:stop] = blender.blend(start, stop, raw, faces_of).to(out_device)
-        hooks.step(stop - start)
+    sink = ImageSink(t, height, width, out_device)
+    blender.blend_into(sink, ImageFrames(images), chunk_size, faces_of, hooks or NO_HOOKS)
     audio_map = generated.audio.audio if generated.audio is not None else None
-    return out, assemble_audio(audio_map, t, fps), fps, t
+    return sink.frames, assemble_audio(audio_map, t, fps), fps, t
+
+
+def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, path, *, blur_factor: float = 0.05,
+                 upper_boundary_ratio: float = 0.5, silence_handling: bool = False, silence_fade_frames: int = 3,
+                 chunk_size: int = 16, replacement_faces: Optional[torch.Tensor] = None,
+                 hooks: Optional[RunHooks] = None, crf: int = 18):
+    """BlendAndAssemble over a frame source (a VIDEO): each chunk of output frames is blended over its source
+    frames, read again from the source, and written straight to an H.264 + AAC file at ``path`` (atomically).
+
+    Returns (a preview IMAGE of up to 16 output frames sampled evenly, the AUDIO cut to exactly T / fps, fps, T).
+    The output frames equal blend_frames' on the same frames, bit for bit."""
+    from fractions import Fraction
+
+    from ..io.video import VideoWriter, audio_layout
+
+    n, (h, w) = source.num_frames, source.frame_size
+    check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,
+                   silence_fade_frames, chunk_size, "video", "VIDEO")
+    if faces.frames_fingerprint and source.fingerprint() != faces.frames_fingerprint:
+        raise InputError("'video': this is not the video the faces were computed from. Connect the same VIDEO to "
+                         "FaceDetectAndParse and BlendAndAssemble.")
+    t, fps = generated.num_frames, check_fps(generated)
+    exact = source.fps is not None and abs(float(source.fps) - fps) < 1e-6
+    rate = Fraction(source.fps) if exact else Fraction(fps).limit_denominator(1001)
+    device = generated.faces.device if isinstance(generated.faces, torch.Tensor) \
+        else torch.device(generated.settings.get("device", "cpu"))
+    blender = make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
+                           silence_fade_frames)
+    faces_of = generated_faces_reader(generated, replacement_faces, device)
+    audio = assemble_audio(generated.audio.audio if generated.audio is not None else None, t, fps)
+    with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
+        sink = VideoSink(writer, t)
+        blender.blend_into(sink, source, chunk_size, faces_of, hooks or NO_HOOKS)
+        writer.finish(audio)
+    return sink.preview(), audio, fps, t
 
 
 def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
@@ -114,47 +141,3 @@ def generated_faces_reader(generated: MuseTalkGenerated, replacement_faces, devi
     if exact is not None:
         return lambda rows: exact[rows]
     return lambda rows: generated.faces[rows]
-
-
-def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, path, *, blur_factor: float = 0.05,
-                 upper_boundary_ratio: float = 0.5, silence_handling: bool = False, silence_fade_frames: int = 3,
-                 chunk_size: int = 16, replacement_faces: Optional[torch.Tensor] = None,
-                 hooks: Optional[RunHooks] = None, crf: int = 18):
-    """BlendAndAssemble over a frame source (a VIDEO): each chunk of output frames is blended over its source
-    frames, read again from the source, and written straight to an H.264 + AAC file at ``path`` (atomically).
-
-    Returns (a preview IMAGE of up to 16 output frames sampled evenly, the AUDIO cut to exactly T / fps, fps, T).
-    The output frames equal blend_frames' on the same frames, bit for bit."""
-    from fractions import Fraction
-
-    from ..io.previews import Downscaled, sample_indices, strip
-    from ..io.video import VideoWriter, audio_layout
-
-    hooks = hooks or NO_HOOKS
-    n, (h, w) = source.num_frames, source.frame_size
-    check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,
-                   silence_fade_frames, chunk_size, "video", "VIDEO")
-    if faces.frames_fingerprint and source.fingerprint() != faces.frames_fingerprint:
-        raise InputError("'video': this is not the video the faces were computed from. Connect the same VIDEO to "
-                         "FaceDetectAndParse and BlendAndAssemble.")
-    t, fps = generated.num_frames, check_fps(generated)
-    exact = source.fps is not None and abs(float(source.fps) - fps) < 1e-6
-    rate = Fraction(source.fps) if exact else Fraction(fps).limit_denominator(1001)
-    device = generated.faces.device if isinstance(generated.faces, torch.Tensor) \
-        else torch.device(generated.settings.get("device", "cpu"))
-    blender = make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
-                           silence_fade_frames)
-    faces_of = generated_faces_reader(generated, replacement_faces, device)
-    audio = assemble_audio(generated.audio.audio if generated.audio is not None else None, t, fps)
-    shown = sample_indices(t)
-    kept: Dict[int, np.ndarray] = Downscaled()  # the preview frames, already at preview size
-    with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
-        with closing(blender.stream(source, chunk_size, faces_of)) as chunks:
-            for start, stop, out in chunks:
-                writer.write(out)
-                for i in shown:
-                    if start <= i < stop:
-                        kept[i] = out[i - start].numpy()
-                hooks.step(stop - start)
-        writer.finish(audio)
-    return strip(kept, shown), audio, fps, t

@@ -1,18 +1,21 @@
-"""The compositing every generator shares: output frames chunk by chunk, over any frame source.
+"""The one compositing loop every generator shares: output frames chunk by chunk, over a frame source, to a sink.
 
 Per output frame, everything that is not pixels is decided once (``ChunkBlender``): its source frame, whether it
-gets a generated face, its silence weight. ``ChunkBlender.stream`` reads the source frames of each chunk ahead on a
-thread and blends them. Only the paste-back differs per generator
+gets a generated face, its silence weight. ``ChunkBlender.chunks`` reads the source frames of each chunk ahead on a
+thread, blends them and hands the chunk on; ``blend_into`` passes every chunk to a sink (sinks.py: an IMAGE that
+keeps the caller's float pixels, or the video writer's uint8 frames). Only the paste-back differs per generator
 (``ChunkBlender.paste``): MuseTalk's 256 px face into the face box through the parsing mask (box_paste.Blender),
 LatentSync's inverse affine warp (generators/latentsync/restore.py).
 """
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Callable, List, Optional
 
 import torch
 
+from ..hooks import NO_HOOKS, RunHooks
 from ..io.frames import image_to_uint8
 from .silence_fade import frame_weights
 
@@ -72,9 +75,16 @@ class ChunkBlender:
         return to_uint8(self.blend(start, stop, raw, generated_faces), in_place=True).cpu()
 
     def stream(self, source, step: int, faces_of: FacesOf, before=None, first: int = 0, last: Optional[int] = None):
-        """(start, stop, uint8 frames on the CPU) of every output chunk of ``step`` frames, in order: the source
-        frames are read ahead on a thread (sources.prefetched) and blended. ``before(last_row)`` runs before a
-        chunk with faces to composite (the streaming core generates them there). Close the generator (e.g.
+        """(start, stop, uint8 frames on the CPU) of every output chunk of ``step`` frames, in order (``chunks``
+        with ``blend_uint8``)."""
+        return self.chunks(source, step, faces_of, as_float=False, before=before, first=first, last=last)
+
+    def chunks(self, source, step: int, faces_of: FacesOf, *, as_float: bool, before=None, first: int = 0,
+               last: Optional[int] = None):
+        """(start, stop, blended frames) of every output chunk of ``step`` frames, in order: the source frames are
+        read ahead on a thread (sources.prefetched) and blended, as float32 frames on the device (``blend``,
+        ``as_float``) or uint8 frames on the CPU (``blend_uint8``). ``before(last_row)`` runs before a chunk with
+        faces to composite (the streaming core generates them there). Close the generator (e.g.
         contextlib.closing) to stop the reader when the caller stops early.
 
         ``first``/``last``: only output frames first..last-1 (a segment of a split job); chunks start at ``first``,
@@ -92,8 +102,18 @@ class ChunkBlender:
                 rows = self.rows(start, stop)
                 if rows and before is not None:
                     before(rows[-1])
-                out = self.blend_uint8(start, stop, raw, faces_of)
+                out = (self.blend if as_float else self.blend_uint8)(start, stop, raw, faces_of)
                 del raw  # before the next read-ahead starts: two source chunks alive at most
                 yield start, stop, out
         finally:
             reads.close()  # waits for a read still running on the prefetch thread
+
+    def blend_into(self, sink, source, step: int, faces_of: FacesOf, hooks: Optional[RunHooks] = None) -> None:
+        """Every output chunk, blended over its source frames, to ``sink.put(start, stop, frames)`` in order;
+        ``sink.float_frames`` picks float32 frames (``blend``) or uint8 ones (``blend_uint8``)."""
+        hooks = hooks or NO_HOOKS
+        with closing(self.chunks(source, step, faces_of, as_float=sink.float_frames)) as chunks:
+            for start, stop, frames in chunks:
+                sink.put(start, stop, frames)
+                hooks.step(stop - start)
+
