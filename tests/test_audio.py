@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from musetalk_core.audio import silence, whisper_states
 from musetalk_core.audio import windows as core
 from musetalk_core.errors import InputError, WeightFileError
+from musetalk_core.hooks import RunHooks
 from musetalk_core.weights.loading import load_models
 from musetalk_core.types import MuseTalkAudio, MuseTalkModels
 from tiny.whisper import as_audio, seeded_signal, write
@@ -219,10 +221,10 @@ def test_long_audio_encodes_in_bounded_batches():
     seconds, t0 = 600.0, 571.33
     models = stub_models()
     calls = []
-    hooks = core.RunHooks(advance=calls.append)
+    hooks = RunHooks(advance=calls.append)
     out = core.encode_audio(models, burst_audio(seconds, t0), 25.0, hooks=hooks)
     enc = models.network("whisper")
-    assert max(enc.batches) <= core.SEGMENT_BATCH and sum(enc.batches) == 20 and sum(calls) == 20
+    assert max(enc.batches) <= whisper_states.SEGMENT_BATCH and sum(enc.batches) == 20 and sum(calls) == 20
     assert out.num_frames == 15000
     loud = np.nonzero(out.features[:, 0::5, 0].numpy().max(axis=1) > 0.5)[0]
     assert loud.min() >= int(t0 * 25) - 3 and loud.max() <= int(t0 * 25) + 3
@@ -313,7 +315,7 @@ def _levels_from_whole_cumsum(mono, rows):
 def test_silence_levels_from_chunked_energy_are_exact(monkeypatch, chunk, fps):
     """The running energy summed chunk by chunk gives the levels of one whole-track sum bit for bit, with a track
     that does not end on a 20 ms edge and frames past its end."""
-    monkeypatch.setattr(core, "ENERGY_CHUNK", chunk)
+    monkeypatch.setattr(silence, "ENERGY_CHUNK", chunk)
     mono = (np.random.default_rng(5).standard_normal(16000 * 7 + 123) * 0.3).astype(np.float32)
     length = mono.shape[0] // 320
     for rows in (core.reference_window_rows(int(7 * fps) + 2, fps, 2, 2, length),

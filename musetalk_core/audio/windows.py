@@ -13,15 +13,13 @@ Deliberate differences from the reference (documented in docs/audio.md):
 - windows that reach past the padded features read zero frames instead of aborting the process;
 - v1.0-original emits floor(duration * fps) frames, not the two extra frames past the end of the audio.
 
-Mono is the channel mean, resampling to 16 kHz is soxr "HQ" with librosa's output length, as ``librosa.load``.
+The parts: clip.py (the AUDIO checked, mono at 16 kHz), whisper_states.py (the encoder's hidden states in blocks for
+either mode), silence.py (per-frame silence flags); this module places the states into each frame's window.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -30,116 +28,15 @@ import torch
 from ..errors import InputError
 from ..hooks import NO_HOOKS, RunHooks
 from ..types import MuseTalkAudio, MuseTalkModels
+from .clip import SAMPLE_RATE, WHISPER_FPS, audio_to_mono16k, check_fps, frame_count, num_segments
+from .silence import silence_flags
+from .whisper_states import N_FFT, original_blocks, reference_blocks
 
-log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
-WHISPER_FPS = 50  # encoder frames per second (one per 20 ms)
-SAMPLES_PER_WHISPER_FRAME = SAMPLE_RATE // WHISPER_FPS  # 320
-SEGMENT_SAMPLES = 30 * SAMPLE_RATE  # 480 000: one encoder call
-MEL_FRAMES = 3000
-HOP = 160
-N_FFT = 400
 FEATURE_MODES = ("reference", "v1.0-original")
-MIN_SAMPLE_RATE = 1000
-MAX_SAMPLE_RATE = 768000
-MAX_FPS = 1000.0
-SEGMENT_BATCH = 4  # 30 s segments per encoder call (bounded memory for long audio)
 GATHER_CHUNK = 512  # output frames gathered at a time
 
-
-# ----------------------------------------------------------------------------------------------------- input
-
-
-def audio_to_mono16k(audio: Any) -> tuple:
-    """ComfyUI AUDIO -> (float32 numpy mono at 16 kHz, source sample rate, source channels). Validates everything."""
-    if not isinstance(audio, Mapping):
-        raise InputError(f"audio: expected a ComfyUI AUDIO (a mapping with 'waveform' and 'sample_rate'), got "
-                         f"{type(audio).__name__}. Connect LoadAudio, a video's audio or a TTS node.")
-    missing = [k for k in ("waveform", "sample_rate") if k not in audio]
-    if missing:
-        raise InputError(f"audio: the AUDIO mapping has no {', '.join(repr(k) for k in missing)} entry "
-                         f"(keys: {sorted(map(str, audio))}). Connect a standard AUDIO output.")
-    wave = audio["waveform"]
-    if not isinstance(wave, torch.Tensor):
-        try:
-            wave = torch.as_tensor(np.asarray(wave))
-        except Exception:  # noqa: BLE001
-            raise InputError(f"audio: 'waveform' must be a tensor (batch, channels, samples), got "
-                             f"{type(audio['waveform']).__name__}.") from None
-    if wave.ndim == 1:
-        wave = wave[None, None]
-    elif wave.ndim == 2:
-        wave = wave[None]
-    if wave.ndim != 3:
-        raise InputError(f"audio: 'waveform' must have shape (batch, channels, samples), got {tuple(wave.shape)}.")
-    if wave.shape[0] != 1:
-        raise InputError(f"audio: the AUDIO holds a batch of {wave.shape[0]} clips; WhisperAudioEncode takes one "
-                         "clip. Split the batch or pick one clip (batch size must be 1).")
-    if wave.shape[1] < 1 or wave.shape[2] < 1:
-        raise InputError(f"audio: the waveform is empty (shape {tuple(wave.shape)}). Connect audio with sound in it.")
-    if not (wave.is_floating_point() or wave.dtype in (torch.int16, torch.int32)):
-        raise InputError(f"audio: 'waveform' has dtype {wave.dtype}; expected float samples in [-1, 1].")
-    try:
-        rate = float(audio["sample_rate"])
-    except (TypeError, ValueError):
-        raise InputError(f"audio: 'sample_rate' must be a number, got {audio['sample_rate']!r}.") from None
-    if not math.isfinite(rate) or rate != int(rate) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise InputError(f"audio: sample rate {audio['sample_rate']!r} Hz is not usable; expected a whole number of "
-                         f"Hz between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} (e.g. 16000, 44100, 48000).")
-    rate = int(rate)
-    if wave.dtype == torch.int16:
-        wave = wave.float() / 32768.0
-    elif wave.dtype == torch.int32:
-        wave = wave.double() / 2147483648.0
-    samples = wave[0].detach().to("cpu", torch.float32)
-    if not bool(torch.isfinite(samples).all()):
-        bad = int((~torch.isfinite(samples)).sum())
-        raise InputError(f"audio: the waveform contains {bad} NaN/inf samples. Fix the node that produced it "
-                         "(e.g. a TTS or effect node) or clean the audio before MuseTalk.")
-    channels = int(samples.shape[0])
-    mono = samples.mean(dim=0).numpy() if channels > 1 else samples[0].numpy()
-    return resample_to_16k(np.ascontiguousarray(mono, dtype=np.float32), rate), rate, channels
-
-
-def resample_to_16k(mono: np.ndarray, rate: int) -> np.ndarray:
-    """``librosa.resample(res_type="soxr_hq")``: soxr HQ, then zero-pad/trim to ceil(n * 16000 / rate)."""
-    if rate == SAMPLE_RATE:
-        return mono
-    import soxr
-
-    out = soxr.resample(mono, rate, SAMPLE_RATE, quality="soxr_hq")
-    size = int(np.ceil(mono.shape[-1] * float(SAMPLE_RATE) / rate))
-    if out.shape[-1] > size:
-        out = out[:size]
-    elif out.shape[-1] < size:
-        out = np.pad(out, (0, size - out.shape[-1]))
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def check_fps(fps: Any) -> float:
-    try:
-        value = float(fps)
-    except (TypeError, ValueError):
-        raise InputError(f"fps: expected a number of video frames per second, got {fps!r}.") from None
-    if not math.isfinite(value) or value <= 0 or value > MAX_FPS:
-        raise InputError(f"fps: {fps!r} is not a usable frame rate; expected 0 < fps <= {MAX_FPS:g} (e.g. 25, 29.97). "
-                         "Wire the fps output of your video loader (GetVideoComponents) into this input.")
-    return value
-
-
-def frame_count(num_samples_16k: int, fps: float) -> int:
-    """floor(duration * fps), computed as the reference does (duration = samples / 16000)."""
-    return int(math.floor((num_samples_16k / SAMPLE_RATE) * fps))
-
-
-def num_segments(audio: Any) -> int:
-    """How many 30 s encoder calls an AUDIO needs (for progress bars); 1 when the input is unusable."""
-    try:
-        wave = audio["waveform"]
-        return max(1, math.ceil(wave.shape[-1] / float(audio["sample_rate"]) / 30.0))
-    except Exception:  # noqa: BLE001 - validation happens in encode_audio
-        return 1
+__all__ = ["FEATURE_MODES", "audio_to_mono16k", "encode_audio", "gather_windows", "num_segments",
+           "original_window_rows", "reference_window_rows", "silence_flags"]
 
 
 # ---------------------------------------------------------------------------------------------- windows
@@ -165,47 +62,6 @@ def original_window_rows(num_frames: int, fps: float, pad_left: int, pad_right: 
     centres = np.array([int(i * 50 / fps) for i in range(num_frames)], dtype=np.int64)
     offsets = np.arange(-2 * pad_left, 2 * (pad_right + 1), dtype=np.int64)
     return torch.from_numpy(np.clip(centres[:, None] + offsets[None, :], 0, max(length - 1, 0)))
-
-
-def silence_flags(mono: np.ndarray, rows: torch.Tensor, threshold_db: float) -> tuple:
-    """Per frame: RMS level (dBFS, 0 dB = a full-scale square wave) of the audio its window covers, and level <
-    threshold. A window's audio is the 20 ms spans of its valid Whisper rows (zero/outside rows add nothing)."""
-    n = mono.shape[0]
-    energy = _energy_at_row_edges(mono)
-    r = rows.numpy()
-    valid = r >= 0
-    lo = np.where(valid, r, np.iinfo(np.int64).max).min(axis=1)
-    hi = np.where(valid, r, -1).max(axis=1) + 1
-    lo_s = np.clip(lo * SAMPLES_PER_WHISPER_FRAME, 0, n)
-    hi_s = np.clip(hi * SAMPLES_PER_WHISPER_FRAME, 0, n)
-    count = np.maximum(hi_s - lo_s, 0)
-    edge = lambda sample: -(-sample // SAMPLES_PER_WHISPER_FRAME)  # noqa: E731 - row edge k*320, or n at the end
-    total = np.where(count > 0, energy[edge(np.maximum(hi_s, lo_s))] - energy[edge(lo_s)], 0.0)
-    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    level = 10.0 * np.log10(np.maximum(mean, 1e-20))
-    return torch.from_numpy(level < threshold_db), torch.from_numpy(level.astype(np.float32))
-
-
-ENERGY_CHUNK = 320 * 4096  # samples squared and summed at a time (float64): 10 MB, not 230 MB for 10 minutes
-
-
-def _energy_at_row_edges(mono: np.ndarray) -> np.ndarray:
-    """float64 running sum of squares at samples 0, 320, 640, ... and at the end (n): entry k = sum of the first
-    min(320 k, n) squared samples. Summed chunk by chunk, each chunk continuing from the previous total, so every
-    entry is bit for bit the one a cumulative sum over the whole track gives."""
-    n = mono.shape[0]
-    edges = np.zeros(-(-n // SAMPLES_PER_WHISPER_FRAME) + 1, dtype=np.float64)
-    carry = 0.0
-    for start in range(0, n, ENERGY_CHUNK):
-        chunk = mono[start:start + ENERGY_CHUNK].astype(np.float64)
-        np.square(chunk, out=chunk)
-        running = np.cumsum(np.concatenate([[carry], chunk]))  # running[j] = sum of the first start + j
-        first = start // SAMPLES_PER_WHISPER_FRAME
-        picked = running[0:len(chunk):SAMPLES_PER_WHISPER_FRAME]
-        edges[first:first + len(picked)] = picked
-        carry = running[-1]
-    edges[-1] = carry
-    return edges
 
 
 def gather_windows(blocks, length: int, rows: torch.Tensor, dtype: torch.dtype, store=None) -> torch.Tensor:
@@ -264,110 +120,24 @@ def _write_ready(out, held, held_from, available, rows, length, needed_to, done)
     return ready
 
 
-# ------------------------------------------------------------------------------------------ mel features
-
-_EXTRACTORS: dict = {}
-
-
-def feature_extractor(models: MuseTalkModels):
-    """transformers WhisperFeatureExtractor from whisper/preprocessor_config.json (cached per file)."""
-    from transformers import WhisperFeatureExtractor
-
-    path = None
-    paths = models.extras.get("paths", {}) if models.extras else {}
-    if paths.get("whisper_preprocessor"):
-        path = Path(paths["whisper_preprocessor"])
-    key = str(path)
-    if key not in _EXTRACTORS:
-        if path is None:
-            _EXTRACTORS[key] = WhisperFeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE)
-        else:
-            from ..weights.checkpoints import read_json
-
-            config = {k: v for k, v in read_json(path, "Whisper preprocessor config").items()
-                      if k not in ("processor_class", "feature_extractor_type")}
-            _EXTRACTORS[key] = WhisperFeatureExtractor(**config)
-        if _EXTRACTORS[key].sampling_rate != SAMPLE_RATE or _EXTRACTORS[key].feature_size != 80:
-            raise InputError(f"The Whisper preprocessor config {path} is not whisper-tiny's (16 kHz, 80 mel bins).")
-    return _EXTRACTORS[key]
-
-
-def segment_mels(extractor, mono: np.ndarray, first: int, count: int) -> torch.Tensor:
-    """(count, 80, 3000) log-mel of 30 s segments first..first+count-1, each normalised on its own (HEAD)."""
-    mels = []
-    for s in range(first, first + count):
-        segment = mono[s * SEGMENT_SAMPLES:(s + 1) * SEGMENT_SAMPLES]
-        mels.append(extractor(segment, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features)
-    return torch.cat(mels, dim=0)
-
-
-def global_log_mel(extractor, mono: np.ndarray) -> torch.Tensor:
-    """v1.0 OpenAI ``log_mel_spectrogram`` over the whole file: (80, n // 160), floor at the global max - 8."""
-    audio = torch.from_numpy(mono)
-    window = torch.hann_window(N_FFT)
-    stft = torch.stft(audio, N_FFT, HOP, window=window, return_complex=True)
-    magnitudes = stft[:, :-1].abs() ** 2
-    filters = torch.from_numpy(np.asarray(extractor.mel_filters, dtype=np.float32).T.copy())
-    log_spec = torch.clamp(filters @ magnitudes, min=1e-10).log10()
-    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-    return (log_spec + 4.0) / 4.0
-
-
 # ------------------------------------------------------------------------------------------------- encode
 
 
-def _reference_blocks(models, encoder, mono, hooks):
-    """Whisper frame count floor(duration*50), and an iterator of (first row, states) blocks: the 5 hidden states
-    of SEGMENT_BATCH 30 s segments at a time, trimmed to that count (HEAD ``AudioProcessor``)."""
-    extractor = feature_extractor(models)
-    actual = int(math.floor((mono.shape[0] / SAMPLE_RATE) * WHISPER_FPS))
-    segments = max(1, math.ceil(mono.shape[0] / SEGMENT_SAMPLES))
-    from ..models.whisper_encoder import encoder_states
-
-    def blocks():
-        for first in range(0, segments, SEGMENT_BATCH):
-            count = min(SEGMENT_BATCH, segments - first)
-            mel = segment_mels(extractor, mono, first, count).to(models.device, models.dtype)
-            hidden = encoder_states(encoder, mel, final_norm=True)  # (count, 1500, 5, 384)
-            del mel
-            begin = first * 1500
-            keep = max(0, min(count * 1500, actual - begin))
-            hooks.step(count)
-            yield begin, hidden.reshape(count * 1500, 5, 384)[:keep]
-
-    return actual, blocks()
-
-
-def _original_blocks(models, encoder, mono, hooks):
-    """Like v1.0 Audio2Feature.audio2feat: global mel, 3000-frame windows padded with 0, layer 4 before ln_post,
-    each window truncated to int((end - start) / 2) rows. Returns the row count and the (first row, states)
-    blocks."""
-    from ..models.whisper_encoder import encoder_states
-
-    mel = global_log_mel(feature_extractor(models), mono)
-    total = mel.shape[-1]
-    seeks = list(range(0, total, MEL_FRAMES))
-    keeps = [int((min(s + MEL_FRAMES, total) - s) / 2) for s in seeks]
-
-    def blocks():
-        pos = 0
-        for b in range(0, len(seeks), SEGMENT_BATCH):
-            batch = seeks[b:b + SEGMENT_BATCH]
-            windows = []
-            for s in batch:
-                window = mel[:, s:s + MEL_FRAMES]
-                if window.shape[-1] < MEL_FRAMES:
-                    window = torch.nn.functional.pad(window, (0, MEL_FRAMES - window.shape[-1]))
-                windows.append(window)
-            hidden = encoder_states(encoder, torch.stack(windows).to(models.device, models.dtype),
-                                    final_norm=False)
-            block = torch.cat([hidden[j, :keeps[b + j]] for j in range(len(batch))])
-            del hidden
-            hooks.step(len(batch))
-            yield pos, block
-            pos += block.shape[0]
-
-    return sum(keeps), blocks()
+def _check_settings(feature_mode: str, audio_padding_left, audio_padding_right, silence_threshold_db) -> tuple:
+    """(padding left, padding right, silence threshold in dBFS), each checked before any audio is decoded."""
+    if feature_mode not in FEATURE_MODES:
+        raise InputError(f"feature_mode: '{feature_mode}' is unknown; choose one of {', '.join(FEATURE_MODES)}.")
+    for name, value in (("audio_padding_left", audio_padding_left), ("audio_padding_right", audio_padding_right)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 10:
+            raise InputError(f"{name}: expected a whole number from 0 to 10 (the model was trained with 2), "
+                             f"got {value!r}.")
+    try:
+        threshold = float(silence_threshold_db)
+    except (TypeError, ValueError):
+        raise InputError(f"silence_threshold_db: expected a level in dBFS (e.g. -45), got {silence_threshold_db!r}.")
+    if not math.isfinite(threshold):
+        raise InputError("silence_threshold_db: must be a finite level in dBFS (e.g. -45).")
+    return int(audio_padding_left), int(audio_padding_right), threshold
 
 
 def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_left: int = 2,
@@ -379,20 +149,8 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
     frame at fp32 would otherwise grow with the length of a long video)."""
     hooks = hooks or NO_HOOKS
     fps = check_fps(fps)
-    if feature_mode not in FEATURE_MODES:
-        raise InputError(f"feature_mode: '{feature_mode}' is unknown; choose one of {', '.join(FEATURE_MODES)}.")
-    for name, value in (("audio_padding_left", audio_padding_left), ("audio_padding_right", audio_padding_right)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= 10:
-            raise InputError(f"{name}: expected a whole number from 0 to 10 (the model was trained with 2), "
-                             f"got {value!r}.")
-    pad_left, pad_right = int(audio_padding_left), int(audio_padding_right)
-    try:
-        threshold = float(silence_threshold_db)
-    except (TypeError, ValueError):
-        raise InputError(f"silence_threshold_db: expected a level in dBFS (e.g. -45), got {silence_threshold_db!r}.")
-    if not math.isfinite(threshold):
-        raise InputError("silence_threshold_db: must be a finite level in dBFS (e.g. -45).")
-
+    pad_left, pad_right, threshold = _check_settings(feature_mode, audio_padding_left, audio_padding_right,
+                                                     silence_threshold_db)
     mono, source_rate, channels = audio_to_mono16k(audio)
     duration = mono.shape[0] / SAMPLE_RATE
     num_frames = frame_count(mono.shape[0], fps)
@@ -405,10 +163,10 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
 
     with models.use("whisper") as (encoder,):
         if feature_mode == "reference":
-            length, blocks = _reference_blocks(models, encoder, mono, hooks)
+            length, blocks = reference_blocks(models, encoder, mono, hooks)
             rows = reference_window_rows(num_frames, fps, pad_left, pad_right, length)
         else:
-            length, blocks = _original_blocks(models, encoder, mono, hooks)
+            length, blocks = original_blocks(models, encoder, mono, hooks)
             rows = original_window_rows(num_frames, fps, pad_left, pad_right, length)
         features = gather_windows(blocks, length, rows, models.dtype, store)
     silent, level = silence_flags(mono, rows, threshold)
