@@ -171,7 +171,7 @@ def build_ours(version: str, tiny: bool = False):
     """Our UNet3D of ``version`` (tiny widths if asked) with the seeded weights, and the version spec."""
     from dataclasses import replace
 
-    from musetalk_core.weights.checkpoints import on_meta
+    from musetalk_core.models.checkpoints import on_meta
     from musetalk_core.generators.latentsync.config import get_version, tiny_config
     from musetalk_core.generators.latentsync.layers import sinusoid_table
     from musetalk_core.generators.latentsync.unet3d import UNet3DConditionModel

@@ -195,7 +195,7 @@ def _write_fixed(tiny, folder: Path, version: str, name: str) -> None:
 def calibrate_s3fd(models_dir: Path, size=(720, 1280), candidates: int = 3000, keep: int = 40) -> Optional[dict]:
     """Shift S3FD's face/background biases so a synthetic frame gives about ``candidates`` cells with p > 0.05
     (and about ``keep`` with p > 0.5). Rewrites the checkpoint in place; returns the per-level counts."""
-    from musetalk_core.weights.checkpoints import read_state_dict
+    from musetalk_core.models.checkpoints import read_state_dict
     from musetalk_core.models import s3fd as s3fd_mod
 
     from .synthetic import make_frames

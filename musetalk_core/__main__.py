@@ -5,7 +5,7 @@ import sys
 from .out_of_memory import is_out_of_memory, out_of_memory_error  # imports no torch / PyAV
 
 try:
-    from . import environment
+    from .pipeline import apply_environment
     from .cli import main
 except Exception as exc:  # noqa: BLE001 - torch / FFmpeg could not even be loaded: memory may have run out
     if not is_out_of_memory(exc):
@@ -14,5 +14,5 @@ except Exception as exc:  # noqa: BLE001 - torch / FFmpeg could not even be load
     sys.exit(2)
 
 if __name__ == "__main__":
-    environment.apply()  # $MUSETALK_COMPILE_MODE, $MUSETALK_CPU_THREADS (musetalk_core.environment)
+    apply_environment()  # $MUSETALK_COMPILE_MODE, $MUSETALK_CPU_THREADS (musetalk_core.environment)
     sys.exit(main())

@@ -50,16 +50,3 @@ def cpu_threads() -> Optional[int]:
 def python_path() -> str:
     """$PYTHONPATH as it is ('' when unset)."""
     return os.environ.get("PYTHONPATH", "")
-
-
-def apply() -> None:
-    """Hand the environment's settings to the library (command line and Ray workers, once at start)."""
-    from . import cpu_pool
-    from .generators.musetalk import accel
-
-    mode = compile_mode()
-    if mode:
-        accel.set_compile_mode(mode)
-    threads = cpu_threads()
-    if threads:
-        cpu_pool.set_thread_count(threads)

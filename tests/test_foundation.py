@@ -152,7 +152,7 @@ def test_pickles_load_with_weights_only(tmp_path):
     path = tmp_path / "x.pth"
     with open(path, "wb") as fh:
         pickle.dump({"a": Evil()}, fh)
-    from musetalk_core.weights.checkpoints import read_state_dict
+    from musetalk_core.models.checkpoints import read_state_dict
 
     with pytest.raises(WeightFileError, match="x.pth"):
         read_state_dict(path)
@@ -199,3 +199,24 @@ def test_load_node_reports_missing(pack, models_env, tmp_path):
     with pytest.raises(ModelFilesMissing) as err:
         node.load("v15", "auto", "cpu", "torch")
     assert len(err.value.missing) == len(model_files.files_for("v15"))
+
+
+def test_missing_model_files_refuse_the_prompt_before_anything_runs(pack, models_env, tmp_path, tiny_models_factory):
+    """ComfyUI calls VALIDATE_INPUTS for every node before any node runs: a missing file refuses the prompt there,
+    naming the family, every file and the command that fetches them. A linked (None) version is left to the node."""
+    nodes = pack.NODE_CLASS_MAPPINGS
+    load, unet = nodes["LoadMuseTalkModels"], nodes["MuseTalkUNetInpaint"]
+    models_env(tmp_path / "empty")
+    problem = load.VALIDATE_INPUTS("v15")
+    assert isinstance(problem, str) and "MuseTalk model files are missing (10)" in problem
+    assert "python install.py --download-models v15" in problem and "LatentSync" not in problem
+    assert "version: 'v2' is not one of v15, v1" in load.VALIDATE_INPUTS("v2")  # ComfyUI's list check is ours now
+    assert load.VALIDATE_INPUTS(None) is True
+    models_env(tiny_models_factory("v15"))
+    assert load.VALIDATE_INPUTS("v15") is True
+    assert "MuseTalk model files are missing" in load.VALIDATE_INPUTS("v1")  # another version's UNet is absent
+    # the TAESD decoder, chosen at the UNet node, is checked at the same time (not after face detection)
+    assert unet.VALIDATE_INPUTS("vae") is True
+    taesd = unet.VALIDATE_INPUTS("taesd")
+    assert "taesd_decoder" in taesd and "--download-models taesd" in taesd
+    assert "decoder: 'fast' is not one of vae, taesd" in unet.VALIDATE_INPUTS("fast")

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import tiny_latentsync as tl
-from musetalk_core.weights.checkpoints import on_meta
+from musetalk_core.models.checkpoints import on_meta
 from musetalk_core.errors import InputError, WeightFileError
 from musetalk_core.hooks import RunHooks
 from musetalk_core.generators.latentsync import audio as ls_audio

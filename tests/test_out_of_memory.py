@@ -78,7 +78,7 @@ def test_a_weight_file_read_that_runs_out_of_memory_is_not_called_corrupt(tmp_pa
     import safetensors.torch
     import torch
 
-    from musetalk_core.weights.checkpoints import read_state_dict
+    from musetalk_core.models.checkpoints import read_state_dict
 
     path = tmp_path / "w.safetensors"
     safetensors.torch.save_file({"a": torch.zeros(2)}, str(path))

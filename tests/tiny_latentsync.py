@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musetalk_core.weights.checkpoints import on_meta
+from musetalk_core.models.checkpoints import on_meta
 from musetalk_core.generators.latentsync.config import tiny_config
 from musetalk_core.generators.latentsync.layers import sinusoid_table
 from musetalk_core.generators.latentsync.unet3d import UNet3DConditionModel

@@ -43,7 +43,7 @@ def feature_extractor(models: MuseTalkModels):
         if path is None:
             _EXTRACTORS[key] = WhisperFeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE)
         else:
-            from ..weights.checkpoints import read_json
+            from ..models.checkpoints import read_json
 
             config = {k: v for k, v in read_json(path, "Whisper preprocessor config").items()
                       if k not in ("processor_class", "feature_extractor_type")}

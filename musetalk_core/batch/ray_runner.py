@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .. import environment
+from ..pipeline import apply_environment
 from ..errors import InputError
 from .schedule import Schedule
 from .worker import Outcome, Worker
@@ -57,7 +58,7 @@ class _Actor:
     def __init__(self, output_dir, models_dirs, split_seconds, frames, hook, threads: int):
         import torch
 
-        environment.apply()  # MUSETALK_COMPILE_MODE / MUSETALK_CPU_THREADS in the worker's process, as on the CLI
+        apply_environment()  # MUSETALK_COMPILE_MODE / MUSETALK_CPU_THREADS in the worker's process, as on the CLI
         torch.set_num_threads(max(1, int(threads)))
         self.worker = Worker(Path(output_dir), models_dirs, split_seconds,
                              report=lambda key, n: frames.add.remote(key, n), hook=hook)

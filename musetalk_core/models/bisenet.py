@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..weights.checkpoints import load_strict, read_state_dict
+from .checkpoints import load_strict, read_state_dict
 
 NUM_CLASSES = 19
 # ImageNet statistics the parser was trained with (torchvision Normalize in the reference).

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..weights.checkpoints import load_strict, read_state_dict
+from .checkpoints import load_strict, read_state_dict
 from ..errors import WeightFileError
 from ..warp_ops import affine_from_points, warp_affine_linear
 

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..weights.checkpoints import read_state_dict
+from .checkpoints import read_state_dict
 from ..errors import InputError
 from .dwpose import INPUT_H, INPUT_W, DWPoseConfig
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..weights.checkpoints import load_strict, read_state_dict
+from .checkpoints import load_strict, read_state_dict
 
 # The reference subtracts these from the RGB-ordered frame (R-104, G-117, B-123).
 MEAN_RGB = (104.0, 117.0, 123.0)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..weights.checkpoints import load_strict, read_state_dict
+from .checkpoints import load_strict, read_state_dict
 
 CHANNELS = 64
 LATENT_CHANNELS = 4

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..weights.checkpoints import cast_dtype, load_strict, on_meta, read_json, read_state_dict
+from .checkpoints import cast_dtype, load_strict, on_meta, read_json, read_state_dict
 from ..errors import WeightFileError
 
 # The published musetalk.json (HF TMElyralab/MuseTalk, identical for v1.0 and v1.5; pipeline spec §1.2). Used to

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..weights.checkpoints import cast_dtype, load_strict, read_json, read_state_dict
+from .checkpoints import cast_dtype, load_strict, read_json, read_state_dict
 from ..errors import WeightFileError
 
 DEFAULT_SCALING_FACTOR = 0.18215  # diffusers' default; sd-vae-ft-mse's config.json does not set it

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..weights.checkpoints import load_strict, read_json, read_state_dict
+from .checkpoints import load_strict, read_json, read_state_dict
 from ..errors import WeightFileError
 
 D_MODEL = 384  # MuseTalk's UNet cross-attention width

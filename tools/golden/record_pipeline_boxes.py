@@ -62,7 +62,7 @@ def synthetic_video(n=7, seed=5):
 def build_mmpose(ref: Path, ckpt: Path):
     from mmengine.config import Config
 
-    from musetalk_core.weights.checkpoints import read_state_dict
+    from musetalk_core.models.checkpoints import read_state_dict
     from musetalk_core.models.dwpose import DWPoseConfig
     from musetalk_core.models.dwpose_mmpose import import_mmpose
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from ...weights.checkpoints import load_strict, on_meta, read_state_dict
+from ...models.checkpoints import load_strict, on_meta, read_state_dict
 from .config import UNet3DConfig
 from .layers import sinusoid_table
 from .unet3d import UNet3DConditionModel
