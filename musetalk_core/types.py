@@ -102,6 +102,8 @@ class MuseTalkFaces:
     - bbox_range: the reference's "adjustable range" report as text.
     - settings: the parameters used (version, bbox_shift, extra_margin, parsing_mode, cheeks, expand...).
     - frames_fingerprint: a cheap fingerprint of the source frames, so the blend stage can refuse other frames.
+    - on_disk: crops and masks were spilled to a folder (decided once, by whoever ran the faces stage with a
+      spill folder: a VIDEO input); later per-frame material of this video follows it (latents, generated faces).
     """
 
     frame_size: tuple
@@ -114,6 +116,7 @@ class MuseTalkFaces:
     bbox_range: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     frames_fingerprint: Optional[str] = None
+    on_disk: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -159,7 +162,7 @@ class MuseTalkLatents:
     - frame_indices: int64 (M,), the source frame of each latent (the frames where faces.has_face is True).
     - num_frames: N, the number of source frames.
     - version, latent_mode ("sample" or "mean"), seed.
-    - from_video: the faces came from a VIDEO (streamed, material on disk): MuseTalkUNetInpaint then keeps its
+    - from_video: the faces' material is on disk (MuseTalkFaces.on_disk: a VIDEO): MuseTalkUNetInpaint then keeps its
       generated faces on disk too and shows a sample of them instead of an IMAGE of every face.
     """
 

@@ -11,6 +11,7 @@ import torch
 
 from musetalk_core.faces import locate as face_locate
 from musetalk_core.faces import prepare as faces_mod
+from musetalk_core.faces.smoothing import smooth_boxes
 from musetalk_core.faces import parsing
 from musetalk_core.errors import InputError
 from musetalk_core.io.frames import frames_fingerprint
@@ -148,8 +149,8 @@ def test_smooth_boxes():
     boxes = torch.tensor([[10, 10, 50, 60], [14, 9, 54, 61], [9, 12, 49, 58], [13, 10, 53, 62], [10, 11, 50, 60],
                           [0, 0, 0, 0], [100, 100, 140, 150], [100, 100, 140, 150], [100, 100, 140, 150],
                           [100, 100, 140, 150]])
-    assert torch.equal(faces_mod.smooth_boxes(boxes, has, 0.0), boxes)
-    out = faces_mod.smooth_boxes(boxes, has, 0.5)
+    assert torch.equal(smooth_boxes(boxes, has, 0.0), boxes)
+    out = smooth_boxes(boxes, has, 0.5)
     assert out.dtype == torch.int64
     assert not out[5].any()  # no-face frames stay zero
     assert torch.equal(out[6:], boxes[6:])  # the next run is not pulled toward the previous one
@@ -162,7 +163,7 @@ def test_smoothing_applies_to_crops(parser_models, fake_locate):
     jitter = [(22, 24, 78, 100), (27, 20, 83, 96), (20, 26, 76, 102), (26, 22, 82, 98), (22, 24, 78, 100)]
     fake_locate(jitter)
     faces, _, _ = faces_mod.prepare_faces(parser_models, torch.from_numpy(frames), box_smoothing=1.0)
-    smoothed = faces_mod.smooth_boxes(torch.tensor(jitter), torch.ones(5, dtype=bool), 1.0)
+    smoothed = smooth_boxes(torch.tensor(jitter), torch.ones(5, dtype=bool), 1.0)
     assert torch.equal(faces.boxes, smoothed) and not torch.equal(faces.boxes, torch.tensor(jitter))
     assert np.array_equal(faces.crops[1].numpy(), reference_crop(frames[1], smoothed[1].tolist()))
 

@@ -37,10 +37,11 @@ from .segments import plan_segments, segment_path
 
 log = logging.getLogger(__name__)
 
-# the options that decide the per-video material (faces, latents): equal options, frames and video = reusable
-VIDEO_OPTIONS = ("bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width", "right_cheek_width",
-                 "face_selection", "landmark_region", "box_smoothing", "detector_scale", "face_batch_size",
-                 "latent_mode", "seed", "vae_batch_size", "version", "landmark_backend")
+# the options that decide the faces stage; with the generator's material_settings() they decide the per-video
+# material: equal settings, frames and video = reusable
+FACE_OPTIONS = ("bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width", "right_cheek_width",
+                "face_selection", "landmark_region", "box_smoothing", "detector_scale", "face_batch_size",
+                "version", "landmark_backend")
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,13 @@ class Worker:
         source, fps = self._source(job)
         try:
             audio = self._audio(job, fps)
-            models = self.models_for(job)
-            features = encode_features(models, audio, fps, job.options, SpillFolder(path=folder / "audio"))
+            models, generator = self.models_for(job)
+            features = encode_features(models, audio, fps, job.options, SpillFolder(path=folder / "audio"),
+                                       generator=generator)
             features = dataclasses.replace(features, audio=None)  # the segments need the windows, not the waveform
             mapping, wanted = frames_used(features.num_frames, source.num_frames, job.options)
-            faces, latents, reused = self._video_material(models, source, job, wanted)
-            _dump(folder / "material.pkl", material_for(features, mapping, faces, latents, job.options))
+            faces, prepared, reused = self._video_material(models, generator, source, job, wanted)
+            _dump(folder / "material.pkl", material_for(generator, features, mapping, faces, prepared))
         finally:
             source.close()
         t = int(mapping.numel())
@@ -182,11 +184,11 @@ class Worker:
         audio = assemble_audio(self._audio(job, plan.fps), plan.frames, float(plan.fps)) if whole else None
         source, _ = self._source(job)
         try:
-            models = self.models_for(job)
+            _, generator = self.models_for(job)
             height, width = source.frame_size
             with VideoWriter(target, plan.fps, width, height, job.crf, *audio_layout(audio),
                              preset=job.preset) as writer:
-                render(models, material, source, job.options, writer.write, first=a, last=b,
+                render(generator, material, source, job.options, writer.write, first=a, last=b,
                        progress=self._progress(task))
                 writer.finish(audio)
         finally:
@@ -218,13 +220,17 @@ class Worker:
     # ------------------------------------------------------------------------------------------------ parts
 
     def models_for(self, job: Job):
-        """The networks for this job's model options, loaded once; another set replaces them (one set in memory)."""
+        """(shared networks, generator) for this job's model options, loaded once; another set replaces them (one
+        set in memory). The generator carries the job's settings: made anew per job over the same networks."""
+        from ..generators import load_generator
         from ..pipeline import load
 
         if job.load_key not in self._models:
             self._models.clear()
-            self._models[job.load_key] = load(self.models_dirs, job.options)
-        return self._models[job.load_key]
+            models = load(self.models_dirs, job.options)
+            self._models[job.load_key] = (models, load_generator(self.models_dirs, models, job.options))
+        models, generator = self._models[job.load_key]
+        return models, generator.with_options(job.options)
 
     def _source(self, job: Job):
         """(frame source, exact fps) as the lipsync command opens them."""
@@ -244,25 +250,27 @@ class Worker:
         video_io.check_audio_duration(audio, fps, f"'audio' ({job.audio})")
         return audio
 
-    def _video_material(self, models, source, job: Job, wanted: np.ndarray):
-        """(faces, latents, reused): computed once per (video, frames used, per-video options, networks)."""
+    def _video_material(self, models, generator, source, job: Job, wanted: np.ndarray):
+        """(faces, the generator's material, reused): computed once per (video, frames used, per-video settings,
+        networks)."""
         from ..io.spill import SpillFolder
         from ..pipeline import video_material
 
         key = {"video": source.fingerprint(), "wanted": hashlib.sha1(np.packbits(wanted).tobytes()).hexdigest(),
-               "options": {k: getattr(job.options, k) for k in VIDEO_OPTIONS},
+               "options": {**{k: getattr(job.options, k) for k in FACE_OPTIONS}, **generator.material_settings()},
                "device": str(models.device), "dtype": str(models.dtype)}
         digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
         videos = work_root(self.output_dir) / "videos"
         folder, done = videos / digest, videos / digest / "material.pkl"
         with _locked(videos / f"{digest}.lock"):  # a second job with this video waits and then reuses
             if done.is_file():
-                faces, latents = _load(done)
-                return faces, latents, True
+                faces, prepared = _load(done)
+                return faces, prepared, True
             shutil.rmtree(folder, ignore_errors=True)  # what a killed worker left
-            faces, latents = video_material(models, source, job.options, wanted, SpillFolder(path=folder))
-            _dump(done, (faces, latents))
-            return faces, latents, False
+            faces, prepared = video_material(models, generator, source, job.options, wanted,
+                                             SpillFolder(path=folder))
+            _dump(done, (faces, prepared))
+            return faces, prepared, False
 
     def _progress(self, task: Task):
         from ..hooks import NO_HOOKS, RunHooks

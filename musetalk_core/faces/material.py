@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -22,8 +22,10 @@ import torch
 
 from . import parsing
 from .boxes import bbox_range_text
-from .prepare import (CROP_SIZE, MAX_SMOOTHING_SIGMA, _check_settings, crop_face, draw_preview, no_face_warning,
-                    smooth_boxes)
+from .checks import check_face_settings
+from .crop import CROP_SIZE, box_region, crop_face
+from .preview import draw_preview, no_face_warning
+from .smoothing import MAX_SMOOTHING_SIGMA, smooth_boxes
 from ..hooks import NO_HOOKS, RunHooks
 from ..io.previews import Downscaled
 from ..io.sources import FrameSource
@@ -63,8 +65,9 @@ def _groups(indices: np.ndarray, chunk: int) -> List[List[int]]:
 class _Material:
     """Per-frame results of the pass (small ones as arrays, crops and masks in memory or spilled)."""
 
-    def __init__(self, n: int, spill: Optional[SpillFolder]):
+    def __init__(self, n: int, spill: Optional[SpillFolder], crops: bool = True):
         self.n = n
+        self.on_disk = spill is not None
         self.has_face = torch.zeros(n, dtype=torch.bool)
         self.boxes = torch.zeros((n, 4), dtype=torch.int64)
         self.landmarks = torch.full((n, 68, 2), -1, dtype=torch.int64)
@@ -74,7 +77,10 @@ class _Material:
         self.unusable: List[int] = []
         self.settings: dict = {}
         self.found_any = False
-        if spill is None:
+        if not crops:  # a generator that needs no crops (LatentSync): none are made or stored
+            self.crops = torch.zeros((0, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8)
+            self.masks = [None] * n
+        elif spill is None:
             self.crops = torch.zeros((n, CROP_SIZE, CROP_SIZE, 3), dtype=torch.uint8)
             self.masks: object = [None] * n
         else:
@@ -118,6 +124,15 @@ def _crop_and_parse(parser, models, frames: np.ndarray, indices: Sequence[int], 
             mat.masks[i] = mask
 
 
+def _mark_unusable(frames: np.ndarray, indices: Sequence[int], mat: _Material) -> None:
+    """The frames _crop_and_parse would find no usable crop in, found without cropping or parsing."""
+    for k, i in enumerate(indices):
+        box = mat.boxes[i].tolist()
+        if mat.has_face[i] and (box_region(frames[k], box) is None or parsing.crop_box(box)[1] < 1):
+            mat.unusable.append(i)
+            mat.has_face[i] = False
+
+
 class PreviewArray:
     """Preview frames written straight into one preallocated uint8 (N, H, W, 3) array: what the IMAGE path outputs,
     without a dict of N separate frames that would then be stacked (two more copies of the whole video)."""
@@ -159,14 +174,15 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
                 box_smoothing: float = 0.0, detector_scale: float = 1.0, batch_size: int = 8,
                 wanted: Optional[np.ndarray] = None, chunk_frames: Optional[int] = None,
                 spill: Optional[SpillFolder] = None, preview_indices: Union[Sequence[int], PreviewArray] = (),
-                hooks: Optional[RunHooks] = None) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
+                hooks: Optional[RunHooks] = None, crops: bool = True) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
     """MuseTalkFaces for every frame of ``source`` (see the module docstring).
 
     Returns (faces, {frame index: uint8 preview frame, downscaled as previews.strip shows it} for
     ``preview_indices``, the bbox_shift range report); a PreviewArray as ``preview_indices`` receives every frame's
     full-size preview instead (and is what is returned).
     Frames outside ``wanted`` are marked as having no face. hooks.step: once per located frame and once per
-    cropped/parsed frame.
+    cropped/parsed frame. ``crops`` False (a generator that needs only boxes and landmarks): no 256-px crop, no
+    parsing mask, the face parser is not used; frames whose box could not be cropped still count as face-less.
     """
     from .locate import locate_faces
 
@@ -175,7 +191,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
 
         raise InputError("'musetalk_models' must come from LoadMuseTalkModels (MUSETALK_MODELS).")
     hooks = hooks or NO_HOOKS
-    _check_settings(parsing_mode, left_cheek_width, right_cheek_width, box_smoothing, batch_size)
+    check_face_settings(parsing_mode, left_cheek_width, right_cheek_width, box_smoothing, batch_size)
     n = int(source.num_frames)
     h, w = (int(v) for v in source.frame_size)
     mode = parsing.resolve_mode(parsing_mode, models.version)
@@ -184,7 +200,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     wanted = np.ones(n, dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
     radius = smoothing_radius(float(box_smoothing))
     located = _dilate(wanted, radius)
-    mat = _Material(n, spill)
+    mat = _Material(n, spill, crops)
     previews = (preview_indices if isinstance(preview_indices, PreviewArray)
                 else Downscaled.fromkeys(int(i) for i in preview_indices))
     left, right = int(left_cheek_width), int(right_cheek_width)
@@ -199,15 +215,19 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
 
     def crop_parse(parser, indices, frames_u8):
         frames = frames_u8.numpy()
-        for s in range(0, len(indices), batch):  # the parser batches of the in-memory pass
-            _crop_and_parse(parser, models, frames[s:s + batch], indices[s:s + batch], mat, mode, left, right)
-            hooks.step(len(indices[s:s + batch]))
+        if crops:
+            for s in range(0, len(indices), batch):  # the parser batches of the in-memory pass
+                _crop_and_parse(parser, models, frames[s:s + batch], indices[s:s + batch], mat, mode, left, right)
+                hooks.step(len(indices[s:s + batch]))
+        else:  # no crop, no parsing: only which boxes could have been cropped
+            _mark_unusable(frames, indices, mat)
         _preview(frames, indices, mat, previews)
 
+    parser_in = models.use if crops else _no_parser
     if radius == 0:  # one pass: locate, crop and parse each chunk while it is in memory
         for indices, frames_u8 in _read_ahead(source, located, chunk):
             locate(indices, frames_u8)
-            with models.use("face_parser") as (parser,):
+            with parser_in("face_parser") as (parser,):
                 crop_parse(parser, indices, frames_u8)
             del frames_u8
     else:  # smoothing reads ahead: boxes of all frames first, then a second read to crop and parse
@@ -220,7 +240,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
             mat.has_face &= ~drop
             mat.boxes[drop] = 0
             mat.landmarks[drop] = -1
-        with models.use("face_parser") as (parser,):
+        with parser_in("face_parser") as (parser,):
             for indices, frames_u8 in _read_ahead(source, wanted, chunk):
                 crop_parse(parser, indices, frames_u8)
                 del frames_u8
@@ -232,6 +252,11 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     faces = _finish(mat, models.version, h, w, fingerprint, text, bbox_shift, extra_margin, mode, parsing_mode,
                     left, right, box_smoothing, face_selection, landmark_region, detector_scale)
     return faces, previews, text
+
+
+@contextmanager
+def _no_parser(_name):
+    yield (None,)
 
 
 def _read_ahead(source: FrameSource, selected: np.ndarray, chunk: int):
@@ -266,4 +291,4 @@ def _finish(mat: _Material, version, h, w, fingerprint, text, bbox_shift, extra_
                     detector_scale=float(detector_scale))
     return MuseTalkFaces(frame_size=(h, w), has_face=mat.has_face, boxes=mat.boxes, landmarks=mat.landmarks,
                          crop_boxes=mat.crop_boxes, masks=masks, crops=mat.crops,
-                         bbox_range=text, settings=settings, frames_fingerprint=fingerprint)
+                         bbox_range=text, settings=settings, frames_fingerprint=fingerprint, on_disk=mat.on_disk)

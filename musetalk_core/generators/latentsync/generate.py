@@ -35,7 +35,7 @@ from .sampler import MAX_WINDOW, StepCallback, denoise_window, latent_mask, make
 
 def face_windows(has_face: np.ndarray, window: int) -> List[Tuple[int, int]]:
     """(start, stop) windows over the output frames with a face: each run cut into pieces of ``window`` frames."""
-    from ...faces.prepare import true_runs
+    from ...faces.smoothing import true_runs
 
     return [(a, min(a + window, end)) for start, end in true_runs(has_face) for a in range(start, end, window)]
 
@@ -70,6 +70,21 @@ def generate_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[to
     ``crops_of(output_rows)`` -> uint8 (f, res, res, 3) aligned crops; ``audio`` (T, 50, 384) windows;
     ``has_face`` bool (T,) output frames to generate. The unet and vae are used in their own dtype on ``device``.
     """
+    for window in iter_windows(unet, vae, mask_image, crops_of, audio, has_face, settings, device=device,
+                               hooks=hooks, on_step=on_step):
+        if on_window is not None:
+            on_window(*window)
+
+
+def iter_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[torch.Tensor], torch.Tensor],
+                 audio: torch.Tensor, has_face: torch.Tensor, settings: SamplingSettings, *,
+                 device: torch.device, hooks: RunHooks = NO_HOOKS, on_step: Optional[StepCallback] = None,
+                 first: int = 0, last: Optional[int] = None):
+    """generate_windows' windows as (start, stop, final_latents, faces_uint8, faces_float), one at a time.
+
+    Only the windows holding an output frame in [first, last) are denoised; the random draws of the windows
+    before them are made and dropped, so every window's numbers equal the whole run's (a segment of a split batch
+    job generates exactly the whole run's faces)."""
     settings.check()
     res = int(mask_image.shape[-1])
     size = res // 8
@@ -81,6 +96,11 @@ def generate_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[to
     mask_one = mask_image[0:1].float()[None]  # (1, 1, res, res)
     for w, (start, stop) in enumerate(face_windows(has_face.cpu().numpy(), int(settings.window))):
         f = stop - start
+        if stop <= first:  # before the segment: the draws only
+            noise.skip_posteriors(2, (f, 4, size, size), vae.dtype)
+            continue
+        if last is not None and start >= last:
+            break
         # contiguous, as upstream's torch.stack of per-frame tensors: a channels-last-strided VAE input takes other
         # CPU convolution kernels (latents 0.03-0.4 apart on the real VAEs; test_vae_gets_contiguous_pixels)
         faces = crops_of(torch.arange(start, stop)).permute(0, 3, 1, 2).contiguous()
@@ -96,9 +116,8 @@ def generate_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[to
         # the mask stays float64 as upstream's (the paste is computed in it); MPS has no float64
         mask = mask_image.to(torch.float32) if decoded.device.type == "mps" else mask_image
         restored = px.paste_mouth(decoded.float(), pixels.to(decoded.device), mask.to(decoded.device))
-        if on_window is not None:
-            on_window(start, stop, latents, to_uint8_faces(restored),
-                      to_restore_faces(restored, restore_dtype(decoded.dtype)))
+        yield (start, stop, latents, to_uint8_faces(restored),
+               to_restore_faces(restored, restore_dtype(decoded.dtype)))
 
 
 def to_uint8_faces(faces: torch.Tensor) -> torch.Tensor:

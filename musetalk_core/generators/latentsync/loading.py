@@ -81,3 +81,11 @@ def find_config_file(name, search_dirs: Sequence[Path]) -> Path:
                          "directory). Copy LatentSync's configs/unet/*.yaml there, or leave it empty for the "
                          "version's own config.")
     return path
+
+
+def insightface_root(dirs) -> Optional[str]:
+    """<models>/latentsync/auxiliary in the first models folder that has one (upstream: checkpoints/auxiliary);
+    the first folder's when none has it (the missing-files error then names that place)."""
+    roots = [Path(d) / "latentsync" / "auxiliary" for d in dirs]
+    found = [r for r in roots if r.is_dir()]
+    return str(found[0]) if found else (str(roots[0]) if roots else None)

@@ -74,3 +74,8 @@ class LatentSyncNoise:
         """(1, 4, num_frames, h, w): one (4, h, w) draw repeated over the frames (prepare_latents)."""
         noise = torch.randn((1, 4, 1, height, width), generator=self.generator, dtype=torch.float32)
         return noise.repeat(1, 1, num_frames, 1, 1)
+
+    def skip_posteriors(self, count: int, shape, dtype: torch.dtype) -> None:
+        """Make and drop ``count`` posterior draws of ``shape`` (``encode``'s draws of a window not generated)."""
+        for _ in range(count):
+            torch.randn(shape, generator=self.generator, dtype=dtype)

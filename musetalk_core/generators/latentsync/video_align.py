@@ -22,7 +22,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ...faces.prepare import true_runs
+from ...faces.smoothing import true_runs
 from ...hooks import NO_HOOKS, RunHooks
 from . import align
 

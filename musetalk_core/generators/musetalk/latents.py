@@ -111,7 +111,7 @@ def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str 
         return MuseTalkLatents(latents=torch.empty((0, 8, 32, 32), dtype=dtype, device=device),
                                frame_indices=frame_indices, num_frames=faces.num_frames, version=models.version,
                                latent_mode=latent_mode, seed=int(seed), frames_fingerprint=faces.frames_fingerprint,
-                               from_video=isinstance(faces.crops, SpilledArray))
+                               from_video=faces.on_disk)
     out = None
     with models.use("vae") as (vae,):
         scale = scaling_factor(vae)
@@ -138,4 +138,4 @@ def encode_faces(models: MuseTalkModels, faces: MuseTalkFaces, latent_mode: str 
     return MuseTalkLatents(latents=out, frame_indices=frame_indices, num_frames=faces.num_frames,
                            version=models.version, latent_mode=latent_mode, seed=int(seed),
                            frames_fingerprint=faces.frames_fingerprint,
-                           from_video=isinstance(faces.crops, SpilledArray))
+                           from_video=faces.on_disk)
