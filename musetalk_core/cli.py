@@ -3,8 +3,8 @@
 ``lipsync`` runs the streaming core (musetalk_core.pipeline.lipsync_stream; musetalk_core.generators.latentsync.stream for
 ``--generator latentsync15|16``): the stages the nodes run, chunk by chunk, so memory does not grow with the video's
 length; ``batch`` runs the same core job by job (musetalk_core.batch). Options are the node inputs with dashes
-(``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``; musetalk_core.options.LipsyncOptions holds them with the
-nodes' defaults), and the networks are loaded by musetalk_core.pipeline.load. Video and audio are read and the
+(``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``; each declared once, in
+musetalk_core.options), and the networks are loaded by musetalk_core.pipeline.load. Video and audio are read and the
 result written with PyAV (H.264 + AAC in one pass, exact fps, no system ffmpeg, no temporary images). The output
 appears only when the run succeeded (written to a temporary file in the output folder, then renamed).
 
@@ -23,49 +23,9 @@ from typing import List, Optional
 
 from .errors import InputError, MuseTalkError
 from .hooks import RunHooks
-from .weights.loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS
-from .options import LipsyncOptions
-from .types import VERSIONS
-from .io.video import X264_PRESETS
+from .lipsync_args import HelpFormatter, add_lipsync_arguments, options_from_args, ranged
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
-
-_D = LipsyncOptions()
-GENERATORS = ("musetalk", "latentsync15", "latentsync16")
-LATENTSYNC_SEED = 1247
-
-
-def _fps(text: str) -> Fraction:
-    try:
-        value = Fraction(text)  # "25", "29.97", "30000/1001"
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a frame rate (examples: 25, 29.97, 30000/1001)") from None
-    if not 0 < value <= 240:
-        raise argparse.ArgumentTypeError(f"fps must be in (0, 240], got {text}")
-    return value
-
-
-def _ranged(kind, lo, hi):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a {kind.__name__}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"'{text}' is not true/false")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,103 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lipsync", help="video (or still image) + audio -> lip-synced mp4",
                        description="Lip-sync a video or a still image to an audio track. Options are the node "
                                    "inputs (bbox_shift -> --bbox-shift). Exit code 2 on bad input.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_lipsync_arguments(p)
     add_batch_parser(sub)
     return parser
-
-
-def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -> None:
-    """The lipsync options (also the keys of a batch job line: musetalk_core.batch.jobs)."""
-    io = p.add_argument_group("input / output")
-    src = io.add_mutually_exclusive_group(required=True)
-    src.add_argument("--video", type=Path, help="source video (its own audio track is ignored)")
-    src.add_argument("--image", type=Path, help="a single photo instead of a video (use --fps)")
-    io.add_argument("--audio", type=Path, required=True, help="driving audio (wav, mp3, m4a, or a video's sound)")
-    io.add_argument("--output", "-o", type=Path, required=True, help="output .mp4/.mov/.mkv (its folder must exist)")
-    io.add_argument("--fps", type=_fps, default=None,
-                    help="frame rate for --image (default 25); a video keeps its own exact rate")
-    io.add_argument("--crf", type=_ranged(int, 0, 51), default=18, help="H.264 quality (lower = better, larger)")
-    io.add_argument("--preset", choices=X264_PRESETS, default="medium",
-                    help="H.264 encoder speed: faster presets encode quicker into larger files at the same --crf; "
-                         "the pixels lip-synced are the same (default medium)")
-    m = p.add_argument_group("models (LoadMuseTalkModels)")
-    if models_dir:
-        io.add_argument("--no-progress", action="store_true", help="no progress bars")
-        m.add_argument("--models-dir", type=Path, action="append", default=None,
-                       help="models/musetalk folder (repeatable; default $MUSETALK_MODELS_DIR or ./models/musetalk)")
-    m.add_argument("--version", choices=VERSIONS, default=_D.version)
-    m.add_argument("--precision", choices=PRECISIONS, default=_D.precision)
-    m.add_argument("--device", choices=DEVICES, default=_D.device)
-    m.add_argument("--landmark-backend", choices=LANDMARK_BACKENDS, default=_D.landmark_backend)
-
-    f = p.add_argument_group("faces (FaceDetectAndParse)")
-    f.add_argument("--bbox-shift", type=_ranged(int, -200, 200), default=_D.bbox_shift)
-    f.add_argument("--extra-margin", type=_ranged(int, 0, 200), default=_D.extra_margin, help="v15 only")
-    f.add_argument("--parsing-mode", choices=["auto", "jaw", "raw", "neck"], default=_D.parsing_mode)
-    f.add_argument("--left-cheek-width", type=_ranged(int, 0, 256), default=_D.left_cheek_width)
-    f.add_argument("--right-cheek-width", type=_ranged(int, 0, 256), default=_D.right_cheek_width)
-    f.add_argument("--face-selection", choices=["highest_score", "largest", "leftmost", "rightmost"],
-                   default=_D.face_selection)
-    f.add_argument("--landmark-region", choices=["full_frame", "face_region"], default=_D.landmark_region)
-    f.add_argument("--box-smoothing", type=_ranged(float, 0.0, 1.0), default=_D.box_smoothing)
-    f.add_argument("--detector-scale", type=_ranged(float, 0.1, 1.0), default=_D.detector_scale)
-
-    a = p.add_argument_group("audio (WhisperAudioEncode)")
-    a.add_argument("--audio-padding-left", type=_ranged(int, 0, 10), default=_D.audio_padding_left)
-    a.add_argument("--audio-padding-right", type=_ranged(int, 0, 10), default=_D.audio_padding_right)
-    a.add_argument("--feature-mode", choices=["reference", "v1.0-original"], default=None,
-                   help=f"default: {_D.feature_mode} for MuseTalk, v1.0-original (the only one it takes) for LatentSync")
-    a.add_argument("--silence-threshold-db", type=_ranged(float, -120.0, 0.0), default=_D.silence_threshold_db)
-
-    v = p.add_argument_group("latents (VAEEncodeMasked)")
-    v.add_argument("--latent-mode", choices=["sample", "mean"], default=_D.latent_mode)
-    v.add_argument("--seed", type=_ranged(int, 0, 0xFFFFFFFFFFFFFFFF), default=None,
-                   help=f"VAE draw seed (default {_D.seed}); with LatentSync its noise seed (default "
-                        f"{LATENTSYNC_SEED}, upstream's)")
-
-    g = p.add_argument_group("generator (MuseTalkUNetInpaint or LoadLatentSyncModel + LatentSyncInpaint)")
-    g.add_argument("--generator", choices=GENERATORS, default=_D.generator,
-                   help="musetalk: MuseTalk's one-step UNet (--version). latentsync15 / latentsync16: LatentSync's "
-                        "diffusion UNet3D (256 / 512 px faces; python install.py --download-models latentsync15); "
-                        "face detection and Whisper still come from the MuseTalk v15 files")
-    g.add_argument("--inference-steps", type=_ranged(int, 1, 100), default=_D.inference_steps,
-                   help="LatentSync: DDIM steps per window")
-    g.add_argument("--guidance-scale", type=_ranged(float, 0.0, 10.0), default=_D.guidance_scale,
-                   help="LatentSync: classifier-free guidance on the audio (<= 1: no unconditional pass)")
-    g.add_argument("--window-length", type=_ranged(int, 1, 24), default=_D.window_length,
-                   help="LatentSync: frames denoised together")
-    g.add_argument("--alignment", choices=["dwpose", "insightface"], default=_D.alignment,
-                   help="LatentSync: where the three alignment points come from (insightface: optional package, "
-                        "models in <models>/latentsync/auxiliary/models/buffalo_l)")
-    g.add_argument("--unet-config", default=None, metavar="YAML",
-                   help="LatentSync: an upstream UNet config file (configs/unet/stage1.yaml, stage2_efficient.yaml, "
-                        "...; absolute or relative to the models folder) instead of the version's own stage2 config")
-
-    u = p.add_argument_group("generation (MuseTalkUNetInpaint)")
-    u.add_argument("--frame-mapping", choices=["ping_pong", "loop", "once_hold"], default=_D.frame_mapping)
-    u.add_argument("--frame-offset", type=_ranged(int, -10000, 10000), default=_D.frame_offset)
-    u.add_argument("--batch-size", type=_ranged(int, 1, 256), default=_D.batch_size,
-                   help="UNet batch (the output follows it by float rounding, as upstream's does: 8 = upstream's "
-                        "default run); also the face-detection and VAE batch (capped at 64) unless given below")
-    u.add_argument("--decoder", choices=["vae", "taesd"], default=_D.decoder,
-                   help="vae: exact (default); taesd: tiny decoder, much faster, approximate (download: "
-                        "python install.py --download-models taesd)")
-    u.add_argument("--acceleration", default=_D.acceleration,
-                   help="GPU speed-ups: off (default) or flags joined by '+': channels_last, cudnn_benchmark, "
-                        "cuda_graphs, compile (e.g. channels_last+cuda_graphs)")
-    u.add_argument("--face-batch-size", type=_ranged(int, 1, 64), default=None,
-                   help="FaceDetectAndParse batch_size (default: --batch-size)")
-    u.add_argument("--vae-batch-size", type=_ranged(int, 1, 64), default=None,
-                   help="VAEEncodeMasked batch_size (default: --batch-size)")
-
-    b = p.add_argument_group("blending (BlendAndAssemble)")
-    b.add_argument("--blur-factor", type=_ranged(float, 0.0, 0.5), default=_D.blur_factor)
-    b.add_argument("--upper-boundary-ratio", type=_ranged(float, 0.0, 1.0), default=_D.upper_boundary_ratio)
-    b.add_argument("--silence-handling", type=_bool, nargs="?", const=True, default=_D.silence_handling,
-                   help="keep the source mouth on silent frames (true/false)")
-    b.add_argument("--silence-fade-frames", type=_ranged(int, 0, 25), default=_D.silence_fade_frames)
-    b.add_argument("--chunk-size", type=_ranged(int, 1, 256), default=_D.chunk_size)
 
 
 def _positive_float(text: str) -> float:
@@ -191,13 +58,13 @@ def add_batch_parser(sub) -> None:
                                    "\"audio\": \"a.wav\", \"output\": \"a_synced.mp4\", \"bbox_shift\": 5}). "
                                    "Finished outputs are skipped on a rerun. Exit code 0 when every job succeeded, "
                                    "3 when some failed (see the summary), 2 when the batch itself is unusable.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("jobs", type=Path, help="JOBS.jsonl (relative paths in it are relative to its folder)")
     p.add_argument("--output-dir", type=Path, required=True, help="where outputs, summary and work files go")
     p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                    help="run on Ray: 'auto' (RAY_ADDRESS or a new local cluster) or a cluster address; "
                         "needs the optional 'ray' package (python install.py --with-ray)")
-    p.add_argument("--workers", type=_ranged(int, 1, 4096), default=None,
+    p.add_argument("--workers", type=ranged(int, 1, 4096, "workers"), default=None,
                    help="Ray workers (default: one per GPU in the cluster, else 1); each loads the networks once")
     p.add_argument("--split-seconds", type=_positive_float, default=None,
                    help="cut jobs longer than this into segments of about this length (whole chunks), run on any "
@@ -207,30 +74,6 @@ def add_batch_parser(sub) -> None:
                    help="models/musetalk folder (repeatable; default $MUSETALK_MODELS_DIR or ./models/musetalk); "
                         "on a cluster, a path every worker sees")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def options_from_args(args: argparse.Namespace) -> LipsyncOptions:
-    names = {f for f in LipsyncOptions.__dataclass_fields__} - {"face_batch_size", "vae_batch_size",
-                                                                "insightface_root"}
-    values = {name: getattr(args, name) for name in names}
-    values["face_batch_size"] = args.face_batch_size or min(args.batch_size, 64)
-    values["vae_batch_size"] = args.vae_batch_size or min(args.batch_size, 64)
-    latentsync = args.generator != "musetalk"
-    if args.seed is None:
-        values["seed"] = LATENTSYNC_SEED if latentsync else _D.seed
-    if args.feature_mode is None:
-        values["feature_mode"] = "v1.0-original" if latentsync else _D.feature_mode
-    if latentsync:
-        from .generators.latentsync.stream import insightface_root
-
-        values["insightface_root"] = insightface_root(args.models_dir or _default_dirs())
-    return LipsyncOptions(**values)
-
-
-def _default_dirs():
-    from .weights import files as model_files
-
-    return model_files.default_models_dirs()
 
 
 class _Bars:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from musetalk_core.types import AUDIO_TYPE, MODELS_TYPE
+from musetalk_core.options import node_input
 
 from . import comfy_bridge
 
 CATEGORY = "MuseTalk"
-FEATURE_MODES = ("reference", "v1.0-original")
 
 
 class WhisperAudioEncode:
@@ -35,20 +35,10 @@ class WhisperAudioEncode:
                 "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.001, "tooltip":
                                   "Frame rate of the video to generate. Wire the fps output of GetVideoComponents / "
                                   "your video loader. Used exactly (29.97 stays 29.97). MuseTalk was trained at 25."}),
-                "audio_padding_left": ("INT", {"default": 2, "min": 0, "max": 10, "tooltip":
-                                               "Audio context before each frame, in 2-step (40 ms) units. "
-                                               "Keep 2: the model was trained with 2."}),
-                "audio_padding_right": ("INT", {"default": 2, "min": 0, "max": 10, "tooltip":
-                                                "Audio context after each frame, in 2-step (40 ms) units. "
-                                                "Keep 2: the model was trained with 2."}),
-                "feature_mode": (list(FEATURE_MODES), {"default": "reference", "tooltip":
-                                 "reference: current upstream features (used for v1.5 and upstream's v1). "
-                                 "v1.0-original: the features the v1.0 model was trained with (OpenAI Whisper "
-                                 "style: global mel normalisation, layer 4 before the final norm)."}),
-                "silence_threshold_db": ("FLOAT", {"default": -45.0, "min": -120.0, "max": 0.0, "step": 0.5,
-                                                   "tooltip": "A frame is silent when the RMS level of the audio "
-                                                              "its window covers is below this (dBFS). Used by "
-                                                              "BlendAndAssemble's silence_handling."}),
+                "audio_padding_left": node_input("audio_padding_left"),
+                "audio_padding_right": node_input("audio_padding_right"),
+                "feature_mode": node_input("feature_mode"),
+                "silence_threshold_db": node_input("silence_threshold_db"),
             },
             "optional": {
                 "video": ("VIDEO", {"tooltip": "Optional: take the frame rate from this VIDEO (exact, e.g. "

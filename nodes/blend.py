@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from musetalk_core.types import FACES_TYPE, GENERATED_TYPE
+from musetalk_core.options import node_input
 
 from . import comfy_bridge
 
@@ -36,20 +37,11 @@ class BlendAndAssemble:
             "required": {
                 "faces": (FACES_TYPE, {"tooltip": "Faces, boxes and blend masks from FaceDetectAndParse."}),
                 "generated": (GENERATED_TYPE, {"tooltip": "Generated faces from MuseTalkUNetInpaint."}),
-                "blur_factor": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 0.5, "step": 0.005, "tooltip":
-                                "Mask edge softness: Gaussian kernel = blur_factor x crop size. 0.05 = MuseTalk's "
-                                "normal inference, 0.1 = its real-time mode, 0 = hard edge."}),
-                "upper_boundary_ratio": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                                         "Only the part of the blend box below this fraction of its height is "
-                                         "replaced (0.5 = reference: the lower half, mouth and jaw)."}),
-                "silence_handling": ("BOOLEAN", {"default": False, "tooltip":
-                                     "Show the original mouth where the audio is silent (WhisperAudioEncode's "
-                                     "silence threshold), with a short cross-fade. Off = reference behaviour."}),
-                "silence_fade_frames": ("INT", {"default": 3, "min": 0, "max": 25, "tooltip":
-                                        "Frames of cross-fade on each side of a silent stretch (silence handling)."}),
-                "chunk_size": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip":
-                               "Frames composited at a time; lower it if the GPU runs out of memory on large "
-                               "frames. Does not change the result."}),
+                "blur_factor": node_input("blur_factor"),
+                "upper_boundary_ratio": node_input("upper_boundary_ratio"),
+                "silence_handling": node_input("silence_handling"),
+                "silence_fade_frames": node_input("silence_fade_frames"),
+                "chunk_size": node_input("chunk_size"),
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "The original frames: the same IMAGE given to FaceDetectAndParse "

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from musetalk_core.types import FACES_TYPE, MODELS_TYPE
+from musetalk_core.options import node_input
 
 from . import comfy_bridge
 
 CATEGORY = "MuseTalk"
-PARSING_MODES = ["auto", "jaw", "raw", "neck"]
-FACE_SELECTIONS = ["highest_score", "largest", "leftmost", "rightmost"]
-LANDMARK_REGIONS = ["full_frame", "face_region"]
 
 
 class FaceDetectAndParse:
@@ -34,33 +32,16 @@ class FaceDetectAndParse:
         return {
             "required": {
                 "musetalk_models": (MODELS_TYPE, {"tooltip": "From LoadMuseTalkModels."}),
-                "bbox_shift": ("INT", {"default": 0, "min": -200, "max": 200, "tooltip":
-                               "Moves the crop's centre line (landmark 29) down (+) or up (-) in pixels: positive "
-                               "opens the mouth more. The bbox_range output suggests a range. 0 = reference."}),
-                "extra_margin": ("INT", {"default": 10, "min": 0, "max": 200, "tooltip":
-                                 "v1.5 only: pixels added below the chin to the crop box (the reference uses 10)."}),
-                "parsing_mode": (PARSING_MODES, {"default": "auto", "tooltip":
-                                 "Which parsed region is blended. auto: jaw for v15, raw for v1 (the reference). "
-                                 "jaw: skin grown down over the jaw, cheeks trimmed. raw: skin+mouth+lips. "
-                                 "neck: raw plus the neck."}),
-                "left_cheek_width": ("INT", {"default": 90, "min": 0, "max": 256, "tooltip":
-                                     "jaw mode: width (in 512-px parsing space) of the central band kept dilated "
-                                     "on the left; outside it the mask is eroded. 90 = reference CLI/app."}),
-                "right_cheek_width": ("INT", {"default": 90, "min": 0, "max": 256, "tooltip":
-                                      "jaw mode: the same on the right side."}),
-                "face_selection": (FACE_SELECTIONS, {"default": "highest_score", "tooltip":
-                                   "Which face to use when several are found. highest_score = reference."}),
-                "landmark_region": (LANDMARK_REGIONS, {"default": "full_frame", "tooltip":
-                                    "full_frame: landmarks on the whole frame (reference). face_region: on the "
-                                    "detected face's area (sharper for small faces in big frames)."}),
-                "box_smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                                  "Smooths the crop boxes over time against jitter (0 = off, the reference; "
-                                  "1 = strongest, a 5-frame Gaussian)."}),
-                "detector_scale": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 1.0, "step": 0.05, "tooltip":
-                                   "Runs the face detector on frames scaled by this factor (faster on large "
-                                   "videos). 1 = full resolution = reference."}),
-                "batch_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip":
-                               "Frames per batch for detection, landmarks and parsing (more = faster, more VRAM)."}),
+                "bbox_shift": node_input("bbox_shift"),
+                "extra_margin": node_input("extra_margin"),
+                "parsing_mode": node_input("parsing_mode"),
+                "left_cheek_width": node_input("left_cheek_width"),
+                "right_cheek_width": node_input("right_cheek_width"),
+                "face_selection": node_input("face_selection"),
+                "landmark_region": node_input("landmark_region"),
+                "box_smoothing": node_input("box_smoothing"),
+                "detector_scale": node_input("detector_scale"),
+                "batch_size": node_input("face_batch_size"),
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "The source video frames (all the same size; RGB, values 0..1; alpha is "

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from musetalk_core.frame_mapping import MODES
-from musetalk_core.generators.latentsync.landmarks import BACKENDS
 from musetalk_core.types import AUDIO_TYPE, FACES_TYPE, GENERATED_TYPE
+from musetalk_core.options import node_input
 
 from . import comfy_bridge
 from .load_latentsync import CATEGORY, LATENTSYNC_MODELS_TYPE
@@ -36,26 +35,13 @@ class LatentSyncInpaint:
                 "audio_features": (AUDIO_TYPE, {"tooltip": "From WhisperAudioEncode with feature_mode "
                                                            "'v1.0-original' (LatentSync's features): one output "
                                                            "frame per window."}),
-                "inference_steps": ("INT", {"default": 20, "min": 1, "max": 100, "tooltip":
-                                    "DDIM steps per window (20 = upstream). Fewer is faster and blurrier."}),
-                "guidance_scale": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip":
-                                   "Classifier-free guidance on the audio (1.5 = upstream's scripts). 1 or less "
-                                   "skips the unconditional pass (twice as fast, weaker lip sync)."}),
-                "seed": ("INT", {"default": 1247, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
-                         "Seed of the initial noise and the VAE draws (1247 = upstream). Drawn on the CPU, so a "
-                         "seed gives the same result on every device."}),
-                "window_length": ("INT", {"default": 16, "min": 1, "max": 24, "tooltip":
-                                  "Frames denoised together (16 = what LatentSync was trained on)."}),
-                "frame_mapping": (list(MODES), {"default": "ping_pong", "tooltip":
-                                  "Which source frame each output frame uses when audio and video lengths differ. "
-                                  "ping_pong: forward then backward (upstream's loop). loop: restart. once_hold: "
-                                  "play once, then hold the last frame."}),
-                "frame_offset": ("INT", {"default": 0, "min": -10000, "max": 10000, "tooltip":
-                                 "Shift the video against the audio by this many frames."}),
-                "alignment": (list(BACKENDS), {"default": "dwpose", "tooltip":
-                              "Where the three alignment points come from. dwpose: FaceDetectAndParse's landmarks "
-                              "(no extra install). insightface: upstream's detector, exact (pip install insightface "
-                              "onnxruntime; models in models/musetalk/latentsync/auxiliary/models/buffalo_l)."}),
+                "inference_steps": node_input("inference_steps"),
+                "guidance_scale": node_input("guidance_scale"),
+                "seed": node_input("seed", latentsync=True),
+                "window_length": node_input("window_length"),
+                "frame_mapping": node_input("frame_mapping"),
+                "frame_offset": node_input("frame_offset"),
+                "alignment": node_input("alignment"),
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "The source frames: the same IMAGE given to FaceDetectAndParse. "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from musetalk_core.generators.latentsync.config import VERSIONS
-from musetalk_core.weights.loading import DEVICES, PRECISIONS
+from musetalk_core.options import node_input
 
 from . import comfy_bridge
 
@@ -29,10 +29,8 @@ class LoadLatentSyncModel:
                 "version": (list(VERSIONS), {"default": "latentsync15", "tooltip":
                             "latentsync15: LatentSync 1.5, 256x256 faces, about 8 GB VRAM. latentsync16: "
                             "LatentSync 1.6, 512x512 faces (sharper teeth and lips), about 18 GB VRAM."}),
-                "precision": (list(PRECISIONS), {"default": "auto", "tooltip":
-                              "UNet3D/VAE precision. auto: fp16 on GPU, fp32 on CPU (upstream: fp16 on GPUs "
-                              "newer than compute capability 7, else fp32)."}),
-                "device": (list(DEVICES), {"default": "auto", "tooltip": "auto: CUDA, then MPS, then CPU."}),
+                "precision": node_input("precision"),
+                "device": node_input("device"),
             },
             "optional": {
                 "unet_config": ("STRING", {"default": "", "tooltip":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from musetalk_core.weights.loading import DEVICES, LANDMARK_BACKENDS, PRECISIONS, load_models
-from musetalk_core.types import MODELS_TYPE, VERSIONS
+from musetalk_core.weights.loading import load_models
+from musetalk_core.types import MODELS_TYPE
+from musetalk_core.options import node_input
 
 from . import comfy_bridge
 
@@ -24,14 +25,10 @@ class LoadMuseTalkModels:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "version": (list(VERSIONS), {"default": "v15", "tooltip":
-                            "v15: MuseTalk 1.5 (musetalkV15/unet.pth). v1: MuseTalk 1.0 (musetalk/pytorch_model.bin)."}),
-                "precision": (list(PRECISIONS), {"default": "auto", "tooltip":
-                              "UNet/VAE/Whisper precision. auto: fp16 on GPU, fp32 on CPU (the reference's default)."}),
-                "device": (list(DEVICES), {"default": "auto", "tooltip": "auto: CUDA, then MPS, then CPU."}),
-                "landmark_backend": (list(LANDMARK_BACKENDS), {"default": "torch", "tooltip":
-                                     "torch: built-in DWPose, no OpenMMLab needed. mmpose: upstream's own "
-                                     "mmpose inference (install with python install.py --with-mmpose)."}),
+                "version": node_input("version"),
+                "precision": node_input("precision"),
+                "device": node_input("device"),
+                "landmark_backend": node_input("landmark_backend"),
             }
         }
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from musetalk_core.frame_mapping import MODES
 from musetalk_core.io.frames import uint8_to_image
 from musetalk_core.types import AUDIO_TYPE, GENERATED_TYPE, LATENTS_TYPE, MODELS_TYPE
+from musetalk_core.options import PARAMS, node_input
 
 from . import comfy_bridge
 
 CATEGORY = "MuseTalk"
-DECODER_CHOICES = ("vae", "taesd")
-# presets of musetalk_core.generators.musetalk.accel flags measured on an H100 (BENCHMARKS.md); the CLI takes any '+' combination
-ACCELERATION_CHOICES = ("off", "cuda_graphs", "cuda_graphs+compile")
+DECODER_CHOICES = PARAMS["decoder"].choices
+ACCELERATION_CHOICES = PARAMS["acceleration"].choices  # presets; the CLI takes any '+' combination of flags
 
 
 class MuseTalkUNetInpaint:
@@ -38,31 +37,11 @@ class MuseTalkUNetInpaint:
                 "latents": (LATENTS_TYPE, {"tooltip": "The face latents from VAEEncodeMasked."}),
                 "audio_features": (AUDIO_TYPE, {"tooltip":
                                    "The audio windows from WhisperAudioEncode: one output frame per window."}),
-                "frame_mapping": (list(MODES), {"default": "ping_pong", "tooltip":
-                                  "Which source frame each output frame uses when audio and video lengths differ. "
-                                  "ping_pong: forward then backward, repeating (the reference). loop: restart "
-                                  "from the first frame. once_hold: play once, then hold the last frame."}),
-                "frame_offset": ("INT", {"default": 0, "min": -10000, "max": 10000, "tooltip":
-                                 "Shift the video against the audio by this many frames: output frame i uses "
-                                 "source position i + offset. Use it to fix an audio-video delay."}),
-                "batch_size": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip":
-                               "Output frames per UNet/VAE pass. Higher is faster on a large GPU; lower it if you "
-                               "run out of memory. As upstream's, the result follows it by float rounding (the "
-                               "t = 0 time embedding and the kernels' sums are computed per batch): the same "
-                               "batch size always gives the same faces, and 8 (upstream's default) reproduces "
-                               "upstream."}),
-                "decoder": (list(DECODER_CHOICES), {"default": "vae", "tooltip":
-                            "vae: the exact sd-vae decoder (the reference). taesd: the tiny TAESD decoder, about 8x "
-                            "faster than sd-vae's on an H100 (UNet + decode 2.2x), approximate (needs "
-                            "models/musetalk/taesd/taesd_decoder.safetensors: python install.py "
-                            "--download-models taesd)."}),
-                "acceleration": (list(ACCELERATION_CHOICES), {"default": "off", "tooltip":
-                                 "GPU speed-ups. off: as the reference. cuda_graphs: faster at small batch sizes "
-                                 "(UNet + decode +16% at batch 8 on an H100); meant to give off's exact output (a "
-                                 "short last batch runs without the graph; not yet checked on a GPU, see "
-                                 "BENCHMARKS.md); on a CPU it changes nothing. cuda_graphs+compile: about 2x faster "
-                                 "UNet + decode at batch 32 on an H100 after a one-time compile of about a minute; "
-                                 "rounding differs slightly (bf16-level). See BENCHMARKS.md."}),
+                "frame_mapping": node_input("frame_mapping"),
+                "frame_offset": node_input("frame_offset"),
+                "batch_size": node_input("batch_size"),
+                "decoder": node_input("decoder"),
+                "acceleration": node_input("acceleration"),
             }
         }
 

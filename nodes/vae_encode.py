@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from musetalk_core.types import FACES_TYPE, LATENTS_TYPE, MODELS_TYPE
+from musetalk_core.options import node_input
 
 from . import comfy_bridge
 
@@ -26,15 +27,9 @@ class VAEEncodeMasked:
             "required": {
                 "musetalk_models": (MODELS_TYPE, {"tooltip": "The models from LoadMuseTalkModels (uses the VAE)."}),
                 "faces": (FACES_TYPE, {"tooltip": "The face crops from FaceDetectAndParse."}),
-                "latent_mode": (["sample", "mean"], {"default": "sample", "tooltip":
-                                "sample: the reference (mean + std * noise), made reproducible by the seed. "
-                                "mean: the distribution's mean, deterministic (what MuseTalk's training used)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
-                         "Noise seed for latent_mode 'sample'. Each frame's noise depends only on the seed and its "
-                         "frame number, so batch size and device do not change the result."}),
-                "batch_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip":
-                               "Faces encoded per VAE pass (each face is encoded twice). Lower it if you run out "
-                               "of GPU memory; the result does not depend on it."}),
+                "latent_mode": node_input("latent_mode"),
+                "seed": node_input("seed"),
+                "batch_size": node_input("vae_batch_size"),
             }
         }
 

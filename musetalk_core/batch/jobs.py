@@ -2,9 +2,10 @@
 
 A line is a JSON object: ``video`` or ``image``, ``audio``, ``output`` (a file name under --output-dir) and any
 option of ``python -m musetalk_core lipsync`` under its name, with underscores or dashes (``bbox_shift`` or
-``bbox-shift``; ``fps``, ``crf`` and ``preset`` too), and ``split_seconds`` to split this job otherwise than --split-seconds says
-(0 = never split it). The values go through the lipsync command's own parser, so a job means
-exactly what the same command line means, and a bad value gets the same message. Relative paths are relative to
+``bbox-shift``; ``fps``, ``crf`` and ``preset`` too), and ``split_seconds`` to split this job otherwise than
+--split-seconds says (0 = never split it). The values go through the lipsync command's own parser
+(musetalk_core.lipsync_args, made from the option declarations), so a job means exactly what the same command line
+means, and a bad value gets the same message. Relative paths are relative to
 the JOBS file's folder. Blank lines and lines starting with ``#`` are skipped.
 
 A line that cannot be used (not JSON, unknown option, bad value, two jobs writing one output) becomes a ``BadJob``
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 from ..errors import InputError
+from ..lipsync_args import add_lipsync_arguments, options_from_args
 from ..options import LipsyncOptions
 
 WORK = ".musetalk-work"   # under --output-dir: per-job work folders, shared per-video material, done markers
@@ -80,8 +82,6 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ..cli import add_lipsync_arguments
-
     parser = _Refusal(prog="job", add_help=False)
     add_lipsync_arguments(parser, models_dir=False)
     return parser
@@ -124,7 +124,6 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     args = parser.parse_args(argv + ["--output", str(output_dir / name)])
     if args.video is not None and args.fps is not None:
         raise InputError("'fps' applies to 'image' only; a video keeps its own frame rate")
-    from ..cli import options_from_args
     from ..pipeline import check_options
     from ..io.video import check_output_path, refuse_overwriting_inputs
 
