@@ -5,11 +5,12 @@ from __future__ import annotations
 from musetalk_core.types import AUDIO_TYPE, MODELS_TYPE
 from musetalk_core.options import node_input
 
-from . import comfy_bridge
+from . import checks, comfy_bridge
 
 CATEGORY = "MuseTalk"
 
 
+@comfy_bridge.run_early  # cheap: a too-short audio refuses the prompt before face detection runs
 class WhisperAudioEncode:
     DESCRIPTION = ("Turns audio into MuseTalk's per-frame audio features: Whisper-tiny encoder states, a 10-step "
                    "window (50 tokens x 384) per video frame, as the reference does, at the exact video fps. "
@@ -45,10 +46,12 @@ class WhisperAudioEncode:
                                     "30000/1001) instead of the fps widget, without decoding any frame. Use it "
                                     "with core LoadVideo for long videos."}),
             },
+            # the graph, to refuse features a LatentSyncInpaint below cannot use before face detection runs
+            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
     def encode(self, musetalk_models, audio, fps, audio_padding_left, audio_padding_right, feature_mode,
-               silence_threshold_db, video=None):
+               silence_threshold_db, video=None, prompt=None, unique_id=None):
         from musetalk_core.audio.windows import encode_audio, num_segments
 
         store = None
@@ -59,10 +62,38 @@ class WhisperAudioEncode:
             store = store_in(SpillFolder(comfy_bridge.temp_directory()), "audio.bin")
 
         hooks = comfy_bridge.run_hooks(num_segments(audio))
-        result = encode_audio(musetalk_models, audio, fps, audio_padding_left=audio_padding_left,
-                              audio_padding_right=audio_padding_right, feature_mode=feature_mode,
-                              silence_threshold_db=silence_threshold_db, hooks=hooks, store=store)
+        with comfy_bridge.NodeReport() as report:
+            result = encode_audio(musetalk_models, audio, fps, audio_padding_left=audio_padding_left,
+                                  audio_padding_right=audio_padding_right, feature_mode=feature_mode,
+                                  silence_threshold_db=silence_threshold_db, hooks=hooks, store=store)
+            check_consumers(result, prompt, unique_id)
+            report.show(summary(result, report))
         return (result, result.num_frames, audio)
+
+
+def check_consumers(result, prompt, node_id) -> None:
+    """A LatentSyncInpaint fed by this node refuses features it was not trained on: refuse them here already,
+    as this node runs before face detection and LatentSyncInpaint after it."""
+    from musetalk_core.generators.latentsync.generate import check_audio
+
+    if any(node.get("class_type") == "LatentSyncInpaint" for _, node in checks.consumers(prompt, node_id, 0)):
+        check_audio(result)
+
+
+def summary(result, report) -> str:
+    """One line on the node: frames, fps, duration, silent frames; a warning when every frame is silent."""
+    settings = result.settings
+    silent = int(result.silent.sum())
+    total = result.num_frames
+    threshold = settings.get("silence_threshold_db", -45.0)
+    if total and silent == total:
+        loudest = float(settings["level_db"].max()) if "level_db" in settings else float("nan")
+        report.warn(f"WhisperAudioEncode: every one of the {total} frames is below the silence threshold "
+                    f"({threshold:g} dBFS; the loudest is {loudest:.1f} dBFS). BlendAndAssemble with "
+                    "silence_handling on keeps the original mouth in all of them. Check the audio, or lower "
+                    "silence_threshold_db.")
+    return (f"{total} frames at {result.fps:g} fps from {settings.get('duration_s', 0.0):.2f} s of audio "
+            f"({result.feature_mode} features); {silent} silent (below {threshold:g} dBFS).")
 
 
 def video_fps(video) -> float:

@@ -66,11 +66,25 @@ class BlendAndAssemble:
         settings = dict(blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
                         silence_handling=silence_handling, silence_fade_frames=silence_fade_frames,
                         chunk_size=chunk_size, replacement_faces=replacement_faces, hooks=hooks)
-        if video is not None:
-            return blend_video(video, faces, generated, settings)
-        frames, audio, fps, count = blend_frames(images, faces, generated,
-                                                 output_device=comfy_bridge.intermediate_device(), **settings)
-        return (frames, audio, fps, count, comfy_bridge.video_from_components(frames, audio, fps))
+        with comfy_bridge.NodeReport() as report:  # no usable face, silence handling without audio...
+            if video is not None:
+                result = blend_video(video, faces, generated, settings)
+            else:
+                frames, audio, fps, count = blend_frames(images, faces, generated,
+                                                         output_device=comfy_bridge.intermediate_device(), **settings)
+                result = (frames, audio, fps, count, comfy_bridge.video_from_components(frames, audio, fps))
+            report.show(blend_summary(result[3], result[2], generated, silence_handling, report))
+        return result
+
+
+def blend_summary(count: int, fps: float, generated, silence_handling: bool, report) -> str:
+    """The clip's length; a warning when silence handling leaves every mouth as it was."""
+    audio = getattr(generated, "audio", None)
+    silent = getattr(audio, "silent", None)
+    if silence_handling and silent is not None and int(silent.numel()) and bool(silent.all()):
+        report.warn("BlendAndAssemble: silence handling is on and every frame is silent (WhisperAudioEncode's "
+                    "silence_threshold_db), so every output frame keeps the original mouth.")
+    return f"{count} frames at {float(fps):g} fps ({count / float(fps):.2f} s)."
 
 
 def blend_video(video, faces, generated, settings):

@@ -191,3 +191,125 @@ def video_from_components(images, audio, fps) -> object:
         from musetalk_core.io.video import ComponentsVideo
 
         return ComponentsVideo(images, audio, rate)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running first, and telling the user on the node (not only in the server log)
+# ---------------------------------------------------------------------------------------------------------------
+
+def async_nodes_supported() -> bool:
+    """False only inside a ComfyUI without async node functions (before 0.3.45; comfy_execution.utils came with
+    them). Outside ComfyUI nothing calls FUNCTION but tests, which keep the plain functions."""
+    try:
+        import comfy_execution.utils  # type: ignore # noqa: F401
+
+        return True
+    except Exception:  # noqa: BLE001 - absent, or an older ComfyUI
+        return False
+
+
+def run_early(cls):
+    """Class decorator: ComfyUI's executor (0.8: ExecutionList.ux_friendly_pick_node) runs a ready node whose
+    function is a coroutine before every other ready node. Cheap nodes that can refuse a prompt (the audio length)
+    use it so that they refuse it before face detection, which ComfyUI often picks first otherwise. The coroutine
+    only calls the plain function: the work, and its result, stay the same. Outside ComfyUI, or in a ComfyUI
+    without async nodes, the class is left as it is."""
+    cls.RUNS_EARLY = True  # what tests/workflow_runner.py orders by outside ComfyUI
+    if not async_nodes_supported():
+        return cls
+    plain = getattr(cls, cls.FUNCTION)
+
+    async def run_first(self, **inputs):
+        return plain(self, **inputs)
+
+    cls.run_first = run_first
+    cls.FUNCTION = "run_first"
+    return cls
+
+
+def _executing_node(server) -> Optional[str]:
+    try:
+        from comfy_execution.utils import get_executing_context  # type: ignore
+
+        context = get_executing_context()
+        if context is not None:
+            return context.node_id
+    except Exception:  # noqa: BLE001 - an older ComfyUI: the server's last node is the running one
+        pass
+    return getattr(server, "last_node_id", None)
+
+
+def show_text(text: str) -> bool:
+    """Shows ``text`` on the running node in the graph (ComfyUI's progress text, replacing what the node showed
+    last time); outside ComfyUI it goes to the log. True when ComfyUI took it."""
+    try:
+        from server import PromptServer  # type: ignore
+
+        server = PromptServer.instance
+        node_id = _executing_node(server)
+        if node_id is not None:
+            server.send_progress_text(text, node_id, getattr(server, "client_id", None))
+            return True
+    except Exception:  # noqa: BLE001 - no ComfyUI server (tests, scripts), or one without progress text
+        pass
+    log.info("%s", text)
+    return False
+
+
+LIBRARY_LOGGER = "musetalk_core"
+MAX_SHOWN_WARNINGS = 5
+
+
+class NodeReport(logging.Handler):
+    """What a node tells the user: a one-line summary plus every warning the library logged while the node ran
+    (they stay in the server log too), shown on the node. Always shown after a run, so an old warning does not
+    stay on a node whose new run went well.
+
+        with comfy_bridge.NodeReport() as report:
+            ...
+        report.show("Face found in all 8 frames.")
+    """
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.warnings: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.note(record.getMessage())
+        except Exception:  # noqa: BLE001 - a bad log call must not fail the node
+            self.handleError(record)
+
+    def note(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def warn(self, message: str) -> None:
+        """A finding of the node itself: logged as a warning and shown."""
+        log.warning("%s", message)
+        self.note(message)
+
+    def start(self) -> "NodeReport":
+        logging.getLogger(LIBRARY_LOGGER).addHandler(self)
+        return self
+
+    def stop(self) -> None:
+        logging.getLogger(LIBRARY_LOGGER).removeHandler(self)
+
+    def __enter__(self) -> "NodeReport":
+        return self.start()
+
+    def __exit__(self, *exc) -> bool:
+        self.stop()
+        return False
+
+    def text(self, summary: str) -> str:
+        shown = [f"⚠ {w}" for w in self.warnings[:MAX_SHOWN_WARNINGS]]
+        if len(self.warnings) > MAX_SHOWN_WARNINGS:
+            shown.append(f"({len(self.warnings) - MAX_SHOWN_WARNINGS} more warnings in the server log)")
+        return "\n\n".join([summary, *shown])  # the node shows it as Markdown: one paragraph each
+
+    def show(self, summary: str) -> str:
+        text = self.text(summary)
+        show_text(text)
+        return text

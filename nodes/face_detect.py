@@ -65,20 +65,38 @@ class FaceDetectAndParse:
         spill = SpillFolder(comfy_bridge.temp_directory()) if video is not None else None
         shown = sample_indices(source.num_frames)
         try:
-            faces, previews, bbox_range = build_faces(
-                musetalk_models, source, bbox_shift=bbox_shift, extra_margin=extra_margin,
-                parsing_mode=parsing_mode, left_cheek_width=left_cheek_width, right_cheek_width=right_cheek_width,
-                face_selection=face_selection, landmark_region=landmark_region, box_smoothing=box_smoothing,
-                detector_scale=detector_scale, batch_size=batch_size, spill=spill, preview_indices=shown,
-                hooks=comfy_bridge.run_hooks(2 * source.num_frames))
+            with comfy_bridge.NodeReport() as report:  # no face, unusable boxes: on the node, not only in the log
+                faces, previews, bbox_range = build_faces(
+                    musetalk_models, source, bbox_shift=bbox_shift, extra_margin=extra_margin,
+                    parsing_mode=parsing_mode, left_cheek_width=left_cheek_width,
+                    right_cheek_width=right_cheek_width, face_selection=face_selection,
+                    landmark_region=landmark_region, box_smoothing=box_smoothing, detector_scale=detector_scale,
+                    batch_size=batch_size, spill=spill, preview_indices=shown,
+                    hooks=comfy_bridge.run_hooks(2 * source.num_frames))
         except BaseException:
             if spill is not None:
                 spill.close()  # failed or interrupted: the temporary material goes now
             raise
         finally:
             source.close()
+        report.show(faces_summary(faces.has_face, bbox_range))
         preview = strip(previews, shown).to(comfy_bridge.intermediate_device())
         return (faces, preview, bbox_range)
+
+
+def faces_summary(has_face, bbox_range: str) -> str:
+    """How many frames have a face (the others pass through unchanged), and the bbox_shift range."""
+    flags = [bool(v) for v in has_face.tolist()]
+    n, found = len(flags), sum(flags)
+    if found == n:
+        head = f"Face found in all {n} frames."
+    elif not found:
+        return f"No face found in any of the {n} frames: the video passes through unchanged."
+    else:
+        first = flags.index(False)
+        head = (f"Face found in {found} of {n} frames; the {n - found} without one (first: frame {first}) pass "
+                "through unchanged.")
+    return f"{head} {bbox_range}"
 
 
 def one_source(images, video, node: str):

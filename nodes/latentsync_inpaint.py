@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from musetalk_core.generators.latentsync.landmarks import BACKENDS
 from musetalk_core.types import AUDIO_TYPE, FACES_TYPE, GENERATED_TYPE
 from musetalk_core.options import node_input
 
-from . import comfy_bridge
+from . import checks, comfy_bridge
 from .load_latentsync import CATEGORY, LATENTSYNC_MODELS_TYPE
 
 
@@ -51,6 +52,11 @@ class LatentSyncInpaint:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, alignment="dwpose"):
+        """Before anything runs: InsightFace and its models, when that alignment is chosen."""
+        return checks.verdict(checks.choice("alignment", alignment, BACKENDS) or checks.insightface_ready(alignment))
+
     def generate(self, latentsync_models, faces, audio_features, inference_steps=20, guidance_scale=1.5, seed=1247,
                  window_length=16, frame_mapping="ping_pong", frame_offset=0, alignment="dwpose", images=None,
                  video=None):
@@ -67,6 +73,7 @@ class LatentSyncInpaint:
         from musetalk_core.io.spill import SpillFolder, store_in
 
         from .face_detect import one_source
+        from .unet_inpaint import generated_summary
 
         one_source(images, video, "LatentSyncInpaint")
         if not hasattr(latentsync_models, "unet") or not hasattr(latentsync_models, "mask"):
@@ -75,6 +82,7 @@ class LatentSyncInpaint:
         settings = SamplingSettings(inference_steps, guidance_scale, seed, window_length).check()
         source = TensorSource(images, "images") if video is None else as_source(video, "video")
         spill = SpillFolder(comfy_bridge.temp_directory()) if video is not None else None
+        report = comfy_bridge.NodeReport().start()  # warnings shown on the node too
         try:
             if faces.frames_fingerprint and source.fingerprint() != faces.frames_fingerprint:
                 raise InputError(f"'{source.name}': these are not the frames the faces were computed from. Connect "
@@ -100,13 +108,15 @@ class LatentSyncInpaint:
                 spill.close()
             raise
         finally:
+            report.stop()
             source.close()
+        report.show(generated_summary(generated))
         shown = generated.faces if spill is None else generated.faces[sample_indices(total)]
         return (generated, uint8_to_image(shown, comfy_bridge.intermediate_device()))
 
 
 def _insightface_root():
-    """The CLI's search (latentsync.stream.insightface_root) over ComfyUI's models folders."""
-    from musetalk_core.generators.latentsync.stream import insightface_root
+    """The CLI's search (latentsync.loading.insightface_root) over ComfyUI's models folders."""
+    from musetalk_core.generators.latentsync.loading import insightface_root
 
     return insightface_root(comfy_bridge.models_search_dirs())

@@ -5,12 +5,13 @@ from __future__ import annotations
 from musetalk_core.generators.latentsync.config import VERSIONS
 from musetalk_core.options import node_input
 
-from . import comfy_bridge
+from . import checks, comfy_bridge
 
 CATEGORY = "MuseTalk/LatentSync"
 LATENTSYNC_MODELS_TYPE = "LATENTSYNC_MODELS"
 
 
+@comfy_bridge.run_early  # a load failure (a damaged file, the config) comes before face detection
 class LoadLatentSyncModel:
     DESCRIPTION = ("Loads ByteDance LatentSync (1.5: 256 px faces, about 8 GB of VRAM; 1.6: 512 px, about 18 GB) "
                    "from models/musetalk: latentsync15|16/latentsync_unet.pt, sd-vae and latentsync/mask.png. "
@@ -40,6 +41,13 @@ class LoadLatentSyncModel:
                                 "weights must have been trained with it."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, version):
+        """Before anything runs: every LatentSync file of the version. (One input named: ComfyUI repeats the message
+        for each. A bad unet_config fails the load, which runs first: run_early.)"""
+        return checks.verdict(checks.choice("version", version, list(VERSIONS))
+                              or (checks.model_files(version) if version is not None else None))
 
     def load(self, version, precision, device, unet_config=""):
         from musetalk_core.generators.latentsync.loading import load_latentsync

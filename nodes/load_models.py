@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from musetalk_core.weights.loading import load_models
-from musetalk_core.types import MODELS_TYPE
+from musetalk_core.types import MODELS_TYPE, VERSIONS
 from musetalk_core.options import node_input
 
-from . import comfy_bridge
+from . import checks, comfy_bridge
 
 CATEGORY = "MuseTalk"
 
@@ -31,6 +31,12 @@ class LoadMuseTalkModels:
                 "landmark_backend": node_input("landmark_backend"),
             }
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, version):
+        """Before anything runs: every file of the version is there (else the list of missing files and the
+        command that fetches them)."""
+        return checks.verdict(checks.choice("version", version, VERSIONS) or checks.musetalk_files(version))
 
     def load(self, version, precision, device, landmark_backend):
         models = load_models(comfy_bridge.models_search_dirs(), version=version, precision=precision,

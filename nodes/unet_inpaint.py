@@ -6,7 +6,7 @@ from musetalk_core.io.frames import uint8_to_image
 from musetalk_core.types import AUDIO_TYPE, GENERATED_TYPE, LATENTS_TYPE, MODELS_TYPE
 from musetalk_core.options import PARAMS, node_input
 
-from . import comfy_bridge
+from . import checks, comfy_bridge
 
 CATEGORY = "MuseTalk"
 DECODER_CHOICES = PARAMS["decoder"].choices
@@ -45,6 +45,11 @@ class MuseTalkUNetInpaint:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, decoder="vae"):
+        """Before anything runs: the TAESD decoder's file, when it is chosen."""
+        return checks.verdict(checks.choice("decoder", decoder, DECODER_CHOICES) or checks.taesd_file(decoder))
+
     def generate(self, musetalk_models, latents, audio_features, frame_mapping, frame_offset, batch_size,
                  decoder="vae", acceleration="off"):
         from musetalk_core.generators.musetalk.generate import generate_faces
@@ -56,14 +61,25 @@ class MuseTalkUNetInpaint:
         if getattr(latents, "from_video", False):  # long video: T faces on disk, not in (V)RAM
             store = SpilledArray(SpillFolder(comfy_bridge.temp_directory()), "generated.u8", (total, 256, 256, 3))
         try:
-            generated = generate_faces(musetalk_models, latents, audio_features, frame_mapping=frame_mapping,
-                                       frame_offset=frame_offset, batch_size=batch_size,
-                                       hooks=comfy_bridge.run_hooks(total), store=store, decoder=decoder,
-                                       acceleration=acceleration)
+            with comfy_bridge.NodeReport() as report:  # e.g. features of the wrong kind, no frame with a face
+                generated = generate_faces(musetalk_models, latents, audio_features, frame_mapping=frame_mapping,
+                                           frame_offset=frame_offset, batch_size=batch_size,
+                                           hooks=comfy_bridge.run_hooks(total), store=store, decoder=decoder,
+                                           acceleration=acceleration)
         except BaseException:
             if store is not None:
                 store.folder.close()
             raise
+        report.show(generated_summary(generated))
         shown = generated.faces if store is None else generated.faces[sample_indices(total)]
         images = uint8_to_image(shown, comfy_bridge.intermediate_device())
         return (generated, images)
+
+
+def generated_summary(generated) -> str:
+    """Output frames generated, and how many pass through for want of a face (a generator's node text)."""
+    total = int(generated.has_face.numel())
+    made = int(generated.has_face.sum())
+    if made == total:
+        return f"Generated all {total} output frames."
+    return f"Generated {made} of {total} output frames; the {total - made} whose source frame has no face pass through."

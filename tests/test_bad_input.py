@@ -66,7 +66,15 @@ class _Recorder(Placement):
         super().activate(modules, device)
 
 
-def test_faceless_video_through_the_node_chain(pack, faceless_models_dir, caplog):
+@pytest.fixture
+def node_texts(pack, monkeypatch):
+    """The texts the nodes show on themselves in the graph (ComfyUI's progress text), in the order shown."""
+    shown = []
+    monkeypatch.setattr(pack.nodes.comfy_bridge, "show_text", lambda text: shown.append(text) or True)
+    return shown
+
+
+def test_faceless_video_through_the_node_chain(pack, faceless_models_dir, caplog, node_texts):
     nodes = pack.NODE_CLASS_MAPPINGS
     models = load_models([faceless_models_dir], "v15", precision="fp32", device="cpu")
     recorder = _Recorder({id(m): name for name, m in models.networks.items()})
@@ -100,6 +108,77 @@ def test_faceless_video_through_the_node_chain(pack, faceless_models_dir, caplog
     assert any("no face was found in any of the 5 frames" in w and "passed through unchanged" in w
                and "turned away" in w for w in warnings), warnings
     assert any("BlendAndAssemble" in w and "unchanged" in w for w in warnings), warnings
+    # ... and in the graph, on the nodes themselves (the log is the server's, which users rarely read)
+    detect, encode, generate, blend = node_texts
+    assert detect.startswith("No face found in any of the 5 frames: the video passes through unchanged.")
+    assert "no face was found in any of the 5 frames" in detect and "turned away" in detect
+    assert "⚠" in detect and "passed through unchanged" in detect
+    assert encode.startswith("12 frames at 25 fps from 0.50 s of audio (reference features); 0 silent")
+    assert generate.startswith("Generated 0 of 12 output frames; the 12 whose source frame has no face pass")
+    assert blend.startswith("12 frames at 25 fps (0.48 s).") and "no usable face" in blend
+
+
+def test_unusable_face_boxes_are_shown_on_the_node(pack, tiny_models_factory, monkeypatch, node_texts):
+    """A box that lies outside the frame: the frame passes through, and the node says so in the graph."""
+    from musetalk_core.faces import locate
+    from test_faces import BOXES, fake_locations, synthetic_video
+
+    models = load_models([tiny_models_factory("v15", ["face_parser"])], "v15", precision="fp32", device="cpu",
+                         networks=["face_parser"])
+    monkeypatch.setattr(locate, "locate_faces",
+                        lambda models, frames, **kw: fake_locations(2, [(120, 10, 150, 60), BOXES[0]]))
+    images = torch.from_numpy(synthetic_video(2)).float() / 255.0
+    faces, _, bbox_range = pack.NODE_CLASS_MAPPINGS["FaceDetectAndParse"]().prepare(models, images)
+    assert faces.has_face.tolist() == [False, True]
+    (text,) = node_texts
+    assert text.startswith("Face found in 1 of 2 frames; the 1 without one (first: frame 0) pass through unchanged.")
+    assert bbox_range in text and "face box outside the frame or too small to crop" in text
+
+
+def test_silent_audio_is_shown_on_the_encoder_and_the_blend(pack, faceless_models_dir, node_texts):
+    """Every frame below the silence threshold: with silence handling on, no mouth changes. Both nodes say so; a
+    clip with speech says nothing of the kind."""
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models = load_models([faceless_models_dir], "v15", precision="fp32", device="cpu")
+    images = torch.from_numpy(face_frames(3, 64, 48)).float() / 255.0
+    silence = {"waveform": torch.zeros(1, 1, 3200), "sample_rate": 16000}  # 0.2 s: 5 frames
+    faces = nodes["FaceDetectAndParse"]().prepare(models, images)[0]
+    features = nodes["WhisperAudioEncode"]().encode(models, silence, 25.0, 2, 2, "reference", -45.0)[0]
+    (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 8)
+    generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)[0]
+    nodes["BlendAndAssemble"]().blend(images, faces, generated, 0.05, 0.5, True, 3, 16)
+    encode, blend = node_texts[1], node_texts[3]
+    assert encode.startswith("5 frames at 25 fps from 0.20 s of audio (reference features); 5 silent (below -45")
+    assert "every one of the 5 frames is below the silence threshold (-45 dBFS; the loudest is -200.0" in encode
+    assert "silence handling is on and every frame is silent" in blend
+    node_texts.clear()
+    speech = {"waveform": torch.from_numpy(tone(0.2, 16000, 1))[None], "sample_rate": 16000}
+    nodes["WhisperAudioEncode"]().encode(models, speech, 25.0, 2, 2, "reference", -45.0)
+    assert node_texts[0].startswith("5 frames at 25 fps") and "⚠" not in node_texts[0]
+
+
+def test_node_text_reaches_comfyuis_server_or_the_log(pack, monkeypatch, caplog):
+    """comfy_bridge.show_text: ComfyUI's PromptServer.send_progress_text for the running node and the prompt's
+    client; without a ComfyUI server, the log."""
+    import sys
+    import types
+
+    bridge = pack.nodes.comfy_bridge
+    with caplog.at_level(logging.INFO):
+        assert bridge.show_text("no server here") is False
+    assert "no server here" in caplog.text
+    sent = []
+    server = types.SimpleNamespace(last_node_id="5", client_id="client-1",
+                                   send_progress_text=lambda text, node_id, sid=None: sent.append((text, node_id, sid)))
+    fake = types.ModuleType("server")
+    fake.PromptServer = types.SimpleNamespace(instance=server)
+    monkeypatch.setitem(sys.modules, "server", fake)
+    report = bridge.NodeReport()
+    with report:
+        logging.getLogger("musetalk_core.faces.material").warning("frames 3 and 4 had no usable box")
+        logging.getLogger("elsewhere").warning("not ours")
+    assert bridge.show_text(report.text("Face found in 3 of 5 frames.")) is True
+    assert sent == [("Face found in 3 of 5 frames.\n\n⚠ frames 3 and 4 had no usable box", "5", "client-1")]
 
 
 def test_faceless_video_through_the_cli(faceless_models_dir, tmp_path, capsys):

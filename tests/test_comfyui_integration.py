@@ -165,8 +165,8 @@ def _get(url: str):
         return json.loads(r.read())
 
 
-def queue_prompt(url: str, prompt: dict) -> str:
-    body = json.dumps({"prompt": prompt, "client_id": str(uuid.uuid4())}).encode()
+def queue_prompt(url: str, prompt: dict, client_id: str = "") -> str:
+    body = json.dumps({"prompt": prompt, "client_id": client_id or str(uuid.uuid4())}).encode()
     req = urllib.request.Request(url + "/prompt", data=body, headers={"Content-Type": "application/json"})
     try:
         with _OPENER.open(req, timeout=30) as r:
@@ -177,12 +177,16 @@ def queue_prompt(url: str, prompt: dict) -> str:
     return answer["prompt_id"]
 
 
-def wait_for(url: str, prompt_id: str, log: Path, timeout: float = 300) -> dict:
-    """The prompt's /history entry once it has finished (success or error), polled for at most ``timeout`` s."""
+def wait_for(url: str, prompt_id: str, log: Path, timeout: float = 300, failing: bool = False) -> dict:
+    """The prompt's /history entry once it has finished (success or error), polled for at most ``timeout`` s.
+    ``failing``: the prompt is expected to fail; its entry is returned, and a success is the error."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         entry = _get(f"{url}/history/{prompt_id}").get(prompt_id)
         if entry and entry["status"].get("status_str") in ("success", "error"):
+            if failing:
+                assert entry["status"]["status_str"] == "error", "the prompt ran to the end"
+                return entry
             if entry["status"]["status_str"] == "error":
                 errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
                 detail = [(e["node_type"], e["exception_message"], "".join(e["traceback"][-4:])) for e in errors]
@@ -349,6 +353,140 @@ def test_a_bad_prompt_is_refused_by_comfyui_validation(run_server):
     api[by_class["FaceDetectAndParse"]]["inputs"]["bbox_shift"] = 999
     with pytest.raises(AssertionError, match="value_bigger_than_max"):
         queue_prompt(url, api)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A prompt that cannot finish fails before face detection; what a user must know is shown on the nodes
+# ---------------------------------------------------------------------------------------------------------------
+
+@needs_comfyui
+def test_comfyui_runs_the_cheap_checks_first_in_the_runners_order(tmp_path, pack):
+    """ComfyUI's own ExecutionList orders every template as tests/workflow_runner.py does (its tests rely on that):
+    the audio encoder (an async function here) and Load LatentSync Model before face detection."""
+    from workflow_runner import CORE_EQUIVALENTS, execution_order
+
+    out = run_in_comfyui("""
+        import inspect
+        from comfy_execution.graph import DynamicPrompt, ExecutionList
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))  # core LoadVideo...
+        class NoCache:
+            def get(self, key): return None
+        async def order(prompt):
+            plan = ExecutionList(DynamicPrompt(prompt), NoCache())
+            outputs = sorted(k for k, v in prompt.items() if getattr(nodes.NODE_CLASS_MAPPINGS[v["class_type"]],
+                                                                      "OUTPUT_NODE", False))
+            for o in outputs:
+                plan.add_node(o)
+            seq = []
+            while not plan.is_empty():
+                node_id, _, _ = await plan.stage_node_execution()
+                seq.append(node_id)
+                plan.complete_node_execution()
+            return seq
+        orders = {p: asyncio.run(order(json.load(open(p)))) for p in %r}
+        whisper = nodes.NODE_CLASS_MAPPINGS["WhisperAudioEncode"]
+        print(json.dumps({"orders": orders, "function": whisper.FUNCTION,
+                          "async": inspect.iscoroutinefunction(getattr(whisper, whisper.FUNCTION))}))
+    """ % [str(p) for p in API_FILES], tmp_path)
+    assert out["function"] == "run_first" and out["async"]
+    classes = {**CORE_EQUIVALENTS, **pack.NODE_CLASS_MAPPINGS}
+    for path in API_FILES:
+        api = json.loads(path.read_text())
+        assert out["orders"][str(path)] == execution_order(api, classes), path.name
+        kinds = [api[n]["class_type"] for n in out["orders"][str(path)]]
+        assert kinds.index("WhisperAudioEncode") < kinds.index("FaceDetectAndParse"), (path.name, kinds)
+
+
+@needs_comfyui
+def test_too_short_audio_on_the_video_path_fails_before_face_detection(run_server):
+    """It used to fail after face detection had run over the whole video (142 s on a real clip)."""
+    from media import tone, write_wav
+
+    url, base = run_server
+    write_wav(base / "input" / "musetalk_short.wav", tone(0.02, 16000, 1), 16000)  # 20 ms < one frame (40 ms)
+    api = _api(ROOT / "workflows" / "api" / "musetalk_long_video.json")
+    by_class = {n["class_type"]: nid for nid, n in api.items()}
+    api[by_class["LoadAudio"]]["inputs"]["audio"] = "musetalk_short.wav"
+    entry = wait_for(url, queue_prompt(url, api), base / "server.log", failing=True)
+    (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert error["node_type"] == "WhisperAudioEncode" and "shorter than one video frame" in error["exception_message"]
+    assert by_class["FaceDetectAndParse"] not in error["executed"], error["executed"]
+
+
+@needs_comfyui
+def test_missing_latentsync_files_refuse_the_prompt_before_it_runs(run_server):
+    """The server holds LatentSync 1.5 only: a 1.6 prompt is refused at /prompt (nothing runs), on the loader node,
+    as LatentSync's files."""
+    url, _ = run_server
+    api = _api(ROOT / "workflows" / "api" / "musetalk_latentsync_video_to_video.json")
+    loader = next(nid for nid, n in api.items() if n["class_type"] == "LoadLatentSyncModel")
+    api[loader]["inputs"]["version"] = "latentsync16"
+    refusal = _refusal(url, api)
+    (error,) = refusal["node_errors"][loader]["errors"]
+    assert error["type"] == "custom_validation_failed"
+    assert "LatentSync model files are missing (1)" in error["details"] and "latentsync16" in error["details"]
+
+
+def _refusal(url: str, prompt: dict) -> dict:
+    """The body of /prompt's 400 answer for a prompt ComfyUI's validation refuses."""
+    body = json.dumps({"prompt": prompt, "client_id": str(uuid.uuid4())}).encode()
+    req = urllib.request.Request(url + "/prompt", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _OPENER.open(req, timeout=30).close()
+    assert refused.value.code == 400
+    return json.loads(refused.value.read())
+
+
+def run_reading_node_texts(url: str, prompt: dict, timeout: float = 300):
+    """Queue ``prompt`` as the editor does (a websocket client first) and collect the texts ComfyUI sends to show
+    on nodes (binary event 3: node id length, node id, text) until the prompt is done."""
+    import asyncio
+    import struct
+
+    import aiohttp
+
+    async def run():
+        client = str(uuid.uuid4())
+        texts = []
+        async with aiohttp.ClientSession(trust_env=False) as session:  # loopback: never a proxy
+            async with session.ws_connect(f"{url.replace('http', 'ws', 1)}/ws?clientId={client}") as ws:
+                prompt_id = queue_prompt(url, prompt, client)
+                async for message in ws:
+                    if message.type == aiohttp.WSMsgType.BINARY and struct.unpack(">I", message.data[:4])[0] == 3:
+                        (size,) = struct.unpack(">I", message.data[4:8])
+                        texts.append((message.data[8:8 + size].decode(), message.data[8 + size:].decode()))
+                    elif message.type == aiohttp.WSMsgType.TEXT:
+                        event = json.loads(message.data)
+                        data = event.get("data", {})
+                        if event["type"] == "execution_error":
+                            raise AssertionError(data.get("exception_message"))
+                        if event["type"] == "executing" and data.get("node") is None \
+                                and data.get("prompt_id") == prompt_id:
+                            return texts
+        raise AssertionError("the websocket closed before the prompt was done")
+
+    return asyncio.run(asyncio.wait_for(run(), timeout))
+
+
+@needs_comfyui
+def test_a_face_less_video_says_so_on_the_nodes(run_server):
+    """A video without a face passes through (right), and the graph now says so on the nodes themselves, not only
+    in the server log: ComfyUI's progress text, sent to the editor that queued the prompt."""
+    import numpy as np
+    from media import tone, write_video
+
+    url, base = run_server
+    grey = np.full((SOURCE_FRAMES, 128, 112, 3), 128, np.uint8)  # no face for the detector (a cut-away)
+    write_video(base / "input" / "musetalk_grey.mp4", grey, FPS, audio=tone(SOURCE_FRAMES / FPS, 16000, 1))
+    api = _api(ROOT / "workflows" / "api" / "musetalk_long_video.json")
+    by_class = {n["class_type"]: nid for nid, n in api.items()}
+    api[by_class["LoadVideo"]]["inputs"]["file"] = "musetalk_grey.mp4"
+    shown = dict(run_reading_node_texts(url, api))
+    detect = shown[by_class["FaceDetectAndParse"]]
+    assert detect.startswith(f"No face found in any of the {SOURCE_FRAMES} frames: the video passes through")
+    assert "⚠ FaceDetectAndParse: no face was found" in detect
+    assert "no usable face" in shown[by_class["BlendAndAssemble"]]
+    assert shown[by_class["WhisperAudioEncode"]].startswith("6 frames at 25 fps")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -266,3 +266,47 @@ def test_insightface_runs_on_the_chosen_gpu():
     assert onnx_providers("cuda") == ([("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"], 0)
     assert onnx_providers("cpu") == (["CPUExecutionProvider"], -1)
     assert onnx_providers("mps") == (["CPUExecutionProvider"], -1)
+
+
+def test_missing_latentsync_files_refuse_the_prompt_before_anything_runs(pack, models_env, models_dir,
+                                                                         tiny_models_factory):
+    """Load LatentSync Model's VALIDATE_INPUTS (ComfyUI: before any node runs): every LatentSync file, named as
+    LatentSync's (not MuseTalk's)."""
+    load = pack.NODE_CLASS_MAPPINGS["LoadLatentSyncModel"]
+    models_env(tiny_models_factory("v15"))  # MuseTalk's files only
+    problem = load.VALIDATE_INPUTS("latentsync15")
+    assert "LatentSync model files are missing (2)" in problem and "MuseTalk model files" not in problem
+    assert "latentsync15/latentsync_unet.pt" in problem and "--download-models latentsync15" in problem
+    models_env(models_dir)
+    assert load.VALIDATE_INPUTS("latentsync15") is True and load.VALIDATE_INPUTS(None) is True
+    assert "LatentSync model files are missing (1)" in load.VALIDATE_INPUTS("latentsync16")  # its 512 px UNet
+    assert "version: 'latentsync20' is not one of" in load.VALIDATE_INPUTS("latentsync20")
+
+
+def test_insightface_alignment_is_checked_before_anything_runs(pack):
+    inpaint = pack.NODE_CLASS_MAPPINGS["LatentSyncInpaint"]
+    assert inpaint.VALIDATE_INPUTS("dwpose") is True
+    try:
+        import insightface  # noqa: F401
+    except ImportError:
+        assert "pip install insightface onnxruntime" in inpaint.VALIDATE_INPUTS("insightface")
+    else:
+        assert "buffalo_l" in inpaint.VALIDATE_INPUTS("insightface")
+
+
+def test_audio_node_refuses_features_its_latentsync_node_cannot_use(pack, models_env, models_dir, clip):
+    """WhisperAudioEncode runs before face detection; LatentSyncInpaint after it. So the encoder refuses features a
+    LatentSyncInpaint it feeds would refuse (the same check), and lets them through for a MuseTalk UNet."""
+    nodes = pack.NODE_CLASS_MAPPINGS
+    models_env(models_dir)
+    (mt,) = nodes["LoadMuseTalkModels"]().load("v15", "fp32", "cpu", "torch")
+    encode = nodes["WhisperAudioEncode"]().encode
+    graph = {"6": {"class_type": "WhisperAudioEncode", "inputs": {}},
+             "8": {"class_type": "LatentSyncInpaint", "inputs": {"audio_features": ["6", 0]}},
+             "9": {"class_type": "MuseTalkUNetInpaint", "inputs": {"audio_features": ["7", 0]}}}
+    with pytest.raises(InputError, match="LatentSync needs WhisperAudioEncode's feature_mode 'v1.0-original'"):
+        encode(mt, clip[1], FPS, 2, 2, "reference", -45.0, prompt=graph, unique_id="6")
+    with pytest.raises(InputError, match="audio_padding_left/right are 1/2"):
+        encode(mt, clip[1], FPS, 1, 2, "v1.0-original", -45.0, prompt=graph, unique_id="6")
+    assert encode(mt, clip[1], FPS, 2, 2, "v1.0-original", -45.0, prompt=graph, unique_id="6")[1] == 10
+    assert encode(mt, clip[1], FPS, 2, 2, "reference", -45.0, prompt=graph, unique_id="7")[1] == 10  # MuseTalk UNet

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 from media import face_frames, tone, write_video, write_wav
-from workflow_runner import PromptError, run_prompt
+from workflow_runner import CORE_EQUIVALENTS, PromptError, RunResult, execution_order, run_prompt
 
 _spec = importlib.util.spec_from_file_location("musetalk_tools_workflows", ROOT / "tools" / "workflows.py")
 wftool = importlib.util.module_from_spec(_spec)
@@ -355,7 +355,8 @@ def test_ui_workflow_matches_input_types(node_classes, name):
         assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
 
 
-def test_runner_rejects_bad_prompts(node_classes, inputs_dir, tmp_path):
+def test_runner_rejects_bad_prompts(node_classes, inputs_dir, tmp_path, tiny_models_factory, models_env):
+    models_env(tiny_models_factory("v15"))  # the files are there: only the broken input is refused
     api = json.loads((ROOT / "workflows" / "api" / "musetalk_video_to_video.json").read_text())
     bad = json.loads(json.dumps(api))
     bad["5"]["inputs"]["bbox_shift"] = 999
@@ -407,7 +408,9 @@ def _latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path,
-                                     tmp_path_factory, monkeypatch):
+                                     tmp_path_factory, monkeypatch, caplog):
+    import logging
+
     from musetalk_core.io import video as video_io
 
     models_env(tiny_models_factory("v15"))
@@ -417,7 +420,10 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
         for n in api.values():  # 2 DDIM steps instead of 20 keep the tiny run short; the graph is what is tested
             if n["class_type"] == "LatentSyncInpaint":
                 n["inputs"]["inference_steps"] = 2
-    result = run_prompt(api, node_classes, inputs_dir, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        result = run_prompt(api, node_classes, inputs_dir, tmp_path)
+    # a template's own settings never warn (the LatentSync one used to, on every run, about its audio features)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     saves = [nid for nid, n in api.items() if n["class_type"] == "SaveVideo"]
     assert len(result.saved) == len(saves) >= 1
     audio_files = [n["inputs"]["audio"] for n in api.values() if n["class_type"] == "LoadAudio"]
@@ -444,3 +450,99 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
         assert result.runs["BlendAndAssemble"] == 2
     if name == "musetalk_generated_frames_face_restore":
         assert result.runs["ImageSharpen"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a prompt that cannot finish fails before face detection (the heavy stage), whatever the template
+# ---------------------------------------------------------------------------------------------------------------
+
+def _api_file(name: str) -> dict:
+    return json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
+
+
+def _by_class(api: dict) -> dict:
+    return {n["class_type"]: nid for nid, n in api.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cheap_checks_run_before_face_detection_in_comfyuis_order(name, node_classes):
+    """In ComfyUI 0.8's order (the runner's, checked against ComfyUI's own ExecutionList in
+    test_comfyui_integration), every template encodes its (first) audio and loads LatentSync before face detection:
+    WhisperAudioEncode and Load LatentSync Model are run_early nodes (async functions inside ComfyUI)."""
+    api = _api_file(name)
+    order = [api[n]["class_type"] for n in execution_order(api, {**CORE_EQUIVALENTS, **node_classes})]
+    assert order.index("WhisperAudioEncode") < order.index("FaceDetectAndParse"), order
+    if "LoadLatentSyncModel" in order:
+        assert order[0] == "LoadLatentSyncModel", order
+
+
+@pytest.fixture
+def short_audio_inputs(inputs_dir, tmp_path_factory):
+    """The example inputs plus a 20 ms clip: shorter than one frame at 25 fps (40 ms)."""
+    folder = tmp_path_factory.mktemp("comfy_input_short")
+    for entry in inputs_dir.iterdir():
+        (folder / entry.name).symlink_to(entry)
+    write_wav(folder / "short.wav", tone(0.02, 16000, 1), 16000)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["musetalk_long_video", "musetalk_video_to_video", "musetalk_photo_to_video",
+                                  "musetalk_latentsync_video_to_video"])
+def test_too_short_audio_fails_before_face_detection(name, node_classes, tiny_models_factory, models_env,
+                                                     short_audio_inputs, tmp_path, tmp_path_factory, monkeypatch):
+    """The VIDEO path used to detect faces in the whole video (142 s in a real ComfyUI) before refusing the audio."""
+    from musetalk_core.errors import InputError
+
+    models_env(tiny_models_factory("v15"))
+    api = _api_file(name)
+    if "LoadLatentSyncModel" in _by_class(api):
+        models_env(_latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch))
+    api[_by_class(api)["LoadAudio"]]["inputs"]["audio"] = "short.wav"
+    ran = RunResult()
+    with pytest.raises(InputError, match="shorter than one video frame"):
+        run_prompt(api, node_classes, short_audio_inputs, tmp_path, result=ran)
+    assert ran.runs["FaceDetectAndParse"] == 0 and ran.runs["LoadMuseTalkModels"] == 1, ran.runs
+    assert not list(tmp_path.iterdir())
+
+
+def test_latentsync_template_refuses_reference_features_before_face_detection(
+        node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path, tmp_path_factory, monkeypatch):
+    """LatentSyncInpaint (after face detection) needs v1.0-original features; the encoder it is fed by (before face
+    detection) already refuses others, with LatentSyncInpaint's own message."""
+    from musetalk_core.errors import InputError
+
+    models_env(_latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch))
+    api = _api_file("musetalk_latentsync_video_to_video")
+    api[_by_class(api)["WhisperAudioEncode"]]["inputs"]["feature_mode"] = "reference"
+    ran = RunResult()
+    with pytest.raises(InputError, match="LatentSync needs WhisperAudioEncode's feature_mode 'v1.0-original'"):
+        run_prompt(api, node_classes, inputs_dir, tmp_path, result=ran)
+    assert ran.runs["FaceDetectAndParse"] == 0 and ran.runs["WhisperAudioEncode"] == 0, ran.runs
+
+
+def test_missing_latentsync_files_refuse_the_prompt_before_anything_runs(node_classes, tiny_models_factory,
+                                                                         models_env, inputs_dir, tmp_path):
+    models_env(tiny_models_factory("v15"))  # MuseTalk's files only
+    ran = RunResult()
+    with pytest.raises(PromptError, match="LoadLatentSyncModel.*LatentSync model files are missing") as err:
+        run_prompt(_api_file("musetalk_latentsync_video_to_video"), node_classes, inputs_dir, tmp_path, result=ran)
+    assert "MuseTalk model files" not in str(err.value) and not ran.runs  # nothing ran, not even a loader
+
+
+def test_musetalk_template_with_latentsyncs_features_warns_on_the_unet_node(
+        pack, node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path, monkeypatch, caplog):
+    """The wrong combination still warns (the shipped settings do not: test_api_workflow_runs_end_to_end): the
+    v1.5 UNet was trained on 'reference' features. In the log, and on the node in the graph."""
+    import logging
+
+    models_env(tiny_models_factory("v15"))
+    shown = []
+    monkeypatch.setattr(pack.nodes.comfy_bridge, "show_text", lambda text: shown.append(text) or True)
+    api = _api_file("musetalk_photo_to_video")
+    api[_by_class(api)["WhisperAudioEncode"]]["inputs"]["feature_mode"] = "v1.0-original"
+    with caplog.at_level(logging.WARNING):
+        run_prompt(api, node_classes, inputs_dir, tmp_path)
+    expected = "v1.0-original audio features with the v1.5 UNet, which was trained on 'reference' features"
+    assert expected in caplog.text
+    (unet_text,) = [t for t in shown if t.startswith("Generated ")]
+    assert expected in unet_text and "⚠" in unet_text

@@ -1,14 +1,18 @@
 """Run an API-format prompt (what POST /prompt takes) without ComfyUI, for the workflow tests.
 
-Links are resolved the way ComfyUI's executor does: from every output node backwards, each node run once per
-prompt and its outputs cached by node id, widget values validated against INPUT_TYPES (combo choices, INT/FLOAT
-ranges, required inputs) and link types checked against the source's RETURN_TYPES. Our nodes come from the pack's
-NODE_CLASS_MAPPINGS; the few core nodes the example workflows use are replaced by small equivalents below (same
-ids, input names and output order as ComfyUI v0.8), built on musetalk_core.io.video.
+Nodes run in ComfyUI 0.8's order (execution_order), each once per prompt, its outputs kept by node id. Before
+anything runs the whole prompt is validated as ComfyUI does: widget values against INPUT_TYPES (combo choices,
+INT/FLOAT ranges, required inputs), link types against the source's RETURN_TYPES, and each node's VALIDATE_INPUTS
+(only the inputs it names, a linked one as None; ComfyUI's own checks skipped for those). Hidden PROMPT / UNIQUE_ID
+inputs are passed; a coroutine function is awaited. Our nodes come from the pack's NODE_CLASS_MAPPINGS; the few
+core nodes the example workflows use are replaced by small equivalents below (same ids, input names and output
+order as ComfyUI v0.8), built on musetalk_core.io.video.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -165,6 +169,7 @@ class RunResult:
     ui: Dict[str, Any] = field(default_factory=dict)          # output node id -> ui dict
     runs: Counter = field(default_factory=Counter)            # class_type -> times executed
     saved: list = field(default_factory=list)                 # paths written by SaveVideo
+    order: list = field(default_factory=list)                 # node ids in the order they ran
 
 
 def _spec_type(spec) -> Any:
@@ -199,8 +204,53 @@ def _check_widget(node_id: str, class_type: str, name: str, spec, value) -> None
             raise PromptError(f"{where}: {value} > max {opts['max']}")
 
 
+def _is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
+def _custom_validation(cls) -> set:
+    """The inputs a node's VALIDATE_INPUTS names (ComfyUI passes those only)."""
+    fn = getattr(cls, "VALIDATE_INPUTS", None)
+    return set(inspect.getfullargspec(fn).args) - {"cls"} if fn is not None else set()
+
+
+def _validate_node(node_id: str, node: dict, prompt: Mapping[str, dict], classes: Mapping[str, type]) -> None:
+    cls = classes[node["class_type"]]
+    types = cls.INPUT_TYPES()
+    custom = _custom_validation(cls)
+    specs = {**types.get("required", {}), **types.get("optional", {})}
+    given = node.get("inputs", {})
+    unknown = set(given) - set(specs)
+    if unknown:
+        raise PromptError(f"node {node_id} ({node['class_type']}): unknown input(s) {sorted(unknown)}")
+    missing = set(types.get("required", {})) - set(given)
+    if missing:
+        raise PromptError(f"node {node_id} ({node['class_type']}): required input(s) missing {sorted(missing)}")
+    for name, value in given.items():
+        spec = specs[name]
+        if _is_link(value):
+            src_id, slot = value
+            if src_id not in prompt:
+                raise PromptError(f"node {node_id} input '{name}' links to missing node {src_id}")
+            src_type = classes[prompt[src_id]["class_type"]].RETURN_TYPES[slot]
+            want = _spec_type(spec)
+            want_name = "COMBO" if isinstance(want, (list, tuple)) else want
+            if src_type != want_name and "*" not in (src_type, want_name):
+                raise PromptError(f"node {node_id} ({node['class_type']}) input '{name}' wants {want_name}, "
+                                  f"node {src_id} output {slot} gives {src_type}")
+        elif name not in custom:  # ComfyUI leaves the inputs VALIDATE_INPUTS names to it
+            _check_widget(node_id, node["class_type"], name, spec, value)
+    if custom:
+        named = {name: None if _is_link(value) else value for name, value in given.items() if name in custom}
+        verdict = cls.VALIDATE_INPUTS(**named)
+        if verdict is not True:
+            raise PromptError(f"node {node_id} ({node['class_type']}): custom validation failed: {verdict}")
+
+
 def run_prompt(prompt: Mapping[str, dict], node_classes: Mapping[str, type], input_dir: Path, output_dir: Path,
-               use_core_equivalents: bool = True) -> RunResult:
+               use_core_equivalents: bool = True, result: Optional[RunResult] = None) -> RunResult:
+    """Validate, then run ``prompt``. ``result``: filled in as nodes run, so a caller sees what ran before a node
+    failed (ComfyUI stops at the first failing node)."""
     classes = dict(CORE_EQUIVALENTS) if use_core_equivalents else {}
     classes.update(node_classes)
     _Core.input_dir, _Core.output_dir = Path(input_dir), Path(output_dir)
@@ -208,54 +258,33 @@ def run_prompt(prompt: Mapping[str, dict], node_classes: Mapping[str, type], inp
         if node["class_type"] not in classes:
             raise PromptError(f"Cannot execute because node {node['class_type']} does not exist (node {node_id}).")
 
-    # Validate the whole prompt first, as ComfyUI does before running anything.
+    # Validate the whole prompt first, as ComfyUI does before running anything; like ComfyUI's node_errors, every
+    # node's problem is reported, not only the first.
+    errors = []
     for node_id, node in prompt.items():
-        cls = classes[node["class_type"]]
-        types = cls.INPUT_TYPES()
-        specs = {**types.get("required", {}), **types.get("optional", {})}
-        given = node.get("inputs", {})
-        unknown = set(given) - set(specs)
-        if unknown:
-            raise PromptError(f"node {node_id} ({node['class_type']}): unknown input(s) {sorted(unknown)}")
-        missing = set(types.get("required", {})) - set(given)
-        if missing:
-            raise PromptError(f"node {node_id} ({node['class_type']}): required input(s) missing {sorted(missing)}")
-        for name, value in given.items():
-            spec = specs[name]
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-                src_id, slot = value
-                if src_id not in prompt:
-                    raise PromptError(f"node {node_id} input '{name}' links to missing node {src_id}")
-                src_type = classes[prompt[src_id]["class_type"]].RETURN_TYPES[slot]
-                want = _spec_type(spec)
-                want_name = "COMBO" if isinstance(want, (list, tuple)) else want
-                if src_type != want_name and "*" not in (src_type, want_name):
-                    raise PromptError(f"node {node_id} ({node['class_type']}) input '{name}' wants {want_name}, "
-                                      f"node {src_id} output {slot} gives {src_type}")
-            else:
-                _check_widget(node_id, node["class_type"], name, spec, value)
+        try:
+            _validate_node(node_id, node, prompt, classes)
+        except PromptError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise PromptError("\n".join(errors))
 
-    result = RunResult()
+    result = RunResult() if result is None else result
     instances: Dict[str, Any] = {}
-    visiting = set()
-
-    def evaluate(node_id: str) -> tuple:
-        if node_id in result.outputs:
-            return result.outputs[node_id]
-        if node_id in visiting:
-            raise PromptError(f"cycle through node {node_id}")
-        visiting.add(node_id)
+    for node_id in execution_order(prompt, classes):
         node = prompt[node_id]
         cls = classes[node["class_type"]]
-        kwargs = {}
-        for name, value in node.get("inputs", {}).items():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-                kwargs[name] = evaluate(value[0])[value[1]]
-            else:
-                kwargs[name] = value
+        kwargs = {name: result.outputs[value[0]][value[1]] if _is_link(value) else value
+                  for name, value in node.get("inputs", {}).items()}
+        for name, kind in cls.INPUT_TYPES().get("hidden", {}).items():
+            if kind in ("PROMPT", "UNIQUE_ID"):
+                kwargs[name] = dict(prompt) if kind == "PROMPT" else node_id
         instance = instances.setdefault(node_id, cls())
         out = getattr(instance, cls.FUNCTION)(**kwargs)
+        if inspect.iscoroutine(out):
+            out = asyncio.run(out)
         result.runs[node["class_type"]] += 1
+        result.order.append(node_id)
         if isinstance(out, dict):
             result.ui[node_id] = out.get("ui", {})
             result.saved.extend(out.get("ui", {}).get("images", []))
@@ -264,12 +293,45 @@ def run_prompt(prompt: Mapping[str, dict], node_classes: Mapping[str, type], inp
             raise PromptError(f"node {node_id} ({node['class_type']}) returned {len(out)} values for "
                               f"{len(cls.RETURN_TYPES)} outputs")
         result.outputs[node_id] = tuple(out)
-        visiting.discard(node_id)
-        return result.outputs[node_id]
+    return result
 
+
+def execution_order(prompt: Mapping[str, dict], classes: Mapping[str, type]) -> list:
+    """The order ComfyUI 0.8 runs a prompt's nodes in (comfy_execution/graph.py, ExecutionList): the nodes the
+    output nodes need, found depth-first from each output; of the nodes whose inputs are ready, an output node or
+    an async node first, then one feeding an output node, then one feeding a node that feeds one, else the first
+    found. A node marked by comfy_bridge.run_early counts as async: it is one inside ComfyUI >= 0.3.45. ComfyUI
+    takes the output nodes in set order; here in id order (one of the orders ComfyUI may take)."""
     outputs = [nid for nid, node in prompt.items() if getattr(classes[node["class_type"]], "OUTPUT_NODE", False)]
     if not outputs:
         raise PromptError("prompt has no output node (prompt_no_outputs)")
-    for node_id in sorted(outputs, key=int):
-        evaluate(node_id)
-    return result
+    pending: Dict[str, bool] = {}
+    for output in sorted(outputs, key=int):
+        stack = [output]
+        while stack:
+            node_id = stack.pop()
+            if node_id not in pending:
+                pending[node_id] = True
+                stack += [v[0] for v in prompt[node_id].get("inputs", {}).values() if _is_link(v)]
+    needs = {n: {v[0] for v in prompt[n].get("inputs", {}).values() if _is_link(v)} for n in pending}
+    feeds = {n: [m for m in pending if n in needs[m]] for n in pending}
+
+    def is_output(n):
+        return bool(getattr(classes[prompt[n]["class_type"]], "OUTPUT_NODE", False))
+
+    def is_async(n):
+        cls = classes[prompt[n]["class_type"]]
+        return inspect.iscoroutinefunction(getattr(cls, cls.FUNCTION)) or bool(getattr(cls, "RUNS_EARLY", False))
+
+    order = []
+    while pending:
+        ready = [n for n in pending if not needs[n] & pending.keys()]
+        if not ready:
+            raise PromptError(f"cycle through nodes {sorted(pending)}")
+        picked = next((n for n in ready if is_output(n) or is_async(n)), None) \
+            or next((n for n in ready if any(is_output(m) for m in feeds[n])), None) \
+            or next((n for n in ready if any(is_output(k) for m in feeds[n] for k in feeds[m])), None) \
+            or ready[0]
+        order.append(picked)
+        del pending[picked]
+    return order
