@@ -1,10 +1,10 @@
 """Command line: ``python -m musetalk_core lipsync --video IN --audio IN --output OUT.mp4 [options]``.
 
-``lipsync`` runs the streaming core (musetalk_core.pipeline.lipsync_stream; musetalk_core.generators.latentsync.stream for
-``--generator latentsync15|16``): the stages the nodes run, chunk by chunk, so memory does not grow with the video's
-length; ``batch`` runs the same core job by job (musetalk_core.batch). Options are the node inputs with dashes
+``lipsync`` runs the pipeline core (musetalk_core.pipeline.lipsync_stream, with the generator ``--generator``
+names): the stages the nodes run, chunk by chunk, so memory does not grow with the video's length; ``batch`` runs
+the same core job by job (musetalk_core.batch). Options are the node inputs with dashes
 (``--bbox-shift`` = FaceDetectAndParse's ``bbox_shift``; each declared once, in
-musetalk_core.options), and the networks are loaded by musetalk_core.pipeline.load. Video and audio are read and the
+musetalk_core.options), and the networks are loaded by musetalk_core.pipeline.load_run. Video and audio are read and the
 result written with PyAV (H.264 + AAC in one pass, exact fps, no system ffmpeg, no temporary images). The output
 appears only when the run succeeded (written to a temporary file in the output folder, then renamed).
 
@@ -112,9 +112,8 @@ def run_lipsync(args: argparse.Namespace) -> int:
     so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
     from .weights import files as model_files
     from .io import video as video_io
-    from .pipeline import load
     from .io.sources import TensorSource
-    from .pipeline import check_options, lipsync_stream
+    from .pipeline import check_options, lipsync_stream, load_run
 
     if args.video is not None and args.fps is not None:
         raise InputError("--fps applies to --image only; a video keeps its own frame rate.")
@@ -138,15 +137,9 @@ def run_lipsync(args: argparse.Namespace) -> int:
             height, width = source.frame_size
             rate, channels = video_io.audio_layout(audio)
             _STAGE[0] = "models"
-            if options.generator == "musetalk":
-                models = load(dirs, options)
-                run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars)
-            else:  # the same stages as the LatentSync graph
-                from .generators.latentsync.stream import latentsync_stream, load_for_latentsync
-
-                models, ls_models = load_for_latentsync(dirs, options, unet_config=args.unet_config)
-                run = lambda sink: latentsync_stream(models, ls_models, source, audio, float(fps), options, sink,
-                                                     progress=bars)
+            models, generator = load_run(dirs, options, unet_config=args.unet_config)
+            run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars,
+                                              generator=generator)
             with video_io.VideoWriter(output, fps, width, height, args.crf, rate, channels,
                                       preset=args.preset) as writer:
                 result = run(writer.write)

@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 from .blend.blender import assemble_audio, check_blend_settings
-from .errors import InputError
-from .frame_mapping import MODES, used_source_frames
+from .frame_mapping import used_source_frames
 from .hooks import NO_HOOKS, RunHooks
 from .io.sources import FrameSource
 from .io.spill import SpillFolder, store_in
@@ -93,19 +92,17 @@ def apply_environment() -> None:
 
 
 def check_options(options) -> None:
-    """Every setting the nodes would check, before any model or frame is touched."""
+    """Every setting against its declaration (options.py), then what a declaration cannot say (the acceleration's
+    combination, the face and blend stages' own checks), before any model or frame is touched."""
     from .faces.checks import check_face_settings
     from .generators.musetalk.generate import check_generation_settings
+    from .options import check_options as check_declared
 
+    check_declared(options)
     check_face_settings(options.parsing_mode, options.left_cheek_width, options.right_cheek_width,
-                    options.box_smoothing, options.face_batch_size)
+                        options.box_smoothing, options.face_batch_size)
     check_blend_settings(options.blur_factor, options.upper_boundary_ratio, options.silence_fade_frames,
                          options.chunk_size)
-    if options.frame_mapping not in MODES:
-        raise InputError(f"frame_mapping '{options.frame_mapping}' is not known: choose one of {', '.join(MODES)}.")
-    for name in ("batch_size", "vae_batch_size"):
-        if int(getattr(options, name)) < 1:
-            raise InputError(f"'{name}' must be at least 1, got {getattr(options, name)}.")
     check_generation_settings(options.decoder, options.acceleration)
 
 

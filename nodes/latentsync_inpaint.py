@@ -60,17 +60,14 @@ class LatentSyncInpaint:
     def generate(self, latentsync_models, faces, audio_features, inference_steps=20, guidance_scale=1.5, seed=1247,
                  window_length=16, frame_mapping="ping_pong", frame_offset=0, alignment="dwpose", images=None,
                  video=None):
-        import torch
-
         from musetalk_core.errors import InputError
+        from musetalk_core.generators.latentsync.generator import LatentSyncGenerator
         from musetalk_core.io.frames import uint8_to_image
-        from musetalk_core.generators.latentsync.generate import (SamplingSettings, check_audio, count_steps,
-                                                      generate_latentsync, plan_frames, restore_dtype)
-        from musetalk_core.frame_mapping import used_source_frames
-        from musetalk_core.generators.latentsync.video_align import align_video, alignment_plan
         from musetalk_core.io.previews import sample_indices
         from musetalk_core.io.sources import TensorSource, as_source
-        from musetalk_core.io.spill import SpillFolder, store_in
+        from musetalk_core.io.spill import SpillFolder
+        from musetalk_core.options import LipsyncOptions, check_options
+        from musetalk_core.pipeline import frames_used
 
         from .face_detect import one_source
         from .unet_inpaint import generated_summary
@@ -78,31 +75,26 @@ class LatentSyncInpaint:
         one_source(images, video, "LatentSyncInpaint")
         if not hasattr(latentsync_models, "unet") or not hasattr(latentsync_models, "mask"):
             raise InputError("'latentsync_models' must come from Load LatentSync Model.")
-        check_audio(audio_features)
-        settings = SamplingSettings(inference_steps, guidance_scale, seed, window_length).check()
+        options = check_options(LipsyncOptions(
+            generator=latentsync_models.version.name, feature_mode="v1.0-original", inference_steps=inference_steps,
+            guidance_scale=guidance_scale, seed=seed, window_length=window_length, frame_mapping=frame_mapping,
+            frame_offset=frame_offset, alignment=alignment))
+        generator = LatentSyncGenerator(latentsync_models, options, _insightface_root())
+        generator.check_audio(audio_features)
         source = TensorSource(images, "images") if video is None else as_source(video, "video")
-        spill = SpillFolder(comfy_bridge.temp_directory()) if video is not None else None
+        spill = SpillFolder(comfy_bridge.temp_directory()) if video is not None else None  # a VIDEO: on disk
         report = comfy_bridge.NodeReport().start()  # warnings shown on the node too
         try:
             if faces.frames_fingerprint and source.fingerprint() != faces.frames_fingerprint:
                 raise InputError(f"'{source.name}': these are not the frames the faces were computed from. Connect "
                                  "the same frames to FaceDetectAndParse and LatentSyncInpaint.")
-            res = latentsync_models.version.resolution
             total = audio_features.num_frames
-            _, used = used_source_frames(total, source.num_frames, frame_mapping, frame_offset)
-            plan = alignment_plan(faces, source.num_frames, alignment, used)
-            aligned = align_video(source, faces, res, alignment, device=str(latentsync_models.device),
-                                  insightface_root=_insightface_root(), hooks=comfy_bridge.run_hooks(len(plan)),
-                                  store=None if spill is None else store_in(spill, "aligned.u8"), frames=plan)
-            store = None if spill is None else store_in(spill, "generated.u8")((total, res, res, 3), torch.uint8)
-            exact = None if spill is None else store_in(spill, "generated.restore")(
-                (total, res, res, 3), restore_dtype(latentsync_models.dtype))
-            _, planned = plan_frames(aligned, total, frame_mapping, frame_offset)
-            generated = generate_latentsync(latentsync_models, aligned, audio_features, frame_mapping=frame_mapping,
-                                            frame_offset=frame_offset, settings=settings, store=store,
-                                            restore_store=exact,
-                                            hooks=comfy_bridge.run_hooks(count_steps(planned, settings)),
-                                            frames_fingerprint=faces.frames_fingerprint)
+            mapping, used = frames_used(total, source.num_frames, options)
+            aligned = generator.prepare(source, faces, used, spill, lambda _stage, n: comfy_bridge.run_hooks(n))
+            plan = generator.plan(aligned, audio_features, mapping)
+            generated = generator.generated(aligned, audio_features, plan, spill,
+                                            comfy_bridge.run_hooks(generator.work_units(plan)),
+                                            faces.frames_fingerprint)
         except BaseException:
             if spill is not None:
                 spill.close()

@@ -83,11 +83,11 @@ def batch(media, tiny_models_factory, tmp_path_factory):
     argv = ["batch", str(jobs), "--output-dir", str(out), "--models-dir", str(models), "--no-progress"]
     real, rendered = streaming.render, []  # per run: the output frames [first, last) it rendered
 
-    def render(models, material, source, options, sink, first=0, last=None, progress=None):
+    def render(generator, material, source, options, sink, first=0, last=None, progress=None):
         rendered[-1].append((first, last))
         if len(rendered) == 1 and first == 4:  # Ctrl-C in the split job's second segment, first run only
             raise KeyboardInterrupt
-        return real(models, material, source, options, sink, first, last, progress)
+        return real(generator, material, source, options, sink, first, last, progress)
 
     streaming.render = render
     try:
@@ -213,14 +213,13 @@ def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
         "# a comment",
         {"video": "talk.mp4", "image": "face.png", "audio": "first.wav", "output": "e.mp4"},
         {"video": "talk.mp4", "audio": "first.wav", "output": "f.mp4", "preset": "quick"},
-        {"video": "talk.mp4", "audio": "first.wav", "output": "g.mp4", "generator": "latentsync15"},
     ]), tmp_path)
     good = jobs[0]
     assert good.options.bbox_shift == -7 and good.options.silence_handling is True
     assert good.options.face_batch_size == 64 and good.video == media / "talk.mp4"  # relative to the jobs file
     assert good.output == tmp_path / "a.mp4" and good.preset == "veryfast"
     errors = [j.error for j in jobs[1:]]
-    assert all(isinstance(j, BadJob) for j in jobs[1:]) and len(jobs) == 10
+    assert all(isinstance(j, BadJob) for j in jobs[1:]) and len(jobs) == 9
     assert "line 2 is not JSON" in errors[0]
     assert "unrecognized arguments: --no-such-option" in errors[1]
     assert "also the output of line 1" in errors[2]
@@ -229,7 +228,14 @@ def test_job_lines_are_checked_like_the_command_line(media, tmp_path):
     assert "'split_seconds' must be" in errors[5]
     assert "not allowed with argument" in errors[6]
     assert "invalid choice: 'quick'" in errors[7]
-    assert "batch jobs run the MuseTalk generator only" in errors[8] and "--generator latentsync15" in errors[8]
+
+
+def test_a_latentsync_job_line_takes_the_generators_defaults(media, tmp_path):
+    """LatentSync jobs run in batches too, with the command line's defaults for the generator."""
+    (job,) = read_jobs(write_jobs(media / "ls.jsonl", [
+        {"video": "talk.mp4", "audio": "first.wav", "output": "g.mp4", "generator": "latentsync15"}]), tmp_path)
+    assert job.options.generator == "latentsync15" and job.options.seed == 1247
+    assert job.options.feature_mode == "v1.0-original" and job.load_key[0] == "latentsync15"
 
 
 def test_outputs_stay_under_the_output_dir_and_never_replace_an_input(media, tmp_path):

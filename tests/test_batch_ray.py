@@ -83,3 +83,32 @@ def batch_run_args(jobs: Path, out: Path, models: Path):
 
     return build_parser().parse_args(["batch", str(jobs), "--output-dir", str(out), "--models-dir", str(models),
                                       "--ray", "auto", "--workers", "2", "--no-progress"])
+
+
+def test_a_latentsync_job_split_over_ray_workers(ray_cluster, tmp_path):
+    """A LatentSync job line on Ray, split into segments over two workers: the job's ``unet_config`` (the tiny
+    UNet3D's upstream-style config file) reaches every worker's loader; the frames equal the same job unsplit."""
+    import numpy as np
+
+    import tiny_latentsync as tl
+    from test_latentsync import GOLDEN, _config_yaml
+    from tiny import write_models
+
+    models = tmp_path / "models"
+    write_models(models, "v15")
+    tl.write_latentsync_files(models)
+    _config_yaml(models / "latentsync" / "configs" / "tiny.yaml",
+                 json.loads(str(dict(np.load(GOLDEN))["tiny_model_json"])))
+    write_video(tmp_path / "talk.mp4", face_frames(5, 64, 48), Fraction(FPS))
+    write_wav(tmp_path / "speech.wav", tone(T / FPS, 16000))
+    common = {"video": "talk.mp4", "audio": "speech.wav", "generator": "latentsync15", "inference_steps": 1,
+              "window_length": 4, "chunk_size": 2, "crf": 0, "unet_config": "latentsync/configs/tiny.yaml"}
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [{**common, "output": "whole.mp4", "split_seconds": 0},
+                                                {**common, "output": "split.mp4", "split_seconds": 0.1}])
+    out = tmp_path / "out"
+    assert batch_run.run_batch(batch_run_args(jobs, out, models)) == 0
+    records = {Path(r["output"]).name: r for r in map(json.loads, (out / "summary.jsonl").read_text().splitlines())}
+    assert records["whole.mp4"]["error"] is None and records["split.mp4"]["error"] is None, records
+    assert records["split.mp4"]["segments"] == 5 and records["split.mp4"]["frames"] == T
+    whole, split = video_io.read_video(out / "whole.mp4"), video_io.read_video(out / "split.mp4")
+    assert whole.num_frames == T and torch.equal(split.frames, whole.frames)

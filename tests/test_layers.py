@@ -11,12 +11,12 @@ ROOT = Path(__file__).resolve().parents[1] / "musetalk_core"
 # top-level names under musetalk_core, lowest layer first; "" is the package itself
 LAYERS = [
     {"", "errors", "hooks", "environment", "passes", "cpu_pool", "warp_ops", "types", "frame_mapping",
-     "out_of_memory"},
+     "out_of_memory", "options"},
     {"models", "io"},
     {"weights"},
     {"faces", "audio", "blend"},
     {"generators"},
-    {"options", "pipeline"},
+    {"pipeline"},
     {"batch", "cli", "lipsync_args", "__main__"},
 ]
 

@@ -34,7 +34,7 @@ from ..lipsync_args import add_lipsync_arguments, options_from_args
 from ..options import LipsyncOptions
 
 WORK = ".musetalk-work"   # under --output-dir: per-job work folders, shared per-video material, done markers
-LOAD_OPTIONS = ("version", "precision", "device", "landmark_backend")  # decide which networks a worker loads
+LOAD_OPTIONS = ("generator", "version", "precision", "device", "landmark_backend")  # the networks a worker loads
 PATH_KEYS = ("video", "image", "audio")
 
 
@@ -53,10 +53,11 @@ class Job:
     id: str
     split_seconds: Optional[float] = None  # None: the batch's --split-seconds; 0: never split this job
     preset: str = "medium"                 # libx264 preset (video_io.X264_PRESETS)
+    unet_config: Optional[str] = None      # LatentSync: an upstream UNet config file (the CLI's --unet-config)
 
     @property
     def load_key(self) -> Tuple:
-        return tuple(getattr(self.options, k) for k in LOAD_OPTIONS)
+        return tuple(getattr(self.options, k) for k in LOAD_OPTIONS) + (self.unet_config,)
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,6 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     from ..pipeline import check_options
     from ..io.video import check_output_path, refuse_overwriting_inputs
 
-    if args.generator != "musetalk":  # the batch runner's stages are MuseTalk's
-        raise InputError(f"'generator' {args.generator!r}: batch jobs run the MuseTalk generator only; run "
-                         f"LatentSync jobs one by one with `python -m musetalk_core lipsync --generator "
-                         f"{args.generator} ...`")
     options = options_from_args(args)
     check_options(options)
     output = Path(os.path.abspath(args.output))
@@ -142,9 +139,11 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
            "output": str(output), "fps": str(args.fps), "crf": args.crf, "options": dataclasses.asdict(options)}
     if args.preset != "medium":  # only then: the ids of jobs written before --preset existed stay the same
         key["preset"] = args.preset
+    if args.unet_config:  # likewise
+        key["unet_config"] = args.unet_config
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Job(index, line, name, args.video, args.image, args.audio, output, args.fps, args.crf, options, digest,
-               split, args.preset)
+               split, args.preset, args.unet_config)
 
 
 def _check_output_name(name: str, output_dir: Path) -> None:

@@ -228,7 +228,8 @@ class Worker:
         if job.load_key not in self._models:
             self._models.clear()
             models = load(self.models_dirs, job.options)
-            self._models[job.load_key] = (models, load_generator(self.models_dirs, models, job.options))
+            self._models[job.load_key] = (models, load_generator(self.models_dirs, models, job.options,
+                                                                 unet_config=job.unet_config))
         models, generator = self._models[job.load_key]
         return models, generator.with_options(job.options)
 

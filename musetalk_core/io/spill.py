@@ -203,8 +203,11 @@ class SpilledArray:
         return self[slice(None)].to(*args, **kwargs)
 
 
-def store_in(folder: SpillFolder, name: str):
-    """A ``store(shape, dtype)`` callable for the stages that accept one: a SpilledArray in ``folder``."""
+def store_in(folder: Optional[SpillFolder], name: str):
+    """A ``store(shape, dtype)`` callable for the stages that accept one: a SpilledArray in ``folder``; None when
+    there is no folder (the material stays in memory: the stages' default)."""
+    if folder is None:
+        return None
     return lambda shape, dtype: SpilledArray(folder, name, shape, dtype)
 
 

@@ -76,6 +76,27 @@ class LatentSyncGenerator(Generator):
                     plan.has_face, self.settings, device=m.device, first=first, last=last):
                 yield torch.arange(start, stop), exact
 
+    def work_units(self, plan: Plan) -> int:
+        """Progress units of generating the whole plan: the denoising steps of every window."""
+        from .generate import count_steps
+
+        return count_steps(plan.has_face, self.settings)
+
+    def generated(self, aligned, features, plan: Plan, spill, hooks, frames_fingerprint=None):
+        """The graph's LatentSyncInpaint: every window generated and kept in a MUSETALK_GENERATED (uint8 faces for
+        the IMAGE output, the unclamped ones the restore reads); in ``spill`` (a VIDEO), else in memory."""
+        from .generate import generate_latentsync, restore_dtype
+
+        res, t = int(self.models.version.resolution), features.num_frames
+        faces = store_in(spill, "generated.u8")
+        exact = store_in(spill, "generated.restore")
+        o = self.options
+        return generate_latentsync(
+            self.models, aligned, features, frame_mapping=o.frame_mapping, frame_offset=o.frame_offset,
+            settings=self.settings, hooks=hooks, frames_fingerprint=frames_fingerprint,
+            store=None if faces is None else faces((t, res, res, 3), torch.uint8),
+            restore_store=None if exact is None else exact((t, res, res, 3), restore_dtype(self.models.dtype)))
+
     def blender(self, aligned, faces, mapping: torch.Tensor, plan: Plan, features, blend_options):
         from .restore import AffineRestore
 
