@@ -249,8 +249,12 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
         for i, frame in zip(missing, source.read(missing).numpy()):
             previews[i] = frame
     text = bbox_range_text(n, mat.range_minus, mat.range_plus, int(bbox_shift))
-    faces = _finish(mat, models.version, h, w, fingerprint, text, bbox_shift, extra_margin, mode, parsing_mode,
-                    left, right, box_smoothing, face_selection, landmark_region, detector_scale)
+    settings = dict(version=models.version, bbox_shift=int(bbox_shift), extra_margin=int(extra_margin),
+                    parsing_mode=mode, parsing_mode_requested=parsing_mode, left_cheek_width=left,
+                    right_cheek_width=right, expand=parsing.EXPAND, box_smoothing=float(box_smoothing),
+                    face_selection=face_selection, landmark_region=landmark_region,
+                    detector_scale=float(detector_scale), crops=bool(crops))
+    faces = _finish(mat, (h, w), fingerprint, text, settings)
     return faces, previews, text
 
 
@@ -270,9 +274,8 @@ def _read_ahead(source: FrameSource, selected: np.ndarray, chunk: int):
         yield from zip(groups, reads)
 
 
-def _finish(mat: _Material, version, h, w, fingerprint, text, bbox_shift, extra_margin, mode, parsing_mode,
-            left, right, box_smoothing, face_selection, landmark_region, detector_scale) -> MuseTalkFaces:
-    n = mat.n
+def _finish(mat: _Material, frame_size, fingerprint, text, settings: dict) -> MuseTalkFaces:
+    """MuseTalkFaces from the pass's material; ``settings``: the faces stage's settings as used."""
     masks = mat.masks
     if isinstance(masks, list):  # numpy -> tensors outside inference mode, so later stages may edit copies
         masks = tuple(None if m is None else torch.from_numpy(m) for m in masks)
@@ -282,13 +285,9 @@ def _finish(mat: _Material, version, h, w, fingerprint, text, bbox_shift, extra_
                     mat.unusable[0])
         mat.boxes[torch.tensor(mat.unusable)] = 0
     if not bool(mat.has_face.any()):
-        log.warning("%s", no_face_warning(n, detected=mat.found_any, detector_scale=detector_scale))
-    settings = dict(mat.settings)
-    settings.update(version=version, bbox_shift=int(bbox_shift), extra_margin=int(extra_margin),
-                    parsing_mode=mode, parsing_mode_requested=parsing_mode, left_cheek_width=left,
-                    right_cheek_width=right, expand=parsing.EXPAND, box_smoothing=float(box_smoothing),
-                    face_selection=face_selection, landmark_region=landmark_region,
-                    detector_scale=float(detector_scale))
-    return MuseTalkFaces(frame_size=(h, w), has_face=mat.has_face, boxes=mat.boxes, landmarks=mat.landmarks,
-                         crop_boxes=mat.crop_boxes, masks=masks, crops=mat.crops,
-                         bbox_range=text, settings=settings, frames_fingerprint=fingerprint, on_disk=mat.on_disk)
+        log.warning("%s", no_face_warning(mat.n, detected=mat.found_any,
+                                          detector_scale=settings["detector_scale"]))
+    return MuseTalkFaces(frame_size=tuple(frame_size), has_face=mat.has_face, boxes=mat.boxes,
+                         landmarks=mat.landmarks, crop_boxes=mat.crop_boxes, masks=masks, crops=mat.crops,
+                         bbox_range=text, settings={**mat.settings, **settings}, frames_fingerprint=fingerprint,
+                         on_disk=mat.on_disk)
