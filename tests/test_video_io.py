@@ -250,3 +250,64 @@ def test_webm_and_other_containers_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"must end in \.mp4, \.mov, \.mkv or \.m4v"):
         video_io.write_video(tmp_path / "o.webm", torch.from_numpy(face_frames(2, 32, 32)), Fraction(25))
     assert list(tmp_path.iterdir()) == []
+
+
+def _in_torch_memory(frames: torch.Tensor) -> bool:
+    """uint8, contiguous, 64-byte aligned and owned by torch (a numpy-backed storage is not resizable)."""
+    return (frames.dtype == torch.uint8 and frames.is_contiguous() and frames.data_ptr() % 64 == 0
+            and frames.untyped_storage().resizable())
+
+
+def test_every_frame_source_reads_into_torch_memory(tmp_path):
+    from musetalk_core.io.sources import TensorSource, VideoFileSource
+
+    stored = face_frames(4, 48, 64)
+    plain = write_video(tmp_path / "plain.mp4", stored, Fraction(25))
+    turned = write_video(tmp_path / "turned.mp4", stored, Fraction(25), rotation=-90)  # a view with negative strides
+    rgba = torch.from_numpy(np.concatenate([stored, np.full(stored.shape[:3] + (1,), 255, np.uint8)], -1))
+    order = [3, 1, 3, 0]  # out of order, one frame twice
+    cases = [(VideoFileSource(plain), video_io.read_video(plain, with_audio=False).frames),
+             (VideoFileSource(turned), video_io.read_video(turned, with_audio=False).frames),
+             (TensorSource(torch.from_numpy(stored)), torch.from_numpy(stored)),  # numpy-backed uint8 IMAGE
+             (TensorSource(rgba), torch.from_numpy(stored)),  # a strided RGB view of RGBA
+             (TensorSource(torch.from_numpy(stored).float() / 255), torch.from_numpy(stored))]
+    for source, expected in cases:
+        try:
+            got = source.read(order)
+        finally:
+            source.close()
+        assert _in_torch_memory(got), type(source).__name__
+        assert torch.equal(got, expected[order])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or torch.get_num_threads() < 2,
+                    reason="counts the OpenMP threads of a Linux process; torch must use 2 threads or more")
+def test_video_read_runs_torch_work_on_the_reading_thread(tmp_path):
+    """The cause of the VIDEO path's slow networks (io.frames.put_frame): the read-ahead thread must get an OpenMP
+    team of its own, as an IMAGE read always gave it, so that libgomp lets idle workers sleep. Its team's workers
+    are new threads of the process while the reading thread lives."""
+    import threading
+
+    from musetalk_core.io.sources import VideoFileSource
+
+    path = write_video(tmp_path / "v.mp4", face_frames(2, 128, 160), Fraction(25))  # frames above torch's grain
+    source = VideoFileSource(path)
+    source.read([0, 1])  # the decoder's own threads start here, not on the reading thread below
+    counts, done = [], threading.Event()
+
+    def read():
+        counts.append(len(os.listdir("/proc/self/task")))
+        source.read([0, 1])
+        counts.append(len(os.listdir("/proc/self/task")))
+        done.wait(10)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        while len(counts) < 2 and reader.is_alive():
+            reader.join(0.01)
+        assert len(counts) == 2 and counts[1] > counts[0]
+    finally:
+        done.set()
+        reader.join()
+        source.close()

@@ -12,6 +12,7 @@ import hashlib
 import math
 from typing import Optional
 
+import numpy as np
 import torch
 
 from ..errors import InputError
@@ -79,6 +80,20 @@ def rgb_to_uint8(rgb: torch.Tensor) -> torch.Tensor:
     if rgb.dtype == torch.uint8:
         return rgb.contiguous()
     return (rgb.float() * 255.0).round().clamp_(0, 255).to(torch.uint8)
+
+
+def put_frame(batch: torch.Tensor, k: int, frame: np.ndarray) -> None:
+    """``batch[k] = frame`` for a decoded uint8 (H, W, 3) numpy frame, copied by torch on the calling thread.
+
+    Why torch and not numpy: a frame source is read ahead on its own thread (sources.prefetched) while torch runs
+    the networks. torch's copy is parallel (OpenMP), so the reading thread gets an OpenMP team of its own, as
+    TensorSource's conversion always gave it; libgomp then counts more threads than CPUs and lets its idle workers
+    sleep after 100 spins. Without it (frames copied by numpy) they spin 300 000 times after every parallel region
+    and take the CPUs the other threads need: the faces stage took about twice the CPU time on a VIDEO than on the
+    same frames as an IMAGE (BENCHMARKS.md, "faces stage: VIDEO source vs IMAGE source")."""
+    if any(s < 0 for s in frame.strides):  # a turned or mirrored view (io.orientation): torch takes no such view
+        frame = np.ascontiguousarray(frame)
+    batch[k].copy_(torch.from_numpy(frame))
 
 
 def uint8_to_image(frames: torch.Tensor, device: Optional[torch.device] = None) -> torch.Tensor:

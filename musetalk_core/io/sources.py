@@ -24,17 +24,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 
 from ..errors import InputError, NoFramesError
-from .frames import frames_fingerprint, rgb_frames, rgb_to_uint8
+from .frames import frames_fingerprint, put_frame, rgb_frames, rgb_to_uint8
 
 SEEK_AHEAD = 64  # decoding forward over fewer frames than this is cheaper than a seek
 
 
 class FrameSource:
-    """Interface: ``num_frames``, ``frame_size`` (H, W), ``fps`` (Fraction or None), ``read(indices)``."""
+    """Interface: ``num_frames``, ``frame_size`` (H, W), ``fps`` (Fraction or None), ``read(indices)``.
+
+    ``read`` gives uint8 RGB frames in torch's own memory (contiguous, 64-byte aligned), made by torch on the
+    calling thread: frames are read ahead on a thread while the networks run, and that thread must do its copy
+    with torch for the networks to keep their speed (io.frames.put_frame says why)."""
 
     num_frames: int
     frame_size: Tuple[int, int]
@@ -179,10 +182,11 @@ class VideoFileSource(FrameSource):
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         order = [int(i) for i in indices]
         h, w = self.frame_size
-        out = np.empty((len(order), h, w, 3), dtype=np.uint8)
-        wanted = sorted(set(order))
-        got = {}
-        for target in wanted:
+        out = torch.empty((len(order), h, w, 3), dtype=torch.uint8)  # torch's memory: see frames.put_frame
+        first = {}  # frame index -> its first row in ``out``
+        for k, i in enumerate(order):
+            first.setdefault(i, k)
+        for target in sorted(first):
             if not 0 <= target < self.num_frames:
                 raise IndexError(f"frame {target} out of range 0..{self.num_frames - 1}")
             if self._frames is None or target < self._next or target - self._next > SEEK_AHEAD:
@@ -190,13 +194,14 @@ class VideoFileSource(FrameSource):
             while True:
                 index, frame = self._decode_next(target)
                 if index == target:
-                    got[target] = self.orientation.apply(frame.to_ndarray(format="rgb24"))
+                    put_frame(out, first[target], self.orientation.apply(frame.to_ndarray(format="rgb24")))
                     break
                 if index > target:  # the target never came out: a gap in the stream
                     raise InputError(f"'{self.name}': frame {target} of '{self.label}' could not be decoded.")
         for k, i in enumerate(order):
-            out[k] = got[i]
-        return torch.from_numpy(out)
+            if first[i] != k:  # a frame asked for twice (ping-pong at a chunk edge): decoded once
+                out[k].copy_(out[first[i]])
+        return out
 
     def fingerprint(self) -> str:
         """The file's identity (path, size, modification time, frames, size), without decoding anything."""
