@@ -65,10 +65,11 @@ sys.exit(main(sys.argv[1:]))
 _GRAPH = _PRELUDE + r"""
 from tests.conftest import load_pack
 from musetalk_core.io import video as video_io
+from nodes.video_types import FileVideo
 nodes = load_pack().NODE_CLASS_MAPPINGS
 mark("load")
 (models,) = nodes["LoadMuseTalkModels"]().load("v15", "auto", "cpu", "torch")
-video = video_io.FileVideo({video!r})
+video = FileVideo({video!r})
 audio = video_io.read_audio({audio!r})
 mark("WhisperAudioEncode")
 features = nodes["WhisperAudioEncode"]().encode(models, audio, 25.0, 2, 2, "reference", -45.0, video=video)[0]

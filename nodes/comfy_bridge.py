@@ -163,7 +163,7 @@ def video_from_file(path) -> object:
 
         video = VideoFromFile(str(path))
     except Exception:  # noqa: BLE001 - absent outside ComfyUI
-        from musetalk_core.io.video import FileVideo
+        from .video_types import FileVideo
 
         video = FileVideo(path)
     weakref.finalize(video, _remove_quietly, str(path))
@@ -188,7 +188,7 @@ def video_from_components(images, audio, fps) -> object:
 
         return VideoFromComponents(VideoComponents(images=images, audio=audio, frame_rate=rate))
     except Exception:  # noqa: BLE001
-        from musetalk_core.io.video import ComponentsVideo
+        from .video_types import ComponentsVideo
 
         return ComponentsVideo(images, audio, rate)
 

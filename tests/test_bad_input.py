@@ -20,6 +20,7 @@ from musetalk_core.io import video as video_io
 from musetalk_core.frame_mapping import source_indices
 from musetalk_core.weights.loading import load_models
 from musetalk_core.types import Placement
+from nodes.video_types import FileVideo
 
 FPS = Fraction(25)
 
@@ -530,7 +531,7 @@ UNUSABLE = {"truncated": ("damaged or truncated", "Re-encode or re-download"),
 @pytest.mark.parametrize("case", sorted(UNUSABLE))
 def test_unusable_video_input_is_refused_with_the_fix(case, pack, tiny_models, tmp_path):
     nodes = pack.NODE_CLASS_MAPPINGS
-    video = video_io.FileVideo(_unusable_video(case, tmp_path))
+    video = FileVideo(_unusable_video(case, tmp_path))
     what, fix = UNUSABLE[case]
     with pytest.raises(Exception) as face_error:
         nodes["FaceDetectAndParse"]().prepare(tiny_models, video=video)

@@ -107,7 +107,8 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack
 
     # the VIDEO path (a VIDEO holding the same frames): faces kept on disk, a sample shown, the same faces made;
     # BlendAndAssemble's VIDEO path writes the clip through the same affine restore
-    from musetalk_core.io.video import ComponentsVideo, probe
+    from musetalk_core.io.video import probe
+    from nodes.video_types import ComponentsVideo
 
     clip_video = ComponentsVideo(images, audio, Fraction(25))
     from_video, sample = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=1,

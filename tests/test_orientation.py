@@ -17,6 +17,7 @@ from musetalk_core import cli
 from musetalk_core.io import video as video_io
 from musetalk_core.io.orientation import Orientation, from_display_matrix
 from musetalk_core.io.sources import VideoFileSource
+from nodes.video_types import FileVideo
 from test_bad_input import faceless_models_dir  # noqa: F401 - the fixture: a detector that never finds a face
 
 ONE = 1 << 16
@@ -90,7 +91,7 @@ def test_rotated_file_is_read_as_displayed(tmp_path, rotation):
     finally:
         source.close()
     assert np.array_equal(video_io.read_video(turned, with_audio=False).frames.numpy(), expected)
-    assert video_io.FileVideo(turned).get_dimensions() == (expected.shape[2], expected.shape[1])
+    assert FileVideo(turned).get_dimensions() == (expected.shape[2], expected.shape[1])
 
 
 def raw_frames(path: Path):
@@ -153,7 +154,7 @@ def test_video_path_finds_faces_on_upright_frames(pack, tiny_models_factory, tmp
         return faces, nodes["BlendAndAssemble"]().blend(faces=faces, generated=generated, **source)
 
     ref_faces, (ref_images, *_) = run(images=upright.float() / 255.0)
-    faces, (_, _, _, count, out_video) = run(video=video_io.FileVideo(path))
+    faces, (_, _, _, count, out_video) = run(video=FileVideo(path))
     assert bool(ref_faces.has_face.any())
     assert torch.equal(faces.boxes, ref_faces.boxes) and torch.equal(faces.has_face, ref_faces.has_face)
     assert tuple(faces.frame_size) == tuple(upright.shape[1:3])

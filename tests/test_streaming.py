@@ -23,6 +23,7 @@ from node_chain import lipsync
 from musetalk_core.io.sources import TensorSource, VideoFileSource
 from musetalk_core.pipeline import lipsync_stream
 from test_faces import synthetic_video
+from nodes.video_types import FileVideo
 
 N = 7
 FPS = 25.0
@@ -172,7 +173,7 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
     encodes are the IMAGE path's frames; the file has exactly T frames at the exact fps and T / fps of audio."""
     nodes = pack.NODE_CLASS_MAPPINGS
     path = write_video(tmp_path / "in.mp4", marked_video(), Fraction(30000, 1001))
-    video = video_io.FileVideo(path)
+    video = FileVideo(path)
     images = video.get_components().images
     fps = float(Fraction(30000, 1001))
     audio = speech_with_pause(13)

@@ -311,3 +311,43 @@ def test_video_read_runs_torch_work_on_the_reading_thread(tmp_path):
         done.set()
         reader.join()
         source.close()
+
+
+def test_as_source_takes_any_object_with_comfyuis_video_interface(tmp_path):
+    """The library imports nothing from ComfyUI or the nodes: a VIDEO is any object with get_stream_source() (a path
+    or a file object, read lazily) or get_components() (an IMAGE batch and its frame rate)."""
+    import io
+    from types import SimpleNamespace
+
+    from musetalk_core.io.sources import TensorSource, VideoFileSource, as_source
+
+    stored = face_frames(3, 48, 64)
+    path = write_video(tmp_path / "v.mp4", stored, Fraction(25))
+    decoded = video_io.read_video(path, with_audio=False).frames
+
+    class PathVideo:  # core VideoFromFile of a file on disk
+        def get_stream_source(self):
+            return str(path)
+
+    class BytesVideo:  # core VideoFromFile of uploaded bytes
+        def get_stream_source(self):
+            return io.BytesIO(path.read_bytes())
+
+    class MemoryVideo:  # core VideoFromComponents: no stream to give
+        def get_stream_source(self):
+            raise NotImplementedError
+
+        def get_components(self):
+            return SimpleNamespace(images=torch.from_numpy(stored).float() / 255, frame_rate=Fraction(30000, 1001))
+
+    for video, kind, expected in [(PathVideo(), VideoFileSource, decoded), (BytesVideo(), VideoFileSource, decoded),
+                                  (MemoryVideo(), TensorSource, torch.from_numpy(stored))]:
+        source = as_source(video, "video")
+        try:
+            assert isinstance(source, kind) and source.num_frames == 3
+            assert torch.equal(source.read([2, 0]), expected[[2, 0]])
+        finally:
+            source.close()
+    assert as_source(MemoryVideo(), "video").fps == Fraction(30000, 1001)
+    with pytest.raises(InputError, match="must be an IMAGE batch or a VIDEO"):
+        as_source(object(), "video")

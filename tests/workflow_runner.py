@@ -6,7 +6,7 @@ INT/FLOAT ranges, required inputs), link types against the source's RETURN_TYPES
 (only the inputs it names, a linked one as None; ComfyUI's own checks skipped for those). Hidden PROMPT / UNIQUE_ID
 inputs are passed; a coroutine function is awaited. Our nodes come from the pack's NODE_CLASS_MAPPINGS; the few
 core nodes the example workflows use are replaced by small equivalents below (same ids, input names and output
-order as ComfyUI v0.8), built on musetalk_core.io.video.
+order as ComfyUI v0.8), built on musetalk_core.io.video and nodes.video_types.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ class LoadVideo(_Core):
         return {"required": {"file": ([p.name for p in sorted(cls.input_dir.iterdir())], {"video_upload": True})}}
 
     def run(self, file):
-        from musetalk_core.io import video as video_io
+        from nodes.video_types import FileVideo
 
-        return (video_io.FileVideo(self.input_dir / file),)  # lazy and file-backed, as core VideoFromFile
+        return (FileVideo(self.input_dir / file),)  # lazy and file-backed, as core VideoFromFile
 
 
 class GetVideoComponents(_Core):
@@ -108,9 +108,9 @@ class CreateVideo(_Core):
                 "optional": {"audio": ("AUDIO",)}}
 
     def run(self, images, fps, audio=None):
-        from musetalk_core.io import video as video_io
+        from nodes.video_types import ComponentsVideo
 
-        return (video_io.ComponentsVideo(images, audio, Fraction(fps)),)
+        return (ComponentsVideo(images, audio, Fraction(fps)),)
 
 
 class SaveVideo(_Core):

@@ -57,7 +57,8 @@ def _check_readable(path: PathLike, what: str) -> Path:
     return path
 
 
-def _open(path: Path, what: str):
+def open_media(path: Path, what: str):
+    """``av.open`` for reading, a file that will not open being an InputError that says what to give instead."""
     import av
 
     try:
@@ -121,7 +122,7 @@ def read_video(path: PathLike, with_audio: bool = True) -> VideoData:
     from .orientation import of_frame
 
     path = _check_readable(path, "Video")
-    with _open(path, "Video") as container:
+    with open_media(path, "Video") as container:
         stream = _first_video_stream(container, path)
         fps = stream_fps(stream)
         stream.thread_type = "AUTO"
@@ -140,7 +141,7 @@ def read_video(path: PathLike, with_audio: bool = True) -> VideoData:
         raise InputError(f"Video file '{path}' has no frames. Give a video with at least one frame.")
     audio = None
     if with_audio:
-        with _open(path, "Video") as container:
+        with open_media(path, "Video") as container:
             audio = _decode_audio(container, path, "Video")
     return VideoData(torch.from_numpy(np.stack(frames)), fps, audio)
 
@@ -150,7 +151,7 @@ def open_video(path: PathLike):
     from .sources import VideoFileSource
 
     path = _check_readable(path, "Video")
-    with _open(path, "Video") as container:
+    with open_media(path, "Video") as container:
         stream_fps(_first_video_stream(container, path))
     try:
         return VideoFileSource(path, name="--video")
@@ -185,7 +186,7 @@ def read_image(path: PathLike) -> torch.Tensor:
 def read_audio(path: PathLike) -> dict:
     """The first audio stream of any file ffmpeg reads, as ComfyUI's AUDIO mapping (native sample rate)."""
     path = _check_readable(path, "Audio")
-    with _open(path, "Audio") as container:
+    with open_media(path, "Audio") as container:
         audio = _decode_audio(container, path, "Audio")
     if audio is None:
         raise InputError(f"Audio file '{path}' has no audio stream. Give a file with sound (wav, mp3, m4a, or a "
@@ -508,7 +509,7 @@ def join_segments(path: PathLike, segments, fps: Union[Fraction, float], audio: 
     with atomic_output(path) as tmp:
         out = av.open(str(tmp), mode="w", options=_muxer_options(path, rate_hz))
         try:
-            with _open(segments[0], "Segment") as first:  # both streams exist before the first packet is muxed
+            with open_media(segments[0], "Segment") as first:  # both streams exist before the first packet is muxed
                 vout = out.add_stream_from_template(first.streams.video[0])
                 header = bytes(first.streams.video[0].codec_context.extradata or b"")
             astream = None
@@ -516,7 +517,7 @@ def join_segments(path: PathLike, segments, fps: Union[Fraction, float], audio: 
                 astream = out.add_stream(audio_codec(path), rate=int(rate_hz),
                                          layout="mono" if channels == 1 else "stereo")
             for segment in segments:
-                with _open(segment, "Segment") as inp:
+                with open_media(segment, "Segment") as inp:
                     vin = inp.streams.video[0]
                     if bytes(vin.codec_context.extradata or b"") != header:
                         raise OutputError(f"Segment '{segment}' was encoded with other H.264 settings than the "
@@ -579,13 +580,13 @@ def write_video(path: PathLike, frames: torch.Tensor, fps: Union[Fraction, float
 def probe(path: PathLike) -> dict:
     """Frame count, fps and audio duration of a written file (for tests and the CLI's final report)."""
     path = _check_readable(path, "Video")
-    with _open(path, "Video") as container:
+    with open_media(path, "Video") as container:
         info = {"frames": 0, "fps": None, "audio_seconds": None, "audio_samples": 0, "sample_rate": None}
         if container.streams.video:
             vs = container.streams.video[0]
             info["fps"] = stream_fps(vs)
             info["frames"] = sum(1 for _ in container.decode(vs))
-    with _open(path, "Video") as container:
+    with open_media(path, "Video") as container:
         if container.streams.audio:
             stream = container.streams.audio[0]
             declared = stream.duration * stream.time_base if stream.duration is not None else None
@@ -597,89 +598,3 @@ def probe(path: PathLike) -> dict:
             info["audio_seconds"] = (float(declared) if declared is not None
                                      else info["audio_samples"] / audio["sample_rate"])
     return info
-
-
-@dataclass
-class VideoParts:
-    """What ComfyUI's VideoComponents holds: IMAGE frames, AUDIO, exact frame rate."""
-
-    images: torch.Tensor
-    frame_rate: Fraction
-    audio: Optional[dict] = None
-    metadata: Optional[dict] = None
-
-
-class FileVideo:
-    """A video file with ComfyUI's VIDEO methods (used where comfy_api is absent: tests, plain Python).
-
-    get_stream_source() gives the path, so MuseTalk nodes read it lazily; get_components() decodes everything."""
-
-    def __init__(self, path: PathLike):
-        self.path = Path(path)
-
-    def get_stream_source(self) -> str:
-        return str(self.path)
-
-    def get_components(self) -> VideoParts:
-        video = read_video(self.path)
-        return VideoParts(video.frames.float() / 255.0, video.fps, video.audio)
-
-    def _stream(self):
-        from .orientation import of_file
-
-        with _open(self.path, "Video") as container:
-            stream = container.streams.video[0]
-            width, height, fps = stream.codec_context.width, stream.codec_context.height, stream_fps(stream)
-        height, width = of_file(self.path).size(height, width)  # as displayed (portrait phone videos)
-        return width, height, fps
-
-    def get_dimensions(self) -> tuple:
-        w, h, _ = self._stream()
-        return w, h
-
-    def get_frame_rate(self) -> Fraction:
-        return self._stream()[2]
-
-    def get_frame_count(self) -> int:
-        from .sources import VideoFileSource
-
-        source = VideoFileSource(self.path)
-        source.close()
-        return source.num_frames
-
-    def get_duration(self) -> float:
-        return self.get_frame_count() / float(self.get_frame_rate())
-
-    def get_container_format(self) -> str:
-        with _open(self.path, "Video") as container:
-            return container.format.name
-
-    def save_to(self, path: PathLike, format: Any = None, codec: Any = None, metadata: Optional[dict] = None) -> None:
-        import shutil
-
-        shutil.copyfile(self.path, path)
-
-
-class ComponentsVideo:
-    """Frames in memory with ComfyUI's VIDEO methods (the IMAGE path's VIDEO output where comfy_api is absent)."""
-
-    def __init__(self, images: torch.Tensor, audio: Optional[dict], frame_rate: Fraction):
-        self.parts = VideoParts(images, Fraction(frame_rate), audio)
-
-    def get_components(self) -> VideoParts:
-        return self.parts
-
-    def get_dimensions(self) -> tuple:
-        return int(self.parts.images.shape[2]), int(self.parts.images.shape[1])
-
-    def get_frame_rate(self) -> Fraction:
-        return self.parts.frame_rate
-
-    def get_frame_count(self) -> int:
-        return int(self.parts.images.shape[0])
-
-    def get_duration(self) -> float:
-        return self.get_frame_count() / float(self.parts.frame_rate)
-
-    def save_to(self, path: PathLike, format: Any = None, codec: Any = None, metadata: Optional[dict] = None) -> None:
-        write_video(path, self.parts.images, self.parts.frame_rate, self.parts.audio)
