@@ -1,4 +1,5 @@
-"""H.264 encoding speed and size per libx264 preset (the command line's ``--preset``), through video_io.VideoWriter.
+"""H.264 encoding speed and size per libx264 preset (the command line's ``--preset``), through
+io.video_write.VideoWriter.
 
     python -m benchmarks.encode                                  # 1080p, 96 frames, veryfast / fast / medium
     python -m benchmarks.encode --size 720p --presets ultrafast veryfast medium slow --json results/encode.json
@@ -39,17 +40,17 @@ def clip(n: int, h: int, w: int) -> torch.Tensor:
 
 
 def run(frames: torch.Tensor, preset: str, crf: int, folder: Path) -> dict:
-    from musetalk_core.io import video as video_io
+    from musetalk_core.io import video_read, video_write
 
     n, h, w = (int(v) for v in frames.shape[:3])
     path = folder / f"{preset}.mp4"
     t0 = time.perf_counter()
-    with video_io.VideoWriter(path, Fraction(25), w, h, crf, preset=preset) as writer:
+    with video_write.VideoWriter(path, Fraction(25), w, h, crf, preset=preset) as writer:
         for start in range(0, n, 16):
             writer.write(frames[start:start + 16])
         writer.finish(None)
     seconds = time.perf_counter() - t0
-    back = video_io.read_video(path).frames
+    back = video_read.read_video(path).frames
     return {"preset": preset, "fps": round(n / seconds, 1), "seconds": round(seconds, 2),
             "size_kb": round(path.stat().st_size / 1024, 1),
             "mean_abs_diff": round(float((back.float() - frames.float()).abs().mean()), 3)}

@@ -64,13 +64,13 @@ sys.exit(main(sys.argv[1:]))
 
 _GRAPH = _PRELUDE + r"""
 from tests.conftest import load_pack
-from musetalk_core.io import video as video_io
+from musetalk_core.io import audio_file
 from nodes.video_types import FileVideo
 nodes = load_pack().NODE_CLASS_MAPPINGS
 mark("load")
 (models,) = nodes["LoadMuseTalkModels"]().load("v15", "auto", "cpu", "torch")
 video = FileVideo({video!r})
-audio = video_io.read_audio({audio!r})
+audio = audio_file.read_audio({audio!r})
 mark("WhisperAudioEncode")
 features = nodes["WhisperAudioEncode"]().encode(models, audio, 25.0, 2, 2, "reference", -45.0, video=video)[0]
 mark("FaceDetectAndParse")
@@ -131,7 +131,7 @@ def make_media(folder: Path, seconds: float, resolution: str) -> tuple:
 
 def check_output(path: str, seconds: float) -> dict:
     """Frames and durations of a written output: exactly floor(audio seconds x fps) frames, audio = video."""
-    from musetalk_core.io.video import probe
+    from musetalk_core.io.video_read import probe
 
     info = probe(path)
     expected = int(seconds * FPS)  # the tone is exactly ``seconds`` long at 16 kHz

@@ -424,12 +424,12 @@ class Bench:
             import shutil
             import wave
 
-            from musetalk_core.io import video as video_io
+            from musetalk_core.io import video_write
 
             folder = Path(tempfile.mkdtemp(prefix="musetalk-bench-"))
             atexit.register(shutil.rmtree, folder, True)
             video = folder / "in.mp4"
-            video_io.write_video(video, self.frames, self.fps)
+            video_write.write_video(video, self.frames, self.fps)
             wav = folder / "in.wav"
             samples = self.audio["waveform"][0].numpy().T  # (samples, channels)
             pcm = (np.clip(samples, -1, 1) * 32767).round().astype("<i2")
@@ -443,7 +443,7 @@ class Bench:
 
     def _video_file(self) -> Callable[[], object]:
         """What ``python -m musetalk_core lipsync`` does: demux, decode, every stage, H.264 + AAC encode, in chunks."""
-        from musetalk_core.io import video as video_io
+        from musetalk_core.io import audio_file, video_read, video_write
         from musetalk_core.pipeline import lipsync_stream
 
         m, options = self.models, self.graph_options()
@@ -451,13 +451,13 @@ class Bench:
         out = video.with_name("out.mp4")
 
         def run():
-            source = video_io.open_video(video)
+            source = video_read.open_video(video)
             try:
-                audio = video_io.read_audio(wav)
+                audio = audio_file.read_audio(wav)
                 h, w = source.frame_size
-                rate, channels = video_io.audio_layout(audio)
+                rate, channels = audio_file.audio_layout(audio)
                 with self.truth_locate(stream=True), \
-                        video_io.VideoWriter(out, source.fps, w, h, 18, rate, channels) as writer:
+                        video_write.VideoWriter(out, source.fps, w, h, 18, rate, channels) as writer:
                     result = lipsync_stream(m, source, audio, float(source.fps), options, writer.write)
                     writer.finish(result.audio)
             finally:

@@ -111,7 +111,7 @@ def run_lipsync(args: argparse.Namespace) -> int:
     """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.pipeline),
     so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
     from .weights import files as model_files
-    from .io import video as video_io
+    from .io import audio_file, image_file, output_file, video_read, video_write
     from .io.sources import TensorSource
     from .pipeline import check_options, lipsync_stream, load_run
 
@@ -121,27 +121,27 @@ def run_lipsync(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     check_options(options)
     if args.video is not None:
-        source = video_io.open_video(args.video)  # demuxes only: frame count and timestamps, nothing decoded
+        source = video_read.open_video(args.video)  # demuxes only: frame count and timestamps, nothing decoded
         fps = source.fps
     else:
-        source, fps = TensorSource(video_io.read_image(args.image)), args.fps or Fraction(25)
+        source, fps = TensorSource(image_file.read_image(args.image)), args.fps or Fraction(25)
     try:
-        audio = video_io.read_audio(args.audio)
-        video_io.check_audio_duration(audio, fps, "--audio")
-        output = video_io.check_output_path(args.output)
-        video_io.refuse_overwriting_inputs(output, {"--video": args.video, "--image": args.image,
-                                                    "--audio": args.audio})
+        audio = audio_file.read_audio(args.audio)
+        audio_file.check_audio_duration(audio, fps, "--audio")
+        output = output_file.check_output_path(args.output)
+        output_file.refuse_overwriting_inputs(output, {"--video": args.video, "--image": args.image,
+                                                       "--audio": args.audio})
         dirs = args.models_dir or model_files.default_models_dirs()
         bars = _Bars(not args.no_progress)
         try:
             height, width = source.frame_size
-            rate, channels = video_io.audio_layout(audio)
+            rate, channels = audio_file.audio_layout(audio)
             _STAGE[0] = "models"
             models, generator = load_run(dirs, options, unet_config=args.unet_config)
             run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars,
                                               generator=generator)
-            with video_io.VideoWriter(output, fps, width, height, args.crf, rate, channels,
-                                      preset=args.preset) as writer:
+            with video_write.VideoWriter(output, fps, width, height, args.crf, rate, channels,
+                                         preset=args.preset) as writer:
                 result = run(writer.write)
                 writer.finish(result.audio)
         finally:

@@ -10,7 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import InputError
-from .io.video import X264_PRESETS
+from .io.video_write import X264_PRESETS
 from .options import AUDIO, BLEND, FACES, LATENTS, LATENTSYNC, LOAD, PARAMS, UNET, LipsyncOptions, Param, \
     check_value, range_error, resolve
 

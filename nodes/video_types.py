@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import torch
 
-from musetalk_core.io import video as video_io
+from musetalk_core.io import media_open, video_read, video_write
 
 
 @dataclass
@@ -41,16 +41,16 @@ class FileVideo:
         return str(self.path)
 
     def get_components(self) -> VideoParts:
-        video = video_io.read_video(self.path)
+        video = video_read.read_video(self.path)
         return VideoParts(video.frames.float() / 255.0, video.fps, video.audio)
 
     def _stream(self):
         from musetalk_core.io.orientation import of_file
 
-        with video_io.open_media(self.path, "Video") as container:
+        with media_open.open_media(self.path, "Video") as container:
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
-            fps = video_io.stream_fps(stream)
+            fps = media_open.stream_fps(stream)
         height, width = of_file(self.path).size(height, width)  # as displayed (portrait phone videos)
         return width, height, fps
 
@@ -72,7 +72,7 @@ class FileVideo:
         return self.get_frame_count() / float(self.get_frame_rate())
 
     def get_container_format(self) -> str:
-        with video_io.open_media(self.path, "Video") as container:
+        with media_open.open_media(self.path, "Video") as container:
             return container.format.name
 
     def save_to(self, path, format: Any = None, codec: Any = None, metadata: Optional[dict] = None) -> None:
@@ -103,4 +103,4 @@ class ComponentsVideo:
         return self.get_frame_count() / float(self.parts.frame_rate)
 
     def save_to(self, path, format: Any = None, codec: Any = None, metadata: Optional[dict] = None) -> None:
-        video_io.write_video(path, self.parts.images, self.parts.frame_rate, self.parts.audio)
+        video_write.write_video(path, self.parts.images, self.parts.frame_rate, self.parts.audio)

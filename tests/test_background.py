@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from musetalk_core.io import video as video_io
+from musetalk_core.io import video_read, video_write
 from musetalk_core.io.background import BackgroundWorker
 from musetalk_core.errors import OutputError
 
@@ -81,7 +81,7 @@ def _frames(n, h=64, w=96):
 
 def test_video_writer_encoder_failure_leaves_no_file(tmp_path):
     out = tmp_path / "out.mp4"
-    writer = video_io.VideoWriter(out, 25, 96, 64)
+    writer = video_write.VideoWriter(out, 25, 96, 64)
     calls = []
 
     def failing_encode(arrs):  # the encoder thread hits a full disk on its third group
@@ -100,8 +100,8 @@ def test_video_writer_encoder_failure_leaves_no_file(tmp_path):
 
 def test_video_writer_frames_survive_the_thread_in_order(tmp_path):
     frames = _frames(12)
-    out = video_io.write_video(tmp_path / "o.mp4", frames, 25, crf=0)
-    decoded = video_io.read_video(out, with_audio=False).frames
+    out = video_write.write_video(tmp_path / "o.mp4", frames, 25, crf=0)
+    decoded = video_read.read_video(out, with_audio=False).frames
     assert decoded.shape[0] == 12
     # lossless H.264 in yuv420p: not bit-exact to RGB, but each frame is nearest to its own source frame
     err = (decoded.float()[:, None] - frames.float()[None]).abs().mean(dim=(2, 3, 4))
@@ -114,7 +114,7 @@ def test_rgb_to_yuv_on_the_pool_gives_the_bytes_encode_would(tmp_path):
     import av
 
     frames = _frames(10, 64, 96)
-    ours = video_io.write_video(tmp_path / "ours.mp4", frames, 25, crf=0)
+    ours = video_write.write_video(tmp_path / "ours.mp4", frames, 25, crf=0)
     plain = tmp_path / "plain.mp4"
     with av.open(str(plain), "w") as c:
         s = c.add_stream("libx264", rate=25)
@@ -165,7 +165,7 @@ def test_close_waits_for_the_thread_through_ctrl_c():
 
 
 def test_video_writer_refuses_writes_after_it_failed(tmp_path):
-    writer = video_io.VideoWriter(tmp_path / "o.mp4", 25, 96, 64)
+    writer = video_write.VideoWriter(tmp_path / "o.mp4", 25, 96, 64)
     writer.abort()
     with pytest.raises(OutputError, match="already finished or failed"):
         writer.write(_frames(1))

@@ -16,7 +16,7 @@ import torch
 
 from media import face_frames, tone, write_video, write_wav
 from musetalk_core import cli
-from musetalk_core.io import video as video_io
+from musetalk_core.io import video_read, video_write
 from musetalk_core.frame_mapping import source_indices
 from musetalk_core.weights.loading import load_models
 from musetalk_core.types import Placement
@@ -193,12 +193,12 @@ def test_faceless_video_through_the_cli(faceless_models_dir, tmp_path, capsys):
     assert code == 0, captured.err
     assert "no face was found in any of the 4 frames" in captured.err
     assert "passed through unchanged" in captured.out
-    info = video_io.probe(out)
+    info = video_read.probe(out)
     assert info["frames"] == 8 and info["fps"] == FPS
     assert info["audio_seconds"] == pytest.approx(8 / 25, abs=2e-3)
     # the frames are the source frames in ping-pong order (through two lossy encodes: compare loosely)
-    src = video_io.read_video(video, with_audio=False).frames.float()
-    got = video_io.read_video(out, with_audio=False).frames.float()
+    src = video_read.read_video(video, with_audio=False).frames.float()
+    got = video_read.read_video(out, with_audio=False).frames.float()
     distance = (got[:, None] - src[None]).abs().mean(dim=(2, 3, 4))  # (8 output, 4 source)
     assert torch.equal(distance.argmin(dim=1), source_indices(8, 4, "ping_pong", 0))
     assert float(distance.min(dim=1).values.max()) < 4.0  # H.264 at crf 18 over a noisy picture, nothing else
@@ -256,7 +256,6 @@ def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(small_media, fa
     import tempfile
 
     from musetalk_core import cli
-    from musetalk_core.io import video as video_io
     from musetalk_core.blend.blender import Blender
 
     temp = tmp_path / "temp"
@@ -283,7 +282,7 @@ def test_interrupt_mid_run_leaves_nothing_and_the_next_run_works(small_media, fa
     monkeypatch.setattr(Blender, "blend_uint8", real)
     code = cli.main(argv)
     assert code == 0, capsys.readouterr().err
-    assert video_io.probe(out)["frames"] == 7  # floor(0.3 s x 25 fps)
+    assert video_read.probe(out)["frames"] == 7  # floor(0.3 s x 25 fps)
     assert os.listdir(out.parent) == ["result.mp4"] and spilled() == []
 
 
@@ -334,7 +333,7 @@ def test_write_video_refused_mid_write_leaves_nothing(tmp_path):
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
     try:
         with pytest.raises(OutputError, match=r"Output file '.*clip\.mp4' could not be written: File too large"):
-            video_io.write_video(out, frames, FPS, crf=0)
+            video_write.write_video(out, frames, FPS, crf=0)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old_handler)
@@ -361,7 +360,7 @@ def test_output_path_refused_by_the_os(case, small_media, faceless_models_dir, t
 def test_output_gets_the_usual_file_mode(umask, tmp_path):
     old = os.umask(umask)
     try:
-        path = video_io.write_video(tmp_path / "clip.mp4", torch.from_numpy(face_frames(2, 32, 32)), FPS)
+        path = video_write.write_video(tmp_path / "clip.mp4", torch.from_numpy(face_frames(2, 32, 32)), FPS)
     finally:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o666 & ~umask  # 0644 / 0640, like any file the user creates

@@ -18,7 +18,7 @@ import torch
 from conftest import ROOT
 from media import face_frames, tone, write_video, write_wav
 from musetalk_core import cli
-from musetalk_core.io import video as video_io
+from musetalk_core.io import video_read, video_write
 from musetalk_core.batch.jobs import BadJob, read_jobs
 from musetalk_core.batch.schedule import Schedule
 from musetalk_core.batch.segments import plan_segments
@@ -45,7 +45,7 @@ def write_jobs(path: Path, jobs) -> Path:
 
 
 def decoded(path: Path):
-    data = video_io.read_video(path)
+    data = video_read.read_video(path)
     return data.frames, data.audio
 
 
@@ -116,14 +116,14 @@ def test_split_job_equals_the_lipsync_command(batch, media, tmp_path, capsys):
     ref_frames, ref_audio = decoded(reference)
     assert frames.shape[0] == T and torch.equal(frames, ref_frames)
     assert torch.equal(audio["waveform"], ref_audio["waveform"])
-    info = video_io.probe(batch["out"] / "split.mp4")
+    info = video_read.probe(batch["out"] / "split.mp4")
     assert info["fps"] == FPS and info["audio_seconds"] == pytest.approx(T / FPS, abs=2e-3)
     # not a pass-through: mouths were generated (the frames differ from their source frames through the same
     # lossless encode)
-    source = video_io.read_video(media / "talk.mp4", with_audio=False).frames
+    source = video_read.read_video(media / "talk.mp4", with_audio=False).frames
     mapping = [0, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1]
-    video_io.write_video(tmp_path / "pass.mp4", source[mapping], Fraction(FPS), crf=0)
-    passed = video_io.read_video(tmp_path / "pass.mp4", with_audio=False).frames
+    video_write.write_video(tmp_path / "pass.mp4", source[mapping], Fraction(FPS), crf=0)
+    passed = video_read.read_video(tmp_path / "pass.mp4", with_audio=False).frames
     differs = [not torch.equal(a, b) for a, b in zip(frames, passed)]
     # silent frames 5..7 keep the source mouth; the fades around them (3, 4 and 8, 9) cross segment edges 4 and 8
     assert differs == [True] * 5 + [False] * 3 + [True] * 3
@@ -287,7 +287,7 @@ def test_a_split_mkv_job_is_joined_with_exactly_its_audio(media, tiny_models_fac
                      "--no-progress"])
     record = summary(out)["split.mkv"]
     assert code == 0 and record["error"] is None and record["segments"] == 3, record
-    info = video_io.probe(out / "split.mkv")
+    info = video_read.probe(out / "split.mkv")
     assert info["frames"] == T and info["fps"] == FPS
     assert info["audio_samples"] == round(T / FPS * 44100)  # exactly T / fps, no AAC tail
 

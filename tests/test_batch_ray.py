@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from media import face_frames, tone, write_video, write_wav
-from musetalk_core.io import video as video_io
+from musetalk_core.io import video_read
 from musetalk_core.batch import run as batch_run
 from test_batch import write_jobs
 
@@ -71,10 +71,10 @@ def test_batch_on_ray_with_a_split_job_and_a_killed_worker(ray_cluster, tiny_mod
     assert sum(not records[n]["reused_video_material"] for n in ("whole.mp4", "split.mp4", "other.mp4")) == 1
     assert "missing.wav" in records["missing.mp4"]["error"] and "does not exist" in records["missing.mp4"]["error"]
 
-    whole, split = video_io.read_video(out / "whole.mp4"), video_io.read_video(out / "split.mp4")
+    whole, split = video_read.read_video(out / "whole.mp4"), video_read.read_video(out / "split.mp4")
     assert whole.num_frames == T and torch.equal(split.frames, whole.frames)  # lossless: decoded frames compare
     assert torch.equal(split.audio["waveform"], whole.audio["waveform"])
-    assert video_io.probe(out / "split.mp4")["audio_seconds"] == pytest.approx(T / FPS, abs=2e-3)
+    assert video_read.probe(out / "split.mp4")["audio_seconds"] == pytest.approx(T / FPS, abs=2e-3)
     assert sorted(p.name for p in out.glob("*.mp4")) == ["other.mp4", "split.mp4", "whole.mp4"]
 
 
@@ -110,5 +110,5 @@ def test_a_latentsync_job_split_over_ray_workers(ray_cluster, tmp_path):
     records = {Path(r["output"]).name: r for r in map(json.loads, (out / "summary.jsonl").read_text().splitlines())}
     assert records["whole.mp4"]["error"] is None and records["split.mp4"]["error"] is None, records
     assert records["split.mp4"]["segments"] == 5 and records["split.mp4"]["frames"] == T
-    whole, split = video_io.read_video(out / "whole.mp4"), video_io.read_video(out / "split.mp4")
+    whole, split = video_read.read_video(out / "whole.mp4"), video_read.read_video(out / "split.mp4")
     assert whole.num_frames == T and torch.equal(split.frames, whole.frames)

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from media import face_frames, tone, write_audio_only, write_video, write_wav
 from musetalk_core import cli
-from musetalk_core.io import video as video_io
+from musetalk_core.io import video_read
 from musetalk_core.options import LipsyncOptions
 
 
@@ -124,7 +124,7 @@ def test_lipsync_video_end_to_end(media, tmp_path, tiny_models_factory, capsys):
     assert code == 0, err
     assert "MuseTalk" in err  # tqdm bars on stderr
     fps = Fraction(30000, 1001)
-    info = video_io.probe(out)
+    info = video_read.probe(out)
     expected = math.floor(Fraction(3, 10) * fps)
     assert info["frames"] == expected and info["fps"] == fps
     assert info["audio_seconds"] == pytest.approx(float(expected / fps), abs=2e-3)
@@ -142,7 +142,7 @@ def test_lipsync_image_end_to_end(media, tmp_path, tiny_models_factory, capsys):
     code, _, err = run(["lipsync", "--image", str(photo), "--audio", str(media["audio"]), "--fps", "12.5",
                         "--output", str(out), "--models-dir", str(models), "--no-progress"], capsys)
     assert code == 0, err
-    info = video_io.probe(out)
+    info = video_read.probe(out)
     assert info["fps"] == Fraction(25, 2) and info["frames"] == math.floor(0.3 * 12.5)
     assert info["audio_seconds"] == pytest.approx(info["frames"] / 12.5, abs=2e-3)
 

@@ -279,7 +279,7 @@ def _saved_videos(url: str, entry: dict, prompt: dict, folder: Path) -> dict:
 @needs_comfyui
 @pytest.mark.parametrize("path", API_FILES, ids=[p.stem for p in API_FILES])
 def test_api_workflow_runs_in_comfyui(path, run_server, tmp_path):
-    from musetalk_core.io import video as video_io
+    from musetalk_core.io import video_read
 
     url, base = run_server
     api = _api(path)
@@ -290,7 +290,7 @@ def test_api_workflow_runs_in_comfyui(path, run_server, tmp_path):
     for node_id, file in saved.items():
         # the audio that reaches this SaveVideo: follow the graph back to its LoadAudio
         seconds = AUDIO_SECONDS[_upstream_audio_file(api, node_id)]
-        info = video_io.probe(file)
+        info = video_read.probe(file)
         assert info["frames"] == math.floor(seconds * FPS), (node_id, info)
         assert info["fps"] == FPS, (node_id, info)
         assert info["audio_seconds"] == pytest.approx(info["frames"] / FPS, abs=2e-3), (node_id, info)
@@ -322,10 +322,10 @@ def test_changing_only_the_audio_reruns_only_the_audio_stages(run_server, tmp_pa
     cached = {api[n]["class_type"] for n in cached_nodes(entry)}
     assert cached == {"LoadMuseTalkModels", "LoadVideo", "GetVideoComponents", "FaceDetectAndParse",
                       "VAEEncodeMasked"}, cached
-    from musetalk_core.io import video as video_io
+    from musetalk_core.io import video_read
 
     (file,) = _saved_videos(url, entry, api, tmp_path).values()
-    assert video_io.probe(file)["frames"] == math.floor(AUDIO_SECONDS["musetalk_example_speech_2.wav"] * FPS)
+    assert video_read.probe(file)["frames"] == math.floor(AUDIO_SECONDS["musetalk_example_speech_2.wav"] * FPS)
 
 
 @needs_comfyui

@@ -123,7 +123,7 @@ def test_latentsync_batch_job_split_in_segments_equals_the_lipsync_command(model
                                                                          capsys):
     """A LatentSync job line runs in a batch, split into segments (lossless, so frames compare exactly)."""
     from musetalk_core import cli
-    from musetalk_core.io import video as video_io
+    from musetalk_core.io import video_read
 
     tl.use_tiny_versions(monkeypatch)
     video = write_video(tmp_path / "in.mp4", face_frames(6, 64, 48), Fraction(25))
@@ -142,9 +142,9 @@ def test_latentsync_batch_job_split_in_segments_equals_the_lipsync_command(model
                      "--models-dir", str(models_dir), "--generator", "latentsync15", "--inference-steps", "1",
                      "--window-length", "4", "--chunk-size", "4", "--crf", "0", "--no-progress"])
     assert code == 0, capsys.readouterr().err
-    batch_frames = video_io.read_video(out / "out.mp4", with_audio=False).frames
-    cli_frames = video_io.read_video(reference, with_audio=False).frames
+    batch_frames = video_read.read_video(out / "out.mp4", with_audio=False).frames
+    cli_frames = video_read.read_video(reference, with_audio=False).frames
     assert batch_frames.shape[0] == 11 and torch.equal(batch_frames, cli_frames)
-    source = video_io.read_video(video, with_audio=False).frames
+    source = video_read.read_video(video, with_audio=False).frames
     assert not torch.equal(batch_frames[0], source[0])  # generated, not passed through
     assert np.isfinite(batch_frames.float().numpy()).all()

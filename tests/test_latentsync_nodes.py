@@ -107,7 +107,7 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack
 
     # the VIDEO path (a VIDEO holding the same frames): faces kept on disk, a sample shown, the same faces made;
     # BlendAndAssemble's VIDEO path writes the clip through the same affine restore
-    from musetalk_core.io.video import probe
+    from musetalk_core.io.video_read import probe
     from nodes.video_types import ComponentsVideo
 
     clip_video = ComponentsVideo(images, audio, Fraction(25))
@@ -174,7 +174,7 @@ def test_cli_generator_latentsync(models_dir, tiny_versions, tmp_path, capsys):
 
     from media import write_video, write_wav
     from musetalk_core import cli
-    from musetalk_core.io import video as video_io
+    from musetalk_core.io import video_read
 
     video = write_video(tmp_path / "in.mp4", face_frames(4, 128, 112), Fraction(25))
     audio = write_wav(tmp_path / "speech.wav", tone(0.2, 16000, 1), 16000)  # 5 frames: ping-pong 0..3, 3
@@ -184,7 +184,7 @@ def test_cli_generator_latentsync(models_dir, tiny_versions, tmp_path, capsys):
                      "--device", "cpu", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 0, err
-    info = video_io.probe(out)
+    info = video_read.probe(out)
     assert info["frames"] == 5 and info["fps"] == 25
     assert info["audio_seconds"] == pytest.approx(5 / 25, abs=2e-3)
     args = cli.build_parser().parse_args(["lipsync", "--video", "v", "--audio", "a", "-o", "o.mp4",

@@ -14,7 +14,7 @@ import torch
 
 from media import face_frames, tone, write_video, write_wav
 from musetalk_core import cli
-from musetalk_core.io import video as video_io
+from musetalk_core.io import video_read, video_write
 from musetalk_core.io.orientation import Orientation, from_display_matrix
 from musetalk_core.io.sources import VideoFileSource
 from nodes.video_types import FileVideo
@@ -90,7 +90,7 @@ def test_rotated_file_is_read_as_displayed(tmp_path, rotation):
         assert np.array_equal(source.read([4, 0, 2]).numpy(), expected[[4, 0, 2]])  # seeks too
     finally:
         source.close()
-    assert np.array_equal(video_io.read_video(turned, with_audio=False).frames.numpy(), expected)
+    assert np.array_equal(video_read.read_video(turned, with_audio=False).frames.numpy(), expected)
     assert FileVideo(turned).get_dimensions() == (expected.shape[2], expected.shape[1])
 
 
@@ -142,8 +142,8 @@ def test_video_path_finds_faces_on_upright_frames(pack, tiny_models_factory, tmp
                      detector_scale=1.0, batch_size=4)
 
     encoded = []
-    real_write = video_io.VideoWriter.write
-    monkeypatch.setattr(video_io.VideoWriter, "write",
+    real_write = video_write.VideoWriter.write
+    monkeypatch.setattr(video_write.VideoWriter, "write",
                         lambda self, frames, advance=None: (encoded.append(frames.clone()),
                                                             real_write(self, frames, advance))[1])
 

@@ -101,7 +101,7 @@ CHILD = textwrap.dedent("""
     import resource, sys
     import torch
     from musetalk_core import cli
-    from musetalk_core.io import video as video_io
+    from musetalk_core.io import audio_file, image_file, video_read, video_write
     import av, numpy, safetensors.torch, PIL.Image  # everything the run imports later, imported under no limit
     from musetalk_core import pipeline, options
     from musetalk_core.faces import locate as face_locate

@@ -14,7 +14,7 @@ import torch
 
 from media import write_video
 from musetalk_core.faces import locate as face_locate
-from musetalk_core.io import video as video_io
+from musetalk_core.io import video_read, video_write
 from musetalk_core.blend.blender import to_uint8
 from musetalk_core.hooks import RunHooks
 from musetalk_core.weights.loading import load_models
@@ -112,7 +112,7 @@ def result_mapping(t):
 def test_video_file_source_equals_decoded_frames(models, tmp_path):
     """A file read lazily (seeks for the ping-pong turn) gives what decoding the whole file gives."""
     path = write_video(tmp_path / "in.mp4", marked_video(), Fraction(25))
-    decoded = video_io.read_video(path, with_audio=False).frames.numpy()
+    decoded = video_read.read_video(path, with_audio=False).frames.numpy()
     options = OPTIONS.updated(box_smoothing=0.0, silence_handling=False, frame_offset=3)
     audio = speech_with_pause(16)
     ref, _ = in_memory(models, decoded, audio, options)
@@ -184,8 +184,8 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
                       chunk_size=4)
     (features,) = nodes["WhisperAudioEncode"]().encode(models, audio, fps, 2, 2, "reference", -45.0)[:1]
     written = []
-    real_write = video_io.VideoWriter.write
-    monkeypatch.setattr(video_io.VideoWriter, "write",
+    real_write = video_write.VideoWriter.write
+    monkeypatch.setattr(video_write.VideoWriter, "write",
                         lambda self, frames, advance=None: (written.append(frames.clone()),
                                                             real_write(self, frames, advance))[1])
 
@@ -203,7 +203,7 @@ def test_graph_video_path_equals_image_path(pack, models, tmp_path, monkeypatch)
     assert torch.equal(torch.cat(written), to_uint8(ref_images))
     assert torch.equal(out_audio["waveform"], ref_audio["waveform"])
     assert sample.shape[0] == min(16, count) and preview.shape[0] == N and shown.shape[0] <= 16
-    info = video_io.probe(out_video.get_stream_source())
+    info = video_read.probe(out_video.get_stream_source())
     assert info["frames"] == count and info["fps"] == Fraction(30000, 1001)
     assert info["audio_seconds"] == pytest.approx(count / out_fps, abs=2e-3)
     # the temp mp4 lives as long as the VIDEO (ComfyUI's cached output): dropped, the file goes too

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from media import face_frames, tone, write_audio_only, write_video, write_wav
-from musetalk_core.io import video as video_io
+from musetalk_core.io import audio_file, image_file, output_file, video_read, video_write
 from musetalk_core.errors import InputError
 
 
 def test_read_video_exact_fps_frames_and_audio(tmp_path):
     frames = face_frames(12, 64, 48)
     path = write_video(tmp_path / "in.mp4", frames, Fraction(30000, 1001), audio=tone(0.5, 16000, 2))
-    video = video_io.read_video(path)
+    video = video_read.read_video(path)
     assert video.fps == Fraction(30000, 1001) and isinstance(video.fps, Fraction)
     assert video.frames.shape == (12, 64, 48, 3) and video.frames.dtype == torch.uint8
     # lossy but close to what was written (crf 10)
@@ -28,7 +28,7 @@ def test_read_video_exact_fps_frames_and_audio(tmp_path):
 
 def test_read_audio_wav_is_comfy_audio(tmp_path):
     samples = tone(0.3, 22050)
-    audio = video_io.read_audio(write_wav(tmp_path / "a.wav", samples, 22050))
+    audio = audio_file.read_audio(write_wav(tmp_path / "a.wav", samples, 22050))
     assert audio["sample_rate"] == 22050
     wav = audio["waveform"]
     assert wav.shape == (1, 1, samples.shape[1])
@@ -40,7 +40,7 @@ def test_read_image(tmp_path):
 
     arr = face_frames(1, 40, 30)[0]
     Image.fromarray(arr).convert("RGBA").save(tmp_path / "p.png")
-    img = video_io.read_image(tmp_path / "p.png")
+    img = image_file.read_image(tmp_path / "p.png")
     assert img.shape == (1, 40, 30, 3) and torch.equal(img[0], torch.from_numpy(arr))
 
 
@@ -51,20 +51,20 @@ def test_write_video_roundtrip_fps_frames_audio_duration(tmp_path, fps):
     sr = 16000
     seconds = float(t / fps)
     audio = {"waveform": torch.from_numpy(tone(seconds + 0.3, sr)).unsqueeze(0), "sample_rate": sr}
-    out = video_io.write_video(tmp_path / "o.mp4", frames, fps, audio)
-    info = video_io.probe(out)
+    out = video_write.write_video(tmp_path / "o.mp4", frames, fps, audio)
+    info = video_read.probe(out)
     assert info["frames"] == t and info["fps"] == fps
     # audio longer than the video is trimmed to exactly the video's duration
     assert info["audio_seconds"] == pytest.approx(seconds, abs=1e-3 + 1.0 / sr)  # mp4 edit lists are in ms
-    back = video_io.read_video(out)
+    back = video_read.read_video(out)
     assert (back.frames.float() - frames.float()).abs().mean() < 10
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temporary file left behind"
 
 
 def test_write_video_pads_odd_sizes_and_accepts_image_floats(tmp_path):
     frames = torch.from_numpy(face_frames(3, 33, 45)).float() / 255
-    out = video_io.write_video(tmp_path / "odd.mp4", frames, 25.0)
-    back = video_io.read_video(out)
+    out = video_write.write_video(tmp_path / "odd.mp4", frames, 25.0)
+    back = video_read.read_video(out)
     assert back.frames.shape == (3, 34, 46, 3) and back.audio is None
 
 
@@ -79,7 +79,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        video_io.write_video(target, frames, 25, advance=boom)
+        video_write.write_video(target, frames, 25, advance=boom)
     assert os.listdir(tmp_path) == []
 
 
@@ -87,31 +87,31 @@ def test_existing_output_is_replaced_only_on_success(tmp_path):
     target = tmp_path / "o.mp4"
     target.write_bytes(b"old")
     with pytest.raises(InputError):
-        video_io.write_video(target, torch.zeros((0, 8, 8, 3), dtype=torch.uint8), 25)
+        video_write.write_video(target, torch.zeros((0, 8, 8, 3), dtype=torch.uint8), 25)
     assert target.read_bytes() == b"old"
-    video_io.write_video(target, torch.zeros((2, 8, 8, 3), dtype=torch.uint8), 25)
-    assert video_io.probe(target)["frames"] == 2
+    video_write.write_video(target, torch.zeros((2, 8, 8, 3), dtype=torch.uint8), 25)
+    assert video_read.probe(target)["frames"] == 2
 
 
 def test_bad_inputs_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        video_io.read_video(tmp_path / "missing.mp4")
+        video_read.read_video(tmp_path / "missing.mp4")
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"this is not a video" * 10)
     with pytest.raises(InputError, match="could not be opened"):
-        video_io.read_video(junk)
+        video_read.read_video(junk)
     audio_only = write_audio_only(tmp_path / "speech.m4a", tone(0.3))
     with pytest.raises(InputError, match="audio-only"):
-        video_io.read_video(audio_only)
+        video_read.read_video(audio_only)
     silent_video = write_video(tmp_path / "v.mp4", face_frames(3, 32, 32))
     with pytest.raises(InputError, match="no audio stream"):
-        video_io.read_audio(silent_video)
+        audio_file.read_audio(silent_video)
     with pytest.raises(InputError, match="could not be read as an image"):
-        video_io.read_image(junk)
+        image_file.read_image(junk)
     with pytest.raises(InputError, match="does not exist"):
-        video_io.check_output_path(tmp_path / "nope" / "o.mp4")
+        output_file.check_output_path(tmp_path / "nope" / "o.mp4")
     with pytest.raises(InputError, match="must end in"):
-        video_io.check_output_path(tmp_path / "o.gif")
+        output_file.check_output_path(tmp_path / "o.gif")
 
 
 def test_video_without_frames(tmp_path):
@@ -124,7 +124,7 @@ def test_video_without_frames(tmp_path):
         s.pix_fmt = "yuv420p"
         c.start_encoding()
     with pytest.raises(InputError, match="has no frames"):
-        video_io.read_video(path)
+        video_read.read_video(path)
 
 
 def test_lazy_source_reads_any_order_like_a_full_decode(tmp_path):
@@ -134,7 +134,7 @@ def test_lazy_source_reads_any_order_like_a_full_decode(tmp_path):
     from musetalk_core.io.sources import VideoFileSource
 
     path = write_test_video(tmp_path / "v.mp4", face_frames(40, 48, 32), Fraction(25))
-    full = video_io.read_video(path, with_audio=False).frames
+    full = video_read.read_video(path, with_audio=False).frames
     source = VideoFileSource(path)
     assert source.num_frames == 40 and source.frame_size == (48, 32) and source.fps == 25
     rnd = random.Random(1)
@@ -163,7 +163,7 @@ def test_long_audio_is_written_in_pieces_with_the_packets_of_one_whole_frame(tmp
     the encoder re-cuts them into the same AAC frames, so the packets equal those of one frame holding it all."""
     import av
 
-    monkeypatch.setattr(video_io, "AUDIO_CHUNK", 3000)  # many pieces, none a multiple of the 1024-sample AAC frame
+    monkeypatch.setattr(audio_file, "AUDIO_CHUNK", 3000)  # many pieces, none a multiple of the 1024-sample AAC frame
     sr, t, fps = 16000, 10, Fraction(25)
     rng = np.random.default_rng(3)
     wave = (0.2 * rng.standard_normal((1, channels, 7000))).astype(np.float32)
@@ -176,7 +176,7 @@ def test_long_audio_is_written_in_pieces_with_the_packets_of_one_whole_frame(tmp
         return real(array, *args, **kwargs)
 
     monkeypatch.setattr(av.AudioFrame, "from_ndarray", recording)
-    out = video_io.write_video(tmp_path / "o.mp4", torch.from_numpy(face_frames(t, 32, 32)), fps, audio)
+    out = video_write.write_video(tmp_path / "o.mp4", torch.from_numpy(face_frames(t, 32, 32)), fps, audio)
     monkeypatch.setattr(av.AudioFrame, "from_ndarray", real)
     assert max(sizes) == 3000 and sum(sizes) == 6400  # 0.4 s at 16 kHz, never the whole track at once
     with av.open(str(out)) as c:
@@ -190,7 +190,7 @@ def test_long_audio_is_written_in_pieces_with_the_packets_of_one_whole_frame(tmp
         frame.sample_rate, frame.pts = sr, 0
         expected = [bytes(p) for p in stream.encode(frame)] + [bytes(p) for p in stream.encode()]
     assert len(written) > 3 and written == expected
-    assert video_io.probe(out)["audio_seconds"] == pytest.approx(keep / sr, abs=1e-3)
+    assert video_read.probe(out)["audio_seconds"] == pytest.approx(keep / sr, abs=1e-3)
 
 
 def test_writer_preset_reaches_the_encoder_and_bad_ones_are_refused(tmp_path):
@@ -199,16 +199,16 @@ def test_writer_preset_reaches_the_encoder_and_bad_ones_are_refused(tmp_path):
     settings = {}
     for preset in ("veryfast", "medium"):
         path = tmp_path / f"{preset}.mp4"
-        with video_io.VideoWriter(path, Fraction(25), 64, 48, 18, preset=preset) as writer:
+        with video_write.VideoWriter(path, Fraction(25), 64, 48, 18, preset=preset) as writer:
             writer.write(frames)
             writer.finish(None)
         data = path.read_bytes()
         settings[preset] = data[data.index(b"x264 - core"):][:2000]
-        assert video_io.probe(path)["frames"] == 6
+        assert video_read.probe(path)["frames"] == 6
     assert b" ref=1 " in settings["veryfast"] and b" subme=2 " in settings["veryfast"]  # x264's veryfast
     assert b" ref=3 " in settings["medium"] and b" subme=7 " in settings["medium"]      # x264's medium
     with pytest.raises(InputError, match="preset: 'quick' is not an H.264 preset"):
-        video_io.VideoWriter(tmp_path / "x.mp4", Fraction(25), 64, 48, preset="quick")
+        video_write.VideoWriter(tmp_path / "x.mp4", Fraction(25), 64, 48, preset="quick")
     assert not (tmp_path / "x.mp4").exists()
 
 
@@ -226,8 +226,8 @@ def test_every_container_holds_exactly_the_frames_duration_of_audio(tmp_path, su
     seconds = float(t / fps)
     source = tone(1.0, sr, channels)
     audio = {"waveform": torch.from_numpy(source).unsqueeze(0), "sample_rate": sr}
-    out = video_io.write_video(tmp_path / f"o{suffix}", torch.from_numpy(face_frames(t, 48, 64)), fps, audio)
-    info = video_io.probe(out)
+    out = video_write.write_video(tmp_path / f"o{suffix}", torch.from_numpy(face_frames(t, 48, 64)), fps, audio)
+    info = video_read.probe(out)
     assert info["frames"] == t and info["fps"] == fps
     with av.open(str(out)) as container:
         declared = container.duration / 1e6  # what players show (the longest stream)
@@ -240,7 +240,7 @@ def test_every_container_holds_exactly_the_frames_duration_of_audio(tmp_path, su
     if suffix == ".mkv":
         assert codec == "flac" and info["audio_samples"] == keep
         assert float(audio_tag.rsplit(":", 1)[1]) == pytest.approx(seconds, abs=1e-3)  # Matroska counts in ms
-        back = video_io.read_audio(out)["waveform"][0].numpy()
+        back = audio_file.read_audio(out)["waveform"][0].numpy()
         assert np.abs(back - source[:, :keep]).max() < 4e-5  # 16-bit FLAC: the sound itself, not just its length
     else:
         assert codec == "aac"
@@ -248,7 +248,7 @@ def test_every_container_holds_exactly_the_frames_duration_of_audio(tmp_path, su
 
 def test_webm_and_other_containers_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"must end in \.mp4, \.mov, \.mkv or \.m4v"):
-        video_io.write_video(tmp_path / "o.webm", torch.from_numpy(face_frames(2, 32, 32)), Fraction(25))
+        video_write.write_video(tmp_path / "o.webm", torch.from_numpy(face_frames(2, 32, 32)), Fraction(25))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -266,8 +266,8 @@ def test_every_frame_source_reads_into_torch_memory(tmp_path):
     turned = write_video(tmp_path / "turned.mp4", stored, Fraction(25), rotation=-90)  # a view with negative strides
     rgba = torch.from_numpy(np.concatenate([stored, np.full(stored.shape[:3] + (1,), 255, np.uint8)], -1))
     order = [3, 1, 3, 0]  # out of order, one frame twice
-    cases = [(VideoFileSource(plain), video_io.read_video(plain, with_audio=False).frames),
-             (VideoFileSource(turned), video_io.read_video(turned, with_audio=False).frames),
+    cases = [(VideoFileSource(plain), video_read.read_video(plain, with_audio=False).frames),
+             (VideoFileSource(turned), video_read.read_video(turned, with_audio=False).frames),
              (TensorSource(torch.from_numpy(stored)), torch.from_numpy(stored)),  # numpy-backed uint8 IMAGE
              (TensorSource(rgba), torch.from_numpy(stored)),  # a strided RGB view of RGBA
              (TensorSource(torch.from_numpy(stored).float() / 255), torch.from_numpy(stored))]
@@ -323,7 +323,7 @@ def test_as_source_takes_any_object_with_comfyuis_video_interface(tmp_path):
 
     stored = face_frames(3, 48, 64)
     path = write_video(tmp_path / "v.mp4", stored, Fraction(25))
-    decoded = video_io.read_video(path, with_audio=False).frames
+    decoded = video_read.read_video(path, with_audio=False).frames
 
     class PathVideo:  # core VideoFromFile of a file on disk
         def get_stream_source(self):

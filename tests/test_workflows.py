@@ -411,7 +411,7 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
                                      tmp_path_factory, monkeypatch, caplog):
     import logging
 
-    from musetalk_core.io import video as video_io
+    from musetalk_core.io import video_read
 
     models_env(tiny_models_factory("v15"))
     api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
@@ -430,7 +430,7 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
     expected = sorted(math.floor(AUDIO_SECONDS[a] * FPS) for a in audio_files)
     got = []
     for path in result.saved:
-        info = video_io.probe(path)
+        info = video_read.probe(path)
         assert info["fps"] == FPS
         assert info["audio_seconds"] == pytest.approx(info["frames"] / FPS, abs=2e-3)
         got.append(info["frames"])
@@ -440,7 +440,7 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
             images, audio, fps, count, video = result.outputs[nid]
             streamed = "video" in n["inputs"]  # a VIDEO in: a sample strip of the frames, the clip as a file
             assert images.shape[0] == (min(16, count) if streamed else count) and fps == pytest.approx(float(FPS))
-            assert video_io.probe(video.get_stream_source())["frames"] == count if streamed else \
+            assert video_read.probe(video.get_stream_source())["frames"] == count if streamed else \
                 video.get_frame_count() == count
             assert audio["waveform"].shape[-1] == pytest.approx(count / fps * audio["sample_rate"], abs=1)
     if name == "musetalk_one_video_two_audios":

@@ -6,7 +6,7 @@ INT/FLOAT ranges, required inputs), link types against the source's RETURN_TYPES
 (only the inputs it names, a linked one as None; ComfyUI's own checks skipped for those). Hidden PROMPT / UNIQUE_ID
 inputs are passed; a coroutine function is awaited. Our nodes come from the pack's NODE_CLASS_MAPPINGS; the few
 core nodes the example workflows use are replaced by small equivalents below (same ids, input names and output
-order as ComfyUI v0.8), built on musetalk_core.io.video and nodes.video_types.
+order as ComfyUI v0.8), built on musetalk_core.io's file readers and writers and nodes.video_types.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ class LoadAudio(_Core):
         return {"required": {"audio": ([p.name for p in sorted(cls.input_dir.iterdir())], {"audio_upload": True})}}
 
     def run(self, audio):
-        from musetalk_core.io import video as video_io
+        from musetalk_core.io import audio_file
 
-        return (video_io.read_audio(self.input_dir / audio),)
+        return (audio_file.read_audio(self.input_dir / audio),)
 
 
 class LoadImage(_Core):
@@ -92,9 +92,9 @@ class LoadImage(_Core):
         return {"required": {"image": ([p.name for p in sorted(cls.input_dir.iterdir())], {"image_upload": True})}}
 
     def run(self, image):
-        from musetalk_core.io import video as video_io
+        from musetalk_core.io import image_file
 
-        img = video_io.read_image(self.input_dir / image).float() / 255.0
+        img = image_file.read_image(self.input_dir / image).float() / 255.0
         return (img, torch.zeros(img.shape[:3]))
 
 
@@ -124,7 +124,7 @@ class SaveVideo(_Core):
                              "format": (["auto", "mp4"], {}), "codec": (["auto", "h264"], {})}}
 
     def run(self, video, filename_prefix, format, codec):
-        from musetalk_core.io import video as video_io
+        from musetalk_core.io import video_write
 
         path = self.output_dir / f"{filename_prefix}_00001_.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ class SaveVideo(_Core):
         else:  # frames: as core SaveVideo, fps rounded to 1/1000
             parts = video.get_components()
             rate = Fraction(round(parts.frame_rate * 1000), 1000)
-            video_io.write_video(path, parts.images, rate, parts.audio)
+            video_write.write_video(path, parts.images, rate, parts.audio)
         return {"ui": {"images": [str(path)]}, "result": ()}
 
 

@@ -52,7 +52,7 @@ class Job:
     options: LipsyncOptions
     id: str
     split_seconds: Optional[float] = None  # None: the batch's --split-seconds; 0: never split this job
-    preset: str = "medium"                 # libx264 preset (video_io.X264_PRESETS)
+    preset: str = "medium"                 # libx264 preset (video_write.X264_PRESETS)
     unet_config: Optional[str] = None      # LatentSync: an upstream UNet config file (the CLI's --unet-config)
 
     @property
@@ -126,7 +126,7 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     if args.video is not None and args.fps is not None:
         raise InputError("'fps' applies to 'image' only; a video keeps its own frame rate")
     from ..pipeline import check_options
-    from ..io.video import check_output_path, refuse_overwriting_inputs
+    from ..io.output_file import check_output_path, refuse_overwriting_inputs
 
     options = options_from_args(args)
     check_options(options)
@@ -217,7 +217,7 @@ def read_jobs(path: Path, output_dir: Path) -> List[Union[Job, BadJob]]:
 def _refuse_outputs_read_by_other_jobs(jobs: List[Union[Job, BadJob]]) -> List[Union[Job, BadJob]]:
     """A job whose output is another job's input would replace that input (or be read half-written) depending on
     the order the jobs run in: refused."""
-    from ..io.video import file_key
+    from ..io.output_file import file_key
 
     readers = {}
     for job in jobs:

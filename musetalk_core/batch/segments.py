@@ -2,8 +2,8 @@
 
 A segment is output frames [a, b). Segments start on multiples of the job's chunk_size, so each one blends the
 very chunks of the unsplit run (pipeline.render), and every segment file is an independent H.264 stream that
-starts with a keyframe; video_io.join_segments copies their packets into the output and encodes the job's audio
-once. A finished segment file is kept in the job's work folder until the job is joined: a rerun skips it.
+starts with a keyframe; io.video_write.join_segments copies their packets into the output and encodes the job's
+audio once. A finished segment file is kept in the job's work folder until the job is joined: a rerun skips it.
 """
 
 from __future__ import annotations

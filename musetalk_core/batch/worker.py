@@ -172,7 +172,8 @@ class Worker:
     def render(self, task: Task) -> int:
         from ..blend.blender import assemble_audio
         from ..pipeline import render
-        from ..io.video import VideoWriter, audio_layout
+        from ..io.audio_file import audio_layout
+        from ..io.video_write import VideoWriter
 
         job, plan, (a, b) = task.job, task.plan, task.segment
         folder = job_dir(self.output_dir, job)
@@ -200,7 +201,7 @@ class Worker:
     def join(self, task: Task) -> int:
         from ..blend.blender import assemble_audio
         from ..errors import InputError
-        from ..io.video import join_segments
+        from ..io.video_write import join_segments
 
         job, plan = task.job, task.plan
         folder = job_dir(self.output_dir, job)
@@ -235,20 +236,20 @@ class Worker:
 
     def _source(self, job: Job):
         """(frame source, exact fps) as the lipsync command opens them."""
-        from ..io import video as video_io
+        from ..io import image_file, video_read
         from ..io.sources import TensorSource
 
         if job.video is not None:
-            source = video_io.open_video(job.video)
+            source = video_read.open_video(job.video)
             return source, Fraction(source.fps)
-        return TensorSource(video_io.read_image(job.image)), Fraction(job.fps or 25)
+        return TensorSource(image_file.read_image(job.image)), Fraction(job.fps or 25)
 
     @staticmethod
     def _audio(job: Job, fps) -> dict:
-        from ..io import video as video_io
+        from ..io import audio_file
 
-        audio = video_io.read_audio(job.audio)
-        video_io.check_audio_duration(audio, fps, f"'audio' ({job.audio})")
+        audio = audio_file.read_audio(job.audio)
+        audio_file.check_audio_duration(audio, fps, f"'audio' ({job.audio})")
         return audio
 
     def _video_material(self, models, generator, source, job: Job, wanted: np.ndarray):

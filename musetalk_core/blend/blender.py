@@ -80,7 +80,8 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     The output frames equal blend_frames' on the same frames, bit for bit."""
     from fractions import Fraction
 
-    from ..io.video import VideoWriter, audio_layout
+    from ..io.audio_file import audio_layout
+    from ..io.video_write import VideoWriter
 
     n, (h, w) = source.num_frames, source.frame_size
     check_material(faces, generated, n, h, w, replacement_faces, blur_factor, upper_boundary_ratio,

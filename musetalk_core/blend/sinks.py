@@ -42,7 +42,7 @@ class ImageSink:
 
 
 class VideoSink:
-    """uint8 chunks to ``writer`` (io.video.VideoWriter), in order; ``preview()``: up to 16 output frames of the
+    """uint8 chunks to ``writer`` (io.video_write.VideoWriter), in order; ``preview()``: up to 16 output frames of the
     ``num_frames`` sampled evenly, kept already at preview size."""
 
     float_frames = False

@@ -1,6 +1,6 @@
 """One worker thread fed through a short queue: the caller hands work over and goes on (producer/consumer).
 
-Used for the H.264 encode (video_io.VideoWriter): libx264 and the RGB -> YUV conversion run without the GIL, so
+Used for the H.264 encode (video_write.VideoWriter): libx264 and the RGB -> YUV conversion run without the GIL, so
 while the encoder works on chunk k the caller's thread blends chunk k + 1 on the GPU. The queue holds at most
 ``depth`` items, so memory stays O(chunk) and a slow consumer slows the producer down instead of piling up frames.
 

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import InputError, NoFramesError
 from .frames import frames_fingerprint, put_frame, rgb_frames, rgb_to_uint8
+from .media_open import stream_fps
 
 SEEK_AHEAD = 64  # decoding forward over fewer frames than this is cheaper than a seek
 
@@ -101,8 +102,6 @@ class VideoFileSource(FrameSource):
                              "stream (re-export it with its video track).")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
-        from .video import stream_fps
-
         self.fps = stream_fps(self._stream)
         self._pts = self._index_packets()
         self.num_frames = len(self._pts)
