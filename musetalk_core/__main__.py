@@ -5,7 +5,7 @@ import sys
 from .out_of_memory import is_out_of_memory, out_of_memory_error  # imports no torch / PyAV
 
 try:
-    from .pipeline import apply_environment
+    from .startup import apply_environment
     from .cli import main
 except Exception as exc:  # noqa: BLE001 - torch / FFmpeg could not even be loaded: memory may have run out
     if not is_out_of_memory(exc):

@@ -78,19 +78,6 @@ def make_generator(models: MuseTalkModels, options) -> Generator:
     return MuseTalkGenerator(models, options)
 
 
-def apply_environment() -> None:
-    """Hand the environment's settings to the library (command line and Ray workers, once at start)."""
-    from . import cpu_pool, environment
-    from .generators.musetalk import accel
-
-    mode = environment.compile_mode()
-    if mode:
-        accel.set_compile_mode(mode)
-    threads = environment.cpu_threads()
-    if threads:
-        cpu_pool.set_thread_count(threads)
-
-
 def check_options(options) -> None:
     """Every setting against its declaration (options.py), then what a declaration cannot say (the acceleration's
     combination, the face and blend stages' own checks), before any model or frame is touched."""

@@ -179,9 +179,9 @@ def _remove_quietly(path: str) -> None:
 
 def video_from_components(images, audio, fps) -> object:
     """A VIDEO holding frames in memory (the IMAGE path's output), ComfyUI's VideoFromComponents when present."""
-    from fractions import Fraction
+    from musetalk_core.io.frames import exact_rate
 
-    rate = Fraction(fps).limit_denominator(1001)
+    rate = exact_rate(fps)
     try:
         from comfy_api.input_impl import VideoFromComponents  # type: ignore
         from comfy_api.util import VideoComponents  # type: ignore

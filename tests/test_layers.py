@@ -17,7 +17,7 @@ LAYERS = [
     {"faces", "audio", "blend"},
     {"generators"},
     {"pipeline"},
-    {"batch", "cli", "lipsync_args", "__main__"},
+    {"batch", "cli", "lipsync_args", "startup", "__main__"},
 ]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .. import environment
-from ..pipeline import apply_environment
+from ..startup import apply_environment
 from ..errors import InputError
 from .schedule import Schedule
 from .worker import Outcome, Worker

@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from ..hooks import NO_HOOKS, RunHooks
-from ..io.frames import frames_fingerprint, rgb_frames, rgb_to_uint8
+from ..io.frames import exact_rate, frames_fingerprint, rgb_frames, rgb_to_uint8
 from ..types import MuseTalkFaces, MuseTalkGenerated
 from .audio_cut import SILENT_AUDIO_RATE, assemble_audio, audio_length
 from .box_paste import Blender
@@ -91,7 +91,7 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
                          "FaceDetectAndParse and BlendAndAssemble.")
     t, fps = generated.num_frames, check_fps(generated)
     exact = source.fps is not None and abs(float(source.fps) - fps) < 1e-6
-    rate = Fraction(source.fps) if exact else Fraction(fps).limit_denominator(1001)
+    rate = Fraction(source.fps) if exact else exact_rate(fps)
     device = generated.faces.device if isinstance(generated.faces, torch.Tensor) \
         else torch.device(generated.settings.get("device", "cpu"))
     blender = make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,

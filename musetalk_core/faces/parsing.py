@@ -55,13 +55,15 @@ def jaw_kernel() -> np.ndarray:
 _KERNELS = {}
 
 
-def _cheek_erosion_kernel() -> np.ndarray:
-    import cv2
+def _mask_kernels() -> dict:
+    """{"cheek", "jaw"} structuring elements, made once. Filled in a new dict that replaces the cache in one
+    assignment: pool threads that call this at the same time never see one kernel without the other."""
+    global _KERNELS
+    if not _KERNELS:
+        import cv2
 
-    if "cheek" not in _KERNELS:
-        _KERNELS["cheek"] = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (35, 3))
-        _KERNELS["jaw"] = jaw_kernel()
-    return _KERNELS["cheek"]
+        _KERNELS = {"jaw": jaw_kernel(), "cheek": cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (35, 3))}
+    return _KERNELS
 
 
 def cheek_mask(left_cheek_width: int, right_cheek_width: int) -> np.ndarray:
@@ -86,10 +88,10 @@ def labels_to_mask(labels: np.ndarray, mode: str, left_cheek_width: int = 90,
     elif mode == "jaw":
         import cv2
 
-        erode_k = _cheek_erosion_kernel()
+        kernels = _mask_kernels()
         skin = (labels == SKIN).astype(np.uint8) * 255
-        dilated = cv2.dilate(skin, _KERNELS["jaw"], iterations=1)
-        eroded = cv2.erode(dilated, erode_k, iterations=2)
+        dilated = cv2.dilate(skin, kernels["jaw"], iterations=1)
+        eroded = cv2.erode(dilated, kernels["cheek"], iterations=2)
         cheeks = cheek_mask(left_cheek_width, right_cheek_width)
         region = (eroded & cheeks) | (dilated & ~cheeks)
         keep = ((region == 255) & (labels != NOSE)) | np.isin(labels, MOUTH_AND_LIPS)

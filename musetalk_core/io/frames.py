@@ -117,3 +117,12 @@ def frames_fingerprint(frames: torch.Tensor) -> str:
     sample = u8.cpu().contiguous().numpy()
     digest = hashlib.sha1(sample.tobytes()).hexdigest()[:16]
     return f"{n}x{h}x{w}:{digest}"
+
+
+def exact_rate(fps):
+    """A frame rate as the exact fraction a video file stores: a Fraction as it is; a float (the graph's FLOAT fps,
+    e.g. 29.97002997) as the nearest fraction with a denominator up to 1001 (30000/1001). The one place a float
+    rate becomes exact again."""
+    from fractions import Fraction
+
+    return fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)

@@ -17,6 +17,7 @@ import torch
 
 from .audio_file import audio_codec, audio_layout, mux_audio
 from .background import BackgroundWorker
+from .frames import exact_rate
 from ..errors import InputError, OutputError
 from .media_open import PathLike, open_media
 from .output_file import atomic_output, check_output_path
@@ -68,7 +69,7 @@ class VideoWriter:
         if preset not in X264_PRESETS:
             raise InputError(f"preset: '{preset}' is not an H.264 preset; choose one of {', '.join(X264_PRESETS)}.")
         self.path = check_output_path(path)
-        self.rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+        self.rate = exact_rate(fps)
         if self.rate <= 0:
             raise InputError(f"fps must be positive, got {fps}.")
         self.width, self.height = int(width), int(height)
@@ -214,7 +215,7 @@ def join_segments(path: PathLike, segments, fps: Union[Fraction, float], audio: 
     segments = [Path(p) for p in segments]
     if not segments:
         raise InputError("There are no segments to join.")
-    rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+    rate = exact_rate(fps)
     frames = 0
     rate_hz, channels = audio_layout(audio)
     with atomic_output(path) as tmp:
