@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from .blend.blender import assemble_audio, check_blend_settings
+from .blend.blender import assemble_audio
 from .frame_mapping import used_source_frames
 from .hooks import NO_HOOKS, RunHooks
 from .io.sources import FrameSource
@@ -71,25 +71,13 @@ def load_run(models_dirs: Sequence[Path], options, unet_config=None):
     return models, load_generator(models_dirs, models, options, unet_config=unet_config)
 
 
-def make_generator(models: MuseTalkModels, options) -> Generator:
-    """The MuseTalk generator on ``models`` (the networks LoadMuseTalkModels loads)."""
-    from .generators.musetalk.generator import MuseTalkGenerator
-
-    return MuseTalkGenerator(models, options)
-
-
 def check_options(options) -> None:
-    """Every setting against its declaration (options.py), then what a declaration cannot say (the acceleration's
-    combination, the face and blend stages' own checks), before any model or frame is touched."""
-    from .faces.checks import check_face_settings
+    """Every setting against its declaration (options.py: type, range, choices), and the acceleration's
+    combination, which a declaration cannot say, before any model or frame is touched."""
     from .generators.musetalk.generate import check_generation_settings
     from .options import check_options as check_declared
 
     check_declared(options)
-    check_face_settings(options.parsing_mode, options.left_cheek_width, options.right_cheek_width,
-                        options.box_smoothing, options.face_batch_size)
-    check_blend_settings(options.blur_factor, options.upper_boundary_ratio, options.silence_fade_frames,
-                         options.chunk_size)
     check_generation_settings(options.decoder, options.acceleration)
 
 
@@ -108,10 +96,6 @@ class Material:
     @property
     def num_frames(self) -> int:
         return int(self.mapping.numel())
-
-    @property
-    def has_face(self) -> torch.Tensor:
-        return self.plan.has_face
 
 
 def encode_features(models: MuseTalkModels, audio: Mapping[str, Any], fps: float, options, spill: SpillFolder,
@@ -233,7 +217,10 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
     Neither changes the result.
     """
     check_options(options)
-    generator = generator if generator is not None else make_generator(models, options)
+    if generator is None:
+        from .generators.musetalk.generator import MuseTalkGenerator
+
+        generator = MuseTalkGenerator(models, options)
     spill = SpillFolder(spill_dir)
     try:
         features = encode_features(models, audio, fps, options, spill, progress, generator)

@@ -11,7 +11,7 @@ writing) and asks the generator for the rest, never branching on which generator
     blender             its paste-back: a blend.Blender that composites those faces into the source frames
 
 A third generator is a new folder under generators/ with a class implementing these six, and an entry in
-generators.make_generator.
+generators.load_generator.
 """
 
 from __future__ import annotations
