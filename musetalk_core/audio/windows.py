@@ -142,8 +142,12 @@ def _check_settings(feature_mode: str, audio_padding_left, audio_padding_right, 
 
 def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_left: int = 2,
                  audio_padding_right: int = 2, feature_mode: str = "reference", silence_threshold_db: float = -45.0,
-                 hooks: Optional[RunHooks] = None, store=None) -> MuseTalkAudio:
+                 hooks: Optional[RunHooks] = None, store=None, num_frames: Optional[int] = None) -> MuseTalkAudio:
     """AUDIO -> MuseTalkAudio with (T, 50, 384) windows (T = floor(duration * fps)) and per-frame silence flags.
+
+    ``num_frames``: T when a length-fit mode decided another output length (frame_mapping.output_length): fewer
+    windows are the first T of the whole audio's; more read zeros past the audio's end and are flagged silent.
+    ``settings["audio_frames"]`` keeps floor(duration * fps) either way.
 
     ``store(shape, dtype)`` -> an array the windows are written to (e.g. spill.SpilledArray on disk: 77 KB per
     frame at fp32 would otherwise grow with the length of a long video)."""
@@ -153,8 +157,9 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
                                                      silence_threshold_db)
     mono, source_rate, channels = audio_to_mono16k(audio)
     duration = mono.shape[0] / SAMPLE_RATE
-    num_frames = frame_count(mono.shape[0], fps)
-    if num_frames < 1:
+    audio_frames = frame_count(mono.shape[0], fps)
+    num_frames = audio_frames if num_frames is None else int(num_frames)
+    if audio_frames < 1:
         raise InputError(f"audio: {duration * 1000:.1f} ms of audio is shorter than one video frame at {fps:g} fps "
                          f"({1000 / fps:.1f} ms). Connect a longer clip.")
     if feature_mode == "v1.0-original" and mono.shape[0] <= N_FFT // 2:
@@ -170,10 +175,11 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
             rows = original_window_rows(num_frames, fps, pad_left, pad_right, length)
         features = gather_windows(blocks, length, rows, models.dtype, store)
     silent, level = silence_flags(mono, rows, threshold)
+    silent[audio_frames:] = True  # past the audio's end (v1.0-original's clamped rows would repeat its last sound)
     settings = {
         "audio_padding_left": pad_left, "audio_padding_right": pad_right, "silence_threshold_db": threshold,
         "source_sample_rate": source_rate, "source_channels": channels, "num_samples_16k": int(mono.shape[0]),
-        "duration_s": duration, "window_rows": rows, "level_db": level,
+        "duration_s": duration, "window_rows": rows, "level_db": level, "audio_frames": audio_frames,
     }
     return MuseTalkAudio(features=features, fps=fps, silent=silent, audio=audio, feature_mode=feature_mode,
                          version=models.version, settings=settings)
