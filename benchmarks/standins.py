@@ -18,6 +18,10 @@ What is replaced (``install()``, in the child process, before any pipeline code 
 
 Peak RSS measured with stand-ins is the pipeline's own memory (frames, masks, buffers, metadata, audio) without
 the networks' per-batch activations; those are measured with ``--networks tiny`` on short clips.
+
+``heads_detector`` / ``heads_landmarks``: S3FD and DWPose stand-ins for a ``synthetic.MultiClip`` (several heads),
+for tests of face tracks and speaker selection: they recognise the clip's frames by content and answer from its
+ground truth (the detector with a little seeded box jitter), so what they return does not depend on batching.
 """
 
 from __future__ import annotations
@@ -87,3 +91,57 @@ def install() -> None:
     parsing.parse_labels = parse_labels
     latents.encode_moments = encode_moments
     generate.iter_generated = iter_generated
+
+
+def heads_detector(clip, jitter: float = 0.02):
+    """A function with s3fd.detect's signature that finds ``clip``'s visible heads in its frames: the drawn box
+    plus normal jitter of ``jitter`` x the box width per coordinate (seeded by frame index), highest score first."""
+    from musetalk_core.models.s3fd import Detections
+
+    def detect(net, frames_u8, *, scale=1.0):
+        out = []
+        for frame in torch.as_tensor(frames_u8).cpu().numpy():
+            i = clip.frame_index(frame)
+            heads = np.flatnonzero(clip.visible[:, i])
+            rng = np.random.default_rng((7, i))
+            boxes = clip.boxes[heads, i].astype(np.float64)
+            boxes += rng.normal(0, jitter, boxes.shape) * (boxes[:, 2:3] - boxes[:, 0:1])
+            scores = rng.uniform(0.9, 0.999, len(heads))
+            order = np.argsort(-scores, kind="stable")
+            out.append(Detections(torch.from_numpy(boxes[order].astype(np.float32)).reshape(-1, 4),
+                                  torch.from_numpy(scores[order].astype(np.float32))))
+        return out
+
+    return detect
+
+
+def heads_landmarks(clip, jitter: float = 0.0):
+    """A function with dwpose.predict_keypoints' signature giving, per frame, the 68 drawn points (in the 133's
+    FACE_SLICE, plus normal jitter of ``jitter`` pixels) of the visible head whose box centre is nearest the given
+    box's centre; box None: the head the detector stand-in scores highest. No visible head: zeros, score 0."""
+    from musetalk_core.models.dwpose import FACE_SLICE, NUM_KEYPOINTS
+
+    detect = heads_detector(clip, jitter=0.0)
+
+    def predict(net, frames_rgb, boxes=None):
+        frames = np.asarray(frames_rgb)
+        kps = np.zeros((len(frames), NUM_KEYPOINTS, 2), np.float32)
+        scores = np.zeros((len(frames), NUM_KEYPOINTS), np.float32)
+        for k, frame in enumerate(frames):
+            i = clip.frame_index(frame)
+            heads = np.flatnonzero(clip.visible[:, i])
+            if not len(heads):
+                continue
+            box = None if boxes is None else boxes[k]
+            if box is None:
+                first = detect(None, torch.from_numpy(frame)[None])[0].boxes[0].numpy()
+                box = first
+            centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+            centres = (clip.boxes[heads, i, :2] + clip.boxes[heads, i, 2:]) / 2
+            j = heads[int(np.argmin(((centres - centre) ** 2).sum(1)))]
+            rng = np.random.default_rng((11, i, int(j)))
+            kps[k, FACE_SLICE] = clip.landmarks[j, i] + rng.normal(0, jitter, (68, 2)) * (jitter > 0)
+            scores[k, FACE_SLICE] = 0.9
+        return kps, scores
+
+    return predict

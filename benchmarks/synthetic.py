@@ -117,3 +117,192 @@ def make_audio(seconds: float, sample_rate: int = 16000, seed: int = 0) -> dict:
 def make_clip(n: int, size="720p", fps: float = 25.0, seed: int = 0) -> Clip:
     frames, marks = make_frames(n, size, seed)
     return Clip(frames=frames, landmarks=marks, audio=make_audio(n / fps, seed=seed), fps=float(fps))
+
+
+# ---- several heads, each with its own voice (speaker selection, face tracks) ----
+
+EVENTS = ("cross", "cutaway", "leave")
+# when each event happens, as fractions of the clip (disjoint, so any combination is drawn as described)
+LEAVE_WINDOW = (0.05, 0.12, 0.23, 0.30)  # walks out of the right edge, stays out, walks back in
+CROSS_WINDOW = (0.35, 0.60)  # heads 0 and 1 swap places, head 0 passing in front
+CUTAWAY_WINDOW = (0.70, 0.80)  # another shot: no face at all
+HIDDEN_FRACTION = 0.4  # a head this much covered by one in front of it is not detectable
+MIN_INSIDE = 0.6  # ... nor one with less than this much of its box inside the frame
+
+
+@dataclass
+class MultiClip:
+    """Frames with ``heads`` drawn heads; per head (index = depth order, 0 in front; at frame 0 left to right):
+
+    - boxes float32 (K, N, 4) the skin ellipse's box, NaN where not visible;
+    - landmarks int32 (K, N, 68, 2) as drawn, -1 where not visible;
+    - visible bool (K, N): in the shot, at least MIN_INSIDE inside the frame, less than HIDDEN_FRACTION covered;
+    - mouth float (K, N) how open its mouth is drawn (0..1): its own voice's envelope over the frame;
+    - audios: one ComfyUI AUDIO per head (independent voices, so their envelopes differ).
+    ``windows``: frame ranges of the events drawn ({"cross": (start, stop), ...}).
+    """
+
+    frames: torch.Tensor
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    visible: np.ndarray
+    mouth: np.ndarray
+    audios: list
+    fps: float
+    windows: dict
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.frames.to(torch.float32) / 255.0
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def frame_index(self, frame) -> int:
+        """Which frame of the clip this uint8 (H, W, 3) image is (by content); KeyError if none."""
+        import hashlib
+
+        if not hasattr(self, "_index"):
+            keys = (hashlib.blake2b(f.tobytes(), digest_size=16).digest() for f in self.frames.numpy())
+            self._index = {k: i for i, k in enumerate(keys)}
+        frame = np.ascontiguousarray(np.asarray(frame, dtype=np.uint8))
+        key = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+        if key not in self._index:
+            raise KeyError("this frame is not one of the clip's frames")
+        return self._index[key]
+
+
+def speech_audio(seconds: float, sample_rate: int = 16000, seed: int = 0):
+    """Speech-like mono audio whose rhythm depends on the seed: syllables of random length and loudness, pauses
+    between phrases, a harmonic voice with its own pitch. Returns (AUDIO dict, per-sample envelope 0..1)."""
+    rng = np.random.default_rng(seed)
+    total = int(round(seconds * sample_rate))
+    env = np.zeros(total)
+    pos = int(rng.uniform(0.0, 0.3) * sample_rate)
+    while pos < total:
+        if rng.random() < 0.2:  # a pause between phrases
+            pos += int(rng.uniform(0.2, 0.7) * sample_rate)
+            continue
+        length = int(rng.uniform(0.09, 0.3) * sample_rate)
+        shape = np.sin(np.linspace(0, math.pi, length)) ** 0.7 * rng.uniform(0.35, 1.0)
+        stop = min(total, pos + length)
+        env[pos:stop] = shape[:stop - pos]
+        pos = stop + int(rng.uniform(0.01, 0.08) * sample_rate)
+    t = np.arange(total) / sample_rate
+    f0 = rng.uniform(95, 220) * (1 + 0.12 * np.sin(2 * math.pi * rng.uniform(0.3, 1.0) * t))
+    phase = 2 * math.pi * np.cumsum(f0) / sample_rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 10))
+    wave = 0.25 * voice * env + 0.005 * rng.normal(size=total)
+    return {"waveform": torch.from_numpy(wave.astype(np.float32)).view(1, 1, -1), "sample_rate": sample_rate}, env
+
+
+def _ease(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(math.pi * t)
+
+
+def _head_paths(n: int, heads: int, h: int, w: int, events, rng):
+    """Per head and frame: centre x, centre y; and the head sizes (a, b)."""
+    i = np.arange(n, dtype=np.float64)
+    a = 0.11 * h * rng.uniform(0.92, 1.08, heads)
+    b = 1.375 * a
+    base = w * (np.arange(heads) + 1) / (heads + 1)
+    phase = rng.uniform(0, 2 * math.pi, heads)
+    cx = base[:, None] + 0.01 * w * np.sin(0.2 * i[None] + phase[:, None])
+    cy = 0.47 * h + 0.01 * h * np.cos(0.15 * i[None] + phase[:, None]) + rng.uniform(-0.02, 0.02, heads)[:, None] * h
+    if "leave" in events:
+        t0, t1, t2, t3 = (f * n for f in LEAVE_WINDOW)
+        j = heads - 1
+        away = (w + 1.4 * a[j]) - base[j]
+        cx[j] += away * (_ease((i - t0) / (t1 - t0)) - _ease((i - t2) / (t3 - t2)))
+    if "cross" in events:
+        if heads < 2:
+            raise ValueError("'cross' needs at least 2 heads")
+        t0, t1 = (f * n for f in CROSS_WINDOW)
+        step = (base[1] - base[0]) * _ease((i - t0) / (t1 - t0))
+        cx[0] += step
+        cx[1] -= step
+    return cx, cy, a, b
+
+
+def _covered(box, front_boxes) -> float:
+    """The largest fraction of ``box`` that one of ``front_boxes`` covers."""
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    most = 0.0
+    for f in front_boxes:
+        iw = min(box[2], f[2]) - max(box[0], f[0])
+        ih = min(box[3], f[3]) - max(box[1], f[1])
+        if iw > 0 and ih > 0:
+            most = max(most, iw * ih / area)
+    return most
+
+
+def _draw_head(img, pts, cx, cy, a, b, h):
+    import cv2
+
+    c = lambda x, y: (int(round(x)), int(round(y)))  # noqa: E731
+    cv2.rectangle(img, c(cx - 0.9 * a, cy + 0.8 * b), c(cx + 0.9 * a, h), (200, 160, 130), -1)
+    cv2.ellipse(img, c(cx, cy - 0.25 * b), c(1.15 * a, 1.05 * b), 0, 0, 360, (50, 35, 25), -1)
+    cv2.ellipse(img, c(cx, cy), c(a, 1.1 * b), 0, 0, 360, (224, 172, 140), -1)
+    for part in (slice(17, 22), slice(22, 27)):
+        cv2.polylines(img, [pts[part].round().astype(np.int32)], False, (70, 50, 40), max(1, h // 180))
+    for part in (slice(36, 42), slice(42, 48)):
+        cv2.fillPoly(img, [pts[part].round().astype(np.int32)], (250, 250, 250))
+    cv2.fillPoly(img, [pts[48:60].round().astype(np.int32)], (170, 60, 70))
+    cv2.fillPoly(img, [pts[60:68].round().astype(np.int32)], (60, 20, 25))
+
+
+def make_multi_clip(n: int, heads: int = 2, size="360p", fps: float = 25.0, seed: int = 0,
+                    events=()) -> MultiClip:
+    """``heads`` talking heads side by side, each mouth moving with its own voice (see MultiClip); ``events``
+    any of EVENTS: "cross" (heads 0 and 1 swap places, 0 passing in front), "cutaway" (a stretch of another shot
+    without faces), "leave" (the rightmost head walks out of the frame and back in). Seeded and deterministic."""
+    unknown = set(events) - set(EVENTS)
+    if unknown:
+        raise ValueError(f"unknown events {sorted(unknown)}; use {EVENTS}")
+    h, w = parse_size(size)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    background = np.stack([60 + 80 * yy / h, 90 + 60 * xx / w, 120 + 40 * (yy + xx) / (h + w)], -1)
+    background = np.clip(background + rng.normal(0, 6, background.shape), 0, 255).astype(np.uint8)
+    other_shot = np.ascontiguousarray(background[::-1, ::-1] // 2 + 40)
+    cx, cy, a, b = _head_paths(n, heads, h, w, events, rng)
+    audios, mouth = [], np.zeros((heads, n))
+    edges = np.round(np.arange(n + 1) / fps * 16000).astype(np.int64)
+    for j in range(heads):
+        audio, env = speech_audio(n / fps, 16000, seed=1000 * seed + 17 * j + 1)
+        audios.append(audio)
+        mouth[j] = [env[edges[i]:max(edges[i] + 1, edges[i + 1])].mean() for i in range(n)]
+    cut = range(*(int(f * n) for f in CUTAWAY_WINDOW)) if "cutaway" in events else range(0)
+    frames = np.empty((n, h, w, 3), np.uint8)
+    boxes = np.full((heads, n, 4), np.nan, np.float32)
+    marks = np.full((heads, n, 68, 2), -1, np.int32)
+    visible = np.zeros((heads, n), bool)
+    for i in range(n):
+        if i in cut:
+            frames[i] = other_shot
+            continue
+        img = background.copy()
+        drawn = []
+        for j in range(heads - 1, -1, -1):  # back to front: head 0 is drawn last (in front)
+            pts = face_landmarks(cx[j, i], cy[j, i], a[j], b[j], mouth[j, i])
+            _draw_head(img, pts, cx[j, i], cy[j, i], a[j], b[j], h)
+            box = (cx[j, i] - a[j], cy[j, i] - 1.1 * b[j], cx[j, i] + a[j], cy[j, i] + 1.1 * b[j])
+            drawn.append((j, box, pts))
+        frames[i] = img
+        for depth, (j, box, pts) in enumerate(drawn):
+            inside = _covered(box, [(0, 0, w, h)])
+            in_front = [d[1] for d in drawn[depth + 1:]]
+            if inside >= MIN_INSIDE and _covered(box, in_front) < HIDDEN_FRACTION:
+                visible[j, i] = True
+                boxes[j, i] = box
+                marks[j, i] = pts.astype(np.int32)
+    windows = {}
+    if "cross" in events:
+        windows["cross"] = tuple(int(f * n) for f in CROSS_WINDOW)
+    if "cutaway" in events:
+        windows["cutaway"] = (cut.start, cut.stop)
+    if "leave" in events:
+        windows["leave"] = (int(LEAVE_WINDOW[0] * n), int(LEAVE_WINDOW[3] * n))
+    return MultiClip(torch.from_numpy(frames), boxes, marks, visible, mouth, audios, float(fps), windows)
