@@ -78,7 +78,7 @@ faces = nodes["FaceDetectAndParse"]().prepare(models, video=video, batch_size=8,
 mark("VAEEncodeMasked")
 (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 8)
 mark("MuseTalkUNetInpaint")
-generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "ping_pong", 0, 8)[0]
+generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "bounce", 0, 8)[0]
 mark("BlendAndAssemble")
 out = nodes["BlendAndAssemble"]().blend(video=video, faces=faces, generated=generated)
 mark("end")

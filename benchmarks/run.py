@@ -297,7 +297,7 @@ class Bench:
         if "generated" not in self._prepared:
             from musetalk_core.generators.musetalk.generate import generate_faces
 
-            self._prepared["generated"] = generate_faces(self.models, self.latents(), self.features(), "ping_pong",
+            self._prepared["generated"] = generate_faces(self.models, self.latents(), self.features(), "bounce",
                                                          0, self.args.batch_size, **self.generation())
         return self._prepared["generated"]
 
@@ -385,7 +385,7 @@ class Bench:
             from musetalk_core.generators.musetalk.generate import generate_faces
 
             latents, features = self.latents(), self.features()
-            return self._keep("generated", lambda: generate_faces(m, latents, features, "ping_pong", 0, a.batch_size,
+            return self._keep("generated", lambda: generate_faces(m, latents, features, "bounce", 0, a.batch_size,
                                                                   **self.generation()))
         if stage == "blend":
             from musetalk_core.blend.blender import blend_frames
@@ -476,7 +476,7 @@ class Bench:
         speed = accel.Acceleration.parse(self.generation()["acceleration"])
         latents = self.latents()
         features = self.feature_tensor()
-        rows = latents.latent_slot()[source_indices(self.t, latents.num_frames, "ping_pong", 0)]
+        rows = latents.latent_slot()[source_indices(self.t, latents.num_frames, "bounce", 0)]
         preds = []
         with m.use("unet", "pe") as (unet, pe):
             udtype = next(unet.parameters()).dtype

@@ -102,6 +102,11 @@ class LipsyncOptions:
     silence_threshold_db: float = _param(-45.0, AUDIO, lo=-120.0, hi=0.0, step=0.5, help=(
         "A frame is silent when the RMS level of the audio its window covers is below this (dBFS). Used by "
         "BlendAndAssemble's silence_handling."))
+    audio_segments: str = _param("reference", AUDIO, choices=("reference", "overlapping"), help=(
+        "How audio longer than 30 s is cut for Whisper. reference: back-to-back 30 s segments, as upstream (frames "
+        "at each 30 s edge get states computed without the audio on the other side). overlapping: 30 s segments "
+        "every 20 s; each frame takes its window from the segment it sits furthest inside (at least 5 s of audio "
+        "on each side where the track has it), for 1.5x the encoder work. Audio of 30 s or less is encoded the same either way."))
 
     latent_mode: str = _param("sample", LATENTS, choices=("sample", "mean"), help=(
         "sample: the reference (mean + std * noise), made reproducible by the seed. mean: the distribution's mean, "
@@ -114,10 +119,14 @@ class LipsyncOptions:
         "Faces encoded per VAE pass (each face is encoded twice). Lower it if you run out of GPU memory; the "
         "result does not depend on it."))
 
-    frame_mapping: str = _param("ping_pong", UNET, choices=("ping_pong", "loop", "once_hold"), help=(
-        "Which source frame each output frame uses when audio and video lengths differ. ping_pong: forward then "
-        "backward, repeating (the reference). loop: restart from the first frame. once_hold: play once, then hold "
-        "the last frame."))
+    frame_mapping: str = _param("bounce", UNET, choices=("bounce", "loop", "once_hold", "cut_off", "silence", "remap",
+                                                         "ping_pong"), help=(
+        "How video and audio lengths fit (which source frame each output frame shows, and how long the output is). "
+        "bounce: the video forward then backward, repeating, as long as the audio (the reference). loop: restart "
+        "from the first frame. once_hold: play once, then hold the last frame. cut_off: play once; the output "
+        "ends with the shorter of video and audio. silence: the whole video once; audio shorter than it is padded "
+        "with silence (mouths at rest there), longer audio is cut. remap: the video time-stretched to the audio's "
+        "length. ping_pong: the old name of bounce."))
     frame_offset: int = _param(0, UNET, lo=-10000, hi=10000, help=(
         "Shift the video against the audio by this many frames: output frame i uses source position i + offset. "
         "Use it to fix an audio-video delay."))

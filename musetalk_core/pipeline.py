@@ -99,16 +99,28 @@ class Material:
 
 
 def encode_features(models: MuseTalkModels, audio: Mapping[str, Any], fps: float, options, spill: SpillFolder,
-                    progress: Optional[ProgressFactory] = None, generator: Optional[Generator] = None):
+                    progress: Optional[ProgressFactory] = None, generator: Optional[Generator] = None,
+                    num_source: Optional[int] = None, num_frames: Optional[int] = None):
     """WhisperAudioEncode with the windows spilled to ``spill``; the audio and the generator's demands on the
-    windows are checked before any frame is decoded."""
-    from .audio.windows import encode_audio
+    windows are checked before any frame is decoded. The windows are those of the output frames: T =
+    frame_mapping.output_length(audio frames, ``num_source``, options.frame_mapping) when the number of source
+    frames is given (``num_frames``: T decided by the caller, e.g. the longest of several speakers' audio)."""
+    from functools import partial
 
-    features = encode_audio(
-        models, audio, float(fps), audio_padding_left=options.audio_padding_left,
-        audio_padding_right=options.audio_padding_right, feature_mode=options.feature_mode,
-        silence_threshold_db=options.silence_threshold_db, hooks=_hooks(progress, "audio", 1),
-        store=store_in(spill, "audio.bin"))
+    from .audio.fit import audio_frames, encode_fitted
+    from .audio.windows import encode_audio
+    from .frame_mapping import output_length
+
+    if num_frames is None and num_source is not None:
+        num_frames = output_length(audio_frames(audio, fps), num_source, options.frame_mapping)
+    settings = dict(audio_padding_left=options.audio_padding_left, audio_padding_right=options.audio_padding_right,
+                    feature_mode=options.feature_mode, silence_threshold_db=options.silence_threshold_db,
+                    audio_segments=options.audio_segments,
+                    hooks=_hooks(progress, "audio", 1), store=store_in(spill, "audio.bin"))
+    if num_frames is None:
+        features = encode_audio(models, audio, float(fps), **settings)
+    else:
+        features = encode_fitted(partial(encode_audio, models), audio, float(fps), num_frames, **settings)
     features = features[0] if isinstance(features, tuple) else features
     if generator is not None:
         generator.check_audio(features)
@@ -223,7 +235,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[s
         generator = MuseTalkGenerator(models, options)
     spill = SpillFolder(spill_dir)
     try:
-        features = encode_features(models, audio, fps, options, spill, progress, generator)
+        features = encode_features(models, audio, fps, options, spill, progress, generator, source.num_frames)
         mapping, wanted = frames_used(features.num_frames, source.num_frames, options)
         faces, prepared = video_material(models, generator, source, options, wanted, spill, progress, chunk_frames)
         material = material_for(generator, features, mapping, faces, prepared)

@@ -138,6 +138,8 @@ class MuseTalkAudio:
     - audio: the AUDIO mapping as given (waveform (1, C, S), sample_rate) for passing on.
     - feature_mode: "reference" (HF Whisper hidden states, HEAD) or "v1.0-original".
     - version: the model version the features were made for ("v15"/"v1").
+    - encoder: ``encoder(audio, fps, num_frames=T)`` encodes another AUDIO with these settings (set by the graph's
+      WhisperAudioEncode), so a generation node can fit the windows to a longer output (audio.fit.fit_features).
     """
 
     features: torch.Tensor
@@ -147,6 +149,7 @@ class MuseTalkAudio:
     feature_mode: str = "reference"
     version: str = "v15"
     settings: Mapping[str, Any] = field(default_factory=dict)
+    encoder: Any = field(default=None, compare=False, repr=False)
 
     @property
     def num_frames(self) -> int:

@@ -45,13 +45,15 @@ class WhisperAudioEncode:
                 "video": ("VIDEO", {"tooltip": "Optional: take the frame rate from this VIDEO (exact, e.g. "
                                     "30000/1001) instead of the fps widget, without decoding any frame. Use it "
                                     "with core LoadVideo for long videos."}),
+                # optional and last: workflows saved before it keep their widget positions and get the reference
+                "audio_segments": node_input("audio_segments"),
             },
             # the graph, to refuse features a LatentSyncInpaint below cannot use before face detection runs
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
     def encode(self, musetalk_models, audio, fps, audio_padding_left, audio_padding_right, feature_mode,
-               silence_threshold_db, video=None, prompt=None, unique_id=None):
+               silence_threshold_db, video=None, prompt=None, unique_id=None, audio_segments="reference"):
         from musetalk_core.audio.windows import encode_audio, num_segments
 
         store = None
@@ -61,14 +63,38 @@ class WhisperAudioEncode:
             fps = video_fps(video)
             store = store_in(SpillFolder(comfy_bridge.temp_directory()), "audio.bin")
 
-        hooks = comfy_bridge.run_hooks(num_segments(audio))
+        hooks = comfy_bridge.run_hooks(num_segments(audio, audio_segments))
         with comfy_bridge.NodeReport() as report:
             result = encode_audio(musetalk_models, audio, fps, audio_padding_left=audio_padding_left,
                                   audio_padding_right=audio_padding_right, feature_mode=feature_mode,
-                                  silence_threshold_db=silence_threshold_db, hooks=hooks, store=store)
+                                  silence_threshold_db=silence_threshold_db, hooks=hooks, store=store,
+                                  audio_segments=audio_segments)
+            result = with_encoder(result, musetalk_models, audio_padding_left, audio_padding_right, feature_mode,
+                                  silence_threshold_db, video is not None, audio_segments)
             check_consumers(result, prompt, unique_id)
             report.show(summary(result, report))
         return (result, result.num_frames, audio)
+
+
+def with_encoder(result, models, padding_left, padding_right, feature_mode, threshold, on_disk: bool,
+                 audio_segments: str = "reference"):
+    """``result`` able to encode its audio again with the same settings (a length-fit mode's longer output:
+    audio.fit.fit_features); a VIDEO's windows go to a new spill folder then."""
+    import dataclasses
+
+    from musetalk_core.audio.windows import encode_audio
+
+    def encoder(audio, fps, num_frames=None):
+        store = None
+        if on_disk:
+            from musetalk_core.io.spill import SpillFolder, store_in
+
+            store = store_in(SpillFolder(comfy_bridge.temp_directory()), "audio.bin")
+        return encode_audio(models, audio, fps, audio_padding_left=padding_left, audio_padding_right=padding_right,
+                            feature_mode=feature_mode, silence_threshold_db=threshold, store=store,
+                            num_frames=num_frames, audio_segments=audio_segments)
+
+    return dataclasses.replace(result, encoder=encoder)
 
 
 def check_consumers(result, prompt, node_id) -> None:
@@ -92,8 +118,9 @@ def summary(result, report) -> str:
                     f"({threshold:g} dBFS; the loudest is {loudest:.1f} dBFS). BlendAndAssemble with "
                     "silence_handling on keeps the original mouth in all of them. Check the audio, or lower "
                     "silence_threshold_db.")
+    segments = ", overlapping segments" if settings.get("audio_segments") == "overlapping" else ""
     return (f"{total} frames at {result.fps:g} fps from {settings.get('duration_s', 0.0):.2f} s of audio "
-            f"({result.feature_mode} features); {silent} silent (below {threshold:g} dBFS).")
+            f"({result.feature_mode} features{segments}); {silent} silent (below {threshold:g} dBFS).")
 
 
 def video_fps(video) -> float:

@@ -58,9 +58,11 @@ class LatentSyncInpaint:
         return checks.verdict(checks.choice("alignment", alignment, BACKENDS) or checks.insightface_ready(alignment))
 
     def generate(self, latentsync_models, faces, audio_features, inference_steps=20, guidance_scale=1.5, seed=1247,
-                 window_length=16, frame_mapping="ping_pong", frame_offset=0, alignment="dwpose", images=None,
+                 window_length=16, frame_mapping="bounce", frame_offset=0, alignment="dwpose", images=None,
                  video=None):
+        from musetalk_core.audio.fit import fit_features
         from musetalk_core.errors import InputError
+        from musetalk_core.frame_mapping import output_length
         from musetalk_core.generators.latentsync.generator import LatentSyncGenerator
         from musetalk_core.io.frames import uint8_to_image
         from musetalk_core.io.previews import sample_indices
@@ -88,6 +90,8 @@ class LatentSyncInpaint:
             if faces.frames_fingerprint and source.fingerprint() != faces.frames_fingerprint:
                 raise InputError(f"'{source.name}': these are not the frames the faces were computed from. Connect "
                                  "the same frames to FaceDetectAndParse and LatentSyncInpaint.")
+            audio_features = fit_features(audio_features, output_length(audio_features.num_frames,
+                                                                        source.num_frames, frame_mapping))
             total = audio_features.num_frames
             mapping, used = frames_used(total, source.num_frames, options)
             aligned = generator.prepare(source, faces, used, spill, lambda _stage, n: comfy_bridge.run_hooks(n))

@@ -56,7 +56,7 @@ class MuseTalkUNetInpaint:
         from musetalk_core.io.previews import sample_indices
         from musetalk_core.io.spill import SpilledArray, SpillFolder
 
-        total = getattr(audio_features, "num_frames", 1)
+        total = output_frames(audio_features, latents, frame_mapping)
         store = None
         if getattr(latents, "from_video", False):  # long video: T faces on disk, not in (V)RAM
             store = SpilledArray(SpillFolder(comfy_bridge.temp_directory()), "generated.u8", (total, 256, 256, 3))
@@ -74,6 +74,18 @@ class MuseTalkUNetInpaint:
         shown = generated.faces if store is None else generated.faces[sample_indices(total)]
         images = uint8_to_image(shown, comfy_bridge.intermediate_device())
         return (generated, images)
+
+
+def output_frames(audio_features, latents, frame_mapping) -> int:
+    """T as the length-fit mode decides it (the audio's frame count where the inputs are not usable: the library
+    then refuses them with a clear message)."""
+    from musetalk_core.frame_mapping import output_length
+
+    total = getattr(audio_features, "num_frames", 1)
+    try:
+        return output_length(total, latents.num_frames, frame_mapping)
+    except Exception:  # noqa: BLE001 - validation happens in generate_faces
+        return total
 
 
 def generated_summary(generated) -> str:

@@ -70,6 +70,7 @@ def drive(models: MuseTalkModels, prepared: PreparedVideo, audio: Mapping[str, A
     from musetalk_core.audio.windows import encode_audio
     from musetalk_core.blend.blender import blend_frames
     from musetalk_core.generators.musetalk.generate import generate_faces
+    from nodes.audio_encode import with_encoder
 
     features = encode_audio(
         models, audio, float(fps), audio_padding_left=options.audio_padding_left,
@@ -77,6 +78,9 @@ def drive(models: MuseTalkModels, prepared: PreparedVideo, audio: Mapping[str, A
         silence_threshold_db=options.silence_threshold_db, hooks=_hooks(progress, "audio", 1))
     if isinstance(features, tuple):
         features = features[0]
+    # as the node: the windows can be encoded again for a longer output (length-fit mode silence)
+    features = with_encoder(features, models, options.audio_padding_left, options.audio_padding_right,
+                            options.feature_mode, options.silence_threshold_db, False)
     t = features.num_frames
     # with silence handling the blend shows the source frame on silent frames (weight 0): generating them would be
     # work for nothing, and skipping them changes no output pixel

@@ -48,4 +48,4 @@ def test_empty_output_and_bad_input():
     with pytest.raises(InputError, match="source frames"):
         source_indices(5, 0)
     with pytest.raises(InputError, match="frame_mapping"):
-        source_indices(5, 2, "bounce")
+        source_indices(5, 2, "zigzag")

@@ -186,7 +186,7 @@ def test_bad_input(models, golden):
     none = generate_faces(models, empty, aud)  # a face-less video: every output frame passes through
     assert not none.has_face.any() and not none.faces.any() and none.num_frames == aud.num_frames
     with pytest.raises(InputError, match="frame_mapping"):
-        generate_faces(models, lat, aud, frame_mapping="bounce")
+        generate_faces(models, lat, aud, frame_mapping="zigzag")
     with pytest.raises(InputError, match="batch_size"):
         generate_faces(models, lat, aud, batch_size=0)
     bad = MuseTalkAudio(features=torch.zeros(3, 50, 80), fps=25.0, silent=torch.zeros(3, dtype=torch.bool), audio={})
@@ -199,7 +199,8 @@ def test_node(pack, models, golden, reference_run):
     spec = node.INPUT_TYPES()["required"]
     assert list(spec) == ["musetalk_models", "latents", "audio_features", "frame_mapping", "frame_offset",
                           "batch_size", "decoder", "acceleration"]
-    assert spec["frame_mapping"][0] == ["ping_pong", "loop", "once_hold"]
+    assert spec["frame_mapping"][0] == ["bounce", "loop", "once_hold", "cut_off", "silence", "remap", "ping_pong"]
+    assert spec["frame_mapping"][1]["default"] == "bounce"
     assert spec["frame_offset"][1]["min"] == -10000 and spec["batch_size"][1]["max"] == 256
     assert all("tooltip" in v[1] for v in spec.values())
     assert node.RETURN_NAMES == ("generated", "faces")

@@ -156,7 +156,7 @@ class Worker:
             audio = self._audio(job, fps)
             models, generator = self.models_for(job)
             features = encode_features(models, audio, fps, job.options, SpillFolder(path=folder / "audio"),
-                                       generator=generator)
+                                       generator=generator, num_source=source.num_frames)
             features = dataclasses.replace(features, audio=None)  # the segments need the windows, not the waveform
             mapping, wanted = frames_used(features.num_frames, source.num_frames, job.options)
             faces, prepared, reused = self._video_material(models, generator, source, job, wanted)

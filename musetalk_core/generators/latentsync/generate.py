@@ -143,7 +143,7 @@ def count_steps(has_face: torch.Tensor, settings: SamplingSettings) -> int:
     return len(face_windows(has_face.cpu().numpy(), int(settings.window))) * int(settings.steps)
 
 
-def plan_frames(aligned, num_output: int, frame_mapping: str = "ping_pong", frame_offset: int = 0):
+def plan_frames(aligned, num_output: int, frame_mapping: str = "bounce", frame_offset: int = 0):
     """(source frame, has_face) per output frame: frame_mapping's pairing, looked up in the aligned video."""
     from ...frame_mapping import source_indices
 
@@ -166,7 +166,7 @@ def check_audio(audio) -> None:
                          f"WhisperAudioEncode's audio_padding_left/right are {pads[0]}/{pads[1]}. Set both to 2.")
 
 
-def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "ping_pong", frame_offset: int = 0,
+def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "bounce", frame_offset: int = 0,
                         settings: SamplingSettings = SamplingSettings(), hooks: Optional[RunHooks] = None,
                         store=None, restore_store=None, frames_fingerprint: Optional[str] = None,
                         on_step: Optional[StepCallback] = None):

@@ -159,7 +159,7 @@ class GenerationPlan:
     todo: torch.Tensor      # int64: output frames to generate, in order
 
 
-def plan_generation(latents: MuseTalkLatents, audio_features: MuseTalkAudio, frame_mapping: str = "ping_pong",
+def plan_generation(latents: MuseTalkLatents, audio_features: MuseTalkAudio, frame_mapping: str = "bounce",
                     frame_offset: int = 0, skip_silent: bool = False) -> GenerationPlan:
     t = audio_features.num_frames
     mapping = source_indices(t, latents.num_frames, frame_mapping, int(frame_offset))
@@ -244,15 +244,21 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
 
 
 def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_features: MuseTalkAudio,
-                   frame_mapping: str = "ping_pong", frame_offset: int = 0, batch_size: int = 8,
+                   frame_mapping: str = "bounce", frame_offset: int = 0, batch_size: int = 8,
                    hooks: Optional[RunHooks] = None, decoder: str = "vae", acceleration="off",
                    skip_silent: bool = False, store=None) -> MuseTalkGenerated:
     """Generate the T output faces. batch_size larger than the work simply means one batch.
 
     ``store``: where the (T, 256, 256, 3) faces go: None = a tensor on the device; a spill.SpilledArray for long
     videos (then MUSETALK_GENERATED.faces is that array)."""
+    from ...audio.fit import fit_features
+    from ...frame_mapping import output_length
+
     _validate(models, latents, audio_features, frame_mapping, batch_size)
     speed = check_generation_settings(decoder, acceleration)
+    # the length-fit mode decides T (cut_off: shorter; silence: the whole video, audio padded with silence)
+    audio_features = fit_features(audio_features, output_length(audio_features.num_frames, latents.num_frames,
+                                                                frame_mapping))
     hooks = hooks or NO_HOOKS
     batch_size = int(batch_size)
     device = models.device
