@@ -105,8 +105,9 @@ class LipsyncOptions:
     audio_segments: str = _param("reference", AUDIO, choices=("reference", "overlapping"), help=(
         "How audio longer than 30 s is cut for Whisper. reference: back-to-back 30 s segments, as upstream (frames "
         "at each 30 s edge get states computed without the audio on the other side). overlapping: 30 s segments "
-        "every 20 s; each frame takes its window from the segment it sits furthest inside (at least 5 s of audio "
-        "on each side where the track has it), for 1.5x the encoder work. Audio of 30 s or less is encoded the same either way."))
+        "every 20 s; each frame takes its window from the segment it sits furthest inside (about 5 s or more of "
+        "audio on each side where the track has it), for 1.5x the encoder work. Audio of 30 s or less is encoded "
+        "the same either way."))
 
     latent_mode: str = _param("sample", LATENTS, choices=("sample", "mean"), help=(
         "sample: the reference (mean + std * noise), made reproducible by the seed. mean: the distribution's mean, "

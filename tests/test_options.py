@@ -19,6 +19,8 @@ REQUIRED = ["--video", "v.mp4", "--audio", "a.wav", "--output", "o.mp4"]
 # the LatentSync nodes take these settings too (LatentSync's default where it has one)
 LATENTSYNC_INPUTS = {"LoadLatentSyncModel": ("precision", "device"),
                      "LatentSyncInpaint": ("seed", "frame_mapping", "frame_offset")}
+# settings added to a node after workflows were saved: optional inputs, after the others (saved widget positions hold)
+OPTIONAL_INPUTS = ("audio_segments",)
 
 
 class _Raising(argparse.ArgumentParser):
@@ -36,7 +38,8 @@ def test_every_node_input_is_its_declaration(pack):
     nodes = pack.NODE_CLASS_MAPPINGS
     for param in PARAMS.values():
         if param.node is not None:
-            assert nodes[param.node].INPUT_TYPES()["required"][param.node_name or param.name] == \
+            kind = "optional" if param.name in OPTIONAL_INPUTS else "required"
+            assert nodes[param.node].INPUT_TYPES()[kind][param.node_name or param.name] == \
                 node_input(param.name), param.name
     for node_id, names in LATENTSYNC_INPUTS.items():
         for name in names:
@@ -54,7 +57,7 @@ def test_node_input_kinds():
 
 def test_the_library_choices_are_the_declared_ones():
     """Until the library reads its lists from the declarations, they must not drift apart."""
-    from musetalk_core.audio.windows import FEATURE_MODES
+    from musetalk_core.audio.windows import AUDIO_SEGMENTS, FEATURE_MODES
     from musetalk_core.faces.locate import FACE_SELECTIONS, LANDMARK_REGIONS
     from musetalk_core.faces.parsing import PARSING_MODES
     from musetalk_core.frame_mapping import MODES
@@ -70,7 +73,7 @@ def test_the_library_choices_are_the_declared_ones():
                           ("landmark_backend", LANDMARK_BACKENDS), ("parsing_mode", PARSING_MODES),
                           ("face_selection", FACE_SELECTIONS), ("landmark_region", LANDMARK_REGIONS),
                           ("feature_mode", FEATURE_MODES), ("latent_mode", LATENT_MODES), ("frame_mapping", MODES),
-                          ("decoder", DECODERS), ("alignment", BACKENDS),
+                          ("decoder", DECODERS), ("alignment", BACKENDS), ("audio_segments", AUDIO_SEGMENTS),
                           ("generator", ("musetalk", *LATENTSYNC_VERSIONS))]:
         assert PARAMS[name].choices == tuple(choices), name
     for preset in PARAMS["acceleration"].choices:

@@ -104,10 +104,14 @@ def frame_count(num_samples_16k: int, fps: float) -> int:
     return int(math.floor((num_samples_16k / SAMPLE_RATE) * fps))
 
 
-def num_segments(audio: Any) -> int:
+def num_segments(audio: Any, audio_segments: str = "reference") -> int:
     """How many 30 s encoder calls an AUDIO needs (for progress bars); 1 when the input is unusable."""
     try:
-        wave = audio["waveform"]
-        return max(1, math.ceil(wave.shape[-1] / float(audio["sample_rate"]) / 30.0))
+        seconds = audio["waveform"].shape[-1] / float(audio["sample_rate"])
     except Exception:  # noqa: BLE001 - validation happens in encode_audio
         return 1
+    if audio_segments == "overlapping":  # segments every 20 s (overlap.py)
+        from .overlap import HOP_ROWS, SEGMENT_ROWS
+
+        return 1 + max(0, math.ceil((seconds - SEGMENT_ROWS / WHISPER_FPS) / (HOP_ROWS / WHISPER_FPS)))
+    return max(1, math.ceil(seconds / 30.0))

@@ -6,7 +6,8 @@
   normalised log-mel, the states *before* the final LayerNorm.
 
 Both yield (first row, (n, 5, 384) states) blocks of SEGMENT_BATCH encoder calls, so memory stays bounded for long
-audio (windows.gather_windows consumes them as they come).
+audio (windows.gather_windows consumes them as they come). ``overlapping_blocks`` does the same, in either mode, for
+the overlapping segments of audio_segments "overlapping" (overlap.py).
 """
 
 from __future__ import annotations
@@ -126,3 +127,35 @@ def original_blocks(models, encoder, mono, hooks):
             pos += block.shape[0]
 
     return sum(keeps), blocks()
+
+
+def segment_mel_at(extractor, mono: np.ndarray, first_row: int) -> torch.Tensor:
+    """(1, 80, 3000) log-mel of the 30 s from Whisper row ``first_row``, normalised on its own like segment_mels."""
+    start = first_row * 2 * HOP  # a Whisper row is 2 mel frames
+    return extractor(mono[start:start + SEGMENT_SAMPLES], sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+
+
+def overlapping_blocks(models, encoder, mono, hooks, feature_mode: str, plan):
+    """(first row, states) blocks of the overlapping segments of ``plan`` (overlap.SegmentPlan) laid end to end,
+    each segment trimmed to its rows: per-segment mels ("reference") or 30 s windows of the global mel
+    ("v1.0-original"), SEGMENT_BATCH segments per encoder call. A generator: nothing runs before the first block."""
+    from ..models.whisper_encoder import encoder_states
+
+    reference = feature_mode == "reference"
+    extractor = feature_extractor(models)
+    mel = None if reference else global_log_mel(extractor, mono)  # v1.0: computed again here (cheap next to encoding)
+    pos = 0
+    for first in range(0, len(plan.starts), SEGMENT_BATCH):
+        batch = range(first, min(first + SEGMENT_BATCH, len(plan.starts)))
+        if reference:
+            mels = torch.cat([segment_mel_at(extractor, mono, int(plan.starts[s])) for s in batch])
+        else:
+            windows = [mel[:, 2 * int(plan.starts[s]):2 * int(plan.starts[s]) + MEL_FRAMES] for s in batch]
+            mels = torch.stack([torch.nn.functional.pad(w, (0, MEL_FRAMES - w.shape[-1])) for w in windows])
+        hidden = encoder_states(encoder, mels.to(models.device, models.dtype), final_norm=reference)
+        del mels
+        block = torch.cat([hidden[j, :int(plan.ends[s] - plan.starts[s])] for j, s in enumerate(batch)])
+        del hidden
+        hooks.step(len(batch))
+        yield pos, block
+        pos += block.shape[0]

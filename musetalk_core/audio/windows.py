@@ -29,13 +29,14 @@ from ..errors import InputError
 from ..hooks import NO_HOOKS, RunHooks
 from ..types import MuseTalkAudio, MuseTalkModels
 from .clip import SAMPLE_RATE, WHISPER_FPS, audio_to_mono16k, check_fps, frame_count, num_segments
+from .overlap import AUDIO_SEGMENTS, SEGMENT_ROWS, plan_segments
 from .silence import silence_flags
-from .whisper_states import N_FFT, original_blocks, reference_blocks
+from .whisper_states import N_FFT, original_blocks, overlapping_blocks, reference_blocks
 
 FEATURE_MODES = ("reference", "v1.0-original")
 GATHER_CHUNK = 512  # output frames gathered at a time
 
-__all__ = ["FEATURE_MODES", "audio_to_mono16k", "encode_audio", "gather_windows", "num_segments",
+__all__ = ["AUDIO_SEGMENTS", "FEATURE_MODES", "audio_to_mono16k", "encode_audio", "gather_windows", "num_segments",
            "original_window_rows", "reference_window_rows", "silence_flags"]
 
 
@@ -142,12 +143,16 @@ def _check_settings(feature_mode: str, audio_padding_left, audio_padding_right, 
 
 def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_left: int = 2,
                  audio_padding_right: int = 2, feature_mode: str = "reference", silence_threshold_db: float = -45.0,
-                 hooks: Optional[RunHooks] = None, store=None, num_frames: Optional[int] = None) -> MuseTalkAudio:
+                 hooks: Optional[RunHooks] = None, store=None, num_frames: Optional[int] = None,
+                 audio_segments: str = "reference") -> MuseTalkAudio:
     """AUDIO -> MuseTalkAudio with (T, 50, 384) windows (T = floor(duration * fps)) and per-frame silence flags.
 
     ``num_frames``: T when a length-fit mode decided another output length (frame_mapping.output_length): fewer
     windows are the first T of the whole audio's; more read zeros past the audio's end and are flagged silent.
     ``settings["audio_frames"]`` keeps floor(duration * fps) either way.
+
+    ``audio_segments``: "reference" (back-to-back 30 s encoder segments) or "overlapping" (overlap.py: each frame
+    reads the segment its window is furthest inside; audio of one segment or less gets the reference's features).
 
     ``store(shape, dtype)`` -> an array the windows are written to (e.g. spill.SpilledArray on disk: 77 KB per
     frame at fp32 would otherwise grow with the length of a long video)."""
@@ -155,6 +160,8 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
     fps = check_fps(fps)
     pad_left, pad_right, threshold = _check_settings(feature_mode, audio_padding_left, audio_padding_right,
                                                      silence_threshold_db)
+    if audio_segments not in AUDIO_SEGMENTS:
+        raise InputError(f"audio_segments: '{audio_segments}' is unknown; choose one of {', '.join(AUDIO_SEGMENTS)}.")
     mono, source_rate, channels = audio_to_mono16k(audio)
     duration = mono.shape[0] / SAMPLE_RATE
     audio_frames = frame_count(mono.shape[0], fps)
@@ -173,13 +180,19 @@ def encode_audio(models: MuseTalkModels, audio: Any, fps: float, audio_padding_l
         else:
             length, blocks = original_blocks(models, encoder, mono, hooks)
             rows = original_window_rows(num_frames, fps, pad_left, pad_right, length)
-        features = gather_windows(blocks, length, rows, models.dtype, store)
+        if audio_segments == "overlapping" and length > SEGMENT_ROWS:  # the reference's blocks are never started
+            plan = plan_segments(rows, length)
+            blocks = overlapping_blocks(models, encoder, mono, hooks, feature_mode, plan)
+            features = gather_windows(blocks, plan.length, plan.rows, models.dtype, store)
+        else:
+            features = gather_windows(blocks, length, rows, models.dtype, store)
     silent, level = silence_flags(mono, rows, threshold)
     silent[audio_frames:] = True  # past the audio's end (v1.0-original's clamped rows would repeat its last sound)
     settings = {
         "audio_padding_left": pad_left, "audio_padding_right": pad_right, "silence_threshold_db": threshold,
         "source_sample_rate": source_rate, "source_channels": channels, "num_samples_16k": int(mono.shape[0]),
         "duration_s": duration, "window_rows": rows, "level_db": level, "audio_frames": audio_frames,
+        "audio_segments": audio_segments,
     }
     return MuseTalkAudio(features=features, fps=fps, silent=silent, audio=audio, feature_mode=feature_mode,
                          version=models.version, settings=settings)
