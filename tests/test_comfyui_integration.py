@@ -224,6 +224,13 @@ for name in list(config.VERSIONS):
     config.VERSIONS[name] = replace(config.VERSIONS[name], unet=config.tiny_config())
 NODE_CLASS_MAPPINGS = {{}}
 """
+# Another test-only custom node: the stand-ins of the two TTS Audio Suite nodes text_to_talking_video uses (that pack
+# is not installed here; tests/test_workflows.py THIRD_PARTY_ALLOWED), registered under the suite's node ids.
+TTS_STANDIN_NODE = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from tts_standin import NODE_CLASS_MAPPINGS
+"""
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +245,8 @@ def run_server(tmp_path_factory, tiny_models_factory):
 
     base = _base_folder(tmp_path_factory.mktemp("comfy_run"))
     (base / "custom_nodes" / "zz_musetalk_tiny_latentsync.py").write_text(TINY_LATENTSYNC_NODE.format(root=str(ROOT)))
+    (base / "custom_nodes" / "zz_musetalk_tts_standin.py").write_text(
+        TTS_STANDIN_NODE.format(root=str(ROOT), tests=str(ROOT / "tests")))
     models = base / "models" / "musetalk"
     shutil.copytree(tiny_models_factory("v15"), models)
     tiny_latentsync.write_latentsync_files(models)
@@ -288,15 +297,17 @@ def test_api_workflow_runs_in_comfyui(path, run_server, tmp_path):
     saves = [nid for nid, n in api.items() if n["class_type"] == "SaveVideo"]
     assert sorted(saved) == sorted(saves) and saves
     for node_id, file in saved.items():
-        # the audio that reaches this SaveVideo: follow the graph back to its LoadAudio
-        seconds = AUDIO_SECONDS[_upstream_audio_file(api, node_id)]
+        # the audio that reaches this SaveVideo: follow the graph back to its LoadAudio (or text-to-speech node)
+        seconds = _upstream_audio_seconds(api, node_id)
         info = video_read.probe(file)
         assert info["frames"] == math.floor(seconds * FPS), (node_id, info)
         assert info["fps"] == FPS, (node_id, info)
         assert info["audio_seconds"] == pytest.approx(info["frames"] / FPS, abs=2e-3), (node_id, info)
 
 
-def _upstream_audio_file(api: dict, node_id: str) -> str:
+def _upstream_audio_seconds(api: dict, node_id: str) -> float:
+    import tts_standin
+
     seen, todo = set(), [node_id]
     while todo:
         nid = todo.pop()
@@ -305,9 +316,11 @@ def _upstream_audio_file(api: dict, node_id: str) -> str:
         seen.add(nid)
         node = api[nid]
         if node["class_type"] == "LoadAudio":
-            return node["inputs"]["audio"]
+            return AUDIO_SECONDS[node["inputs"]["audio"]]
+        if node["class_type"] == "UnifiedTTSTextNode":  # its stand-in's speech
+            return tts_standin.SECONDS
         todo += [v[0] for v in node["inputs"].values() if isinstance(v, list)]
-    raise AssertionError(f"no LoadAudio upstream of node {node_id}")
+    raise AssertionError(f"no LoadAudio or TTS node upstream of node {node_id}")
 
 
 @needs_comfyui
@@ -369,6 +382,9 @@ def test_comfyui_runs_the_cheap_checks_first_in_the_runners_order(tmp_path, pack
         import inspect
         from comfy_execution.graph import DynamicPrompt, ExecutionList
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))  # core LoadVideo...
+        sys.path[:0] = [%r]
+        import tts_standin  # the TTS Audio Suite nodes of text_to_talking_video, as stand-ins
+        nodes.NODE_CLASS_MAPPINGS.update(tts_standin.NODE_CLASS_MAPPINGS)
         class NoCache:
             def get(self, key): return None
         async def order(prompt):
@@ -387,9 +403,11 @@ def test_comfyui_runs_the_cheap_checks_first_in_the_runners_order(tmp_path, pack
         whisper = nodes.NODE_CLASS_MAPPINGS["WhisperAudioEncode"]
         print(json.dumps({"orders": orders, "function": whisper.FUNCTION,
                           "async": inspect.iscoroutinefunction(getattr(whisper, whisper.FUNCTION))}))
-    """ % [str(p) for p in API_FILES], tmp_path)
+    """ % (str(ROOT / "tests"), [str(p) for p in API_FILES]), tmp_path)
     assert out["function"] == "run_first" and out["async"]
-    classes = {**CORE_EQUIVALENTS, **pack.NODE_CLASS_MAPPINGS}
+    import tts_standin
+
+    classes = {**CORE_EQUIVALENTS, **tts_standin.NODE_CLASS_MAPPINGS, **pack.NODE_CLASS_MAPPINGS}
     for path in API_FILES:
         api = json.loads(path.read_text())
         assert out["orders"][str(path)] == execution_order(api, classes), path.name
@@ -530,8 +548,11 @@ def comfyui_server(tmp_path_factory):
 
 @needs_comfyui
 def test_workflows_open_in_the_real_editor_without_alerts_or_overlaps(comfyui_server, tmp_path):
+    from test_workflows import THIRD_PARTY_ALLOWED
+
     ui_files = sorted((ROOT / "workflows" / "ui").glob("*.json"))
     titles = {json.loads(p.read_text())["extra"]["musetalk"]["title"] for p in ui_files}
+    name_of = {json.loads(p.read_text())["extra"]["musetalk"]["title"]: p.stem for p in ui_files}
     # the server lists the pack's templates by file name: the titles, and nothing else (no index.json)
     listed = _get(comfyui_server + "/api/workflow_templates")
     assert set(listed["musetalk-nodes"]) == titles
@@ -545,8 +566,14 @@ def test_workflows_open_in_the_real_editor_without_alerts_or_overlaps(comfyui_se
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     views = []
+    # the editor's missing-nodes dialog: only where a workflow uses another pack's nodes (this ComfyUI does not have
+    # TTS Audio Suite), listing exactly those
+    def missing_ok(name, missing):
+        assert missing == sorted(THIRD_PARTY_ALLOWED.get(name, {})), (name, missing)
+
     for name, seen in report["dropped"].items():
         assert seen["alerts"] == [] and seen["loaded"]["toasts"] == [], (name, seen["alerts"], seen["loaded"]["toasts"])
+        missing_ok(name, seen["loaded"]["missingNodes"])
         views += [(name, seen["loaded"]), (name + " grown", seen["grown"])]
     grown = {s[0]: s for seen in report["dropped"].values() for s in seen["grown"]["sizes"]}
     assert any(k.startswith("SaveVideo") and s[2] > 600 for k, s in grown.items())  # the previews really grew
@@ -554,6 +581,7 @@ def test_workflows_open_in_the_real_editor_without_alerts_or_overlaps(comfyui_se
                                                        for c in report["cards"])  # our thumbnails, not placeholders
     for title, seen in report["templates"].items():
         assert seen["found"] and seen["alerts"] == [] and seen["toasts"] == [], (title, seen)
+        missing_ok(name_of[title], seen["missingNodes"])
         views.append((title, seen))
     assert set(report["templates"]) == titles
     for name, view in views:

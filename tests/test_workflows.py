@@ -1,7 +1,8 @@
 """The example workflows: in sync, loadable by the editor (checked against INPUT_TYPES), and runnable end to end.
 
 Every test here needs the whole pack: a node that has not landed makes these tests FAIL (KeyError on
-NODE_CLASS_MAPPINGS), they never skip.
+NODE_CLASS_MAPPINGS), they never skip. The one exception is named below (THIRD_PARTY_ALLOWED): the text-to-speech
+nodes of another pack, which run as stand-ins with that pack's inputs and outputs (tests/tts_standin.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fractions import Fraction
 import pytest
 
 from conftest import ROOT
+import tts_standin
 from media import face_frames, tone, write_video, write_wav
 from workflow_runner import CORE_EQUIVALENTS, PromptError, RunResult, execution_order, run_prompt
 
@@ -40,7 +42,7 @@ PINNED_WIDGETS = {
     "FaceDetectAndParse": ["bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width", "right_cheek_width",
                            "face_selection", "landmark_region", "box_smoothing", "detector_scale", "batch_size"],
     "WhisperAudioEncode": ["fps", "audio_padding_left", "audio_padding_right", "feature_mode",
-                           "silence_threshold_db"],
+                           "silence_threshold_db", "audio_segments"],  # audio_segments added last (issue 25)
     "VAEEncodeMasked": ["latent_mode", "seed", "batch_size"],
     "MuseTalkUNetInpaint": ["frame_mapping", "frame_offset", "batch_size", "decoder", "acceleration"],
     "BlendAndAssemble": ["blur_factor", "upper_boundary_ratio", "silence_handling", "silence_fade_frames",
@@ -65,6 +67,13 @@ PINNED_LINK_INPUTS = {
                           ("audio_features", "MUSETALK_AUDIO"), ("images", "IMAGE"), ("video", "VIDEO")],
 }
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+# Nodes of other packs, each allowed in the one workflow that needs it and nowhere else: workflow -> {node type:
+# the pack's registry id}. The pack is not installed in CI; its nodes are checked against (and run as) stand-ins
+# with the same INPUT_TYPES / outputs (tests/tts_standin.py, from the pack's source).
+THIRD_PARTY_ALLOWED = {
+    "text_to_talking_video": {"ChatterBoxEngineNode": "tts_audio_suite", "UnifiedTTSTextNode": "tts_audio_suite"},
+}
+STANDINS = tts_standin.NODE_CLASS_MAPPINGS
 
 
 def _is_widget(spec) -> bool:
@@ -92,6 +101,11 @@ def _ui_widget_names(cls) -> list:
 @pytest.fixture(scope="module")
 def node_classes(pack):
     return pack.NODE_CLASS_MAPPINGS
+
+
+def classes_for(name: str, node_classes) -> dict:
+    """The pack's nodes, plus the stand-ins of the third-party nodes this workflow (only) is allowed."""
+    return {**{t: STANDINS[t] for t in THIRD_PARTY_ALLOWED.get(name, {})}, **node_classes}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -133,8 +147,41 @@ def test_ui_workflow_has_explaining_note_and_only_core_or_our_nodes(name):
     assert ui["version"] == 0.4 and ui["last_link_id"] == len(ui["links"])
     notes = [n for n in ui["nodes"] if n["type"] in ("MarkdownNote", "Note")]
     assert notes and len(notes[0]["widgets_values"][0]) > 200
-    allowed = set(wftool.CORE_NODES) | set(PINNED_WIDGETS)
+    third_party = THIRD_PARTY_ALLOWED.get(name, {})
+    allowed = set(wftool.CORE_NODES) | set(PINNED_WIDGETS) | set(third_party)
     assert {n["type"] for n in ui["nodes"]} <= allowed
+    for node in ui["nodes"]:  # ComfyUI-Manager installs a missing node's pack by this id
+        if node["type"] in third_party:
+            assert node["properties"]["cnr_id"] == third_party[node["type"]], node["type"]
+    assert set(third_party) <= {n["type"] for n in ui["nodes"]}  # the list names what is used, nothing more
+
+
+def test_third_party_nodes_are_allowed_in_their_workflow_only():
+    """Only the workflows THIRD_PARTY_ALLOWED names use another pack's nodes (each: core, ours, or allowed there)."""
+    ours = set(wftool.CORE_NODES) | set(PINNED_WIDGETS)
+    for name in NAMES:
+        ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+        assert {n["type"] for n in ui["nodes"]} - ours == set(THIRD_PARTY_ALLOWED.get(name, {})), name
+    with pytest.raises(AssertionError):  # the check bites: the TTS workflow without its allowance fails it
+        ui = json.loads((ROOT / "workflows" / "ui" / "text_to_talking_video.json").read_text())
+        assert {n["type"] for n in ui["nodes"]} - ours == set()
+
+
+@pytest.mark.parametrize("node_id", sorted(STANDINS))
+def test_third_party_table_matches_the_standins(node_id):
+    """The generator's table for the other pack's nodes (widget order as saved, defaults, link inputs, outputs) and
+    the stand-ins the tests run agree; both were read off the pack's source."""
+    cls = STANDINS[node_id]
+    specs = _inputs(cls)
+    links, widgets, outputs = wftool.THIRD_PARTY_NODES[node_id]
+    assert wftool.NODE_PACK[node_id] == tts_standin.PACK_ID
+    assert wftool.widget_names(node_id) == _ui_widget_names(cls)
+    assert [(n, t) for n, t, _ in links] == [(n, s[0]) for n, s in specs.items() if not _is_widget(s)]
+    assert [(n, t) for n, t in outputs] == list(zip(cls.RETURN_NAMES, cls.RETURN_TYPES))
+    for name, kind, default in widgets:
+        if name == "control_after_generate" or (name == "text" and kind == "MULTILINE"):
+            continue  # the text's default is the workflow's own sentence, a multiline box in the editor
+        assert specs[name][1]["default"] == default, (node_id, name)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,6 +361,7 @@ def test_widget_order_is_pinned(node_classes, node_id):
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_workflow_matches_input_types(node_classes, name):
     ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+    node_classes = classes_for(name, node_classes)
     by_id = {n["id"]: n for n in ui["nodes"]}
     for link_id, src, src_slot, dst, dst_slot, link_type in ui["links"]:
         src_node, dst_node = by_id[src], by_id[dst]
@@ -322,7 +370,7 @@ def test_ui_workflow_matches_input_types(node_classes, name):
         target = dst_node["inputs"][dst_slot]
         assert target["link"] == link_id and target["type"] == link_type, (name, dst_node["type"], target)
     for node in ui["nodes"]:
-        if node["type"] not in PINNED_WIDGETS:
+        if node["type"] not in PINNED_WIDGETS and node["type"] not in THIRD_PARTY_ALLOWED.get(name, {}):
             continue
         cls = node_classes[node["type"]]
         specs = _inputs(cls)
@@ -421,13 +469,14 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
             if n["class_type"] == "LatentSyncInpaint":
                 n["inputs"]["inference_steps"] = 2
     with caplog.at_level(logging.WARNING):
-        result = run_prompt(api, node_classes, inputs_dir, tmp_path)
+        result = run_prompt(api, classes_for(name, node_classes), inputs_dir, tmp_path)
     # a template's own settings never warn (the LatentSync one used to, on every run, about its audio features)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     saves = [nid for nid, n in api.items() if n["class_type"] == "SaveVideo"]
     assert len(result.saved) == len(saves) >= 1
-    audio_files = [n["inputs"]["audio"] for n in api.values() if n["class_type"] == "LoadAudio"]
-    expected = sorted(math.floor(AUDIO_SECONDS[a] * FPS) for a in audio_files)
+    seconds = [AUDIO_SECONDS[n["inputs"]["audio"]] for n in api.values() if n["class_type"] == "LoadAudio"]
+    seconds += [tts_standin.SECONDS for n in api.values() if n["class_type"] == "UnifiedTTSTextNode"]
+    expected = sorted(math.floor(s * FPS) for s in seconds)
     got = []
     for path in result.saved:
         info = video_read.probe(path)
@@ -450,6 +499,9 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
         assert result.runs["BlendAndAssemble"] == 2
     if name == "musetalk_generated_frames_face_restore":
         assert result.runs["ImageSharpen"] == 1
+    if name == "text_to_talking_video":  # the speech came from the TTS node (its stand-in here), 24 kHz
+        assert result.runs["UnifiedTTSTextNode"] == 1 and result.runs["ChatterBoxEngineNode"] == 1
+        assert expected == [math.floor(tts_standin.SECONDS * FPS)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -470,8 +522,11 @@ def test_cheap_checks_run_before_face_detection_in_comfyuis_order(name, node_cla
     test_comfyui_integration), every template encodes its (first) audio and loads LatentSync before face detection:
     WhisperAudioEncode and Load LatentSync Model are run_early nodes (async functions inside ComfyUI)."""
     api = _api_file(name)
-    order = [api[n]["class_type"] for n in execution_order(api, {**CORE_EQUIVALENTS, **node_classes})]
+    classes = {**CORE_EQUIVALENTS, **classes_for(name, node_classes)}
+    order = [api[n]["class_type"] for n in execution_order(api, classes)]
     assert order.index("WhisperAudioEncode") < order.index("FaceDetectAndParse"), order
+    if "UnifiedTTSTextNode" in order:  # the speech is made (or fails) before the heavy stage too
+        assert order.index("UnifiedTTSTextNode") < order.index("FaceDetectAndParse"), order
     if "LoadLatentSyncModel" in order:
         assert order[0] == "LoadLatentSyncModel", order
 

@@ -8,6 +8,8 @@
 // in use: Load Video switched to a portrait clip named by $PORTRAIT_VIDEO (if set, it must be in ComfyUI's input
 // folder) and every Save Video given the 'executed' message of a finished run showing $PORTRAIT_OUTPUT (in output/).
 // Screenshots go to OUTDIR. Used by tests/test_comfyui_integration.py (COMFYUI_DIR set); also runnable by hand.
+// Node types the editor reports missing (its "missing nodes" dialog: a workflow that uses another pack's nodes,
+// not installed) are listed per workflow as missingNodes; the dialog is closed before the next workflow.
 const { chromium } = require('playwright-core');
 const fs = require('fs');
 const path = require('path');
@@ -39,6 +41,16 @@ function measure() {  // runs in the page
     left: Math.min(...boxes.map(x => toScreen(x.b[0], x.b[1])[0])), top: Math.min(...boxes.map(x => toScreen(x.b[0], x.b[1])[1])),
     overlaps, domOutside, toasts: [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText),
     sizes: app.graph._nodes.map(n => [`${n.type}#${n.id}`, ...Array.from(n.size).map(Math.round)]),
+    missingNodes: [...(window.__missingNodes || [])].sort(),
+  };
+}
+
+function recordMissingNodes() {  // runs in the page: the editor's missing-nodes dialog, by the node types it lists
+  const app = window.app, show = app.showMissingNodesError.bind(app);
+  window.__missingNodes = [];
+  app.showMissingNodesError = (types) => {
+    window.__missingNodes.push(...types.map(t => (typeof t === 'string' ? t : t.type)));
+    return show(types);
   };
 }
 
@@ -55,6 +67,8 @@ function measure() {  // runs in the page
   await page.waitForTimeout(1500);
   await page.keyboard.press('Escape');  // a fresh user gets the Templates browser on first start
   await page.waitForTimeout(500);
+  await page.evaluate(recordMissingNodes);
+  const forgetMissingNodes = () => page.evaluate(() => { window.__missingNodes = []; });
   const closeToasts = () => page.evaluate(() => document.querySelectorAll('.p-toast-message .p-toast-close-button').forEach(b => b.click()));
   // the Templates browser a fresh user gets on first start may open after the Escape above: close any dialog
   // before each drop so the screenshots show the graph
@@ -69,6 +83,7 @@ function measure() {  // runs in the page
     const first = alerts.length;
     await closeDialogs();
     await closeToasts();
+    await forgetMissingNodes();
     await page.evaluate(async ([text, fname]) => {
       await window.app.handleFile(new File([text], fname, { type: 'application/json' }));
     }, [fs.readFileSync(f, 'utf8'), path.basename(f)]);
@@ -112,8 +127,9 @@ function measure() {  // runs in the page
   const titles = (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean);
   let i = 0;
   for (const title of titles) {
-    if (i++) await openBrowser();
+    if (i++) { await closeDialogs(); await openBrowser(); }  // the last template may have left a dialog open
     await closeToasts();
+    await forgetMissingNodes();
     const first = alerts.length;
     const card = page.locator('[role=dialog]').getByText(title, { exact: true }).first();
     const found = await card.count() > 0;

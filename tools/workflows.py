@@ -67,7 +67,8 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
     "WhisperAudioEncode": (
         [("musetalk_models", "MUSETALK_MODELS", False), ("audio", "AUDIO", False), ("video", "VIDEO", True)],
         [("fps", "FLOAT", 25.0), ("audio_padding_left", "INT", 2), ("audio_padding_right", "INT", 2),
-         ("feature_mode", "COMBO", "reference"), ("silence_threshold_db", "FLOAT", -45.0)],
+         ("feature_mode", "COMBO", "reference"), ("silence_threshold_db", "FLOAT", -45.0),
+         ("audio_segments", "COMBO", "reference")],
         [("audio_features", "MUSETALK_AUDIO"), ("frame_count", "INT"), ("audio", "AUDIO")]),
     "VAEEncodeMasked": (
         [("musetalk_models", "MUSETALK_MODELS", False), ("faces", "MUSETALK_FACES", False)],
@@ -121,12 +122,38 @@ CORE_NODES: Dict[str, NodeDef] = {
                      [("IMAGE", "IMAGE")]),
     "MarkdownNote": ([], [("text", "STRING", "")], []),
 }
+# Nodes of other packs a workflow may use, by pack: {pack: (Comfy Registry id, display name, repository, {node type:
+# NodeDef})}. Ids, input names, types, defaults and outputs as the pack registers them (TTS Audio Suite 5.5.2:
+# nodes.py, nodes/engines/chatterbox_engine_node.py, nodes/unified/tts_text_node.py). The editor shows a node of a
+# pack that is not installed as missing (ComfyUI-Manager installs it from the registry id, cnr_id); the tests run
+# these nodes as stand-ins (tests/tts_standin.py).
+TTS_PACK = "tts_audio_suite"
+THIRD_PARTY_PACKS: Dict[str, Tuple[str, str, Dict[str, NodeDef]]] = {
+    TTS_PACK: ("TTS Audio Suite", "https://github.com/diodiogod/TTS-Audio-Suite", {
+        "ChatterBoxEngineNode": (
+            [],
+            [("language", "COMBO", "English"), ("device", "COMBO", "auto"), ("exaggeration", "FLOAT", 0.5),
+             ("temperature", "FLOAT", 0.8), ("cfg_weight", "FLOAT", 0.5),
+             ("crash_protection_template", "STRING", "hmm ,, {seg} hmm ,,")],
+            [("TTS_engine", "TTS_ENGINE")]),
+        "UnifiedTTSTextNode": (
+            [("TTS_engine", "TTS_ENGINE", False), ("opt_narrator", "*", True)],
+            [("text", "MULTILINE", ""), ("narrator_voice", "COMBO", "none"), ("seed", "INT", 1),
+             ("control_after_generate", "COMBO", "fixed"), ("enable_chunking", "BOOLEAN", True),
+             ("max_chars_per_chunk", "INT", 400), ("chunk_combination_method", "COMBO", "auto"),
+             ("silence_between_chunks_ms", "INT", 100), ("enable_audio_cache", "BOOLEAN", True),
+             ("batch_size", "INT", 0)],
+            [("audio", "AUDIO"), ("generation_info", "STRING")]),
+    }),
+}
+THIRD_PARTY_NODES: Dict[str, NodeDef] = {t: d for _, _, defs in THIRD_PARTY_PACKS.values() for t, d in defs.items()}
+NODE_PACK = {t: pack for pack, (_, _, defs) in THIRD_PARTY_PACKS.items() for t in defs}
 UI_ONLY_NODES = ("MarkdownNote", "Note")
 # A template title is also a file name (see Workflow): letters, digits, spaces and , + ( ) - only (Windows-safe,
 # nothing a URL needs to escape beyond the space).
 TEMPLATE_TITLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ,+()-]*[A-Za-z0-9)]")
 TITLE_MAX_CHARS = 28  # a template card shows about 31 characters of its title (1600 px window), then "..."
-NODE_DEFS: Dict[str, NodeDef] = {**MUSETALK_NODES, **CORE_NODES}
+NODE_DEFS: Dict[str, NodeDef] = {**MUSETALK_NODES, **CORE_NODES, **THIRD_PARTY_NODES}
 
 
 def widget_names(node_type: str) -> List[str]:
@@ -177,7 +204,8 @@ NO_SLOT_TOP = 2       # a node without sockets (MarkdownNote) starts its widgets
 WIDGET_H = 24         # LiteGraph.NODE_WIDGET_HEIGHT (20) + 4 px spacing: combo, number, text, toggle, button
 BODY_PAD = 8          # below the last widget
 # DOM widgets (HTML elements laid over the canvas) by widget TYPE in NODE_DEFS: the audio player under Load Audio.
-DOM_WIDGET_H = {"AUDIO_UI": 66}
+# A multiline text box (a textarea) takes the node's free height; MULTILINE is the room these workflows give it.
+DOM_WIDGET_H = {"AUDIO_UI": 66, "MULTILINE": 110}
 # Media previews appended after the widgets. A video preview takes the node's inner width and the video's aspect
 # ratio: the editor GROWS the node when the file loads (a portrait clip nearly triples it), and Save Video gets one
 # when the run finishes. So these nodes get room for a 16:9 preview and must have nothing below them (checked by
@@ -193,7 +221,9 @@ MIN_WIDTH = {"LoadMuseTalkModels": 212, "FaceDetectAndParse": 241, "WhisperAudio
              "GetVideoComponents": 194, "LoadAudio": 223, "LoadImage": 223, "CreateVideo": 210, "SaveVideo": 210,
              "ImageSharpen": 210, "MarkdownNote": 210,
              # estimated from the widest widget text (not yet measured in the editor; both below NODE_W)
-             "LoadLatentSyncModel": 240, "LatentSyncInpaint": 260}
+             "LoadLatentSyncModel": 240, "LatentSyncInpaint": 260,
+             # TTS Audio Suite's nodes, estimated the same way (its combo texts are short)
+             "ChatterBoxEngineNode": 260, "UnifiedTTSTextNode": 300}
 # The editor widens a node to fit its title: measured 6.5 px per character (14 px Inter) plus 62 px (the collapse
 # dot and padding); 7 per character keeps a margin for wide letters.
 TITLE_CHAR_W = 7.0
@@ -351,8 +381,7 @@ def build_ui(wf: Workflow) -> dict:
             "inputs": inputs,
             "outputs": [{"name": name, "type": typ, "links": out_links.get((n.id, slot), []), "slot_index": slot}
                         for slot, (name, typ) in enumerate(outputs)],
-            "properties": {"Node name for S&R": n.type,
-                           **({"cnr_id": "comfy-core"} if n.type in CORE_NODES else {"cnr_id": "musetalk-nodes"})},
+            "properties": {"Node name for S&R": n.type, "cnr_id": _pack_id(n.type)},
             "widgets_values": _widget_values(n),
         }
         if n.title:
@@ -368,6 +397,11 @@ def build_ui(wf: Workflow) -> dict:
                                                    "description": wf.description}},
         "version": 0.4,
     }
+
+
+def _pack_id(node_type: str) -> str:
+    """The Comfy Registry id of the pack a node comes from (what ComfyUI-Manager installs a missing node by)."""
+    return "comfy-core" if node_type in CORE_NODES else NODE_PACK.get(node_type, "musetalk-nodes")
 
 
 def _ui_inputs_names(n: N) -> List[str]:
@@ -620,8 +654,48 @@ every file in `ComfyUI/models/musetalk/`."""
     ])
 
 
+TTS_TEXT = ("Hello! Everything you hear was typed as text: a text-to-speech voice reads it, "
+            "and MuseTalk moves the lips in the video to match.")
+
+
+def text_to_talking_video() -> Workflow:
+    note = f"""# Text -> speech -> lip-synced video
+
+Needs the **TTS Audio Suite** custom nodes (github.com/diodiogod/TTS-Audio-Suite): ComfyUI-Manager ->
+*Install Missing Custom Nodes*, or `git clone` it into `custom_nodes` and run its `python install.py`. Restart.
+
+1. **Text to speech**: type what the person says in `text`. The **ChatterBox engine** node picks the voice model
+   (`language` English; the model downloads on first use). `narrator_voice` none = ChatterBox's own voice; pick a
+   file from the suite's voice folders, or wire an AUDIO into `opt_narrator`, to clone a voice.
+2. **Load Video**: the person to animate (or swap in Load Image for a photo). The output is as long as the speech.
+3. **Queue**. **Save Video** writes the clip (H.264 + AAC) under `output/video/`.
+
+Any other node with an AUDIO output can take the TTS node's place (another TTS pack, Load Audio).
+
+{MODELS_NOTE}"""
+    return Workflow("text_to_talking_video", "MuseTalk, TTS talking video",
+                    "Type text: a text-to-speech node (TTS Audio Suite, ChatterBox) speaks it and MuseTalk lip-syncs "
+                    "a video to the speech.", [
+        N(13, "ChatterBoxEngineNode", 0, 0, title="ChatterBox engine (TTS Audio Suite)"),
+        N(4, "UnifiedTTSTextNode", 0, 1, widgets={"text": TTS_TEXT}, links={"TTS_engine": (13, 0)},
+          title="Text to speech (TTS Audio Suite)"),
+        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}),
+        N(1, "LoadMuseTalkModels", 1, 0),
+        N(3, "GetVideoComponents", 1, 1, links={"video": (2, 0)}),
+        N(5, "FaceDetectAndParse", 1, 2, links={"musetalk_models": (1, 0), "images": (3, 0)}),
+        N(6, "WhisperAudioEncode", 1, 3, links={"musetalk_models": (1, 0), "audio": (4, 0), "fps": (3, 2)}),
+        N(7, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (5, 0)}),
+        N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
+                                                  "audio_features": (6, 0)}),
+        N(9, "BlendAndAssemble", 3, 0, links={"images": (3, 0), "faces": (5, 0), "generated": (8, 0)}),
+        N(10, "CreateVideo", 3, 1, links={"images": (9, 0), "audio": (9, 1), "fps": (9, 2)}),
+        N(12, "MarkdownNote", 3, 2, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_tts"}, links={"video": (10, 0)}),
+    ])
+
+
 WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration, long_video,
-             latentsync_video_to_video]
+             latentsync_video_to_video, text_to_talking_video]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -729,7 +803,8 @@ TYPE_TITLES = {"LoadMuseTalkModels": "Load MuseTalk Models", "FaceDetectAndParse
                "LoadVideo": "Load Video", "GetVideoComponents": "Get Video Components", "LoadAudio": "Load Audio",
                "LoadImage": "Load Image", "CreateVideo": "Create Video", "SaveVideo": "Save Video",
                "ImageSharpen": "Image Sharpen", "LoadLatentSyncModel": "Load LatentSync Model (MuseTalk)",
-               "LatentSyncInpaint": "LatentSync Inpaint (MuseTalk)"}
+               "LatentSyncInpaint": "LatentSync Inpaint (MuseTalk)", "ChatterBoxEngineNode": "ChatterBox TTS Engine",
+               "UnifiedTTSTextNode": "TTS Text"}
 
 
 def render() -> Dict[Path, str]:
