@@ -257,7 +257,9 @@ def make_multi_clip(n: int, heads: int = 2, size="360p", fps: float = 25.0, seed
                     events=()) -> MultiClip:
     """``heads`` talking heads side by side, each mouth moving with its own voice (see MultiClip); ``events``
     any of EVENTS: "cross" (heads 0 and 1 swap places, 0 passing in front), "cutaway" (a stretch of another shot
-    without faces), "leave" (the rightmost head walks out of the frame and back in). Seeded and deterministic."""
+    without faces), "leave" (the rightmost head walks out of the frame and back in). Seeded and deterministic.
+    Events last a fixed fraction of the clip: below about 100 frames the leaving head moves most of a box width
+    per frame (faster than people move; faces.tracks then loses it)."""
     unknown = set(events) - set(EVENTS)
     if unknown:
         raise ValueError(f"unknown events {sorted(unknown)}; use {EVENTS}")
