@@ -78,6 +78,12 @@ class LipsyncOptions:
     face_selection: str = _param("highest_score", FACES, choices=("highest_score", "largest", "leftmost",
                                                                   "rightmost"), help=(
         "Which face to use when several are found. highest_score = reference."))
+    speaker_selection: str = _param("default", FACES, help=(
+        "Which face speaks this audio. default: the face_selection pick in each frame (the reference). auto: the "
+        "face whose mouth movement best follows the audio's loudness. track N: face track N (tracks are numbered "
+        "from 0, left to right where each face first appears). point X Y [FRAME]: the face whose box holds pixel "
+        "(X, Y) in that source frame (default 0). Every choice but default tracks the faces and leaves the others "
+        "as they are."))
     landmark_region: str = _param("full_frame", FACES, choices=("full_frame", "face_region"), help=(
         "full_frame: landmarks on the whole frame (reference). face_region: on the detected face's area (sharper "
         "for small faces in big frames)."))

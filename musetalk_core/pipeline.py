@@ -30,7 +30,6 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from .blend.blender import assemble_audio
 from .frame_mapping import used_source_frames
 from .hooks import NO_HOOKS, RunHooks
 from .io.sources import FrameSource
@@ -50,6 +49,8 @@ class StreamResult:
     faces: Any                 # MuseTalkFaces (its spilled material is gone once the run returned)
     audio_features: Any
     source_frames_used: int
+    tracks: Any = None         # faces.tracks.FaceTracks when speakers were tracked
+    speakers: tuple = ()       # per speaker: (its face track or None, its MuseTalkAudio, its MuseTalkFaces)
 
 
 def _hooks(progress: Optional[ProgressFactory], stage: str, total: int) -> RunHooks:
@@ -77,8 +78,11 @@ def check_options(options) -> None:
     from .generators.musetalk.generate import check_generation_settings
     from .options import check_options as check_declared
 
+    from .faces.selection import parse_selection
+
     check_declared(options)
     check_generation_settings(options.decoder, options.acceleration)
+    parse_selection(options.speaker_selection)
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,10 @@ def frames_used(num_output: int, num_source: int, options):
 
 
 def video_faces(models: MuseTalkModels, source: FrameSource, options, wanted: np.ndarray, spill: SpillFolder,
-                crops: bool = True, progress: Optional[ProgressFactory] = None, chunk_frames: Optional[int] = None):
-    """FaceDetectAndParse over the ``wanted`` source frames (crops and parsing masks only when ``crops``)."""
+                crops: bool = True, progress: Optional[ProgressFactory] = None, chunk_frames: Optional[int] = None,
+                track_boxes: Optional[torch.Tensor] = None):
+    """FaceDetectAndParse over the ``wanted`` source frames (crops and parsing masks only when ``crops``);
+    ``track_boxes``: one speaker's face track (faces/tracks.py) instead of face_selection's pick per frame."""
     from .faces.material import build_faces
 
     faces, _, _ = build_faces(
@@ -143,16 +149,17 @@ def video_faces(models: MuseTalkModels, source: FrameSource, options, wanted: np
         right_cheek_width=options.right_cheek_width, face_selection=options.face_selection,
         landmark_region=options.landmark_region, box_smoothing=options.box_smoothing,
         detector_scale=options.detector_scale, batch_size=options.face_batch_size, wanted=wanted,
-        chunk_frames=chunk_frames, spill=spill, crops=crops,
+        chunk_frames=chunk_frames, spill=spill, crops=crops, track_boxes=track_boxes,
         hooks=_hooks(progress, "faces", (2 if crops else 1) * int(np.asarray(wanted).sum())))
     return faces
 
 
 def video_material(models: MuseTalkModels, generator: Generator, source: FrameSource, options, wanted: np.ndarray,
                    spill: SpillFolder, progress: Optional[ProgressFactory] = None,
-                   chunk_frames: Optional[int] = None):
+                   chunk_frames: Optional[int] = None, track_boxes: Optional[torch.Tensor] = None):
     """(faces, the generator's per-video material or None): everything that depends on the video only."""
-    faces = video_faces(models, source, options, wanted, spill, generator.face_crops, progress, chunk_frames)
+    faces = video_faces(models, source, options, wanted, spill, generator.face_crops, progress, chunk_frames,
+                        track_boxes)
     prepared = generator.prepare(source, faces, wanted, spill, lambda stage, total: _hooks(progress, stage, total))
     return faces, prepared
 
@@ -194,55 +201,106 @@ class _FaceBuffer:
             self.batches.close()  # e.g. leaves models.use() and restores the UNet's time embedding
 
 
-def render(generator: Generator, material: Material, source: FrameSource, options, sink: Sink,
+def render(generator: Generator, material, source: FrameSource, options, sink: Sink,
            first: int = 0, last: Optional[int] = None, progress: Optional[ProgressFactory] = None) -> None:
     """Generate, blend and hand to ``sink`` output frames first..last-1 (default: all), in order.
 
-    ``first`` must be a multiple of options.chunk_size (or 0) for the blend chunks to be the whole run's."""
-    t = material.num_frames
+    ``material``: a Material, or one per speaker (speakers.py: same frame mapping, each its own faces and audio),
+    pasted in that order over the same source frames. ``first`` must be a multiple of options.chunk_size (or 0)
+    for the blend chunks to be the whole run's."""
+    from .blend.chunk_loop import stream_layers
+
+    materials = [material] if isinstance(material, Material) else list(material)
+    t = materials[0].num_frames
     last = t if last is None else min(int(last), t)
     if first % int(options.chunk_size):
         raise ValueError(f"a segment must start on a multiple of chunk_size ({options.chunk_size}), got {first}")
-    buffer = _FaceBuffer(generator.batches(material.prepared, material.features, material.plan, first, last))
+    buffers = []
     try:
-        blender = generator.blender(material.prepared, material.faces, material.mapping, material.plan,
-                                    material.features, options)
+        layers = []
+        for m in materials:
+            buffers.append(_FaceBuffer(generator.batches(m.prepared, m.features, m.plan, first, last)))
+            blender = generator.blender(m.prepared, m.faces, m.mapping, m.plan, m.features, options)
+            layers.append((blender, buffers[-1].take, buffers[-1].upto))
         hooks = _hooks(progress, "lip-sync", last - first)
-        with closing(blender.stream(source, options.chunk_size, buffer.take, before=buffer.upto,
-                                    first=first, last=last)) as chunks:
+        with closing(stream_layers(layers, source, options.chunk_size, first=first, last=last)) as chunks:
             for start, stop, out in chunks:
                 sink(out)
-                buffer.drop_before(stop)
+                for buffer in buffers:
+                    buffer.drop_before(stop)
                 hooks.step(stop - start)
     finally:
-        buffer.close()
+        for buffer in buffers:
+            buffer.close()
 
 
-def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Mapping[str, Any], fps: float, options,
-                   sink: Sink, progress: Optional[ProgressFactory] = None, spill_dir=None,
-                   chunk_frames: Optional[int] = None, generator: Optional[Generator] = None) -> StreamResult:
-    """Lip-sync ``source`` to ``audio``; every output frame goes to ``sink`` as soon as it is blended.
+def speaker_materials(models: MuseTalkModels, generator: Generator, source: FrameSource, speakers, fps: float,
+                      options, spill: SpillFolder, progress: Optional[ProgressFactory] = None,
+                      chunk_frames: Optional[int] = None):
+    """(one Material per speaker, the face tracks or None, the track of each speaker): see speakers.py. All share T
+    (the length-fit mode over the longest audio) and the frame mapping; each speaker's material spills to its own
+    folder inside ``spill``."""
+    from .audio.fit import audio_frames
+    from .faces.material import _dilate, smoothing_radius
+    from .faces.tracks import detect_tracks
+    from .frame_mapping import output_length
+    from .speakers import assign_tracks, needs_tracks, track_landmarks
+
+    longest = max(audio_frames(s.audio, fps) for s in speakers)
+    t = output_length(longest, source.num_frames, options.frame_mapping)
+    folders = [spill if len(speakers) == 1 else SpillFolder(spill.path, prefix=f"speaker{i}-")
+               for i in range(len(speakers))]
+    features = [encode_features(models, s.audio, fps, options, folder, progress, generator, num_frames=t)
+                for s, folder in zip(speakers, folders)]
+    mapping, wanted = frames_used(t, source.num_frames, options)
+    if not needs_tracks(speakers):
+        faces, prepared = video_material(models, generator, source, options, wanted, spill, progress, chunk_frames)
+        return [material_for(generator, features[0], mapping, faces, prepared)], None, [None]
+    examined = _dilate(wanted, smoothing_radius(float(options.box_smoothing)))  # the faces stage's located frames
+    tracks = detect_tracks(models, source, examined, detector_scale=options.detector_scale,
+                           batch_size=options.face_batch_size, chunk_frames=chunk_frames,
+                           hooks=_hooks(progress, "face tracks", int(examined.sum())))
+    chosen = assign_tracks(speakers, tracks, fps, mapping, track_landmarks(models, source, tracks, options))
+    materials = []
+    for k, feats, folder in zip(chosen, features, folders):
+        faces, prepared = video_material(models, generator, source, options, wanted, folder, progress, chunk_frames,
+                                         tracks.boxes[k])
+        materials.append(material_for(generator, feats, mapping, faces, prepared))
+    return materials, tracks, chosen
+
+
+def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Optional[Mapping[str, Any]], fps: float,
+                   options, sink: Sink, progress: Optional[ProgressFactory] = None, spill_dir=None,
+                   chunk_frames: Optional[int] = None, generator: Optional[Generator] = None,
+                   speakers: Optional[Sequence] = None) -> StreamResult:
+    """Lip-sync ``source`` to ``audio`` (or each of several ``speakers``: speakers.Speaker, each an AUDIO and the
+    face that speaks it); every output frame goes to ``sink`` as soon as it is blended.
 
     ``models``: the shared stages' networks (Whisper, face detector, landmarks, parser); ``generator``: default
     MuseTalk on ``models``. ``chunk_frames``: source frames per read in the faces stage (default 64, at most
     faces.material.CHUNK_PIXELS, rounded to detection batches); output frames per chunk are ``options.chunk_size``.
-    Neither changes the result.
+    Neither changes the result. One audio with speaker_selection 'default' is the reference's run exactly.
     """
+    from .blend.audio_mix import mix_audio
+    from .speakers import speaker_list
+
     check_options(options)
+    speakers = speaker_list(audio, options, speakers)
     if generator is None:
         from .generators.musetalk.generator import MuseTalkGenerator
 
         generator = MuseTalkGenerator(models, options)
     spill = SpillFolder(spill_dir)
     try:
-        features = encode_features(models, audio, fps, options, spill, progress, generator, source.num_frames)
-        mapping, wanted = frames_used(features.num_frames, source.num_frames, options)
-        faces, prepared = video_material(models, generator, source, options, wanted, spill, progress, chunk_frames)
-        material = material_for(generator, features, mapping, faces, prepared)
-        render(generator, material, source, options, sink, progress=progress)
+        materials, tracks, chosen = speaker_materials(models, generator, source, speakers, fps, options, spill,
+                                                      progress, chunk_frames)
+        render(generator, materials, source, options, sink, progress=progress)
     finally:
         spill.close()
         generator.close()
-    t = material.num_frames
-    out_audio = assemble_audio(audio, t, float(fps))
-    return StreamResult(t, float(fps), out_audio, faces, features, int(wanted.sum()))
+    first = materials[0]
+    t = first.num_frames
+    out_audio = mix_audio([s.audio for s in speakers], t, float(fps))
+    used = int(np.unique(first.mapping.numpy()).size)
+    return StreamResult(t, float(fps), out_audio, first.faces, first.features, used, tracks,
+                        tuple(zip(chosen, (m.features for m in materials), (m.faces for m in materials))))

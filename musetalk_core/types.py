@@ -29,6 +29,7 @@ FACES_TYPE = "MUSETALK_FACES"
 AUDIO_TYPE = "MUSETALK_AUDIO"
 LATENTS_TYPE = "MUSETALK_LATENTS"
 GENERATED_TYPE = "MUSETALK_GENERATED"
+SPEAKERS_TYPE = "MUSETALK_SPEAKERS"  # further speakers of the same frames: a tuple of (faces, generated)
 
 
 class Placement:

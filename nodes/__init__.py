@@ -11,6 +11,7 @@ from .face_detect import FaceDetectAndParse
 from .latentsync_inpaint import LatentSyncInpaint
 from .load_latentsync import LoadLatentSyncModel
 from .load_models import LoadMuseTalkModels
+from .speakers import AddSpeaker
 from .unet_inpaint import MuseTalkUNetInpaint
 from .vae_encode import VAEEncodeMasked
 
@@ -26,6 +27,8 @@ _NODES = (
     # the second generator (issue 17): its output goes to BlendAndAssemble like MuseTalkUNetInpaint's
     ("LoadLatentSyncModel", LoadLatentSyncModel, "Load LatentSync Model (MuseTalk)"),
     ("LatentSyncInpaint", LatentSyncInpaint, "LatentSync Inpaint (MuseTalk)"),
+    # several speakers, each with its own audio (issue 25): more faces for BlendAndAssemble
+    ("AddSpeaker", AddSpeaker, "MuseTalk Add Speaker"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

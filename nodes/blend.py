@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from musetalk_core.types import FACES_TYPE, GENERATED_TYPE
+from musetalk_core.types import FACES_TYPE, GENERATED_TYPE, SPEAKERS_TYPE
 from musetalk_core.options import node_input
 
 from . import comfy_bridge
@@ -52,11 +52,15 @@ class BlendAndAssemble:
                 "replacement_faces": ("IMAGE", {"tooltip":
                                       "Optional 256x256 faces used instead of the generated ones, one per output "
                                       "frame (e.g. MuseTalkUNetInpaint's faces after a face-restoration node)."}),
+                "more_speakers": (SPEAKERS_TYPE, {"tooltip": "Further people talking in the same frames, each with "
+                                                  "their own audio (from AddSpeaker): pasted after this one, their "
+                                                  "audio mixed into the clip's."}),
             },
         }
 
     def blend(self, images=None, faces=None, generated=None, blur_factor=0.05, upper_boundary_ratio=0.5,
-              silence_handling=False, silence_fade_frames=3, chunk_size=16, replacement_faces=None, video=None):
+              silence_handling=False, silence_fade_frames=3, chunk_size=16, replacement_faces=None, video=None,
+              more_speakers=None):
         from musetalk_core.blend.blender import blend_frames
 
         from .face_detect import one_source
@@ -65,7 +69,8 @@ class BlendAndAssemble:
         hooks = comfy_bridge.run_hooks(getattr(generated, "num_frames", 1))
         settings = dict(blur_factor=blur_factor, upper_boundary_ratio=upper_boundary_ratio,
                         silence_handling=silence_handling, silence_fade_frames=silence_fade_frames,
-                        chunk_size=chunk_size, replacement_faces=replacement_faces, hooks=hooks)
+                        chunk_size=chunk_size, replacement_faces=replacement_faces, hooks=hooks,
+                        more_speakers=tuple(more_speakers or ()))
         with comfy_bridge.NodeReport() as report:  # no usable face, silence handling without audio...
             if video is not None:
                 result = blend_video(video, faces, generated, settings)

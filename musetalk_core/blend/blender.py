@@ -17,7 +17,7 @@ without a face are the input frames bit for bit; blend_frames and stream_blend g
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -28,7 +28,7 @@ from ..types import MuseTalkFaces, MuseTalkGenerated
 from .audio_cut import SILENT_AUDIO_RATE, assemble_audio, audio_length
 from .box_paste import Blender
 from .checks import check_blend_settings, check_fps, check_material
-from .chunk_loop import ChunkBlender, to_uint8
+from .chunk_loop import ChunkBlender, blend_layers_into, to_uint8
 from .silence_fade import silence_weights
 from .sinks import ImageFrames, ImageSink, VideoSink
 
@@ -42,8 +42,11 @@ __all__ = ["Blender", "ChunkBlender", "SILENT_AUDIO_RATE", "assemble_audio", "au
 def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalkGenerated, *,
                  blur_factor: float = 0.05, upper_boundary_ratio: float = 0.5, silence_handling: bool = False,
                  silence_fade_frames: int = 3, chunk_size: int = 16, replacement_faces: Optional[torch.Tensor] = None,
-                 hooks: Optional[RunHooks] = None, output_device: Optional[torch.device] = None):
+                 hooks: Optional[RunHooks] = None, output_device: Optional[torch.device] = None,
+                 more_speakers: Sequence = ()):
     """Compose the generated faces into the original frames (an IMAGE batch); see the module docstring.
+    ``more_speakers``: (faces, generated) of further speakers of the same frames, pasted after this one in order;
+    their audio is mixed into the clip's.
 
     Returns (frames float32 IMAGE (T, H, W, 3) on ``output_device`` (default: the device of ``images``),
     AUDIO {"waveform" (B, C, round(T / fps * rate)), "sample_rate"} on the CPU, fps float, T int)."""
@@ -64,15 +67,16 @@ def blend_frames(images: torch.Tensor, faces: MuseTalkFaces, generated: MuseTalk
                            silence_handling, silence_fade_frames)
     faces_of = generated_faces_reader(generated, replacement_faces, blender.device)
     sink = ImageSink(t, height, width, out_device)
-    blender.blend_into(sink, ImageFrames(images), chunk_size, faces_of, hooks or NO_HOOKS)
-    audio_map = generated.audio.audio if generated.audio is not None else None
-    return sink.frames, assemble_audio(audio_map, t, fps), fps, t
+    look = (blur_factor, upper_boundary_ratio, silence_handling, silence_fade_frames)
+    layers = [(blender, faces_of, None)] + _more_layers(faces, generated, more_speakers, look, "images")
+    blend_layers_into(sink, layers, ImageFrames(images), chunk_size, hooks or NO_HOOKS)
+    return sink.frames, _clip_audio(generated, more_speakers, t, fps), fps, t
 
 
 def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, path, *, blur_factor: float = 0.05,
                  upper_boundary_ratio: float = 0.5, silence_handling: bool = False, silence_fade_frames: int = 3,
                  chunk_size: int = 16, replacement_faces: Optional[torch.Tensor] = None,
-                 hooks: Optional[RunHooks] = None, crf: int = 18):
+                 hooks: Optional[RunHooks] = None, crf: int = 18, more_speakers: Sequence = ()):
     """BlendAndAssemble over a frame source (a VIDEO): each chunk of output frames is blended over its source
     frames, read again from the source, and written straight to an H.264 + AAC file at ``path`` (atomically).
 
@@ -97,12 +101,48 @@ def stream_blend(source, faces: MuseTalkFaces, generated: MuseTalkGenerated, pat
     blender = make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,
                            silence_fade_frames)
     faces_of = generated_faces_reader(generated, replacement_faces, device)
-    audio = assemble_audio(generated.audio.audio if generated.audio is not None else None, t, fps)
+    audio = _clip_audio(generated, more_speakers, t, fps)
+    look = (blur_factor, upper_boundary_ratio, silence_handling, silence_fade_frames)
+    layers = [(blender, faces_of, None)] + _more_layers(faces, generated, more_speakers, look, "video")
     with VideoWriter(path, rate, w, h, crf, *audio_layout(audio)) as writer:
         sink = VideoSink(writer, t)
-        blender.blend_into(sink, source, chunk_size, faces_of, hooks or NO_HOOKS)
+        blend_layers_into(sink, layers, source, chunk_size, hooks or NO_HOOKS)
         writer.finish(audio)
     return sink.preview(), audio, fps, t
+
+
+def _more_layers(faces, generated, more_speakers, look, input_name: str) -> list:
+    """(blender, faces_of, None) per further speaker, checked against the first: same frames, same output."""
+    layers = []
+    for n, (other_faces, other) in enumerate(more_speakers, start=2):
+        label = f"speaker {n}"
+        if not isinstance(other, MuseTalkGenerated) or not isinstance(other_faces, MuseTalkFaces):
+            raise InputError(f"'more_speakers': {label} is not (faces, generated) from FaceDetectAndParse and a "
+                             "generation node.")
+        if other.num_frames != generated.num_frames or not torch.equal(other.source_index.cpu(),
+                                                                        generated.source_index.cpu()):
+            raise InputError(f"'more_speakers': {label} has {other.num_frames} output frames over other source "
+                             f"frames than the first speaker's {generated.num_frames}. Give every speaker's "
+                             "generation node the same frame_mapping and frame_offset, and audio tracks of one "
+                             "length, or frame_mapping 'silence' or 'cut_off' (their length follows the video).")
+        if faces.frames_fingerprint and other_faces.frames_fingerprint != faces.frames_fingerprint:
+            raise InputError(f"'more_speakers': {label}'s faces come from other frames than '{input_name}'. Give "
+                             "every speaker's FaceDetectAndParse the same frames.")
+        device = other.faces.device if isinstance(other.faces, torch.Tensor) \
+            else torch.device(other.settings.get("device", "cpu"))
+        blender = make_blender(other_faces, other, device, *look)
+        layers.append((blender, generated_faces_reader(other, None, device), None))
+    return layers
+
+
+def _clip_audio(generated, more_speakers, t: int, fps: float):
+    """The clip's AUDIO: the first speaker's, or every speaker's mixed (audio.mix)."""
+    from .audio_mix import mix_audio
+
+    audios = [g.audio.audio if g.audio is not None else None for g in [generated] + [g for _, g in more_speakers]]
+    if len(audios) == 1 or any(a is None for a in audios):
+        return assemble_audio(audios[0], t, fps)
+    return mix_audio(audios, t, fps)
 
 
 def make_blender(faces, generated, device, blur_factor, upper_boundary_ratio, silence_handling,

@@ -117,3 +117,40 @@ class ChunkBlender:
                 sink.put(start, stop, frames)
                 hooks.step(stop - start)
 
+
+def stream_layers(layers, source, step: int, first: int = 0, last: Optional[int] = None, as_float: bool = False):
+    """(start, stop, frames) of every output chunk with the faces of several speakers: each chunk's source frames
+    are read once and every layer (blender, faces_of, before) pastes its faces in turn, in order, over what the
+    layers before it made; uint8 CPU frames (``blend_uint8``) or float32 device frames (``blend``, ``as_float``).
+    The layers share one frame mapping. One layer gives exactly ``ChunkBlender.chunks``' frames (the same reads,
+    rows, ``before`` calls and paste)."""
+    from ..io.sources import prefetched
+
+    base = layers[0][0]
+    h, w = (int(v) for v in source.frame_size)
+    t, step = int(base.source.numel()), max(1, min(int(step), base.CHUNK_PIXELS // max(1, h * w)))
+    end = t if last is None else min(t, int(last))
+    starts = range(int(first), end, step)
+    reads = prefetched(source, [base.source[a:min(a + step, end)].tolist() for a in starts])
+    try:
+        for start, raw in zip(starts, reads):
+            stop = min(end, start + step)
+            out = raw
+            for blender, faces_of, before in layers:
+                rows = blender.rows(start, stop)
+                if rows and before is not None:
+                    before(rows[-1])
+                out = (blender.blend if as_float else blender.blend_uint8)(start, stop, out, faces_of)
+            del raw
+            yield start, stop, out
+    finally:
+        reads.close()
+
+
+def blend_layers_into(sink, layers, source, step: int, hooks: Optional[RunHooks] = None) -> None:
+    """``ChunkBlender.blend_into`` for several speakers' layers (see ``stream_layers``)."""
+    hooks = hooks or NO_HOOKS
+    with closing(stream_layers(layers, source, step, as_float=sink.float_frames)) as chunks:
+        for start, stop, frames in chunks:
+            sink.put(start, stop, frames)
+            hooks.step(stop - start)

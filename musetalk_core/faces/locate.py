@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -145,13 +145,15 @@ def _landmarks(lm_net, frames_rgb: np.ndarray, boxes):
 def locate_faces(models, frames_u8: torch.Tensor, *, version: str = "v15", bbox_shift: int = 0,
                  extra_margin: int = 10, face_selection: str = "highest_score",
                  landmark_region: str = "full_frame", detector_scale: float = 1.0, batch_size: int = 8,
-                 hooks: Optional[RunHooks] = None) -> FaceLocations:
+                 hooks: Optional[RunHooks] = None, given_boxes: Optional[Sequence[Optional[torch.Tensor]]] = None
+                 ) -> FaceLocations:
     """Faces, landmarks and crop boxes for uint8 (N, H, W, 3) RGB frames (see the module docstring).
 
     Networks come from ``models`` ("s3fd", "landmarks"). hooks.step(n) is called after every batch of n frames.
+    ``given_boxes``: per frame, the S3FD box of the face to use (a speaker's track, faces/tracks.py) or None for no
+    face; S3FD is not run again, face_selection does not apply and the landmarks are found on that face's region.
     """
     from ..models.dwpose import FACE_SLICE
-    from ..models.s3fd import detect
 
     hooks = hooks or NO_HOOKS
     _check(frames_u8, version, bbox_shift, extra_margin, face_selection, landmark_region, detector_scale,
@@ -174,16 +176,16 @@ def locate_faces(models, frames_u8: torch.Tensor, *, version: str = "v15", bbox_
     with models.use("s3fd", "landmarks") as (s3fd, lm_net):
         for start in range(0, n, batch):
             chunk = frames_u8[start:start + batch]
-            dets = []
-            for s in range(0, chunk.shape[0], s3fd_batch):
-                dets.extend(detect(s3fd, chunk[s:s + s3fd_batch], scale=float(detector_scale)))
-            chosen = []
-            for d in dets:
-                k = select_face(d.boxes, d.scores, face_selection)
-                chosen.append(None if k is None else d.boxes[k].cpu())
+            if given_boxes is not None:
+                chosen = [None if b is None else torch.as_tensor(b).cpu()
+                          for b in given_boxes[start:start + int(chunk.shape[0])]]
+            else:
+                chosen = _detect_and_select(s3fd, chunk, s3fd_batch, float(detector_scale), face_selection)
             frames_np = chunk.cpu().numpy()
             regions = None
-            if landmark_region == "face_region":
+            # a tracked speaker's landmarks come from its own face: on the whole frame DWPose finds whichever person
+            # it prefers, not necessarily this one
+            if landmark_region == "face_region" or given_boxes is not None:
                 regions = [None if c is None else _region_box(c.tolist(), w, h) for c in chosen]
             kps, scores = _landmarks(lm_net, frames_np, regions)
             for j, c in enumerate(chosen):
@@ -208,6 +210,20 @@ def locate_faces(models, frames_u8: torch.Tensor, *, version: str = "v15", bbox_
                     detector_scale=float(detector_scale), landmark_backend=_backend_name(lm_net))
     return FaceLocations((h, w), has_face, boxes, landmarks, lm_scores, det_boxes, fallback, range_minus,
                          range_plus, int(bbox_shift), settings)
+
+
+def _detect_and_select(s3fd, chunk: torch.Tensor, s3fd_batch: int, scale: float, face_selection: str) -> list:
+    """Per frame the chosen S3FD box (CPU) or None."""
+    from ..models.s3fd import detect
+
+    dets = []
+    for s in range(0, chunk.shape[0], s3fd_batch):
+        dets.extend(detect(s3fd, chunk[s:s + s3fd_batch], scale=scale))
+    chosen = []
+    for d in dets:
+        k = select_face(d.boxes, d.scores, face_selection)
+        chosen.append(None if k is None else d.boxes[k].cpu())
+    return chosen
 
 
 def _backend_name(lm_net) -> str:

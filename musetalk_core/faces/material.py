@@ -174,7 +174,8 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
                 box_smoothing: float = 0.0, detector_scale: float = 1.0, batch_size: int = 8,
                 wanted: Optional[np.ndarray] = None, chunk_frames: Optional[int] = None,
                 spill: Optional[SpillFolder] = None, preview_indices: Union[Sequence[int], PreviewArray] = (),
-                hooks: Optional[RunHooks] = None, crops: bool = True) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
+                hooks: Optional[RunHooks] = None, crops: bool = True,
+                track_boxes: Optional[torch.Tensor] = None) -> Tuple[MuseTalkFaces, Dict[int, np.ndarray], str]:
     """MuseTalkFaces for every frame of ``source`` (see the module docstring).
 
     Returns (faces, {frame index: uint8 preview frame, downscaled as previews.strip shows it} for
@@ -183,6 +184,8 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     Frames outside ``wanted`` are marked as having no face. hooks.step: once per located frame and once per
     cropped/parsed frame. ``crops`` False (a generator that needs only boxes and landmarks): no 256-px crop, no
     parsing mask, the face parser is not used; frames whose box could not be cropped still count as face-less.
+    ``track_boxes``: float (N, 4), one speaker's S3FD box per frame (NaN: not in that frame) from faces.tracks;
+    its face is used instead of face_selection's pick, and S3FD is not run again.
     """
     from .locate import locate_faces
 
@@ -210,7 +213,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
         loc = locate_faces(models, frames_u8, version=models.version, bbox_shift=bbox_shift,
                            extra_margin=extra_margin, face_selection=face_selection,
                            landmark_region=landmark_region, detector_scale=detector_scale, batch_size=batch,
-                           hooks=hooks)
+                           hooks=hooks, given_boxes=_given(track_boxes, indices))
         mat.add_locations(indices, loc)
 
     def crop_parse(parser, indices, frames_u8):
@@ -256,6 +259,13 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
                     detector_scale=float(detector_scale), crops=bool(crops))
     faces = _finish(mat, (h, w), fingerprint, text, settings)
     return faces, previews, text
+
+
+def _given(track_boxes: Optional[torch.Tensor], indices: Sequence[int]):
+    """Per frame of a chunk, the speaker's box or None; None altogether without a speaker track."""
+    if track_boxes is None:
+        return None
+    return [None if bool(torch.isnan(track_boxes[i]).any()) else track_boxes[i] for i in indices]
 
 
 @contextmanager

@@ -1,0 +1,141 @@
+"""Several speakers, each with its own audio (speakers.py, pipeline.speaker_materials), and speaker selection for
+one audio: drawn heads found by a stand-in detector, real tiny networks for everything after it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.standins import heads_detector, heads_landmarks
+from benchmarks.synthetic import make_multi_clip
+from musetalk_core.errors import InputError
+from musetalk_core.generators.musetalk import generate
+from musetalk_core.io.sources import TensorSource
+from musetalk_core.models import dwpose, s3fd
+from musetalk_core.options import LipsyncOptions
+from musetalk_core.pipeline import lipsync_stream
+from musetalk_core.speakers import Speaker
+from musetalk_core.weights.loading import load_models
+
+N, FPS, SIZE = 20, 25.0, "144x256"
+OPTIONS = LipsyncOptions(face_batch_size=4, vae_batch_size=4, batch_size=4, chunk_size=8)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_multi_clip(N, heads=2, size=SIZE, fps=FPS, seed=3)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models_factory):
+    return load_models([tiny_models_factory("v15")], "v15", precision="fp32", device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def drawn_heads(monkeypatch, clip):
+    monkeypatch.setattr(s3fd, "detect", heads_detector(clip))
+    monkeypatch.setattr(dwpose, "predict_keypoints", heads_landmarks(clip))
+
+
+@pytest.fixture
+def generator_inputs(monkeypatch):
+    """The audio windows each UNet batch run was given (per call of iter_generated)."""
+    seen = []
+    real = generate.iter_generated
+
+    def spy(models, latents, audio_features, plan, *a, **k):
+        seen.append(audio_features)
+        return real(models, latents, audio_features, plan, *a, **k)
+
+    monkeypatch.setattr(generate, "iter_generated", spy)
+    return seen
+
+
+def run(models, clip, options=OPTIONS, audio=None, speakers=None):
+    out = []
+    result = lipsync_stream(models, TensorSource(clip.frames), audio, FPS, options, out.append, speakers=speakers)
+    return torch.cat(out), result
+
+
+def inside(box, x, y) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def changed_heads(clip, out, frames) -> np.ndarray:
+    """(heads, frames) whether pixels inside each head's drawn box changed."""
+    src = clip.frames.numpy().astype(int)
+    got = out.numpy().astype(int)
+    result = np.zeros((clip.num_heads, len(frames)), dtype=bool)
+    for j in range(clip.num_heads):
+        for k, i in enumerate(frames):
+            if not clip.visible[j, i]:
+                continue
+            x1, y1, x2, y2 = (int(v) for v in clip.boxes[j, i])
+            result[j, k] = (got[i, max(y1, 0):y2, max(x1, 0):x2] != src[i, max(y1, 0):y2, max(x1, 0):x2]).any()
+    return result
+
+
+def test_two_speakers_each_from_its_own_audio(models, clip, generator_inputs):
+    speakers = [Speaker(clip.audios[0], "track 0"), Speaker(clip.audios[1], "track 1")]
+    out, result = run(models, clip, speakers=speakers)
+    assert out.shape[0] == result.frame_count == N
+    assert [k for k, _, _ in result.speakers] == [0, 1]
+    # each speaker's faces are its own head's (the crop box centre lies in that head's drawn box)
+    for k, (_, _, faces) in enumerate(result.speakers):
+        present = np.flatnonzero(faces.has_face.numpy())
+        assert len(present) >= N - 2
+        for i in present:
+            b = faces.boxes[i].tolist()
+            assert inside(clip.boxes[k, i], (b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+    # the UNet heard speaker k's own audio for speaker k's faces
+    assert [f is feats for f, (_, feats, _) in zip(generator_inputs, result.speakers)] == [True, True]
+    own = [run_windows(models, a) for a in clip.audios]
+    for (_, feats, _), windows in zip(result.speakers, own):
+        assert torch.equal(feats.features[:], windows)
+    assert not torch.equal(own[0], own[1])
+    # both faces were lip-synced in the same frames; the audio is the two tracks mixed
+    assert changed_heads(clip, out, range(N)).all(axis=0).sum() >= N - 2
+    mixed = (clip.audios[0]["waveform"] + clip.audios[1]["waveform"]).clamp(-1, 1)
+    n = result.audio["waveform"].shape[-1]
+    assert n == round(N / FPS * 16000)
+    assert torch.allclose(result.audio["waveform"][..., :mixed.shape[-1]], mixed[..., :n], atol=1e-6)
+
+
+def run_windows(models, audio):
+    from musetalk_core.audio.windows import encode_audio
+
+    return encode_audio(models, audio, FPS).features[:]
+
+
+def test_one_speaker_by_point_leaves_the_other_face_alone(models, clip):
+    x1, y1, x2, y2 = clip.boxes[1, 4]
+    out, result = run(models, clip, OPTIONS.updated(speaker_selection=f"point {(x1 + x2) / 2} {(y1 + y2) / 2} 4"),
+                      audio=clip.audios[1])
+    assert result.speakers[0][0] == 1
+    changed = changed_heads(clip, out, range(N))
+    assert not changed[0].any() and changed[1].sum() >= N - 2
+
+
+def test_auto_picks_the_face_that_speaks_the_audio(models, clip):
+    for head in (0, 1):
+        _, result = run(models, clip, OPTIONS.updated(speaker_selection="auto", frame_mapping="cut_off"),
+                        audio=clip.audios[head])
+        assert result.speakers[0][0] == head
+
+
+def test_default_one_speaker_is_untouched_by_tracking(models, clip, monkeypatch):
+    from musetalk_core.faces import tracks
+
+    monkeypatch.setattr(tracks, "detect_tracks", lambda *a, **k: pytest.fail("tracked"))
+    out, result = run(models, clip, audio=clip.audios[0])
+    assert result.tracks is None and result.speakers[0][0] is None
+
+
+def test_bad_speaker_choices(models, clip):
+    with pytest.raises(InputError, match="2 face track"):
+        run(models, clip, OPTIONS.updated(speaker_selection="track 2"), audio=clip.audios[0])
+    with pytest.raises(InputError, match="both chose face track 1"):
+        run(models, clip, speakers=[Speaker(clip.audios[0], "track 1"), Speaker(clip.audios[1], "track 1")])
+    with pytest.raises(InputError, match="not a speaker selection"):
+        run(models, clip, OPTIONS.updated(speaker_selection="left one"), audio=clip.audios[0])
