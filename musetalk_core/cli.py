@@ -111,7 +111,7 @@ def run_lipsync(args: argparse.Namespace) -> int:
     """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.pipeline),
     so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
     from .weights import files as model_files
-    from .io import audio_file, image_file, output_file, video_read, video_write
+    from .io import image_file, output_file, video_read, video_write
     from .io.sources import TensorSource
     from .pipeline import check_options, lipsync_stream, load_run
 
@@ -126,20 +126,19 @@ def run_lipsync(args: argparse.Namespace) -> int:
     else:
         source, fps = TensorSource(image_file.read_image(args.image)), args.fps or Fraction(25)
     try:
-        audio = audio_file.read_audio(args.audio)
-        audio_file.check_audio_duration(audio, fps, "--audio")
+        audio, speakers, audio_inputs = _voices(args, fps)
         output = output_file.check_output_path(args.output)
         output_file.refuse_overwriting_inputs(output, {"--video": args.video, "--image": args.image,
-                                                       "--audio": args.audio})
+                                                       **audio_inputs})
         dirs = args.models_dir or model_files.default_models_dirs()
         bars = _Bars(not args.no_progress)
         try:
             height, width = source.frame_size
-            rate, channels = audio_file.audio_layout(audio)
+            rate, channels = _layout(audio, speakers)
             _STAGE[0] = "models"
             models, generator = load_run(dirs, options, unet_config=args.unet_config)
             run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars,
-                                              generator=generator)
+                                              generator=generator, speakers=speakers)
             with video_write.VideoWriter(output, fps, width, height, args.crf, rate, channels,
                                          preset=args.preset) as writer:
                 result = run(writer.write)
@@ -154,6 +153,36 @@ def run_lipsync(args: argparse.Namespace) -> int:
         print("No face was found in the video: it was passed through unchanged with the new audio "
               "(see the warning above).")
     return EXIT_OK
+
+
+def _voices(args: argparse.Namespace, fps):
+    """(the audio or None, the speakers or None, {option: file} of the audio inputs), every file read and checked."""
+    from .io import audio_file
+    from .lipsync_args import speaker_specs
+    from .speakers import Speaker
+
+    specs = speaker_specs(args)
+    if specs is None:
+        audio = audio_file.read_audio(args.audio)
+        audio_file.check_audio_duration(audio, fps, "--audio")
+        return audio, None, {"--audio": args.audio}
+    speakers = []
+    for i, (path, selection) in enumerate(specs):
+        label = f"--speaker {path}"
+        audio = audio_file.read_audio(path)
+        audio_file.check_audio_duration(audio, fps, label)
+        speakers.append(Speaker(audio, selection, f"speaker {i + 1} ({path.name})"))
+    return None, speakers, {f"--speaker {path}": path for path, _ in specs}
+
+
+def _layout(audio, speakers):
+    """(sample rate, channels) of the output's audio: the one audio's, or the mix's (first rate, most channels)."""
+    from .io import audio_file
+
+    if speakers is None:
+        return audio_file.audio_layout(audio)
+    layouts = [audio_file.audio_layout(s.audio) for s in speakers]
+    return layouts[0][0], max(c for _, c in layouts)
 
 
 @contextmanager

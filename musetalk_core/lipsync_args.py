@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from fractions import Fraction
 from pathlib import Path
+from typing import List, Optional, Tuple
 
 from .errors import InputError
 from .io.video_write import X264_PRESETS
@@ -102,7 +103,15 @@ def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -
     src = io.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", type=Path, help="source video (its own audio track is ignored)")
     src.add_argument("--image", type=Path, help="a single photo instead of a video (use --fps)")
-    io.add_argument("--audio", type=Path, required=True, help="driving audio (wav, mp3, m4a, or a video's sound)")
+    voices = io.add_mutually_exclusive_group(required=True)
+    voices.add_argument("--audio", type=Path, help="driving audio (wav, mp3, m4a, or a video's sound)")
+    voices.add_argument("--speaker", action="append", metavar="AUDIO[@SELECTION]", default=None,
+                        help="one of several speakers: its audio and which face speaks it ('track N', 'point X Y "
+                             "[FRAME]', 'auto'; default: track i for the i-th --speaker), e.g. --speaker "
+                             "a.wav@'track 0' --speaker b.wav@'track 1' (repeatable; audio mixed in the output)")
+    voices.add_argument("--speakers", type=Path, metavar="FILE.json", default=None,
+                        help='several speakers from a JSON file: [{"audio": "a.wav", "select": "track 0"}, ...] '
+                             "(audio paths relative to the file)")
     io.add_argument("--output", "-o", type=Path, required=True, help="output .mp4/.mov/.mkv (its folder must exist)")
     io.add_argument("--fps", type=_fps, default=None,
                     help="frame rate for --image (default 25); a video keeps its own exact rate")
@@ -140,3 +149,56 @@ def _default_dirs():
     from .weights import files as model_files
 
     return model_files.default_models_dirs()
+
+
+def speaker_specs(args: argparse.Namespace) -> Optional[List[Tuple[Path, str]]]:
+    """[(audio file, selection text)] of --speaker / --speakers, or None for a plain --audio run."""
+    if getattr(args, "speakers", None) is not None:
+        return speakers_file(args.speakers)
+    if not getattr(args, "speaker", None):
+        return None
+    return [split_speaker(text, i) for i, text in enumerate(args.speaker)]
+
+
+def split_speaker(text: str, index: int) -> Tuple[Path, str]:
+    """'a.wav@track 0' -> (a.wav, 'track 0'); no '@' (or none before a selection): the default selection."""
+    from .faces.selection import parse_selection
+
+    path, sep, selection = str(text).rpartition("@")
+    if sep and path:
+        try:
+            parse_selection(selection, f"--speaker {text}")
+            return Path(path), selection
+        except InputError:
+            if Path(text).exists():  # an '@' in the file name
+                return Path(text), "default"
+            raise
+    return Path(text), "default"
+
+
+def speakers_file(path: Path) -> List[Tuple[Path, str]]:
+    import json
+
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--speakers {path}: cannot read it as JSON ({exc}).") from None
+    return speaker_entries(entries, Path(path).parent, f"--speakers {path}")
+
+
+def speaker_entries(entries, base: Path, label: str) -> List[Tuple[Path, str]]:
+    """[(audio path under ``base``, selection)] from [{"audio": ..., "select": ...}, ...] (a file or a job line)."""
+    import os
+
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and "audio" in e
+                                                                 for e in entries):
+        raise InputError(f'{label}: expected a list of speakers such as [{{"audio": "a.wav", "select": "track 0"}}, '
+                         '{"audio": "b.wav", "select": "track 1"}].')
+    out = []
+    for e in entries:
+        unknown = sorted(set(e) - {"audio", "select"})
+        if unknown:
+            raise InputError(f"{label}: unknown key(s) {unknown} in a speaker; use 'audio' and 'select'.")
+        out.append((base / os.path.expanduser(str(e["audio"])), str(e.get("select", "default"))))
+    return out
+

@@ -244,11 +244,13 @@ def speaker_materials(models: MuseTalkModels, generator: Generator, source: Fram
     from .faces.material import _dilate, smoothing_radius
     from .faces.tracks import detect_tracks
     from .frame_mapping import output_length
-    from .speakers import assign_tracks, needs_tracks, track_landmarks
+    from .speakers import assign_tracks, needs_tracks, speaker_list, track_landmarks
 
+    speakers = speaker_list(None, options, speakers)  # selections parsed and checked
     longest = max(audio_frames(s.audio, fps) for s in speakers)
     t = output_length(longest, source.num_frames, options.frame_mapping)
-    folders = [spill if len(speakers) == 1 else SpillFolder(spill.path, prefix=f"speaker{i}-")
+    # inside ``spill``, removed with it (or kept with it: a batch job's folder)
+    folders = [spill if len(speakers) == 1 else SpillFolder(path=spill.path / f"speaker{i}")
                for i in range(len(speakers))]
     features = [encode_features(models, s.audio, fps, options, folder, progress, generator, num_frames=t)
                 for s, folder in zip(speakers, folders)]

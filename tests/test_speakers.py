@@ -3,6 +3,8 @@ one audio: drawn heads found by a stand-in detector, real tiny networks for ever
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,61 @@ def test_bad_speaker_choices(models, clip):
         run(models, clip, speakers=[Speaker(clip.audios[0], "track 1"), Speaker(clip.audios[1], "track 1")])
     with pytest.raises(InputError, match="not a speaker selection"):
         run(models, clip, OPTIONS.updated(speaker_selection="left one"), audio=clip.audios[0])
+
+
+def test_command_line_and_split_batch_job_with_two_speakers(tiny_models_factory, clip, tmp_path, monkeypatch,
+                                                             capsys):
+    """--speaker AUDIO@SELECTION twice, and the same speakers on a batch job line split into segments: the same
+    frames (both lossless), every frame of the video, both voices mixed into the output."""
+    import dataclasses
+    import json
+    from fractions import Fraction
+
+    from media import write_video, write_wav
+    from musetalk_core import cli
+    from musetalk_core.io import video_read
+
+    video = write_video(tmp_path / "two.mp4", clip.frames.numpy(), Fraction(25))
+    decoded = dataclasses.replace(clip, frames=video_read.read_video(video, with_audio=False).frames)
+    monkeypatch.setattr(s3fd, "detect", heads_detector(decoded))  # the stand-ins know the decoded frames
+    monkeypatch.setattr(dwpose, "predict_keypoints", heads_landmarks(decoded))
+    for k, name in enumerate(("a.wav", "b.wav")):
+        write_wav(tmp_path / name, clip.audios[k]["waveform"][0].numpy(), 16000)
+    models = str(tiny_models_factory("v15"))
+    flags = ["--crf", "0", "--chunk-size", "4", "--batch-size", "4", "--frame-mapping", "silence"]
+    reference = tmp_path / "cli.mp4"
+    code = cli.main(["lipsync", "--video", str(video), "--speaker", f"{tmp_path / 'a.wav'}@track 0", "--speaker",
+                     f"{tmp_path / 'b.wav'}@track 1", "--output", str(reference), "--models-dir", models,
+                     "--no-progress", *flags])
+    assert code == 0, capsys.readouterr().err
+    line = {"video": "two.mp4", "output": "out.mp4", "crf": 0, "chunk_size": 4, "batch_size": 4,
+            "frame_mapping": "silence", "split_seconds": 0.32,
+            "speakers": [{"audio": "a.wav", "select": "track 0"}, {"audio": "b.wav", "select": "track 1"}]}
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(line) + "\n")
+    code = cli.main(["batch", str(tmp_path / "jobs.jsonl"), "--output-dir", str(tmp_path / "out"),
+                     "--models-dir", models, "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "summary.jsonl").read_text().splitlines()[0])
+    assert record["error"] is None and record["frames"] == N and record["segments"] == 3
+    ours, ours_audio = (lambda d: (d.frames, d.audio))(video_read.read_video(tmp_path / "out" / "out.mp4"))
+    ref = video_read.read_video(reference, with_audio=False).frames
+    assert ours.shape[0] == N and torch.equal(ours, ref)
+    changed = changed_heads(dataclasses.replace(decoded, frames=decoded.frames), ours, range(N))
+    assert changed.all(axis=0).sum() >= N - 2  # both heads lip-synced
+    assert video_read.probe(tmp_path / "out" / "out.mp4")["audio_seconds"] == pytest.approx(N / FPS, abs=2e-3)
+    assert ours_audio["waveform"].abs().max() > 0.05
+
+
+def test_speaker_file_and_bad_speaker_arguments(tmp_path):
+    from musetalk_core.lipsync_args import speakers_file, split_speaker
+
+    (tmp_path / "s.json").write_text('[{"audio": "a.wav", "select": "point 10 20 3"}, {"audio": "b.wav"}]')
+    assert speakers_file(tmp_path / "s.json") == [(tmp_path / "a.wav", "point 10 20 3"), (tmp_path / "b.wav",
+                                                                                         "default")]
+    assert split_speaker("x/a.wav@track 1", 0) == (Path("x/a.wav"), "track 1")
+    assert split_speaker("x/a.wav", 0) == (Path("x/a.wav"), "default")
+    with pytest.raises(InputError, match="not a speaker selection"):
+        split_speaker("a.wav@leftmost", 0)
+    (tmp_path / "bad.json").write_text('[{"audio": "a.wav", "face": 1}]')
+    with pytest.raises(InputError, match="unknown key"):
+        speakers_file(tmp_path / "bad.json")

@@ -45,7 +45,7 @@ class Job:
     name: str                   # the output name as written in the line
     video: Optional[Path]
     image: Optional[Path]
-    audio: Path
+    audio: Optional[Path]       # None when the job has speakers
     output: Path                # absolute
     fps: Optional[Fraction]     # --image only
     crf: int
@@ -54,6 +54,11 @@ class Job:
     split_seconds: Optional[float] = None  # None: the batch's --split-seconds; 0: never split this job
     preset: str = "medium"                 # libx264 preset (video_write.X264_PRESETS)
     unet_config: Optional[str] = None      # LatentSync: an upstream UNet config file (the CLI's --unet-config)
+    speakers: Tuple[Tuple[Path, str], ...] = ()  # several speakers: (audio file, face selection) each
+
+    @property
+    def audio_files(self) -> Tuple[Path, ...]:
+        return tuple(p for p, _ in self.speakers) if self.speakers else (self.audio,)
 
     @property
     def load_key(self) -> Tuple:
@@ -121,7 +126,10 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     name = str(entry["output"])
     _check_output_name(name, output_dir)
     split = _split_seconds(entry)
-    argv = _argv({k: v for k, v in entry.items() if k not in ("output", "split_seconds", "split-seconds")}, base)
+    speakers = _speakers(entry, base)
+    argv = _argv({k: v for k, v in entry.items()
+                  if k not in ("output", "split_seconds", "split-seconds", "speakers")}, base)
+    argv += [a for path, select in speakers for a in ("--speaker", f"{path}@{select}")]
     args = parser.parse_args(argv + ["--output", str(output_dir / name)])
     if args.video is not None and args.fps is not None:
         raise InputError("'fps' applies to 'image' only; a video keeps its own frame rate")
@@ -134,16 +142,32 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     if output.suffix.lower() not in (".mp4", ".mov", ".mkv", ".m4v"):
         check_output_path(output)  # the standard message
     refuse_overwriting_inputs(output, {"its 'video'": args.video, "its 'image'": args.image,
-                                       "its 'audio'": args.audio}, option="'output'")
+                                       "its 'audio'": args.audio,
+                                       **{f"its speaker audio {p}": p for p, _ in speakers}}, option="'output'")
     key = {"video": _identity(args.video), "image": _identity(args.image), "audio": _identity(args.audio),
            "output": str(output), "fps": str(args.fps), "crf": args.crf, "options": dataclasses.asdict(options)}
+    if speakers:  # only then: the ids of jobs written before speakers existed stay the same
+        key["speakers"] = [(_identity(p), select) for p, select in speakers]
     if args.preset != "medium":  # only then: the ids of jobs written before --preset existed stay the same
         key["preset"] = args.preset
     if args.unet_config:  # likewise
         key["unet_config"] = args.unet_config
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Job(index, line, name, args.video, args.image, args.audio, output, args.fps, args.crf, options, digest,
-               split, args.preset, args.unet_config)
+               split, args.preset, args.unet_config, tuple(speakers))
+
+
+def _speakers(entry: dict, base: Path) -> List[Tuple[Path, str]]:
+    """The line's "speakers": [{"audio": ..., "select": ...}, ...] (audio paths under ``base``), or []."""
+    if entry.get("speakers") is None:
+        return []
+    from ..faces.selection import parse_selection
+    from ..lipsync_args import speaker_entries
+
+    found = speaker_entries(entry["speakers"], base, "'speakers'")
+    for path, select in found:
+        parse_selection(select, f"'speakers' ({path.name})")
+    return found
 
 
 def _check_output_name(name: str, output_dir: Path) -> None:
@@ -222,7 +246,7 @@ def _refuse_outputs_read_by_other_jobs(jobs: List[Union[Job, BadJob]]) -> List[U
     readers = {}
     for job in jobs:
         if isinstance(job, Job):
-            for source in (job.video, job.image, job.audio):
+            for source in (job.video, job.image) + job.audio_files:
                 if source is not None:
                     readers.setdefault(file_key(source), job.line)
     checked = []

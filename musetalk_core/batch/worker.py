@@ -152,6 +152,8 @@ class Worker:
                     _dump(plan_file, plan)
                 return plan
         source, fps = self._source(job)
+        if self._tracked(job):
+            return self._prepare_speakers(job, source, fps, folder, plan_file, split)
         try:
             audio = self._audio(job, fps)
             models, generator = self.models_for(job)
@@ -169,8 +171,49 @@ class Worker:
         _dump(plan_file, plan)
         return plan
 
+    @staticmethod
+    def _tracked(job: Job) -> bool:
+        from ..faces.selection import parse_selection
+
+        return bool(job.speakers) or parse_selection(job.options.speaker_selection).tracked
+
+    def _prepare_speakers(self, job: Job, source, fps, folder: Path, plan_file: Path, split) -> JobPlan:
+        """prepare for a job with several speakers or a chosen face (pipeline.speaker_materials): one material per
+        speaker, kept in the job's folder; the per-video material is not shared with other jobs."""
+        from ..io.spill import SpillFolder
+        from ..pipeline import speaker_materials
+
+        try:
+            models, generator = self.models_for(job)
+            materials, _, _ = speaker_materials(models, generator, source, self._speakers(job, fps), float(fps),
+                                                job.options, SpillFolder(path=folder / "speakers"))
+            materials = [dataclasses.replace(m, features=dataclasses.replace(m.features, audio=None, encoder=None))
+                         for m in materials]
+            _dump(folder / "material.pkl", materials)
+        finally:
+            source.close()
+        t = materials[0].num_frames
+        plan = JobPlan(job.id, t, Fraction(fps), tuple(plan_segments(t, float(fps), job.options.chunk_size, split)),
+                       False)
+        _dump(plan_file, plan)
+        return plan
+
+    def _speakers(self, job: Job, fps):
+        from ..speakers import Speaker
+
+        if not job.speakers:
+            return [Speaker(self._audio(job, fps), job.options.speaker_selection, "audio")]
+        return [Speaker(self._read(path, fps, f"speaker audio ({path})"), select, f"speaker {i + 1} ({path.name})")
+                for i, (path, select) in enumerate(job.speakers)]
+
+    def _clip_audio(self, job: Job, plan) -> dict:
+        """The output's audio: the job's audio (or its speakers' mixed) cut to the output's length."""
+        from ..blend.audio_mix import mix_audio
+
+        audios = [s.audio for s in self._speakers(job, plan.fps)]
+        return mix_audio(audios, plan.frames, float(plan.fps))
+
     def render(self, task: Task) -> int:
-        from ..blend.blender import assemble_audio
         from ..pipeline import render
         from ..io.audio_file import audio_layout
         from ..io.video_write import VideoWriter
@@ -182,7 +225,7 @@ class Worker:
         if not whole and target.is_file():  # finished by an earlier run or attempt
             return b - a
         material = _load(folder / "material.pkl")
-        audio = assemble_audio(self._audio(job, plan.fps), plan.frames, float(plan.fps)) if whole else None
+        audio = self._clip_audio(job, plan) if whole else None
         source, _ = self._source(job)
         try:
             _, generator = self.models_for(job)
@@ -199,7 +242,6 @@ class Worker:
         return b - a
 
     def join(self, task: Task) -> int:
-        from ..blend.blender import assemble_audio
         from ..errors import InputError
         from ..io.video_write import join_segments
 
@@ -209,7 +251,7 @@ class Worker:
         missing = [p.name for p in parts if not p.is_file()]
         if missing:
             raise InputError(f"segments {missing} of the job are missing from '{folder}'; run the batch again.")
-        audio = assemble_audio(self._audio(job, plan.fps), plan.frames, float(plan.fps))
+        audio = self._clip_audio(job, plan)
         target = folder / f"output{job.output.suffix}"
         frames = join_segments(target, parts, plan.fps, audio)
         if frames != plan.frames:
@@ -244,12 +286,16 @@ class Worker:
             return source, Fraction(source.fps)
         return TensorSource(image_file.read_image(job.image)), Fraction(job.fps or 25)
 
+    @classmethod
+    def _audio(cls, job: Job, fps) -> dict:
+        return cls._read(job.audio, fps, f"'audio' ({job.audio})")
+
     @staticmethod
-    def _audio(job: Job, fps) -> dict:
+    def _read(path: Path, fps, label: str) -> dict:
         from ..io import audio_file
 
-        audio = audio_file.read_audio(job.audio)
-        audio_file.check_audio_duration(audio, fps, f"'audio' ({job.audio})")
+        audio = audio_file.read_audio(path)
+        audio_file.check_audio_duration(audio, fps, label)
         return audio
 
     def _video_material(self, models, generator, source, job: Job, wanted: np.ndarray):
