@@ -38,7 +38,6 @@ class FaceDetectAndParse:
                 "left_cheek_width": node_input("left_cheek_width"),
                 "right_cheek_width": node_input("right_cheek_width"),
                 "face_selection": node_input("face_selection"),
-                "speaker_selection": node_input("speaker_selection"),
                 "landmark_region": node_input("landmark_region"),
                 "box_smoothing": node_input("box_smoothing"),
                 "detector_scale": node_input("detector_scale"),
@@ -53,6 +52,8 @@ class FaceDetectAndParse:
                 "speaker_audio": ("AUDIO", {"tooltip": "speaker_selection 'auto' only: the audio this face speaks "
                                             "(its loudness is matched against each face's mouth movement; IMAGE "
                                             "input is taken as 25 fps)."}),
+                # last: workflows saved before it keep their widget positions
+                "speaker_selection": node_input("speaker_selection"),
             },
         }
 
