@@ -19,6 +19,7 @@ import pytest
 
 from conftest import ROOT
 import tts_standin
+import two_speaker_clip
 from media import face_frames, tone, write_video, write_wav
 from workflow_runner import CORE_EQUIVALENTS, PromptError, RunResult, execution_order, run_prompt
 
@@ -39,8 +40,11 @@ TITLES = {json.loads(p.read_text())["extra"]["musetalk"]["name"]: json.loads(p.r
 # example workflows regenerated (python tools/workflows.py).
 PINNED_WIDGETS = {
     "LoadMuseTalkModels": ["version", "precision", "device", "landmark_backend"],
+    # speaker_selection was inserted after face_selection (issue 25, a deliberate break): a FaceDetectAndParse saved
+    # before it loads landmark_region's value into speaker_selection and the later ones one position off
     "FaceDetectAndParse": ["bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width", "right_cheek_width",
-                           "face_selection", "landmark_region", "box_smoothing", "detector_scale", "batch_size"],
+                           "face_selection", "speaker_selection", "landmark_region", "box_smoothing",
+                           "detector_scale", "batch_size"],
     "WhisperAudioEncode": ["fps", "audio_padding_left", "audio_padding_right", "feature_mode",
                            "silence_threshold_db", "audio_segments"],  # audio_segments added last (issue 25)
     "VAEEncodeMasked": ["latent_mode", "seed", "batch_size"],
@@ -50,10 +54,12 @@ PINNED_WIDGETS = {
     "LoadLatentSyncModel": ["version", "precision", "device", "unet_config"],  # unet_config added last (issue 22)
     "LatentSyncInpaint": ["inference_steps", "guidance_scale", "seed", "window_length", "frame_mapping",
                           "frame_offset", "alignment"],
+    "AddSpeaker": [],
 }
 PINNED_LINK_INPUTS = {
     "LoadMuseTalkModels": [],
-    "FaceDetectAndParse": [("musetalk_models", "MUSETALK_MODELS"), ("images", "IMAGE"), ("video", "VIDEO")],
+    "FaceDetectAndParse": [("musetalk_models", "MUSETALK_MODELS"), ("images", "IMAGE"), ("video", "VIDEO"),
+                           ("speaker_audio", "AUDIO")],
     "WhisperAudioEncode": [("musetalk_models", "MUSETALK_MODELS"), ("audio", "AUDIO"), ("video", "VIDEO")],
     "VAEEncodeMasked": [("musetalk_models", "MUSETALK_MODELS"), ("faces", "MUSETALK_FACES")],
     "MuseTalkUNetInpaint": [("musetalk_models", "MUSETALK_MODELS"), ("latents", "MUSETALK_LATENTS"),
@@ -61,10 +67,12 @@ PINNED_LINK_INPUTS = {
     # images became optional beside video (issue 13): saved workflows keep their own slot order, so the move
     # behind the required inputs does not break them (the editor restores a node's inputs from the file)
     "BlendAndAssemble": [("faces", "MUSETALK_FACES"), ("generated", "MUSETALK_GENERATED"), ("images", "IMAGE"),
-                         ("video", "VIDEO"), ("replacement_faces", "IMAGE")],
+                         ("video", "VIDEO"), ("replacement_faces", "IMAGE"), ("more_speakers", "MUSETALK_SPEAKERS")],
     "LoadLatentSyncModel": [],
     "LatentSyncInpaint": [("latentsync_models", "LATENTSYNC_MODELS"), ("faces", "MUSETALK_FACES"),
                           ("audio_features", "MUSETALK_AUDIO"), ("images", "IMAGE"), ("video", "VIDEO")],
+    "AddSpeaker": [("faces", "MUSETALK_FACES"), ("generated", "MUSETALK_GENERATED"),
+                   ("more_speakers", "MUSETALK_SPEAKERS")],
 }
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 # Nodes of other packs, each allowed in the one workflow that needs it and nowhere else: workflow -> {node type:
@@ -442,6 +450,19 @@ def inputs_dir(tmp_path_factory):
     return folder
 
 
+TWO_SPEAKERS = "musetalk_two_speakers"
+
+
+@pytest.fixture(scope="module")
+def two_speaker_inputs(tmp_path_factory):
+    """A drawn two-head clip and each head's audio under the workflow's file names (tests/two_speaker_clip.py):
+    (folder, clip, seconds of speaker 1's and speaker 2's audio)."""
+    folder = tmp_path_factory.mktemp("comfy_input_two_speakers")
+    clip = two_speaker_clip.make_clip()
+    seconds = two_speaker_clip.write_inputs(folder, clip, wftool.VIDEO_FILE, [wftool.AUDIO_FILE, wftool.AUDIO_FILE_2])
+    return folder, clip, seconds
+
+
 def _latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch):
     """A models folder with the tiny MuseTalk v15 set and the LatentSync 1.5 files (tiny UNet3D structure)."""
     import shutil
@@ -456,13 +477,16 @@ def _latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, models_env, inputs_dir, tmp_path,
-                                     tmp_path_factory, monkeypatch, caplog):
+                                     tmp_path_factory, monkeypatch, caplog, request):
     import logging
 
     from musetalk_core.io import video_read
 
     models_env(tiny_models_factory("v15"))
     api = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    if name == TWO_SPEAKERS:  # two heads S3FD can find (stand-ins; tiny random S3FD finds arbitrary "faces")
+        inputs_dir, clip, speaker_seconds = request.getfixturevalue("two_speaker_inputs")
+        two_speaker_clip.install(clip, monkeypatch.setattr)
     if any(n["class_type"] == "LoadLatentSyncModel" for n in api.values()):
         models_env(_latentsync_models(tiny_models_factory, tmp_path_factory, monkeypatch))
         for n in api.values():  # 2 DDIM steps instead of 20 keep the tiny run short; the graph is what is tested
@@ -477,6 +501,8 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
     seconds = [AUDIO_SECONDS[n["inputs"]["audio"]] for n in api.values() if n["class_type"] == "LoadAudio"]
     seconds += [tts_standin.SECONDS for n in api.values() if n["class_type"] == "UnifiedTTSTextNode"]
     expected = sorted(math.floor(s * FPS) for s in seconds)
+    if name == TWO_SPEAKERS:  # one clip of the video's length (frame_mapping 'silence'), whatever the audio lengths
+        expected = [two_speaker_clip.FRAMES]
     got = []
     for path in result.saved:
         info = video_read.probe(path)
@@ -499,9 +525,47 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
         assert result.runs["BlendAndAssemble"] == 2
     if name == "musetalk_generated_frames_face_restore":
         assert result.runs["ImageSharpen"] == 1
+    if name == TWO_SPEAKERS:
+        check_two_speakers(api, result, clip, speaker_seconds)
     if name == "text_to_talking_video":  # the speech came from the TTS node (its stand-in here), 24 kHz
         assert result.runs["UnifiedTTSTextNode"] == 1 and result.runs["ChatterBoxEngineNode"] == 1
         assert expected == [math.floor(tts_standin.SECONDS * FPS)]
+
+
+def check_two_speakers(api: dict, result: RunResult, clip, speaker_seconds):
+    """Each FaceDetectAndParse followed its own head, both heads were lip-synced in every frame (and nothing else
+    changed), over the video's length with one audio of that length, from audio tracks longer and shorter than it."""
+    import torch
+
+    frames = two_speaker_clip.FRAMES
+    assert speaker_seconds[0] * FPS > frames > speaker_seconds[1] * FPS  # one cut, one padded with silence
+    by_class = {}
+    for nid, n in api.items():
+        by_class.setdefault(n["class_type"], []).append(nid)
+    assert result.runs["AddSpeaker"] == 1 and result.runs["MuseTalkUNetInpaint"] == 2
+    for nid in by_class["FaceDetectAndParse"]:  # track k is head k (heads numbered left to right)
+        head = int(api[nid]["inputs"]["speaker_selection"].split()[1])
+        faces = result.outputs[nid][0]
+        assert bool(faces.has_face.all())
+        for i, box in enumerate(faces.boxes.tolist()):
+            x1, _, x2, _ = clip.boxes[head, i]
+            assert x1 <= (box[0] + box[2]) / 2 <= x2, (head, i, box)
+    for nid in by_class["MuseTalkUNetInpaint"]:
+        assert api[nid]["inputs"]["frame_mapping"] == "silence" and result.outputs[nid][0].num_frames == frames
+    (blend,) = by_class["BlendAndAssemble"]
+    (source_node,) = by_class["GetVideoComponents"]
+    source = result.outputs[source_node][0]
+    images, audio, fps, count, _ = result.outputs[blend]
+    assert images.shape == source.shape and count == frames
+    assert audio["waveform"].shape[-1] == round(frames / fps * audio["sample_rate"])
+    assert two_speaker_clip.head_changed(clip, source, images).all()
+    # outside both heads (each box widened by half its size on every side) the frames are the video's own
+    untouched = torch.ones(images.shape[:3], dtype=torch.bool)
+    for j, i in zip(*clip.visible.nonzero()):
+        x1, y1, x2, y2 = clip.boxes[j, i]
+        w, h = x2 - x1, y2 - y1
+        untouched[i, max(0, int(y1 - h / 2)):int(y2 + h / 2), max(0, int(x1 - w / 2)):int(x2 + w / 2)] = False
+    assert torch.equal(images[untouched], source[untouched])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -58,10 +58,14 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
          ("landmark_backend", "COMBO", "torch")],
         [("musetalk_models", "MUSETALK_MODELS")]),
     "FaceDetectAndParse": (
-        [("musetalk_models", "MUSETALK_MODELS", False), ("images", "IMAGE", True), ("video", "VIDEO", True)],
+        [("musetalk_models", "MUSETALK_MODELS", False), ("images", "IMAGE", True), ("video", "VIDEO", True),
+         ("speaker_audio", "AUDIO", True)],
+        # speaker_selection (issue 25) sits right after face_selection, as in INPUT_TYPES: a workflow saved before
+        # it loads its later values one position off (see tests/test_workflows.py PINNED_WIDGETS)
         [("bbox_shift", "INT", 0), ("extra_margin", "INT", 10), ("parsing_mode", "COMBO", "auto"),
          ("left_cheek_width", "INT", 90), ("right_cheek_width", "INT", 90),
-         ("face_selection", "COMBO", "highest_score"), ("landmark_region", "COMBO", "full_frame"),
+         ("face_selection", "COMBO", "highest_score"), ("speaker_selection", "STRING", "default"),
+         ("landmark_region", "COMBO", "full_frame"),
          ("box_smoothing", "FLOAT", 0.0), ("detector_scale", "FLOAT", 1.0), ("batch_size", "INT", 8)],
         [("faces", "MUSETALK_FACES"), ("preview", "IMAGE"), ("bbox_range", "STRING")]),
     "WhisperAudioEncode": (
@@ -78,15 +82,22 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
     "MuseTalkUNetInpaint": (
         [("musetalk_models", "MUSETALK_MODELS", False), ("latents", "MUSETALK_LATENTS", False),
          ("audio_features", "MUSETALK_AUDIO", False)],
-        [("frame_mapping", "COMBO", "ping_pong"), ("frame_offset", "INT", 0), ("batch_size", "INT", 8),
+        [("frame_mapping", "COMBO", "bounce"), ("frame_offset", "INT", 0), ("batch_size", "INT", 8),
          ("decoder", "COMBO", "vae"), ("acceleration", "COMBO", "off")],
         [("generated", "MUSETALK_GENERATED"), ("faces", "IMAGE")]),
     "BlendAndAssemble": (
         [("faces", "MUSETALK_FACES", False), ("generated", "MUSETALK_GENERATED", False), ("images", "IMAGE", True),
-         ("video", "VIDEO", True), ("replacement_faces", "IMAGE", True)],
+         ("video", "VIDEO", True), ("replacement_faces", "IMAGE", True),
+         ("more_speakers", "MUSETALK_SPEAKERS", True)],
         [("blur_factor", "FLOAT", 0.05), ("upper_boundary_ratio", "FLOAT", 0.5), ("silence_handling", "BOOLEAN", False),
          ("silence_fade_frames", "INT", 3), ("chunk_size", "INT", 16)],
         [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"), ("frame_count", "INT"), ("video", "VIDEO")]),
+    # several people talking, each with its own audio (issue 25): chained into BlendAndAssemble's more_speakers
+    "AddSpeaker": (
+        [("faces", "MUSETALK_FACES", False), ("generated", "MUSETALK_GENERATED", False),
+         ("more_speakers", "MUSETALK_SPEAKERS", True)],
+        [],
+        [("more_speakers", "MUSETALK_SPEAKERS")]),
     # the second generator (LatentSync, issue 17)
     "LoadLatentSyncModel": (
         [],
@@ -98,7 +109,7 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
          ("audio_features", "MUSETALK_AUDIO", False), ("images", "IMAGE", True), ("video", "VIDEO", True)],
         [("inference_steps", "INT", 20), ("guidance_scale", "FLOAT", 1.5), ("seed", "INT", 1247),
          ("control_after_generate", "COMBO", "fixed"), ("window_length", "INT", 16),
-         ("frame_mapping", "COMBO", "ping_pong"), ("frame_offset", "INT", 0), ("alignment", "COMBO", "dwpose")],
+         ("frame_mapping", "COMBO", "bounce"), ("frame_offset", "INT", 0), ("alignment", "COMBO", "dwpose")],
         [("generated", "MUSETALK_GENERATED"), ("faces", "IMAGE")]),
 }
 
@@ -221,7 +232,7 @@ MIN_WIDTH = {"LoadMuseTalkModels": 212, "FaceDetectAndParse": 241, "WhisperAudio
              "GetVideoComponents": 194, "LoadAudio": 223, "LoadImage": 223, "CreateVideo": 210, "SaveVideo": 210,
              "ImageSharpen": 210, "MarkdownNote": 210,
              # estimated from the widest widget text (not yet measured in the editor; both below NODE_W)
-             "LoadLatentSyncModel": 240, "LatentSyncInpaint": 260,
+             "LoadLatentSyncModel": 240, "LatentSyncInpaint": 260, "AddSpeaker": 220,
              # TTS Audio Suite's nodes, estimated the same way (its combo texts are short)
              "ChatterBoxEngineNode": 260, "UnifiedTTSTextNode": 300}
 # The editor widens a node to fit its title: measured 6.5 px per character (14 px Inter) plus 62 px (the collapse
@@ -453,7 +464,7 @@ def video_to_video() -> Workflow:
 
 1. **Load Video**: the person to animate (any length; every frame comes back, frames without a face unchanged).
 2. **Load Audio**: the speech. The output is exactly as long as the audio: floor(duration x fps) frames; the
-   video's frames are reused back and forth (ping-pong) when the audio is longer.
+   video's frames are reused back and forth (frame_mapping bounce) when the audio is longer.
 3. **Queue**. The result is saved by **Save Video** (H.264 + AAC) under `output/video/`.
 
 The video's own fps flows from *Get Video Components* into *Whisper Audio Encode* and *Create Video*, so the mouth
@@ -550,6 +561,59 @@ branch that changed. Add more branches (copy one audio column) to dub the same c
     ])
 
 
+
+def two_speakers() -> Workflow:
+    note = f"""# Two people in one video, each with their own audio
+
+Two faces in the same shot (an interview, a dialogue), one audio track per person. Each person gets a column of
+their own; both are pasted into the same frames and both audio tracks are mixed into the clip.
+
+1. **Face Detect & Parse**, one per person: `speaker_selection` names the face. The faces are tracked through the
+   video and numbered from 0, left to right where each first appears: **track 0** and **track 1** here (the text on
+   the node lists the tracks found). `point X Y` picks the face at that pixel of frame 0 (`point X Y FRAME` for
+   another frame); `auto` picks the face whose mouth follows the audio wired to `speaker_audio`.
+2. **Whisper Audio Encode**, **VAE Encode (masked)** and **UNet Inpaint** per person, each on its own audio.
+   `frame_mapping` **silence** on both: the whole video once, whatever each audio's length (shorter audio is padded
+   with silence, the mouth at rest; longer audio is cut). Both speakers must give the same number of frames.
+3. **Add Speaker** bundles person 2 (their faces and generated faces) for **Blend & Assemble**'s `more_speakers`;
+   person 1 goes in the usual inputs. Faces of nobody's speaker stay as they are.
+
+A third person: copy a column, set `track 2`, and chain a second Add Speaker into the first one's `more_speakers`.
+Not the same as the *two audio tracks* template, which makes two separate videos of one face.
+
+{MODELS_NOTE}"""
+    return Workflow("musetalk_two_speakers", "MuseTalk, two speakers",
+                    "Two people in one video, each lip-synced to their own audio track, in one output clip.", [
+        N(1, "LoadMuseTalkModels", 0, 0),
+        N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}, title="Load Audio (speaker 1)"),
+        N(5, "LoadAudio", 0, 2, widgets={"audio": AUDIO_FILE_2}, title="Load Audio (speaker 2)"),
+        N(2, "LoadVideo", 0, 3, widgets={"file": VIDEO_FILE}),
+        N(3, "GetVideoComponents", 1, 0, links={"video": (2, 0)}),
+        N(6, "FaceDetectAndParse", 1, 1, widgets={"speaker_selection": "track 0"},
+          links={"musetalk_models": (1, 0), "images": (3, 0)}, title="Face Detect & Parse (speaker 1)"),
+        N(7, "FaceDetectAndParse", 1, 2, widgets={"speaker_selection": "track 1"},
+          links={"musetalk_models": (1, 0), "images": (3, 0)}, title="Face Detect & Parse (speaker 2)"),
+        N(8, "WhisperAudioEncode", 2, 0, links={"musetalk_models": (1, 0), "audio": (4, 0), "fps": (3, 2)},
+          title="Whisper Audio Encode (speaker 1)"),
+        N(9, "WhisperAudioEncode", 2, 1, links={"musetalk_models": (1, 0), "audio": (5, 0), "fps": (3, 2)},
+          title="Whisper Audio Encode (speaker 2)"),
+        N(18, "MarkdownNote", 2, 2, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        # speaker 1 above, speaker 2 below
+        N(10, "VAEEncodeMasked", 3, 0, links={"musetalk_models": (1, 0), "faces": (6, 0)}),
+        N(11, "MuseTalkUNetInpaint", 3, 1, widgets={"frame_mapping": "silence"},
+          links={"musetalk_models": (1, 0), "latents": (10, 0), "audio_features": (8, 0)},
+          title="UNet Inpaint (speaker 1)"),
+        N(12, "VAEEncodeMasked", 3, 2, links={"musetalk_models": (1, 0), "faces": (7, 0)}),
+        N(13, "MuseTalkUNetInpaint", 3, 3, widgets={"frame_mapping": "silence"},
+          links={"musetalk_models": (1, 0), "latents": (12, 0), "audio_features": (9, 0)},
+          title="UNet Inpaint (speaker 2)"),
+        N(14, "AddSpeaker", 4, 0, links={"faces": (7, 0), "generated": (13, 0)}, title="Add Speaker (speaker 2)"),
+        N(15, "BlendAndAssemble", 4, 1, links={"images": (3, 0), "faces": (6, 0), "generated": (11, 0),
+                                                "more_speakers": (14, 0)}),
+        N(16, "CreateVideo", 4, 2, links={"images": (15, 0), "audio": (15, 1), "fps": (15, 2)}),
+        N(17, "SaveVideo", 5, 0, widgets={"filename_prefix": "video/musetalk_two_speakers"}, links={"video": (16, 0)}),
+    ])
+
 def generated_frames_with_restoration() -> Workflow:
     note = f"""# Frames from a generator + a face-restoration slot
 
@@ -623,7 +687,8 @@ The same graph as the MuseTalk one with LatentSync's diffusion UNet3D as the gen
 over windows of 16 frames), often more natural mouths and teeth.
 
 1. **Load Video** and **Load Audio**: the person and the speech. The output has floor(audio seconds x fps) frames;
-   the video ping-pongs when the audio is longer; frames without a face come back unchanged.
+   the video bounces (forward, then backward) when the audio is longer; frames without a face come back
+   unchanged.
 2. **Load MuseTalk Models** (v15) is still needed: face detection and landmarks (*Face Detect & Parse*) and the
    Whisper encoder. *Whisper Audio Encode* must use `feature_mode` **v1.0-original** (LatentSync's features).
 3. **LatentSync Inpaint** aligns each face by three points (eyebrow centres, nose) from the DWPose landmarks and
@@ -695,7 +760,7 @@ Any other node with an AUDIO output can take the TTS node's place (another TTS p
 
 
 WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration, long_video,
-             latentsync_video_to_video, text_to_talking_video]
+             latentsync_video_to_video, text_to_talking_video, two_speakers]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -804,7 +869,7 @@ TYPE_TITLES = {"LoadMuseTalkModels": "Load MuseTalk Models", "FaceDetectAndParse
                "LoadImage": "Load Image", "CreateVideo": "Create Video", "SaveVideo": "Save Video",
                "ImageSharpen": "Image Sharpen", "LoadLatentSyncModel": "Load LatentSync Model (MuseTalk)",
                "LatentSyncInpaint": "LatentSync Inpaint (MuseTalk)", "ChatterBoxEngineNode": "ChatterBox TTS Engine",
-               "UnifiedTTSTextNode": "TTS Text"}
+               "UnifiedTTSTextNode": "TTS Text", "AddSpeaker": "MuseTalk Add Speaker"}
 
 
 def render() -> Dict[Path, str]:
