@@ -199,3 +199,43 @@ def test_speaker_file_and_bad_speaker_arguments(tmp_path):
     (tmp_path / "bad.json").write_text('[{"audio": "a.wav", "face": 1}]')
     with pytest.raises(InputError, match="unknown key"):
         speakers_file(tmp_path / "bad.json")
+
+
+def test_graph_with_add_speaker_equals_the_core(models, clip):
+    """Two speaker chains of the nodes (FaceDetectAndParse speaker_selection, WhisperAudioEncode, VAEEncodeMasked,
+    MuseTalkUNetInpaint), AddSpeaker into BlendAndAssemble's more_speakers: the core's frames bit for bit."""
+    from musetalk_core.blend.blender import to_uint8
+    from nodes import NODE_CLASS_MAPPINGS as nodes
+
+    chains = []
+    for k in range(2):
+        faces = nodes["FaceDetectAndParse"]().prepare(models, images=clip.images, batch_size=4,
+                                                      speaker_selection=f"track {k}")[0]
+        features = nodes["WhisperAudioEncode"]().encode(models, clip.audios[k], FPS, 2, 2, "reference", -45.0)[0]
+        latents = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 4)[0]
+        generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "bounce", 0, 4)[0]
+        chains.append((faces, generated))
+    more = nodes["AddSpeaker"]().add(*chains[1])[0]
+    images, audio, fps, count = nodes["BlendAndAssemble"]().blend(images=clip.images, faces=chains[0][0],
+                                                                   generated=chains[0][1], chunk_size=8,
+                                                                   more_speakers=more)[:4]
+    core, result = run(models, clip, speakers=[Speaker(a, f"track {k}") for k, a in enumerate(clip.audios)])
+    assert count == N and torch.equal(to_uint8(images).cpu(), core)
+    assert torch.equal(audio["waveform"], result.audio["waveform"])
+
+
+def test_graph_refuses_speakers_of_other_lengths(models, clip):
+    from nodes import NODE_CLASS_MAPPINGS as nodes
+
+    faces = nodes["FaceDetectAndParse"]().prepare(models, images=clip.images, batch_size=4,
+                                                  speaker_selection="track 0")[0]
+    latents = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 4)[0]
+    short = {"waveform": clip.audios[1]["waveform"][..., :8000], "sample_rate": 16000}
+    gens = [nodes["MuseTalkUNetInpaint"]().generate(
+        models, latents, nodes["WhisperAudioEncode"]().encode(models, a, FPS, 2, 2, "reference", -45.0)[0],
+        "bounce", 0, 4)[0] for a in (clip.audios[0], short)]
+    with pytest.raises(InputError, match="silence' or 'cut_off"):
+        nodes["BlendAndAssemble"]().blend(images=clip.images, faces=faces, generated=gens[0],
+                                          more_speakers=nodes["AddSpeaker"]().add(faces, gens[1])[0])
+    with pytest.raises(InputError, match="speaker_audio"):
+        nodes["FaceDetectAndParse"]().prepare(models, images=clip.images, speaker_selection="auto")
