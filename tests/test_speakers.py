@@ -239,3 +239,47 @@ def test_graph_refuses_speakers_of_other_lengths(models, clip):
                                           more_speakers=nodes["AddSpeaker"]().add(faces, gens[1])[0])
     with pytest.raises(InputError, match="speaker_audio"):
         nodes["FaceDetectAndParse"]().prepare(models, images=clip.images, speaker_selection="auto")
+
+
+@pytest.fixture(scope="module")
+def latentsync_run(tmp_path_factory):
+    """(shared networks, LatentSync generator) on the tiny UNet3D, as the command line loads them."""
+    import tiny_latentsync as tl
+    from tiny import write_models
+    from musetalk_core.pipeline import load_run
+
+    root = tmp_path_factory.mktemp("speaker_ls_models")
+    write_models(root, "v15")
+    folder = tl.write_latentsync_files(root)
+    mp = pytest.MonkeyPatch()
+    tl.use_tiny_versions(mp)
+    yield load_run([folder], LATENTSYNC)
+    mp.undo()
+
+
+LATENTSYNC = LipsyncOptions(generator="latentsync15", precision="fp32", device="cpu", seed=1247,
+                            feature_mode="v1.0-original", inference_steps=1, window_length=4, chunk_size=8,
+                            face_batch_size=4)
+
+
+def test_latentsync_speakers_each_equal_their_own_run(latentsync_run, clip):
+    """With LatentSync each speaker's face region is what a run with that speaker alone makes: the speakers do not
+    disturb each other (own audio, own noise draws, own paste)."""
+    models, generator = latentsync_run
+
+    def frames(audio=None, speakers=None, options=LATENTSYNC):
+        out = []
+        lipsync_stream(models, TensorSource(clip.frames), audio, FPS, options, out.append,
+                       generator=generator.with_options(options), speakers=speakers)
+        return torch.cat(out)
+
+    both = frames(speakers=[Speaker(clip.audios[0], "track 0"), Speaker(clip.audios[1], "track 1")])
+    for k in (0, 1):
+        alone = frames(clip.audios[k], options=LATENTSYNC.updated(speaker_selection=f"track {k}"))
+        for i in range(N):
+            if not clip.visible[k, i]:
+                continue
+            x1, y1, x2, y2 = (int(v) for v in clip.boxes[k, i])
+            region = (slice(i, i + 1), slice(max(y1, 0), y2), slice(max(x1, 0), x2))
+            assert torch.equal(both[region], alone[region]), (k, i)
+        assert changed_heads(clip, alone, range(N))[k].sum() >= N - 2
