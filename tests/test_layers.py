@@ -15,7 +15,7 @@ LAYERS = [
     {"models", "io"},
     {"weights"},
     {"faces", "audio", "blend"},
-    {"generators"},
+    {"generators", "speakers"},
     {"pipeline"},
     {"batch", "cli", "lipsync_args", "startup", "__main__"},
 ]
