@@ -283,3 +283,19 @@ def test_latentsync_speakers_each_equal_their_own_run(latentsync_run, clip):
             region = (slice(i, i + 1), slice(max(y1, 0), y2), slice(max(x1, 0), x2))
             assert torch.equal(both[region], alone[region]), (k, i)
         assert changed_heads(clip, alone, range(N))[k].sum() >= N - 2
+
+
+def test_a_silent_speaker_keeps_its_mouth_at_rest_with_silence_handling(models, clip):
+    quiet = clip.audios[1]["waveform"].clone()
+    quiet[..., :int(0.5 * N / FPS * 16000)] = 0.0  # speaker 2 says nothing in the first half
+    speakers = [Speaker(clip.audios[0], "track 0"), Speaker({"waveform": quiet, "sample_rate": 16000}, "track 1")]
+    out, result = run(models, clip, OPTIONS.updated(silence_handling=True, silence_fade_frames=1),
+                      speakers=speakers)
+    silent = result.speakers[1][1].silent.numpy()
+    assert silent[:N // 2 - 3].all() and not silent[N // 2 + 3:].any()
+    changed = changed_heads(clip, out, range(N))
+    rest = np.flatnonzero(silent)
+    rest = rest[(rest > 0) & (rest < rest.max())]  # not the cross-fade frames at its edge
+    talking = [i for i in rest if not result.speakers[0][1].silent[i - 1:i + 2].any()]
+    assert not changed[1][rest].any() and talking and changed[0][talking].all()  # the other one still talks
+    assert changed[1][N // 2 + 3:].all()
