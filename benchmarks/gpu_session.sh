@@ -23,10 +23,13 @@
 #   bash benchmarks/gpu_session.sh warp    # one short call (~1 min, no networks): warp_ops (OpenCV 4.9.0.80's
 #                                          # warpAffine in torch) on the GPU against its golden, and its speed
 #                                          # against cv2.warpAffine at 720p / 1080p (benchmarks.warp)
+#   bash benchmarks/gpu_session.sh speakers # one short call (~4 min, networks written included): per-speaker cost,
+#                                          # file to file, 1 / 2 / 3 speakers and the default path on a 3-head
+#                                          # clip, real-size random weights, bf16, 720p (benchmarks.speakers)
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -193,8 +196,18 @@ warp)
     timeout 120 python3 -m benchmarks.warp --device cuda --batch 16 --json "$OUT/warp-cuda.json" >> "$log" 2>&1
     echo "== done $(date -u +%T)" >> "$log"
     ;;
+speakers)
+    # issue 25: what each speaker adds (faces, VAE encode, UNet + decode, blend) and what they share (one decode,
+    # one tracking pass, one encode); every run of every configuration is file to file
+    networks 120
+    echo "== speakers $(date -u +%T)" >> "$log"
+    timeout 200 python3 -m benchmarks.speakers --scale real --frames 64 --size 720p --device cuda --dtype bf16 \
+        --batch-size 32 --face-batch-size 16 --warmup 1 --repeats 3 --json "$OUT/gpu-speakers-bf16.json" \
+        --markdown "$OUT/gpu-speakers-bf16.md" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
 *)
-    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast, graphs or warp" >&2
+    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast, graphs, warp or speakers" >&2
     exit 2
     ;;
 esac

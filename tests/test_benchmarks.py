@@ -218,3 +218,80 @@ def test_import_time_benchmark_reports_the_pack_import_apart_from_torch(tmp_path
     assert report["heavy_modules"] == [] and "LoadMuseTalkModels" in report["nodes"]
     assert report["median_pack_s"] > 0 and report["median_torch_s"] > 0  # measured, never bounded here
     assert report["command"] == "python -m benchmarks.import_time --repeats 1 --json " + str(tmp_path / "import.json")
+
+
+# ------------------------------------------------------------------------------------------------ several speakers
+def test_speaker_clock_splits_the_run_at_the_progress_callbacks():
+    from benchmarks.speakers import StageClock
+
+    clock = StageClock(torch.device("cpu"))
+    clock.marks = [(name, (t, 2 * t)) for name, t in (("audio", 1.0), ("audio", 2.0), ("face tracks", 4.0),
+                   ("faces", 5.0), ("vae encode", 7.0), ("faces", 8.0), ("vae encode", 9.0), ("lip-sync", 10.0))]
+    clock.generated = [3.0, 5.0]
+    s = clock.seconds((0.5, 1.0), (15.0, 30.0), (16.0, 32.0))
+    assert s["setup"] == 0.5 and s["audio"] == 3.0 and s["face tracks"] == 1.0
+    assert s["faces"] == 3.0 and s["vae encode"] == 2.0  # summed over the two speakers
+    assert s["lip-sync"] == 5.0 and s["generate"] == 3.0 and s["blend + io"] == 2.0
+    assert s["finish"] == 1.0 and s["total"] == 15.5
+    cpu = clock.seconds((0.5, 1.0), (15.0, 30.0), (16.0, 32.0), which=1)
+    assert cpu["faces"] == 6.0 and cpu["generate"] == 5.0 and cpu["blend + io"] == 5.0 and cpu["total"] == 31.0
+
+
+def test_speakers_benchmark_runs_one_two_three_speakers_and_the_default(tmp_path, monkeypatch):
+    """Stand-in networks, 6 frames: each run lip-syncs its own heads, its stages add up to its wall time, and every
+    network function the benchmark replaced is back afterwards."""
+    from benchmarks import speakers
+    from musetalk_core.faces import locate, parsing
+    from musetalk_core.generators.musetalk import generate
+    from musetalk_core.models import dwpose, s3fd
+
+    before = [s3fd.detect, locate._landmarks, parsing.parse_labels, generate.iter_generated, dwpose.predict_keypoints]
+    monkeypatch.setenv("MUSETALK_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "speakers.json"
+    report = speakers.main(["--smoke", "--scale", "stand-in", "--frames", "6", "--json", str(out)])
+    assert [s3fd.detect, locate._landmarks, parsing.parse_labels, generate.iter_generated,
+            dwpose.predict_keypoints] == before
+    assert json.loads(out.read_text()) == report
+    runs = report["runs"]
+    assert list(runs) == list(speakers.RUNS)
+    assert runs["default"]["tracks"] is None and runs["default"]["speaker_tracks"] == [None]
+    assert runs["default"]["seconds"]["face tracks"] == 0  # the default path never tracks
+    for name, count in speakers.RUNS.items():
+        r = runs[name]
+        assert r["output_frames"] == 6 and r["faces_found"] == [6] * max(count, 1)
+        if count:
+            assert r["tracks"] == 3 and r["speaker_tracks"] == list(range(count))
+            assert r["seconds"]["face tracks"] > 0
+        s = r["seconds"]
+        parts = ("setup", "audio", "face tracks", "faces", "vae encode", "lip-sync", "finish")
+        assert sum(s[p] for p in parts) == pytest.approx(s["total"], abs=0.01)
+        assert s["generate"] + s["blend + io"] == pytest.approx(s["lip-sync"], abs=0.002)
+        assert r["fps"]["total"] == pytest.approx(6 / s["total"], rel=0.01)
+        assert r["cpu_seconds"]["total"] > 0 and r["cpu_seconds"]["faces"] > 0
+    assert set(report["per_extra_speaker_s"]) >= {"total", "faces", "vae encode", "lip-sync"}
+    text = speakers.format_markdown(report)
+    assert all(f"| {name} |" in text for name in speakers.RUNS) and "each extra speaker" in text
+    assert report["command"].startswith("python -m benchmarks.speakers --smoke")
+
+
+def test_speakers_benchmark_runs_the_networks_before_the_drawn_heads_answer(tmp_path, monkeypatch):
+    """With tiny networks S3FD and DWPose really run (their cost is measured), the drawn heads then answer."""
+    from benchmarks import speakers
+    from musetalk_core.models import dwpose, s3fd
+
+    calls = {"s3fd": 0, "dwpose": 0}
+
+    def counting(name, fn):
+        def call(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return call
+
+    monkeypatch.setattr(s3fd, "detect", counting("s3fd", s3fd.detect))
+    monkeypatch.setattr(dwpose, "predict_keypoints", counting("dwpose", dwpose.predict_keypoints))
+    monkeypatch.setenv("MUSETALK_BENCH_CACHE", str(tmp_path / "cache"))
+    report = speakers.main(["--smoke", "--frames", "2", "--size", "96x160", "--runs", "2 speakers", "--io",
+                            "memory"])
+    r = report["runs"]["2 speakers"]
+    assert r["tracks"] == 3 and r["speaker_tracks"] == [0, 1] and r["faces_found"] == [2, 2]
+    assert calls["s3fd"] >= 1 and calls["dwpose"] >= 2  # one tracking pass; landmarks per speaker
