@@ -11,6 +11,7 @@ Registry"). The one exception is the pack outside ComfyUI (tests, scripts), wher
 | MUSETALK_MODELS_DIR | command line, install.py, the pack outside ComfyUI | models folder(s), os.pathsep-separated, when no --models-dir |
 | MUSETALK_COMPILE_MODE | command line, Ray workers | torch.compile mode for ``--acceleration ...+compile`` (default "default") |
 | MUSETALK_CPU_THREADS | command line, Ray workers | threads of the per-frame CPU pool (default min(8, CPUs)) |
+| MUSETALK_AVATARS_DIR | command line | the real-time avatars folder (default <first models folder>/avatars) |
 | PYTHONPATH | the batch's Ray driver | passed on to the Ray workers with the pack's folder in front |
 """
 
@@ -23,6 +24,7 @@ from typing import List, Optional
 MODELS_DIR = "MUSETALK_MODELS_DIR"
 COMPILE_MODE = "MUSETALK_COMPILE_MODE"
 CPU_THREADS = "MUSETALK_CPU_THREADS"
+AVATARS_DIR = "MUSETALK_AVATARS_DIR"
 
 
 def _get(name: str) -> str:
@@ -45,6 +47,12 @@ def cpu_threads() -> Optional[int]:
     """$MUSETALK_CPU_THREADS as a positive int, or None when unset or not one."""
     value = _get(CPU_THREADS)
     return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def avatars_dir() -> Optional[Path]:
+    """$MUSETALK_AVATARS_DIR as a folder, or None when unset."""
+    value = _get(AVATARS_DIR)
+    return Path(value).expanduser() if value else None
 
 
 def python_path() -> str:

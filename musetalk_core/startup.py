@@ -17,3 +17,8 @@ def apply_environment() -> None:
     threads = environment.cpu_threads()
     if threads:
         cpu_pool.set_thread_count(threads)
+    avatars = environment.avatars_dir()
+    if avatars:
+        from .realtime.avatar import set_avatars_dir
+
+        set_avatars_dir(avatars)

@@ -17,7 +17,7 @@ LAYERS = [
     {"faces", "audio", "blend"},
     {"generators", "speakers"},
     {"pipeline"},
-    {"batch", "cli", "lipsync_args", "startup", "__main__"},
+    {"batch", "realtime", "cli", "lipsync_args", "startup", "__main__"},
 ]
 
 
