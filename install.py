@@ -7,6 +7,7 @@ ComfyUI-Manager runs this file after `pip install -r requirements.txt`; running 
                                              the ComfyUI snapshot, a real ComfyUI for the integration tests (what CI runs)
   python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose without mmcv's CUDA ops (xtcocotools is built from source: needs a C compiler)
   python install.py --with-ray               + Ray, for `python -m musetalk_core batch --ray` (batch jobs on many GPUs/machines)
+  python install.py --with-server            + aiohttp and aiortc, for `python -m musetalk_core serve` (real-time avatars, WebRTC)
   python install.py --download-models v15    fetch the model files (v15 | v1 | all | taesd | latentsync15 | latentsync16) into models/musetalk
   python install.py --download-models v15 --models-dir /path/to/models/musetalk
 """
@@ -37,6 +38,8 @@ XTCOCOTOOLS = "xtcocotools==1.14.3"
 COMFYUI_SNAPSHOT = HERE.parent / "shared" / "vendor" / "comfyui-0.8.0.tar.gz"
 # Optional: batch jobs on a Ray cluster (musetalk_core/batch/ray_runner.py is the only module importing it).
 RAY = "ray>=2.9"
+# Optional: the real-time avatar server (musetalk_core/realtime/server.py, webrtc.py); --dev includes it.
+SERVER_REQUIREMENTS = HERE / "requirements-server.txt"
 
 
 def pip(*args: str) -> None:
@@ -134,6 +137,9 @@ def main(argv=None) -> int:
     parser.add_argument("--with-mmpose", action="store_true", help="install the optional mmpose landmark backend")
     parser.add_argument("--with-ray", action="store_true",
                         help="install Ray for batch jobs on many GPUs or machines (python -m musetalk_core batch --ray)")
+    parser.add_argument("--with-server", action="store_true",
+                        help="install aiohttp and aiortc for the real-time avatar server (python -m musetalk_core "
+                             "serve; WebRTC)")
     parser.add_argument("--download-models", nargs="?", const="v15",
                         choices=["v15", "v1", "all", "taesd", "latentsync15", "latentsync16"],
                         help="fetch model files (default v15; 'all' is every MuseTalk file and the optional TAESD "
@@ -144,7 +150,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     want_mmpose = args.with_mmpose or (args.dev and not args.skip_requirements)
-    if not args.skip_requirements or want_mmpose or args.with_ray:
+    if not args.skip_requirements or want_mmpose or args.with_ray or args.with_server:
         constraint = torch_constraint()
         try:
             if not args.skip_requirements:
@@ -153,6 +159,8 @@ def main(argv=None) -> int:
                 install_mmpose(constraint)
             if args.with_ray:  # the constraint keeps torch as it is
                 pip(RAY, "-c", constraint)
+            if args.with_server:  # --dev has it already (requirements-dev.txt includes the file)
+                pip("-r", str(SERVER_REQUIREMENTS), "-c", constraint)
         finally:
             os.unlink(constraint)  # running twice must not pile up temporary files
         if args.dev and not args.skip_requirements and not args.skip_comfyui:

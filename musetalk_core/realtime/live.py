@@ -1,0 +1,219 @@
+"""One client's session inside the server: its audio inbox, the frames it is owed, and a pump that hands them out at
+the avatar's frame rate into a bounded outbox (a slow client loses frames there; nobody else waits for it).
+
+Threads: the batcher's worker thread calls ``feed``/``work``/``deliver``/``collect`` (every AvatarSession call that
+computes); the event loop runs the pump and asks for idle frames. ``lock`` keeps the two from touching the session at
+once; the pump never waits for it (a busy session simply shows its next frame a tick later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import statistics
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+log = logging.getLogger("musetalk_core.realtime")
+
+# WebSocket frame message: uint32 LE output frame number, uint8 flags, 3 reserved bytes, then the JPEG
+FRAME_HEADER = struct.Struct("<IB3x")
+IDLE_FLAG = 1
+_FINISH = object()  # inbox marker: end of speech
+
+
+@dataclass(frozen=True)
+class OutFrame:
+    number: int          # the session's output frame number
+    image: np.ndarray    # uint8 (H, W, 3)
+    idle: bool           # shown while no audio flows (not generated from speech)
+
+
+Control = Dict[str, Any]  # a JSON message for the client (ready, done, error)
+
+
+class Outbox:
+    """Frames and control messages for one client, in order. Holds at most ``max_frames`` frames: putting one more
+    drops the oldest frame (counted), so the newest picture is what a slow client gets; control messages stay."""
+
+    def __init__(self, max_frames: int):
+        self.max_frames = max(1, int(max_frames))
+        self.items: Deque[Union[OutFrame, Control]] = collections.deque()
+        self.frames = 0
+        self.dropped = 0
+        self._ready = asyncio.Event()
+
+    def put(self, item: Union[OutFrame, Control]) -> None:
+        if isinstance(item, OutFrame):
+            if self.frames >= self.max_frames:
+                self._drop_oldest_frame()
+            self.frames += 1
+        self.items.append(item)
+        self._ready.set()
+
+    def _drop_oldest_frame(self) -> None:
+        for i, old in enumerate(self.items):
+            if isinstance(old, OutFrame):
+                del self.items[i]
+                self.frames -= 1
+                self.dropped += 1
+                return
+
+    async def get(self) -> Union[OutFrame, Control]:
+        while not self.items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self.items.popleft()
+        if isinstance(item, OutFrame):
+            self.frames -= 1
+        return item
+
+
+class Live:
+    """A live AvatarSession and what the server keeps beside it."""
+
+    def __init__(self, session, avatar_name: str, session_id: str, fps: float, *, queue_frames: int,
+                 idle_after_s: float, lookahead_ms: int):
+        self.session = session
+        self.avatar_name = avatar_name
+        self.id = session_id
+        self.fps = float(fps)
+        self.lookahead_ms = int(lookahead_ms)
+        self.idle_after_s = float(idle_after_s)
+        self.lock = threading.Lock()
+        self.inbox: Deque[Any] = collections.deque()   # (samples, rate) or _FINISH; the worker drains it
+        self.ready: Deque[OutFrame] = collections.deque()   # speech frames the pump has yet to hand out
+        self.outbox = Outbox(queue_frames)
+        self.on_frame: Optional[Callable[[OutFrame], None]] = None   # e.g. WebRTC's audio gate
+        self.error: Optional[str] = None
+        self.closed = False
+        self.finished = False        # the client said the speech ended
+        self.speech_done = False     # ... and every speech frame left the session
+        self._done_sent = False
+        self.last_audio = -1e9       # loop time of the last audio chunk
+        self.counts = collections.Counter()
+        self._arrivals: Deque[Tuple[float, float]] = collections.deque()   # (audio seconds pushed so far, time)
+        self._pushed_s = 0.0
+        self.latencies: Deque[float] = collections.deque(maxlen=250)
+        self.pump_task: Optional[asyncio.Task] = None
+        self.hang_up: Optional[Callable[[], Any]] = None   # async: closes the client's connection (shutdown)
+
+    # ---- event loop side: audio in ----
+    def push(self, samples: np.ndarray, rate: int) -> None:
+        now = time.monotonic()
+        self.last_audio = now
+        self._pushed_s += len(samples) / float(rate)
+        self._arrivals.append((self._pushed_s, now))
+        self.inbox.append((samples, int(rate)))
+        self.counts["audio_chunks"] += 1
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.inbox.append(_FINISH)
+
+    # ---- worker thread side ----
+    def feed(self) -> None:
+        """The audio that arrived since the last batch, into the session (resampling, Whisper windows)."""
+        with self.lock:
+            while self.inbox:
+                item = self.inbox.popleft()
+                if item is _FINISH:
+                    self.session.finish()
+                else:
+                    self.session.push_audio(*item)
+
+    def work(self, limit: int) -> list:
+        with self.lock:
+            return self.session.work(limit)
+
+    def deliver(self, items: list, faces) -> None:
+        with self.lock:
+            self.session.deliver(items, faces)
+
+    def collect(self) -> Tuple[List[Tuple[int, np.ndarray]], bool]:
+        """(finished frames, whether the speech is over and these are its last)."""
+        with self.lock:
+            frames = self.session.frames()
+            return frames, self.finished and not self.inbox and bool(self.session.done)
+
+    # ---- event loop side: frames out ----
+    def take(self, frames: List[Tuple[int, np.ndarray]], done: bool) -> None:
+        self.ready.extend(OutFrame(int(n), image, False) for n, image in frames)
+        self.speech_done = self.speech_done or done
+
+    def audio_flowing(self) -> bool:
+        """Speech is under way: audio arrived lately or its frames are still being made. Idle frames wait meanwhile,
+        so the avatar does not go on with its idle motion in the middle of a sentence."""
+        if self.ready or self.inbox:
+            return True
+        if self.finished:
+            return not self.speech_done
+        return time.monotonic() - self.last_audio < self.idle_after_s
+
+    def next_frame(self) -> Optional[OutFrame]:
+        """This tick's frame: the next speech frame, an idle frame while no audio flows, or None (speech frames
+        are still being made)."""
+        if self.ready:
+            return self.ready.popleft()
+        if self.audio_flowing() or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            number, image = self.session.idle_frame()
+        finally:
+            self.lock.release()
+        return OutFrame(int(number), image, True)
+
+    def emit(self, frame: OutFrame) -> None:
+        self.counts["idle" if frame.idle else "speech"] += 1
+        if not frame.idle:
+            self._note_latency()
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        self.outbox.put(frame)
+
+    def _note_latency(self) -> None:
+        """Seconds from the arrival of the audio a speech frame ends on to the frame leaving the pump."""
+        frame_end_s = self.counts["speech"] / self.fps
+        while len(self._arrivals) > 1 and self._arrivals[0][0] < frame_end_s:
+            self._arrivals.popleft()
+        if self._arrivals and self._arrivals[0][0] >= frame_end_s:
+            self.latencies.append(time.monotonic() - self._arrivals[0][1])
+
+    def control(self, message: Control) -> None:
+        self.outbox.put(message)
+
+    async def pump(self) -> None:
+        """One frame per tick of the avatar's clock; a late tick does not bunch frames (the clock restarts)."""
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.fps
+        start, tick = loop.time(), 0
+        while not self.closed:
+            tick += 1
+            delay = start + tick * period - loop.time()
+            if delay < -0.25:  # the loop was held up: start the clock again rather than catch up in a burst
+                start, tick, delay = loop.time(), 0, 0.0
+            await asyncio.sleep(max(0.0, delay))
+            frame = self.next_frame()
+            if frame is not None:
+                self.emit(frame)
+            if self.speech_done and not self.ready and not self._done_sent:
+                self._done_sent = True
+                self.control({"type": "done", **self.stats()})
+
+    def fail(self, message: str) -> None:
+        self.error = message
+        self.control({"type": "error", "message": message})
+
+    def stats(self) -> Dict[str, Any]:
+        lat = sorted(self.latencies)
+        return {"session": self.id, "avatar": self.avatar_name, "speech_frames": self.counts["speech"],
+                "idle_frames": self.counts["idle"], "dropped_frames": self.outbox.dropped,
+                "latency_ms": None if not lat else round(1000 * statistics.median(lat)),
+                "latency_p90_ms": None if not lat else round(1000 * lat[int(0.9 * (len(lat) - 1))])}
