@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=HelpFormatter)
     add_lipsync_arguments(p)
     add_batch_parser(sub)
+    from .realtime.avatar_cli import add_avatar_parser
+
+    add_avatar_parser(sub)
     return parser
 
 
@@ -235,6 +238,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 from .batch.run import run_batch
 
                 return run_batch(args)
+            if args.command == "avatar":
+                from .realtime.avatar_cli import run_avatar
+
+                bars = _Bars(not args.no_progress)
+                try:
+                    return run_avatar(args, bars)
+                finally:
+                    bars.close()
     except MuseTalkError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT

@@ -6,6 +6,7 @@ Node modules import the library lazily enough that importing the pack loads no m
 from __future__ import annotations
 
 from .audio_encode import WhisperAudioEncode
+from .avatar import SaveMuseTalkAvatar
 from .blend import BlendAndAssemble
 from .face_detect import FaceDetectAndParse
 from .latentsync_inpaint import LatentSyncInpaint
@@ -29,6 +30,8 @@ _NODES = (
     ("LatentSyncInpaint", LatentSyncInpaint, "LatentSync Inpaint (MuseTalk)"),
     # several speakers, each with its own audio (issue 25): more faces for BlendAndAssemble
     ("AddSpeaker", AddSpeaker, "MuseTalk Add Speaker"),
+    # real-time avatars (issue 26): a prepared video for python -m musetalk_core serve
+    ("SaveMuseTalkAvatar", SaveMuseTalkAvatar, "MuseTalk Save Avatar (real-time)"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

@@ -65,6 +65,17 @@ def models_search_dirs() -> List[Path]:
     return model_files.default_models_dirs()
 
 
+def avatars_directory() -> Path:
+    """Where real-time avatars are saved: ComfyUI's models/musetalk/avatars; elsewhere the library's default
+    (<first models folder>/avatars)."""
+    fp = _folder_paths()
+    if fp is not None:
+        return Path(fp.models_dir) / FOLDER_KEY / "avatars"
+    from musetalk_core.realtime.avatar import default_avatars_dir
+
+    return default_avatars_dir(models_search_dirs())
+
+
 def intermediate_device() -> torch.device:
     """Where IMAGE / MASK / AUDIO outputs live (ComfyUI: CPU unless --gpu-only)."""
     mm = _model_management()

@@ -17,7 +17,9 @@ CARD_NODE_IDS = ["LoadMuseTalkModels", "FaceDetectAndParse", "WhisperAudioEncode
                  "MuseTalkUNetInpaint", "BlendAndAssemble"]
 # the second generator (issue 17), after the card's six; ids fixed from their first release
 LATENTSYNC_NODE_IDS = ["LoadLatentSyncModel", "LatentSyncInpaint"]
-ALL_NODE_IDS = CARD_NODE_IDS + LATENTSYNC_NODE_IDS
+# later nodes, in menu order: several speakers (issue 25), real-time avatars (issue 26)
+LATER_NODE_IDS = ["AddSpeaker", "SaveMuseTalkAvatar"]
+ALL_NODE_IDS = CARD_NODE_IDS + LATENTSYNC_NODE_IDS + LATER_NODE_IDS
 
 
 def test_pack_import_is_light_and_loads_no_model():
@@ -34,7 +36,7 @@ def test_node_contract(pack):
     mappings = pack.NODE_CLASS_MAPPINGS
     assert list(mappings) == ALL_NODE_IDS
     for node_id, cls in mappings.items():
-        assert cls.CATEGORY == ("MuseTalk" if node_id in CARD_NODE_IDS else "MuseTalk/LatentSync")
+        assert cls.CATEGORY == ("MuseTalk/LatentSync" if node_id in LATENTSYNC_NODE_IDS else "MuseTalk")
         assert "MuseTalk" in pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
         spec = cls.INPUT_TYPES()
         assert set(spec) <= {"required", "optional", "hidden"}
