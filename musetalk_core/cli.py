@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_lipsync_arguments(p)
     add_batch_parser(sub)
     from .realtime.avatar_cli import add_avatar_parser
+    from .realtime.serve_cli import add_serve_parser
 
     add_avatar_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
@@ -246,6 +248,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                     return run_avatar(args, bars)
                 finally:
                     bars.close()
+            if args.command == "serve":
+                from .realtime.serve_cli import run_serve
+
+                return run_serve(args)
     except MuseTalkError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT

@@ -41,7 +41,7 @@ class HubSettings:
     max_sessions: int = 8
     batch_size: int = 8
     queue_seconds: float = 1.0     # a client's outbox holds this much video; more and its oldest frames drop
-    idle_after_s: float = 0.3      # no audio for this long (beyond the lookahead) and the avatar idles
+    pause_s: float = 0.5           # no audio for this long ends an utterance (its last frames are made)
     decoder: str = "vae"
     jpeg_quality: int = 85
 
@@ -75,9 +75,11 @@ class Hub:
     async def stop(self) -> None:
         """Every session closed (its client told), the batcher stopped, every thread joined."""
         for live in list(self.lives.values()):
-            live.control({"type": "error", "message": "the server is shutting down"})
-            if live.hang_up is not None:   # the client's connection: its handler then closes the session
-                await live.hang_up()
+            if live.hang_up is not None:   # tells the client and closes its connection
+                try:
+                    await live.hang_up("the server is shutting down")
+                except Exception as exc:  # a connection already gone
+                    log.debug("hang up %s: %s", live.id, exc)
             await self.close(live)
         for peer in list(self.peers):
             await peer.close()
@@ -122,13 +124,16 @@ class Hub:
         try:
             avatar = await self.avatar(avatar_name)
             session_id = uuid.uuid4().hex[:12]
-            session = await self.batcher.call(self._new_session, avatar, session_id)
+            try:
+                session = await self.batcher.call(self._new_session, avatar, session_id)
+            except InputError as exc:
+                raise Refused(409, str(exc)) from None
         finally:
             self._opening -= 1
         fps = float(session.fps)
         live = Live(session, avatar.name, session_id, fps, lookahead_ms=int(session.lookahead_ms),
-                    queue_frames=max(2, round(self.settings.queue_seconds * fps)),
-                    idle_after_s=self.settings.idle_after_s + session.lookahead_ms / 1000.0)
+                    queue_frames=max(2, round(self.settings.queue_seconds * fps)), pause_s=self.settings.pause_s,
+                    wake=self.batcher.wake)
         self.lives[session_id] = live
         return live
 

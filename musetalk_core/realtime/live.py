@@ -76,47 +76,58 @@ class Outbox:
 
 
 class Live:
-    """A live AvatarSession and what the server keeps beside it."""
+    """A live AvatarSession and what the server keeps beside it.
+
+    Utterances: audio opens one; the client's ``end`` or a pause of ``pause_s`` without audio closes it (the
+    session's ``finish``: its last frames, which wait for audio after them, are then made). The avatar idles only
+    when no utterance is open and every speech frame has been handed out, so idle frames never cut into speech."""
 
     def __init__(self, session, avatar_name: str, session_id: str, fps: float, *, queue_frames: int,
-                 idle_after_s: float, lookahead_ms: int):
+                 pause_s: float, lookahead_ms: int, wake: Callable[[], None] = lambda: None):
         self.session = session
         self.avatar_name = avatar_name
         self.id = session_id
         self.fps = float(fps)
         self.lookahead_ms = int(lookahead_ms)
-        self.idle_after_s = float(idle_after_s)
+        self.pause_s = float(pause_s)
+        self.wake = wake                 # tells the batcher there is something to do
         self.lock = threading.Lock()
         self.inbox: Deque[Any] = collections.deque()   # (samples, rate) or _FINISH; the worker drains it
         self.ready: Deque[OutFrame] = collections.deque()   # speech frames the pump has yet to hand out
         self.outbox = Outbox(queue_frames)
         self.on_frame: Optional[Callable[[OutFrame], None]] = None   # e.g. WebRTC's audio gate
+        self.hang_up: Optional[Callable[[str], Any]] = None   # async (message): tells the client, closes its connection
         self.error: Optional[str] = None
         self.closed = False
-        self.finished = False        # the client said the speech ended
-        self.speech_done = False     # ... and every speech frame left the session
-        self._done_sent = False
-        self.last_audio = -1e9       # loop time of the last audio chunk
+        self.speaking = False            # an utterance is open (audio came, no end yet)
+        self.session_done = True         # the session has no speech frame left to hand out (as last collected)
+        self._done_due = False           # a 'done' message is owed once the utterance's frames are out
+        self.last_audio = -1e9           # time.monotonic() of the last audio chunk
         self.counts = collections.Counter()
         self._arrivals: Deque[Tuple[float, float]] = collections.deque()   # (audio seconds pushed so far, time)
         self._pushed_s = 0.0
         self.latencies: Deque[float] = collections.deque(maxlen=250)
         self.pump_task: Optional[asyncio.Task] = None
-        self.hang_up: Optional[Callable[[], Any]] = None   # async: closes the client's connection (shutdown)
 
     # ---- event loop side: audio in ----
     def push(self, samples: np.ndarray, rate: int) -> None:
         now = time.monotonic()
         self.last_audio = now
+        self.speaking = True
+        self.session_done = False
         self._pushed_s += len(samples) / float(rate)
         self._arrivals.append((self._pushed_s, now))
         self.inbox.append((samples, int(rate)))
         self.counts["audio_chunks"] += 1
+        self.wake()
 
     def finish(self) -> None:
-        if not self.finished:
-            self.finished = True
+        """The utterance is over (the client said so, or it paused)."""
+        if self.speaking:
+            self.speaking = False
+            self._done_due = True
             self.inbox.append(_FINISH)
+            self.wake()
 
     # ---- worker thread side ----
     def feed(self) -> None:
@@ -138,34 +149,28 @@ class Live:
             self.session.deliver(items, faces)
 
     def collect(self) -> Tuple[List[Tuple[int, np.ndarray]], bool]:
-        """(finished frames, whether the speech is over and these are its last)."""
+        """(finished frames, whether the session then had nothing more to hand out)."""
         with self.lock:
             frames = self.session.frames()
-            return frames, self.finished and not self.inbox and bool(self.session.done)
+            return frames, bool(self.session.done)
 
     # ---- event loop side: frames out ----
     def take(self, frames: List[Tuple[int, np.ndarray]], done: bool) -> None:
         self.ready.extend(OutFrame(int(n), image, False) for n, image in frames)
-        self.speech_done = self.speech_done or done
-
-    def audio_flowing(self) -> bool:
-        """Speech is under way: audio arrived lately or its frames are still being made. Idle frames wait meanwhile,
-        so the avatar does not go on with its idle motion in the middle of a sentence."""
-        if self.ready or self.inbox:
-            return True
-        if self.finished:
-            return not self.speech_done
-        return time.monotonic() - self.last_audio < self.idle_after_s
+        # audio that came while the worker ran is a new utterance: not done, whatever the worker saw
+        self.session_done = done and not self.inbox and not self.speaking
 
     def next_frame(self) -> Optional[OutFrame]:
-        """This tick's frame: the next speech frame, an idle frame while no audio flows, or None (speech frames
-        are still being made)."""
+        """This tick's frame: the next speech frame, an idle frame while no speech is under way, or None (speech
+        frames are still being made: the latency)."""
         if self.ready:
             return self.ready.popleft()
-        if self.audio_flowing() or not self.lock.acquire(blocking=False):
+        if not self.session_done or self.speaking or self.inbox or not self.lock.acquire(blocking=False):
             return None
         try:
             number, image = self.session.idle_frame()
+        except RuntimeError:  # speech frames were scheduled meanwhile: they go first
+            return None
         finally:
             self.lock.release()
         return OutFrame(int(number), image, True)
@@ -189,8 +194,19 @@ class Live:
     def control(self, message: Control) -> None:
         self.outbox.put(message)
 
+    def tick(self) -> None:
+        """One tick of the avatar's clock."""
+        if self.speaking and time.monotonic() - self.last_audio > self.pause_s:
+            self.finish()
+        frame = self.next_frame()
+        if frame is not None:
+            self.emit(frame)
+        if self._done_due and self.session_done and not self.ready:
+            self._done_due = False
+            self.control({"type": "done", **self.stats()})
+
     async def pump(self) -> None:
-        """One frame per tick of the avatar's clock; a late tick does not bunch frames (the clock restarts)."""
+        """One tick per frame period; a late tick does not bunch frames (the clock restarts)."""
         loop = asyncio.get_running_loop()
         period = 1.0 / self.fps
         start, tick = loop.time(), 0
@@ -200,12 +216,7 @@ class Live:
             if delay < -0.25:  # the loop was held up: start the clock again rather than catch up in a burst
                 start, tick, delay = loop.time(), 0, 0.0
             await asyncio.sleep(max(0.0, delay))
-            frame = self.next_frame()
-            if frame is not None:
-                self.emit(frame)
-            if self.speech_done and not self.ready and not self._done_sent:
-                self._done_sent = True
-                self.control({"type": "done", **self.stats()})
+            self.tick()
 
     def fail(self, message: str) -> None:
         self.error = message

@@ -101,7 +101,12 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     except Exception:
         await hub.close(live)
         raise
-    live.hang_up = lambda: ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    async def hang_up(message: str) -> None:
+        if not ws.closed:
+            await ws.send_json({"type": "error", "message": message})
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+    live.hang_up = hang_up
     live.control(hub.ready_message(live))
     hub.begin(live)
     sender = asyncio.get_running_loop().create_task(_send(ws, live, hub), name=f"musetalk-ws-{live.id}")
@@ -121,7 +126,6 @@ async def _receive(ws: web.WebSocketResponse, live: Live, hub: Hub, sender: asyn
                 return await _reject(ws, sender, "binary messages must be PCM16 (signed 16-bit little-endian "
                                                  f"samples, an even number of bytes); got {len(msg.data)} bytes")
             live.push(np.frombuffer(msg.data, dtype="<i2"), SAMPLE_RATE)
-            hub.batcher.wake()
         elif msg.type == WSMsgType.TEXT:
             try:
                 kind = json.loads(msg.data).get("type")
@@ -131,11 +135,8 @@ async def _receive(ws: web.WebSocketResponse, live: Live, hub: Hub, sender: asyn
                 return await _reject(ws, sender, 'text messages must be JSON {"type": "end"} (end of speech); '
                                                  "audio goes in binary messages (PCM16 mono 16 kHz)")
             live.finish()
-            hub.batcher.wake()
         elif msg.type == WSMsgType.ERROR:
             return
-        if live.error is not None:
-            return await ws.close(code=WSCloseCode.INTERNAL_ERROR)
 
 
 async def _reject(ws: web.WebSocketResponse, sender: asyncio.Task, message: str) -> None:
@@ -156,6 +157,9 @@ async def _send(ws: web.WebSocketResponse, live: Live, hub: Hub) -> None:
             await ws.send_bytes(FRAME_HEADER.pack(item.number, IDLE_FLAG if item.idle else 0) + jpeg)
         else:
             await ws.send_json(item)
+            if item.get("type") == "error":   # the session is over (generation failed, shutdown)
+                await ws.close(code=WSCloseCode.INTERNAL_ERROR)
+                return
 
 
 async def _offer(request: web.Request) -> web.Response:

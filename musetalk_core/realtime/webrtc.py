@@ -36,7 +36,7 @@ def aiortc_available() -> bool:
     return True
 
 
-def mono_float(frame) -> np.ndarray:
+def frame_samples(frame) -> np.ndarray:
     """An av.AudioFrame (s16/flt, packed or planar, any channels) -> float32 mono in [-1, 1]."""
     data = frame.to_ndarray()
     channels = len(frame.layout.channels)
@@ -155,12 +155,10 @@ async def _read_audio(track, live: Live, hub: Hub, playback, stream_error) -> No
             frame = await track.recv()
         except stream_error:
             break
-        samples = mono_float(frame)
+        samples = frame_samples(frame)
         live.push(samples, frame.sample_rate)
         playback.feed(samples, frame.sample_rate)
-        hub.batcher.wake()
     live.finish()
-    hub.batcher.wake()
 
 
 async def answer(request: web.Request, hub: Hub) -> web.Response:
@@ -196,7 +194,9 @@ async def _connect(live: Live, hub: Hub, offer_sdp: str, offer_type: str):
     live.on_frame = playback.gate
     tasks = []
 
-    async def hang_up():
+    async def hang_up(message: str = "") -> None:
+        if message and video.channel is not None and video.channel.readyState == "open":
+            video.channel.send(json.dumps({"type": "error", "message": message}))
         for task in tasks:
             task.cancel()
         await pc.close()
@@ -219,7 +219,6 @@ async def _connect(live: Live, hub: Hub, offer_sdp: str, offer_type: str):
             if isinstance(message, str) and message.strip().startswith("{") \
                     and json.loads(message).get("type") == "end":
                 live.finish()
-                hub.batcher.wake()
 
     @pc.on("connectionstatechange")
     async def on_state():
