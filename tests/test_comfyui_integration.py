@@ -86,7 +86,7 @@ def test_pack_registers_nodes_and_models_folder(tmp_path):
         print(json.dumps({"ids": ids, "paths": folder_paths.get_folder_paths("musetalk")}))
     """, tmp_path)
     assert out["ids"] == sorted(["LoadMuseTalkModels", "FaceDetectAndParse", "WhisperAudioEncode", "VAEEncodeMasked",
-                                 "MuseTalkUNetInpaint", "BlendAndAssemble"])
+                                 "MuseTalkUNetInpaint", "BlendAndAssemble", "AddSpeaker", "SaveMuseTalkAvatar"])
     assert any(p.endswith(os.path.join("models", "musetalk")) for p in out["paths"])
 
 
@@ -209,7 +209,7 @@ def cached_nodes(entry: dict) -> set:
 API_FILES = sorted((ROOT / "workflows" / "api").glob("*.json"))
 FPS = Fraction(25)
 # the input files the workflows name (tools/workflows.py): a 4-frame clip and two audio tracks of 6 and 3 frames at
-# 25 fps (one longer than the clip: ping-pong; one shorter: cut), small so that the six runs stay short
+# 25 fps (one longer than the clip: bounce; one shorter: cut), small so that the six runs stay short
 VIDEO_FILE, PHOTO_FILE = "musetalk_example.mp4", "musetalk_example.png"
 SOURCE_FRAMES = 4
 AUDIO_SECONDS = {"musetalk_example_speech.wav": 0.24, "musetalk_example_speech_2.wav": 0.12}
@@ -231,6 +231,20 @@ import sys
 sys.path[:0] = [{root!r}, {tests!r}]
 from tts_standin import NODE_CLASS_MAPPINGS
 """
+# And one more: S3FD and DWPose answer from the ground truth of the drawn two-head clip the two-speakers workflow runs
+# on (tests/two_speaker_clip.py; random-weight S3FD finds arbitrary "faces", so no 'track 1' to speak for); frames
+# of any other video still go to the tiny networks.
+TWO_SPEAKER_STANDIN_NODE = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+import two_speaker_clip
+two_speaker_clip.install(two_speaker_clip.make_clip())
+NODE_CLASS_MAPPINGS = {{}}
+"""
+TWO_SPEAKERS = "musetalk_two_speakers"
+TWO_SPEAKER_FILES = {"musetalk_example.mp4": "musetalk_two_heads.mp4",
+                     "musetalk_example_speech.wav": "musetalk_two_heads_speaker_1.wav",
+                     "musetalk_example_speech_2.wav": "musetalk_two_heads_speaker_2.wav"}
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +261,8 @@ def run_server(tmp_path_factory, tiny_models_factory):
     (base / "custom_nodes" / "zz_musetalk_tiny_latentsync.py").write_text(TINY_LATENTSYNC_NODE.format(root=str(ROOT)))
     (base / "custom_nodes" / "zz_musetalk_tts_standin.py").write_text(
         TTS_STANDIN_NODE.format(root=str(ROOT), tests=str(ROOT / "tests")))
+    (base / "custom_nodes" / "zz_musetalk_two_speaker_standin.py").write_text(
+        TWO_SPEAKER_STANDIN_NODE.format(root=str(ROOT), tests=str(ROOT / "tests")))
     models = base / "models" / "musetalk"
     shutil.copytree(tiny_models_factory("v15"), models)
     tiny_latentsync.write_latentsync_files(models)
@@ -257,6 +273,11 @@ def run_server(tmp_path_factory, tiny_models_factory):
     write_wav(inputs / "musetalk_example_speech.wav", tone(AUDIO_SECONDS["musetalk_example_speech.wav"], 16000, 2), 16000)
     write_wav(inputs / "musetalk_example_speech_2.wav",
               tone(AUDIO_SECONDS["musetalk_example_speech_2.wav"], 22050, 1, 300.0), 22050)
+    import two_speaker_clip
+
+    two_speaker_clip.write_inputs(inputs, two_speaker_clip.make_clip(), TWO_SPEAKER_FILES[VIDEO_FILE],
+                                  [TWO_SPEAKER_FILES["musetalk_example_speech.wav"],
+                                   TWO_SPEAKER_FILES["musetalk_example_speech_2.wav"]])
     with comfyui(base) as url:
         yield url, base
 
@@ -285,8 +306,11 @@ def _saved_videos(url: str, entry: dict, prompt: dict, folder: Path) -> dict:
     return saved
 
 
+ONE_SPEAKER_FILES = [p for p in API_FILES if p.stem != TWO_SPEAKERS]  # that one: test_two_speakers_run_in_comfyui
+
+
 @needs_comfyui
-@pytest.mark.parametrize("path", API_FILES, ids=[p.stem for p in API_FILES])
+@pytest.mark.parametrize("path", ONE_SPEAKER_FILES, ids=[p.stem for p in ONE_SPEAKER_FILES])
 def test_api_workflow_runs_in_comfyui(path, run_server, tmp_path):
     from musetalk_core.io import video_read
 
@@ -321,6 +345,32 @@ def _upstream_audio_seconds(api: dict, node_id: str) -> float:
             return tts_standin.SECONDS
         todo += [v[0] for v in node["inputs"].values() if isinstance(v, list)]
     raise AssertionError(f"no LoadAudio or TTS node upstream of node {node_id}")
+
+
+@needs_comfyui
+def test_two_speakers_run_in_comfyui(run_server):
+    """The two-speakers workflow on the drawn two-head clip (its heads found by the stand-in custom node above):
+    'track 0' and 'track 1' are the two faces of the clip, and the one clip is the video's length (frame_mapping
+    'silence') with speaker 1's audio longer and speaker 2's shorter than the video."""
+    import two_speaker_clip
+    from musetalk_core.io import video_read
+
+    url, base = run_server
+    api = _api(ROOT / "workflows" / "api" / f"{TWO_SPEAKERS}.json")
+    for node in api.values():
+        for key in ("file", "audio"):
+            if node["class_type"] in ("LoadVideo", "LoadAudio") and key in node["inputs"]:
+                node["inputs"][key] = TWO_SPEAKER_FILES[node["inputs"][key]]
+    shown = dict(run_reading_node_texts(url, api))
+    for nid, node in api.items():
+        if node["class_type"] == "FaceDetectAndParse":
+            track = node["inputs"]["speaker_selection"].split()[1]
+            assert shown[nid].startswith(f"Speaker: face track {track} of 2."), shown[nid]
+    (save,) = [n for n in api.values() if n["class_type"] == "SaveVideo"]
+    (file,) = (base / "output").glob(save["inputs"]["filename_prefix"] + "_*.mp4")
+    info = video_read.probe(file)
+    assert info["frames"] == two_speaker_clip.FRAMES and info["fps"] == FPS, info
+    assert info["audio_seconds"] == pytest.approx(info["frames"] / FPS, abs=2e-3), info
 
 
 @needs_comfyui
@@ -584,6 +634,73 @@ def test_workflows_open_in_the_real_editor_without_alerts_or_overlaps(comfyui_se
         missing_ok(name_of[title], seen["missingNodes"])
         views.append((title, seen))
     assert set(report["templates"]) == titles
+    for name, seen in report["dropped"].items():  # every widget shows the file's value, in the table's order
+        ui = json.loads((ROOT / "workflows" / "ui" / f"{name}.json").read_text())
+        assert editor_widget_mismatches(ui, seen["loaded"]["widgets"]) == [], name
     for name, view in views:
         assert view["overlaps"] == [] and view["domOutside"] == [], (name, view["overlaps"], view["domOutside"])
         assert view["left"] >= view["sidebarRight"] + 10 and view["top"] >= 90, (name, view["left"], view["top"])
+
+
+EDITOR_ONLY_WIDGETS = ("upload", "audioUI")  # in the table, but buttons and the audio player: no value of their own
+
+
+def editor_widget_mismatches(ui: dict, editor_widgets: dict) -> list:
+    """Where the graph editor shows other widgets or values than a UI file holds: (node, widget, file value, editor
+    value), or (node, "order", the editor's widget names) when its widgets differ from tools/workflows.py's table.
+    ``editor_widgets``: node id -> [(name, value)] as loaded (tools/editor_check.js). widgets_values are positional,
+    so a table out of step with a node's real INPUT_TYPES loads values into the wrong widgets (it did: a widget
+    added in the middle showed NaN and 'track 0' in the widgets after it); nodes of packs that are not installed
+    have no widgets there and are skipped."""
+    from test_workflows import wftool
+
+    bad = []
+    for node in ui["nodes"]:
+        kind = node["type"]
+        if kind in wftool.UI_ONLY_NODES or kind in wftool.THIRD_PARTY_NODES:
+            continue
+        label = f"{kind}#{node['id']}"
+        table = [n for n in wftool.widget_names(kind) if n not in EDITOR_ONLY_WIDGETS]
+        saved = dict(zip(wftool.widget_names(kind), node["widgets_values"]))
+        # the editor's own extras (media previews) hold no file value
+        shown = [(n, v) for n, v in editor_widgets[str(node["id"])] if n in saved and n not in EDITOR_ONLY_WIDGETS]
+        if [n for n, _ in shown] != table:
+            bad.append((label, "order", [n for n, _ in shown]))
+            continue
+        for name, value in shown:
+            want = saved[name]
+            same = value == pytest.approx(want) if isinstance(want, float) and isinstance(value, (int, float)) \
+                else value == want
+            if not same:
+                bad.append((label, name, want, value))
+    return bad
+
+
+def test_editor_widget_check_catches_values_in_the_wrong_widgets(monkeypatch):
+    """The comparison above flags what the editor showed when the generator's table had speaker_selection after
+    face_selection but the node has it last (the file's values one position off in the editor), a value the editor
+    changed, and passes the files the generator writes."""
+    from test_workflows import wftool
+
+    ui = json.loads((ROOT / "workflows" / "ui" / "musetalk_two_speakers.json").read_text())
+    real = {kind: wftool.widget_names(kind) for kind in wftool.NODE_DEFS}
+
+    def editor(ui):  # what the editor does: the file's values, by position, into the node's real widgets
+        return {str(n["id"]): list(zip(real[n["type"]], n["widgets_values"])) for n in ui["nodes"]}
+
+    assert editor_widget_mismatches(ui, editor(ui)) == []
+    shown = editor(ui)
+    shown["6"] = [(n, "NaN" if n == "box_smoothing" else v) for n, v in shown["6"]]  # editor_check.js's NaN
+    assert editor_widget_mismatches(ui, shown) == [("FaceDetectAndParse#6", "box_smoothing", 0.0, "NaN")]
+    # the old table, and a file written from it
+    links, widgets, outputs = wftool.NODE_DEFS["FaceDetectAndParse"]
+    old = widgets[:6] + widgets[-1:] + widgets[6:-1]
+    monkeypatch.setitem(wftool.NODE_DEFS, "FaceDetectAndParse", (links, old, outputs))
+    stale = json.loads(json.dumps(ui))
+    for node in stale["nodes"]:
+        if node["type"] == "FaceDetectAndParse":
+            values = dict(zip(real["FaceDetectAndParse"], node["widgets_values"]))
+            node["widgets_values"] = [values[name] for name, _, _ in old]
+    bad = editor_widget_mismatches(stale, editor(stale))
+    assert ("FaceDetectAndParse#6", "order", real["FaceDetectAndParse"]) in bad
+    assert ("FaceDetectAndParse#7", "order", real["FaceDetectAndParse"]) in bad and len(bad) == 2

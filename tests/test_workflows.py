@@ -40,11 +40,9 @@ TITLES = {json.loads(p.read_text())["extra"]["musetalk"]["name"]: json.loads(p.r
 # example workflows regenerated (python tools/workflows.py).
 PINNED_WIDGETS = {
     "LoadMuseTalkModels": ["version", "precision", "device", "landmark_backend"],
-    # speaker_selection was inserted after face_selection (issue 25, a deliberate break): a FaceDetectAndParse saved
-    # before it loads landmark_region's value into speaker_selection and the later ones one position off
     "FaceDetectAndParse": ["bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width", "right_cheek_width",
-                           "face_selection", "speaker_selection", "landmark_region", "box_smoothing",
-                           "detector_scale", "batch_size"],
+                           "face_selection", "landmark_region", "box_smoothing", "detector_scale", "batch_size",
+                           "speaker_selection"],  # speaker_selection added last, an optional input (issue 25)
     "WhisperAudioEncode": ["fps", "audio_padding_left", "audio_padding_right", "feature_mode",
                            "silence_threshold_db", "audio_segments"],  # audio_segments added last (issue 25)
     "VAEEncodeMasked": ["latent_mode", "seed", "batch_size"],

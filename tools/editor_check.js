@@ -8,6 +8,7 @@
 // in use: Load Video switched to a portrait clip named by $PORTRAIT_VIDEO (if set, it must be in ComfyUI's input
 // folder) and every Save Video given the 'executed' message of a finished run showing $PORTRAIT_OUTPUT (in output/).
 // Screenshots go to OUTDIR. Used by tests/test_comfyui_integration.py (COMFYUI_DIR set); also runnable by hand.
+// Each node's widget names and values as loaded are reported too (widgets), to compare with the file.
 // Node types the editor reports missing (its "missing nodes" dialog: a workflow that uses another pack's nodes,
 // not installed) are listed per workflow as missingNodes; the dialog is closed before the next workflow.
 const { chromium } = require('playwright-core');
@@ -42,6 +43,11 @@ function measure() {  // runs in the page
     overlaps, domOutside, toasts: [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText),
     sizes: app.graph._nodes.map(n => [`${n.type}#${n.id}`, ...Array.from(n.size).map(Math.round)]),
     missingNodes: [...(window.__missingNodes || [])].sort(),
+    // each node's widgets as loaded, in the editor's order: a saved workflow's widgets_values are positional, so a
+    // file out of step with a node's real widgets shows here (a value in the wrong widget, NaN in a number)
+    widgets: Object.fromEntries(app.graph._nodes.map(n => [String(n.id), (n.widgets || []).map(w => [w.name,
+      typeof w.value === 'number' && Number.isNaN(w.value) ? 'NaN'
+        : ['number', 'string', 'boolean'].includes(typeof w.value) ? w.value : null])])),
   };
 }
 

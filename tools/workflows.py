@@ -60,13 +60,13 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
     "FaceDetectAndParse": (
         [("musetalk_models", "MUSETALK_MODELS", False), ("images", "IMAGE", True), ("video", "VIDEO", True),
          ("speaker_audio", "AUDIO", True)],
-        # speaker_selection (issue 25) sits right after face_selection, as in INPUT_TYPES: a workflow saved before
-        # it loads its later values one position off (see tests/test_workflows.py PINNED_WIDGETS)
+        # speaker_selection (issue 25) is an optional widget, the last one: workflows saved before it keep their
+        # widget positions
         [("bbox_shift", "INT", 0), ("extra_margin", "INT", 10), ("parsing_mode", "COMBO", "auto"),
          ("left_cheek_width", "INT", 90), ("right_cheek_width", "INT", 90),
-         ("face_selection", "COMBO", "highest_score"), ("speaker_selection", "STRING", "default"),
-         ("landmark_region", "COMBO", "full_frame"),
-         ("box_smoothing", "FLOAT", 0.0), ("detector_scale", "FLOAT", 1.0), ("batch_size", "INT", 8)],
+         ("face_selection", "COMBO", "highest_score"), ("landmark_region", "COMBO", "full_frame"),
+         ("box_smoothing", "FLOAT", 0.0), ("detector_scale", "FLOAT", 1.0), ("batch_size", "INT", 8),
+         ("speaker_selection", "STRING", "default")],
         [("faces", "MUSETALK_FACES"), ("preview", "IMAGE"), ("bbox_range", "STRING")]),
     "WhisperAudioEncode": (
         [("musetalk_models", "MUSETALK_MODELS", False), ("audio", "AUDIO", False), ("video", "VIDEO", True)],
@@ -576,7 +576,7 @@ their own; both are pasted into the same frames and both audio tracks are mixed 
    `frame_mapping` **silence** on both: the whole video once, whatever each audio's length (shorter audio is padded
    with silence, the mouth at rest; longer audio is cut). Both speakers must give the same number of frames.
 3. **Add Speaker** bundles person 2 (their faces and generated faces) for **Blend & Assemble**'s `more_speakers`;
-   person 1 goes in the usual inputs. Faces of nobody's speaker stay as they are.
+   person 1 goes in the usual inputs. Any other face in the video stays as it is.
 
 A third person: copy a column, set `track 2`, and chain a second Add Speaker into the first one's `more_speakers`.
 Not the same as the *two audio tracks* template, which makes two separate videos of one face.
