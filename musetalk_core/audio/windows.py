@@ -43,15 +43,17 @@ __all__ = ["AUDIO_SEGMENTS", "FEATURE_MODES", "audio_to_mono16k", "encode_audio"
 # ---------------------------------------------------------------------------------------------- windows
 
 
-def reference_window_rows(num_frames: int, fps: float, pad_left: int, pad_right: int, length: int) -> torch.Tensor:
+def reference_window_rows(num_frames: int, fps: float, pad_left: int, pad_right: int, length: int,
+                          first: int = 0) -> torch.Tensor:
     """int64 (T, L) Whisper-frame index per window slot (HEAD get_whisper_chunk), -1 where the reference reads zeros.
 
     HEAD: m = 50/fps, p = ceil(m), features zero-padded by p*left in front, frame i reads padded[floor(i*m) :
     floor(i*m) + L]. In unpadded indices that is floor(i*m) - p*left + k. Exact fps here (HEAD uses int(fps)).
+    ``first``: only frames first..num_frames-1 (a live stream's next frames; the same rows as the whole track's).
     """
     m = WHISPER_FPS / fps
     window = 2 * (pad_left + pad_right + 1)
-    starts = np.floor(np.arange(num_frames, dtype=np.float64) * m).astype(np.int64) - math.ceil(m) * pad_left
+    starts = np.floor(np.arange(first, num_frames, dtype=np.float64) * m).astype(np.int64) - math.ceil(m) * pad_left
     rows = starts[:, None] + np.arange(window, dtype=np.int64)[None, :]
     rows[(rows < 0) | (rows >= length)] = -1
     return torch.from_numpy(rows)

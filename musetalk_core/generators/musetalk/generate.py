@@ -176,6 +176,19 @@ def plan_generation(latents: MuseTalkLatents, audio_features: MuseTalkAudio, fra
     return GenerationPlan(mapping, rows, has_face, skipped, todo)
 
 
+def unet_decode(unet, dec, pe, decoder: str, scale: float, timesteps: torch.Tensor, lat: torch.Tensor,
+                audio: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """One batch: latents (B, 8, 32, 32) + audio windows (B, 50, 384) -> uint8 faces (B, 256, 256, 3): the UNet at
+    t = 0 with PE(audio) as context, then the decoder. Run inside ``fixed_time_embedding`` (iter_generated, and
+    realtime.session.generate_batch for items of several live sessions)."""
+    if channels_last:
+        lat = lat.contiguous(memory_format=torch.channels_last)
+    pred = unet(lat, timesteps, encoder_hidden_states=pe(audio)).sample
+    if decoder == "vae":
+        return decode_faces(dec, pred, scale)
+    return decode_faces_taesd(dec, pred)
+
+
 def _warn_on_other_features(models: MuseTalkModels, audio_features: MuseTalkAudio) -> None:
     """v1.0-original features are LatentSync's (right there, so the encoder says nothing); only the MuseTalk v1.5
     UNet, trained on 'reference' features, is the wrong consumer for them."""
@@ -215,13 +228,7 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
         accel.set_channels_last(_convolutional(unet, dec, decoder), speed.channels_last)
 
         def step(lat: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-            """One batch: latents (B, 8, 32, 32) + audio windows (B, 50, 384) -> uint8 faces (B, 256, 256, 3)."""
-            if speed.channels_last:
-                lat = lat.contiguous(memory_format=torch.channels_last)
-            pred = unet(lat, timesteps, encoder_hidden_states=pe(audio)).sample
-            if decoder == "vae":
-                return decode_faces(dec, pred, scale)
-            return decode_faces_taesd(dec, pred)
+            return unet_decode(unet, dec, pe, decoder, scale, timesteps, lat, audio, speed.channels_last)
 
         with fixed_time_embedding(unet, device, unet_dtype), accel.backend_flags(speed, device):
             run = step
