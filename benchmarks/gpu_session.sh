@@ -26,10 +26,14 @@
 #   bash benchmarks/gpu_session.sh speakers # one short call (~4 min, networks written included): per-speaker cost,
 #                                          # file to file, 1 / 2 / 3 speakers and the default path on a 3-head
 #                                          # clip, real-size random weights, bf16, 720p (benchmarks.speakers)
+#   bash benchmarks/gpu_session.sh realtime # one short call (~5 min, networks written included): live sessions on
+#                                          # a 720p avatar, real-size random weights, bf16 (benchmarks.realtime):
+#                                          # first-frame latency, fps per stream, 1 / 4 / 8 / 16 sessions sharing
+#                                          # generate_batch; TAESD; live vs offline windows at whisper-tiny's size
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers|realtime}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -206,8 +210,25 @@ speakers)
         --markdown "$OUT/gpu-speakers-bf16.md" >> "$log" 2>&1
     echo "== done $(date -u +%T)" >> "$log"
     ;;
+realtime)
+    # issue 26: one session's first-frame latency and fps, then 4 / 8 / 16 sessions whose work shares one
+    # generate_batch per step (the server's batcher), the exact VAE decoder and TAESD; every session has the same
+    # 8 s of speech-like audio, pushed in 20 ms chunks as fast as it is taken
+    networks 150
+    common=(--scale real --device cuda --dtype bf16 --size 720p --frames 32 --seconds 8)
+    echo "== realtime sessions, vae $(date -u +%T)" >> "$log"
+    timeout 170 python3 -m benchmarks.realtime "${common[@]}" --sessions 1 4 8 16 --batch-size 32 \
+        --json "$OUT/gpu-realtime-bf16.json" >> "$log" 2>&1
+    echo "== realtime sessions, taesd $(date -u +%T)" >> "$log"
+    timeout 100 python3 -m benchmarks.realtime "${common[@]}" --sessions 1 8 16 --batch-size 32 --decoder taesd \
+        --json "$OUT/gpu-realtime-taesd-bf16.json" >> "$log" 2>&1
+    echo "== realtime windows vs offline $(date -u +%T)" >> "$log"
+    timeout 60 python3 -m benchmarks.realtime --fidelity --real-encoder --fidelity-seconds 12 \
+        --json "$OUT/cpu-realtime-fidelity.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
 *)
-    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast, graphs, warp or speakers" >&2
+    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast, graphs, warp, speakers or realtime" >&2
     exit 2
     ;;
 esac

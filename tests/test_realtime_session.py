@@ -229,8 +229,9 @@ def test_offline_windows_give_the_core_frames_bit_for_bit(models, avatar, core_r
 
 
 def test_live_windows_are_close_to_the_core(models, avatar, core_run):
-    """Live windows differ from the offline encoding by the audio after each row that had not arrived (and the
-    log-mel normalisation over less audio): measured here, tiny encoder, 200 ms blocks, 80 ms settle."""
+    """Live windows differ from the offline encoding by the audio after each row that had not arrived yet (the
+    encoder attends over the whole segment): on this 0.66 s clip a few percent (stream_windows.py measures longer
+    tracks); tiny encoder, 200 ms blocks, no settle."""
     samples, core, result = core_run
     made = []
 
@@ -242,7 +243,7 @@ def test_live_windows_are_close_to_the_core(models, avatar, core_run):
     live = torch.cat(made[0].windows)
     offline = encode_audio(models, as_audio(samples), FPS).features  # the core's (spilled, gone with its run)
     rel = ((live - offline).flatten(1).norm(dim=1) / offline.flatten(1).norm(dim=1)).numpy()
-    assert live.shape == offline.shape and 0 < rel.max() < 0.06 and np.median(rel) < 0.03
+    assert live.shape == offline.shape and 0 < rel.max() < 0.1 and np.median(rel) < 0.05  # measured 0.057, 0.030
     # the silence flags are the offline ones exactly (same running sums)
     assert torch.equal(torch.cat(made[0].flags), result.audio_features.silent)
     # frames: identical where nothing is generated, close elsewhere
@@ -252,7 +253,7 @@ def test_live_windows_are_close_to_the_core(models, avatar, core_run):
     for k in range(len(got)):
         if silent[k] or mapping[k] in NO_FACE:
             assert diff[k].max() == 0
-    assert diff.mean() < 0.5 and diff.max() < 40
+    assert diff.mean() < 0.5 and diff.max() < 40  # measured 0.19, 16
     assert made[0].encoder_calls == math.ceil(0.66 / 0.2)  # 3 blocks, then the end
 
 
@@ -396,4 +397,4 @@ def test_refusals(models, avatar, cheap_encoder):
     assert items
     with pytest.raises(ValueError, match="not waiting"):
         session.deliver([WorkItem(items[0].frame, items[0].latent, items[0].window, "b")], cheap_faces(items[:1]))
-    assert StreamingWindows.LOOKAHEAD_MS == 360 and session.lookahead_ms == 360
+    assert StreamingWindows.LOOKAHEAD_MS == 280 and session.lookahead_ms == 280

@@ -23,7 +23,7 @@ blended frames equal the core's bit for bit (tests/test_realtime_session.py). Wi
 only through the windows (stream_windows.py says by how much).
 
 Latency: ``lookahead_ms`` is the audio a frame needs after its start before it can be made (the window, the
-block wait and the silence fade's look-ahead: 360 ms at 25 fps with the defaults), plus the compute (encoder call,
+block wait and the silence fade's look-ahead: 280 ms at 25 fps with the defaults), plus the compute (encoder call,
 UNet + decode, blend; BENCHMARKS.md, "Real-time sessions").
 
 Memory: the frames scheduled and not yet handed out (their windows until generated, their faces until blended),

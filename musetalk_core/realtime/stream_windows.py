@@ -3,35 +3,45 @@
 Offline (audio/windows.py, feature_mode "reference") the track is cut into 30 s segments; each is padded with zeros
 to 30 s, turned into its own log-mel (normalised on its own) and encoded in one call; frame i's window reads the rows
 ``reference_window_rows`` gives. Live, the audio after "now" does not exist yet. Every ``block_ms`` of audio, one
-encoder call encodes the current segment exactly as the reference would if the track ended there: the segment's
-audio so far, at its own place in the segment (the same positions as offline), zero-padded to 30 s. Of its 1500
-rows, those that have at least ``settle_ms`` of audio after them and were not kept before are kept; a frame's
-window is known once every row it reads is kept (and the audio covers the frame itself). The windows are then
-those of ``reference_window_rows`` exactly (padding 2/2 by default), and the silence flags are audio/silence.py's
-RMS test over the same rows (the running sums are added in the same order, so the levels are the offline ones bit
-for bit).
+encoder call encodes the current segment as the reference would if the track ended there: the segment's audio so
+far (at most ``context_seconds`` of it), at its own place in the segment (the positions the offline encoding gives
+it), zero-padded to 30 s. Of its 1500 rows, those with at least ``settle_ms`` of audio after them that were not
+kept before are kept; a frame's window is known once every row it reads is kept and the audio covers the frame.
+The windows are then those of ``reference_window_rows`` exactly (padding 2/2 by default), and the silence flags are
+audio/silence.py's RMS test over the same rows (running sums added in the same order: the offline flags bit for
+bit). At ``finish`` the last call sees the whole remaining audio, as the offline track's end does.
 
 Look-ahead (``lookahead_ms``): the audio needed after a frame's start before its window is known. At 25 fps with
 padding 2/2 a window reads Whisper rows up to 120 ms after the frame's start; add ``settle_ms`` and the wait for the
-next block boundary (up to one block less 40 ms): 120 + 80 + 160 = 360 ms worst case with the defaults (200 ms
-block, 80 ms settle), 200 ms at best. ``LOOKAHEAD_MS`` is that worst case at 25 fps.
+next block boundary (up to one block less 40 ms): 120 + 0 + 160 = 280 ms worst case with the defaults (200 ms
+blocks, no settle), 120 ms at best. ``LOOKAHEAD_MS`` is that worst case at 25 fps.
 
-Block size: the encoder's cost per call does not depend on how much audio it holds (always 30 s of mel), so the
-block sets the encoder calls per second of audio (1000 / block_ms: 5 at 200 ms) against the wait for a boundary
-(up to one block): 160 ms blocks halve the worst wait of 320 ms ones for twice the calls. Whisper-tiny's encoder is
-a few ms on a GPU; on a CPU it is the session's largest cost (BENCHMARKS.md, "Real-time sessions").
+Block size: an encoder call costs the same whatever audio it holds (always 30 s of mel), so the block sets the
+encoder calls per second of audio (1000 / block_ms: 5 at 200 ms) against the wait for a boundary (up to a block
+less one frame): 100 ms blocks cut the worst look-ahead to 200 ms for 10 calls a second, 400 ms blocks raise it
+to 480 ms for 2.5. Whisper-tiny's encoder takes milliseconds on a GPU; on a CPU it is a large part of a session's
+cost (BENCHMARKS.md, "Real-time sessions").
 
-How far the streamed windows are from the offline encoding of the same audio: they differ because a row's state
-depends on the whole segment (attention), and live the audio after the row is missing (and the log-mel's
-normalisation sees less). Measured by ``python -m benchmarks.realtime --fidelity`` on 12 s of speech-like audio
-(benchmarks.synthetic.make_audio), relative L2 per frame ||streamed - offline|| / ||offline||:
-FIDELITY_NOTE below holds the figures (tiny test encoder and whisper-tiny's real-size architecture on random
-weights with sinusoidal positions). Frames right after a segment start and frames at the end of the stream
-(after ``finish``) are the offline ones when the whole segment has arrived.
+How far the live windows are from the offline encoding of the same audio (``python -m benchmarks.realtime
+--fidelity --real-encoder``: 12 s of speech-like audio, benchmarks.synthetic.make_audio, 20 ms chunks, 200 ms
+blocks; relative L2 per frame ||live - offline|| / ||offline||, median / p90 / max over 300 frames):
 
-Memory: the current segment's audio (at most 30 s, less with ``context_seconds``), the encoder rows not yet read
-by every later window, and the running sums of the same rows: nothing grows with the stream's length, as long as
-the caller takes the windows as they become available (``take``).
+    median / p90 / max                                  settle 0 ms          80 ms                200 ms
+    tests' tiny Whisper (random positions)              0.191 0.337 0.390    0.188 0.334 0.387    0.183 0.331 0.383
+    whisper-tiny's size, random weights, sinusoids      0.112 0.239 0.266    0.110 0.237 0.264    0.107 0.234 0.261
+
+The difference is the audio still to come in the offline segment: the encoder's attention spans all 30 s, so the
+offline state of a row also holds the seconds of speech after it, which live are not there yet. It is not the
+log-mel's normalisation (an offline mel with everything after "now" set to its floor gives the same distance) nor
+the immediate neighbourhood (settling 200 ms changes the median by 4%): on the real-size architecture it is 0.22
+with 10 s of the offline track still to come, 0.11 with 6 s, 0.04 with 2 s, and 0 for the rows of the final call
+(``finish``). The stem rows (conv only) are equal. Random weights attend everywhere alike; how much a trained
+Whisper's states depend on the seconds ahead was not measurable here (no real weights), so ``settle_ms`` stays a
+setting, 0 by default (each 20 ms of it is 20 ms of latency).
+
+Memory: the current segment's audio (at most 30 s, less with ``context_seconds``), the encoder rows not yet read by
+every later window and their running sums: nothing grows with the stream's length, as long as the caller takes the
+windows as they become available (``take``).
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ from ..errors import InputError
 ROW_MS = 1000 // WHISPER_FPS  # 20 ms per Whisper row
 SEGMENT_ROWS = SEGMENT_SAMPLES // SAMPLES_PER_WHISPER_FRAME  # 1500
 DEFAULT_BLOCK_MS = 200
-DEFAULT_SETTLE_MS = 80
+DEFAULT_SETTLE_MS = 0
 
 
 def window_lookahead_ms(fps: float, pad_left: int, pad_right: int, block_ms: int, settle_ms: int,
@@ -189,7 +199,10 @@ class StreamingWindows:
         from ..models.whisper_encoder import encoder_states
 
         extractor = feature_extractor(self.models)
-        mels = torch.cat([extractor(p, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        # on a GPU the log-mel is computed there (transformers' torch path; within 1e-5 of the CPU's): five 30 s
+        # log-mels a second per stream would otherwise load the server's CPU
+        where = {"device": str(self.models.device)} if self.models.device.type == "cuda" else {}
+        mels = torch.cat([extractor(p, sampling_rate=SAMPLE_RATE, return_tensors="pt", **where).input_features
                           for p in pieces])
         with self.models.use("whisper") as (encoder,):
             states = encoder_states(encoder, mels.to(self.models.device, self.models.dtype), final_norm=True)
