@@ -15,6 +15,7 @@ from .live import Live
 
 log = logging.getLogger("musetalk_core.realtime")
 IDLE_WAIT_S = 0.02   # how long the batcher sleeps when no session had anything to do (audio arrival wakes it)
+FEED_S = 0.4         # audio seconds a session takes in per step at most (a step stays short; shutdown is prompt)
 
 
 class Batcher:
@@ -76,11 +77,13 @@ class Batcher:
 
     # ---- worker thread ----
     def step(self, lives: List[Live]) -> Tuple[Dict[Live, object], bool]:
-        """{live: (frames, done) or the exception that ended it}, and whether anything was generated."""
+        """{live: (frames, done) or the exception that ended it}, and whether there was work (generation, or audio
+        still waiting): then the next step follows at once."""
         failed: Dict[Live, object] = {}
+        behind = False
         for live in lives:
             try:
-                live.feed()
+                behind = live.feed(FEED_S) or behind
             except Exception as exc:  # bad audio ends that session only
                 failed[live] = exc
         chosen = self._gather([live for live in lives if live not in failed], failed)
@@ -93,7 +96,7 @@ class Batcher:
                     results[live] = live.collect()
                 except Exception as exc:
                     results[live] = exc
-        return results, bool(chosen)
+        return results, bool(chosen) or behind
 
     def _gather(self, lives: List[Live], failed: Dict[Live, object]) -> Dict[Live, list]:
         """Up to batch_size work items, shared out: each session gets an equal share, and what a session leaves

@@ -41,7 +41,8 @@ class HubSettings:
     max_sessions: int = 8
     batch_size: int = 8
     queue_seconds: float = 1.0     # a client's outbox holds this much video; more and its oldest frames drop
-    pause_s: float = 0.5           # no audio for this long ends an utterance (its last frames are made)
+    send_buffer_bytes: int = 256 * 1024   # a WebSocket's kernel send buffer (0: the system's, up to megabytes)
+    pause_s: float = 0.5           # this much silence, or no audio for this long, ends an utterance
     decoder: str = "vae"
     jpeg_quality: int = 85
 
@@ -62,6 +63,7 @@ class Hub:
         self.batcher: Optional[Batcher] = None
         self.encoder = None   # JPEG encoding beside the event loop
         self.peers: set = set()   # WebRTC peer connections (closed on shutdown)
+        self._tasks: set = set()
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -133,7 +135,7 @@ class Hub:
         fps = float(session.fps)
         live = Live(session, avatar.name, session_id, fps, lookahead_ms=int(session.lookahead_ms),
                     queue_frames=max(2, round(self.settings.queue_seconds * fps)), pause_s=self.settings.pause_s,
-                    wake=self.batcher.wake)
+                    silence_db=float(getattr(self.options, "silence_threshold_db", -45.0)), wake=self.batcher.wake)
         self.lives[session_id] = live
         return live
 
@@ -142,6 +144,13 @@ class Hub:
         if factory is None:
             from .session import AvatarSession as factory
         return factory(self.models, avatar, self.options, session_id=session_id)
+
+    def spawn(self, coro) -> asyncio.Task:
+        """A task the hub holds until it ends (the loop itself keeps only weak references to tasks)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def begin(self, live: Live) -> None:
         self.batcher.lives.append(live)

@@ -26,6 +26,16 @@ log = logging.getLogger("musetalk_core.realtime")
 FRAME_HEADER = struct.Struct("<IB3x")
 IDLE_FLAG = 1
 _FINISH = object()  # inbox marker: end of speech
+PREROLL_S = 0.2     # silence kept before an utterance's first sound
+
+
+def level_db(samples: np.ndarray) -> float:
+    """RMS level of a chunk in dBFS (int16 or float samples, any channels)."""
+    x = np.asarray(samples, dtype=np.float32)
+    if np.asarray(samples).dtype == np.int16:
+        x = x / 32768.0
+    rms = float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
+    return 20.0 * np.log10(max(rms, 1e-10))
 
 
 @dataclass(frozen=True)
@@ -78,24 +88,28 @@ class Outbox:
 class Live:
     """A live AvatarSession and what the server keeps beside it.
 
-    Utterances: audio opens one; the client's ``end`` or a pause of ``pause_s`` without audio closes it (the
-    session's ``finish``: its last frames, which wait for audio after them, are then made). The avatar idles only
-    when no utterance is open and every speech frame has been handed out, so idle frames never cut into speech."""
+    Utterances: sound opens one (``hear``); the client's ``end``, ``pause_s`` of silence or ``pause_s`` without any
+    audio closes it (the session's ``finish``: its last frames, which wait for audio after them, are then made).
+    The avatar idles only when no utterance is open and every speech frame has been handed out, so idle frames
+    never cut into speech."""
 
     def __init__(self, session, avatar_name: str, session_id: str, fps: float, *, queue_frames: int,
-                 pause_s: float, lookahead_ms: int, wake: Callable[[], None] = lambda: None):
+                 pause_s: float, lookahead_ms: int, silence_db: float = -45.0,
+                 wake: Callable[[], None] = lambda: None):
         self.session = session
         self.avatar_name = avatar_name
         self.id = session_id
         self.fps = float(fps)
         self.lookahead_ms = int(lookahead_ms)
         self.pause_s = float(pause_s)
+        self.silence_db = float(silence_db)
         self.wake = wake                 # tells the batcher there is something to do
         self.lock = threading.Lock()
         self.inbox: Deque[Any] = collections.deque()   # (samples, rate) or _FINISH; the worker drains it
         self.ready: Deque[OutFrame] = collections.deque()   # speech frames the pump has yet to hand out
         self.outbox = Outbox(queue_frames)
         self.on_frame: Optional[Callable[[OutFrame], None]] = None   # e.g. WebRTC's audio gate
+        self.on_audio: Optional[Callable[[np.ndarray, int], None]] = None   # the audio the session gets
         self.hang_up: Optional[Callable[[str], Any]] = None   # async (message): tells the client, closes its connection
         self.error: Optional[str] = None
         self.closed = False
@@ -103,6 +117,8 @@ class Live:
         self.session_done = True         # the session has no speech frame left to hand out (as last collected)
         self._done_due = False           # a 'done' message is owed once the utterance's frames are out
         self.last_audio = -1e9           # time.monotonic() of the last audio chunk
+        self._silent_run_s = 0.0         # audio seconds of silence since the last sound (in an utterance)
+        self._preroll: Deque[Tuple[np.ndarray, int]] = collections.deque()   # silence before an utterance
         self.counts = collections.Counter()
         self._arrivals: Deque[Tuple[float, float]] = collections.deque()   # (audio seconds pushed so far, time)
         self._pushed_s = 0.0
@@ -110,19 +126,42 @@ class Live:
         self.pump_task: Optional[asyncio.Task] = None
 
     # ---- event loop side: audio in ----
-    def push(self, samples: np.ndarray, rate: int) -> None:
+    def hear(self, samples: np.ndarray, rate: int) -> None:
+        """A chunk of the client's audio. Silence (below the session's silence threshold) outside an utterance is
+        not sent to the session: a microphone left open costs nothing and the avatar idles. Sound opens an
+        utterance, with the last PREROLL_S of silence before it (a soft onset); PAUSE_S of silence closes it."""
         now = time.monotonic()
         self.last_audio = now
+        seconds = len(samples) / float(rate)
+        if level_db(samples) >= self.silence_db:
+            self._silent_run_s = 0.0
+        elif not self.speaking:
+            self._preroll.append((samples, int(rate)))
+            while sum(len(x) / r for x, r in self._preroll) > PREROLL_S and len(self._preroll) > 1:
+                self._preroll.popleft()
+            self.counts["silent_chunks_skipped"] += 1
+            return
+        else:
+            self._silent_run_s += seconds
+        while self._preroll:
+            self._push(*self._preroll.popleft(), now)
+        self._push(samples, int(rate), now)
+        if self._silent_run_s >= self.pause_s:
+            self.finish()
+
+    def _push(self, samples: np.ndarray, rate: int, now: float) -> None:
         self.speaking = True
         self.session_done = False
         self._pushed_s += len(samples) / float(rate)
         self._arrivals.append((self._pushed_s, now))
-        self.inbox.append((samples, int(rate)))
-        self.counts["audio_chunks"] += 1
+        self.inbox.append((samples, rate))
+        if self.on_audio is not None:
+            self.on_audio(samples, rate)
         self.wake()
 
     def finish(self) -> None:
         """The utterance is over (the client said so, or it paused)."""
+        self._silent_run_s = 0.0
         if self.speaking:
             self.speaking = False
             self._done_due = True
@@ -130,15 +169,19 @@ class Live:
             self.wake()
 
     # ---- worker thread side ----
-    def feed(self) -> None:
-        """The audio that arrived since the last batch, into the session (resampling, Whisper windows)."""
+    def feed(self, max_seconds: float) -> bool:
+        """Up to ``max_seconds`` of the audio that arrived, into the session (resampling, Whisper windows); a
+        session that fell behind catches up over several steps, so no step runs long. True: more is waiting."""
+        fed = 0.0
         with self.lock:
-            while self.inbox:
+            while self.inbox and fed < max_seconds:
                 item = self.inbox.popleft()
                 if item is _FINISH:
                     self.session.finish()
                 else:
                     self.session.push_audio(*item)
+                    fed += len(item[0]) / float(item[1])
+        return bool(self.inbox)
 
     def work(self, limit: int) -> list:
         with self.lock:
@@ -196,7 +239,7 @@ class Live:
 
     def tick(self) -> None:
         """One tick of the avatar's clock."""
-        if self.speaking and time.monotonic() - self.last_audio > self.pause_s:
+        if self.speaking and time.monotonic() - self.last_audio > self.pause_s:   # the client stopped sending
             self.finish()
         frame = self.next_frame()
         if frame is not None:
@@ -224,7 +267,8 @@ class Live:
 
     def stats(self) -> Dict[str, Any]:
         lat = sorted(self.latencies)
-        return {"session": self.id, "avatar": self.avatar_name, "speech_frames": self.counts["speech"],
+        return {"session": self.id, "avatar": self.avatar_name, "audio_seconds": round(self._pushed_s, 4),
+                "speech_frames": self.counts["speech"],
                 "idle_frames": self.counts["idle"], "dropped_frames": self.outbox.dropped,
                 "latency_ms": None if not lat else round(1000 * statistics.median(lat)),
                 "latency_p90_ms": None if not lat else round(1000 * lat[int(0.9 * (len(lat) - 1))])}

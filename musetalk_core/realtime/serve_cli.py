@@ -40,6 +40,9 @@ def add_serve_parser(sub) -> None:
                    help="quality of the WebSocket's JPEG frames")
     p.add_argument("--queue-seconds", type=ranged(float, 0.1, 30.0, "queue-seconds"), default=1.0,
                    help="video held for a slow client before its oldest frames are dropped")
+    p.add_argument("--send-buffer-kb", type=ranged(int, 0, 65536, "send-buffer-kb"), default=256,
+                   help="a WebSocket's kernel send buffer: a slow client's frames wait in its outbox (oldest dropped) "
+                        "instead of seconds of video queued in the socket; 0 = the system's default")
     p.add_argument("--ice-server", action="append", default=None, metavar="URL",
                    help="a STUN/TURN server for WebRTC across networks (repeatable, e.g. stun:stun.example.org); "
                         "default none: host addresses only (localhost, LAN)")
@@ -83,7 +86,7 @@ def run_serve(args: argparse.Namespace) -> int:
     models = load_realtime_models(dirs, options)
     settings = HubSettings(max_sessions=args.max_sessions, batch_size=args.batch_size,
                           queue_seconds=args.queue_seconds, decoder=options.decoder,
-                          jpeg_quality=args.jpeg_quality)
+                          jpeg_quality=args.jpeg_quality, send_buffer_bytes=args.send_buffer_kb * 1024)
     hub = Hub(models, Path(avatars), settings)
     asyncio.run(server.run_server(hub, args.host, args.port, announce=lambda text: print(text, flush=True)))
     print("Stopped.", flush=True)

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import signal
+import socket
 from pathlib import Path
 from typing import Optional
 
@@ -101,6 +102,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     except Exception:
         await hub.close(live)
         raise
+    _limit_send_buffer(request, hub.settings.send_buffer_bytes)
     async def hang_up(message: str) -> None:
         if not ws.closed:
             await ws.send_json({"type": "error", "message": message})
@@ -113,10 +115,23 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     try:
         await _receive(ws, live, hub, sender)
     finally:
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
-        await hub.close(live)
+        # aiohttp cancels the handler once the connection is gone: the cleanup runs on in a task of its own
+        await asyncio.shield(hub.spawn(_end(live, hub, sender)))
     return ws
+
+
+async def _end(live: Live, hub: Hub, sender: asyncio.Task) -> None:
+    sender.cancel()
+    await asyncio.gather(sender, return_exceptions=True)
+    await hub.close(live)
+
+
+def _limit_send_buffer(request: web.Request, size: int) -> None:
+    """A small kernel send buffer: frames a slow client has not taken wait in its outbox, where the oldest are
+    dropped, rather than in megabytes of socket buffer that would show it seconds-old video."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None and size:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(size))
 
 
 async def _receive(ws: web.WebSocketResponse, live: Live, hub: Hub, sender: asyncio.Task) -> None:
@@ -125,7 +140,7 @@ async def _receive(ws: web.WebSocketResponse, live: Live, hub: Hub, sender: asyn
             if len(msg.data) % 2:
                 return await _reject(ws, sender, "binary messages must be PCM16 (signed 16-bit little-endian "
                                                  f"samples, an even number of bytes); got {len(msg.data)} bytes")
-            live.push(np.frombuffer(msg.data, dtype="<i2"), SAMPLE_RATE)
+            live.hear(np.frombuffer(msg.data, dtype="<i2"), SAMPLE_RATE)
         elif msg.type == WSMsgType.TEXT:
             try:
                 kind = json.loads(msg.data).get("type")

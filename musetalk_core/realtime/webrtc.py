@@ -155,9 +155,7 @@ async def _read_audio(track, live: Live, hub: Hub, playback, stream_error) -> No
             frame = await track.recv()
         except stream_error:
             break
-        samples = frame_samples(frame)
-        live.push(samples, frame.sample_rate)
-        playback.feed(samples, frame.sample_rate)
+        live.hear(frame_samples(frame), frame.sample_rate)
     live.finish()
 
 
@@ -192,6 +190,7 @@ async def _connect(live: Live, hub: Hub, offer_sdp: str, offer_type: str):
     hub.peers.add(pc)
     video, playback = FrameTrack(live), DelayedAudio()
     live.on_frame = playback.gate
+    live.on_audio = playback.feed   # what the session hears, so playback starts where its first frame does
     tasks = []
 
     async def hang_up(message: str = "") -> None:

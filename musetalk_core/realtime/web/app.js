@@ -59,6 +59,8 @@ async function startWebSocket(avatar) {
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?` +
                            `avatar=${encodeURIComponent(avatar)}&rate=${RATE}`);
   ws.binaryType = 'arraybuffer';
+  const early = [];   // messages that come while the microphone is being opened
+  ws.onmessage = (e) => early.push(e);
   const stream = await microphone();
   const ctx = new AudioContext({ sampleRate: RATE });
   await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([TAP], { type: 'application/javascript' })));
@@ -82,7 +84,7 @@ async function startWebSocket(avatar) {
     pending = joined.slice(at);
   };
   const g = canvas.getContext('2d');
-  ws.onmessage = async (e) => {
+  const show = async (e) => {
     if (typeof e.data === 'string') return control(JSON.parse(e.data));
     const view = new DataView(e.data), idle = view.getUint8(4) & 1;
     const image = await createImageBitmap(new Blob([e.data.slice(8)], { type: 'image/jpeg' }));
@@ -97,13 +99,15 @@ async function startWebSocket(avatar) {
     if (idle) state.idleFrames++; else state.speechFrames++;
     showStats();
   };
+  ws.onmessage = show;
+  early.forEach(show);
   ws.onclose = (e) => { if (state.state === 'running') status(`connection closed (${e.code} ${e.reason})`, true); };
   ws.onerror = () => status('WebSocket error (is the server running? is the avatar known?)', true);
   conn = { close: () => { ws.close(); stream.getTracks().forEach((t) => t.stop()); ctx.close(); } };
 }
 
 function control(message) {
-  if (message.type === 'ready') { state.ready = message; status(`talking to ${message.avatar}`); showStats(); }
+  if (message.type === 'ready' || message.type === 'answer') { state.ready = message; status(`talking to ${message.avatar}`); showStats(); }
   else if (message.type === 'done') state.done = message;
   else if (message.type === 'error') status(message.message, true);
 }
