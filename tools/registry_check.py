@@ -107,6 +107,13 @@ ALLOWED: Tuple[Allowed, ...] = (
             "the one module that reads (never writes) the pack's environment variables, for the command line and "
             "the batch's Ray workers (MUSETALK_MODELS_DIR, MUSETALK_COMPILE_MODE, MUSETALK_CPU_THREADS, "
             "PYTHONPATH); inside ComfyUI nothing calls it (the models folders come from ComfyUI)"),
+    Allowed("musetalk_core/realtime/server.py", "python_network_operations",
+            "the real-time avatar server, `python -m musetalk_core serve` (aiohttp on --host/--port, 127.0.0.1 by "
+            "default): `import socket` sets a WebSocket's kernel send buffer (SO_SNDBUF) so a slow client's frames "
+            "wait where the oldest can be dropped; it runs only when the user starts that command, no node imports it"),
+    Allowed("musetalk_core/realtime/web/app.js", "vendored_unknown",
+            "the real-time server's web page script: the pack's own source (readable, no dependency, nothing "
+            "minified), served at / by `python -m musetalk_core serve`; ComfyUI never loads it"),
 )
 
 
