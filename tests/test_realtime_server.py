@@ -92,9 +92,9 @@ def server_threads():
 
 
 @asynccontextmanager
-async def serve(models, avatars, **settings):
+async def serve(models, avatars, generate=None, **settings):
     """The app on a real port of 127.0.0.1; on leaving, its shutdown must leave no thread of its own behind."""
-    hub = Hub(models, avatars, HubSettings(**settings))
+    hub = Hub(models, avatars, HubSettings(**settings), generate=generate)
     server = TestServer(make_app(hub), host="127.0.0.1")
     await server.start_server()
     try:
@@ -311,6 +311,30 @@ def test_refusals_say_what_is_wrong(models, avatars, capsys):
 
     assert cli.main(["serve", "--avatars", str(avatars), "--generator", "latentsync15"]) == 2
     assert "not real time" in capsys.readouterr().err
+
+
+def test_a_failing_generation_ends_that_session_with_its_reason(models, avatars):
+    def out_of_memory(models, items, decoder="vae"):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    async def run():
+        async with serve(models, avatars, generate=out_of_memory) as (server, hub):
+            async with ClientSession() as http:
+                ws = await http.ws_connect(server.make_url("/ws?avatar=anna&rate=16000"))
+                await ws.receive_json()
+                await talk(ws, speech())
+                error = await next_message(ws, [])
+                closed = await next_message(ws, [])
+                for _ in range(100):
+                    if not hub.lives:
+                        break
+                    await asyncio.sleep(0.05)
+                return error, closed, dict(hub.lives)
+
+    error, closed, lives = asyncio.run(run())
+    assert error["type"] == "error" and "out of memory (simulated)" in error["message"]
+    assert closed == {"type": "closed", "code": 1011}
+    assert lives == {}
 
 
 # ---------------------------------------------------------------------------------------------------- WebRTC

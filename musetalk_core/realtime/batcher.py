@@ -49,11 +49,16 @@ class Batcher:
             if not lives:
                 await self._sleep()
                 continue
-            results, busy = await self.call(self.step, lives)
+            try:
+                results, busy = await self.call(self.step, lives)
+            except Exception:  # a bug in a step must not stop every session: say so, go on
+                log.exception("MuseTalk real-time batcher step failed")
+                await asyncio.sleep(IDLE_WAIT_S)
+                continue
             for live, outcome in results.items():
                 if isinstance(outcome, Exception):
                     log.error("MuseTalk real-time session %s failed: %s", live.id, outcome)
-                    live.fail(f"generation failed: {outcome}")
+                    live.fail(f"the session failed: {outcome}")
                 else:
                     live.take(*outcome)
             if not busy:

@@ -42,7 +42,7 @@ def level_db(samples: np.ndarray) -> float:
 class OutFrame:
     number: int          # the session's output frame number
     image: np.ndarray    # uint8 (H, W, 3)
-    idle: bool           # shown while no audio flows (not generated from speech)
+    idle: bool           # shown while no utterance is under way (nothing generated)
 
 
 Control = Dict[str, Any]  # a JSON message for the client (ready, done, error)

@@ -60,9 +60,10 @@ def _tracks():
 
         kind = "video"
 
-        def __init__(self, live: Live):
+        def __init__(self, live: Live, hub: Hub):
             super().__init__()
             self.live = live
+            self.hub = hub
             self.channel = None
 
         async def recv(self):
@@ -76,6 +77,9 @@ def _tracks():
                     break
                 if self.channel is not None and self.channel.readyState == "open":
                     self.channel.send(json.dumps(item))
+                if item.get("type") == "error" and self.live.hang_up is not None:   # the session is over
+                    self.hub.spawn(self.live.hang_up(""))
+                    raise MediaStreamError
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(item.image), format="rgb24")
             frame.pts = round(item.number * VIDEO_CLOCK / self.live.fps)
             frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -188,7 +192,7 @@ async def _connect(live: Live, hub: Hub, offer_sdp: str, offer_type: str):
     FrameTrack, DelayedAudio, stream_error = _tracks()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(url) for url in ICE_SERVERS]))
     hub.peers.add(pc)
-    video, playback = FrameTrack(live), DelayedAudio()
+    video, playback = FrameTrack(live, hub), DelayedAudio()
     live.on_frame = playback.gate
     live.on_audio = playback.feed   # what the session hears, so playback starts where its first frame does
     tasks = []
@@ -215,17 +219,27 @@ async def _connect(live: Live, hub: Hub, offer_sdp: str, offer_type: str):
 
         @channel.on("message")
         def on_message(message):
-            if isinstance(message, str) and message.strip().startswith("{") \
-                    and json.loads(message).get("type") == "end":
+            try:
+                kind = json.loads(message).get("type") if isinstance(message, str) else None
+            except (ValueError, AttributeError):
+                kind = None
+            if kind == "end":
                 live.finish()
+            elif channel.readyState == "open":
+                channel.send(json.dumps({"type": "error", "message": 'the data channel takes {"type": "end"}'}))
 
     @pc.on("connectionstatechange")
     async def on_state():
         if pc.connectionState in ("failed", "closed"):
             await hang_up()
 
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type=offer_type))
-    pc.addTrack(video)      # after the offer: they take its video and audio transceivers
-    pc.addTrack(playback)
-    await pc.setLocalDescription(await pc.createAnswer())
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type=offer_type))
+        pc.addTrack(video)      # after the offer: they take its video and audio transceivers
+        pc.addTrack(playback)
+        await pc.setLocalDescription(await pc.createAnswer())
+    except BaseException:
+        await pc.close()
+        hub.peers.discard(pc)
+        raise
     return pc
