@@ -135,6 +135,7 @@ def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, bat
 
     live = [AvatarSession(models, avatar, options, session_id=str(i)) for i in range(sessions)]
     out = [0] * sessions
+    generated = [0]
     latencies = []  # session 0's frames
     turn = 0
 
@@ -153,6 +154,7 @@ def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, bat
                 break
             with timers.timing("generate"):
                 faces = generate_batch(models, flat, decoder)
+            generated[0] += len(flat)
             at = 0
             for s, items in chosen:
                 s.deliver(items, faces[at:at + len(items)])
@@ -183,7 +185,8 @@ def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, bat
     seconds = samples.size / 16000
     frames = out[0]
     ms = sorted(1000 * v for v in latencies)
-    return {"sessions": sessions, "frames_per_session": frames, "audio_s": round(seconds, 3),
+    return {"sessions": sessions, "frames_per_session": frames, "generated_frames": generated[0],
+            "audio_s": round(seconds, 3),
             "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "ms_per_frame": round(1000 * wall / frames, 2),
             "budget_ms": round(1000 / FPS, 2), "realtime_factor": round(seconds / wall, 3),
             "stream_fps": round(frames / wall, 2), "total_fps": round(sessions * frames / wall, 2),
