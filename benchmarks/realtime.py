@@ -7,9 +7,9 @@ the live Whisper windows are from the offline encoding of the same audio.
     python -m benchmarks.realtime --scale real --device cuda --dtype bf16 --size 720p --sessions 1 4 8 --batch-size 32
 
 Session runs: an avatar of ``--frames`` synthetic frames (benchmarks.synthetic; faces from benchmarks.standins'
-detector, landmarks and parser, as random networks find no face; its VAE encoder is a stand-in too: the latents
-only need the right shape here) and ``--seconds`` of speech-like audio (synthetic.make_audio), pushed in 20 ms
-chunks as fast as the session takes them (not paced: the time is the compute). After each chunk every session's
+detector, landmarks and parser, as random networks find no face; latents from the real VAE encoder) and
+``--seconds`` of speech-like audio (synthetic.make_audio), pushed in 20 ms chunks as fast as the session takes them
+(not paced: the time is the compute). After each chunk every session's
 ready work (up to ``--batch-size`` items over all sessions, shared out in turn) goes through one generate_batch,
 and the finished frames are collected. Per run: the wall time per output frame of one stream against 1/fps, the
 time in the encoder (StreamingWindows' encoder calls and their log-mel), in generate_batch and in frames() (the
@@ -110,7 +110,11 @@ def make_avatar(models, args, folder: Path):
 
     from . import standins, synthetic
 
-    standins.install()  # faces and latents only: the session's UNet + decoder and Whisper are the real networks
+    from musetalk_core.generators.musetalk import generate, latents
+
+    real = (latents.encode_moments, generate.iter_generated)
+    standins.install()  # detector, landmarks and parser only: the VAE encoder, UNet, decoder and Whisper are real
+    latents.encode_moments, generate.iter_generated = real
     frames, _ = synthetic.make_frames(args.frames, args.size)
     options = LipsyncOptions(precision=args.dtype, device=args.device, face_batch_size=8, vae_batch_size=8)
     return prepare_avatar(models, TensorSource(frames), FPS, options, folder, "bench"), options
