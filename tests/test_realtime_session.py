@@ -386,6 +386,8 @@ def test_refusals(models, avatar, cheap_encoder):
         AvatarSession(models, avatar, OPTIONS.updated(generator="latentsync15"))
     with pytest.raises(InputError, match="reference"):
         AvatarSession(models, avatar, OPTIONS.updated(feature_mode="v1.0-original"))
+    with pytest.raises(InputError, match="block_ms"):
+        AvatarSession(models, avatar, OPTIONS, block_ms=30)
     session = AvatarSession(models, avatar, OPTIONS, session_id="a")
     session.push_audio(speech(0.1), 16000)
     with pytest.raises(InputError, match="sample rate"):

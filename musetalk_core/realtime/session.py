@@ -103,6 +103,8 @@ class AvatarSession:
         self._new_windows = windows or (lambda: StreamingWindows(
             models, self.fps, options.audio_padding_left, options.audio_padding_right,
             silence_threshold_db=options.silence_threshold_db, block_ms=block_ms, settle_ms=settle_ms))
+        if windows is None:
+            self._new_windows()  # the settings checked now, not at the first chunk of audio
         self.lookahead_ms = window_lookahead_ms(self.fps, options.audio_padding_left, options.audio_padding_right,
                                                 block_ms, settle_ms, self.fade)
         self._clock = 0          # the next output frame number to assign
