@@ -406,8 +406,9 @@ def test_sigterm_closes_the_sessions_and_exits_cleanly(models_dir, avatars):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "musetalk_core", "serve", "--avatars", str(avatars),
                              "--models-dir", str(models_dir), "--port", str(port), "--device", "cpu",
-                             "--precision", "fp32"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                             "--precision", "fp32", "--send-buffer-kb", "8"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    stalled = None
     try:
         lines = []
         for line in proc.stdout:
@@ -416,20 +417,27 @@ def test_sigterm_closes_the_sessions_and_exits_cleanly(models_dir, avatars):
                 break
         assert proc.poll() is None, "".join(lines)
 
+        # beside a client that never reads (its goodbye cannot be written: shutdown must not wait for it)
+        stalled = raw_websocket(port, "/ws?avatar=anna&rate=16000")
+
         async def client():
             async with ClientSession() as http:
                 ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws?avatar=anna&rate=16000")
                 ready = await ws.receive_json()
-                await next_frame(ws, 60)
+                for _ in range(50):   # 2 s: the stalled client's buffers fill up meanwhile
+                    await next_frame(ws, 60)
                 proc.send_signal(signal.SIGTERM)
                 message = await next_message(ws, [], 30)
                 closed = await next_message(ws, [], 30)
                 return ready, message, closed
 
-        ready, message, closed = asyncio.run(client())
+        # one deadline for it all: while a shutdown hangs, the idle frames would keep each read from timing out
+        ready, message, closed = asyncio.run(asyncio.wait_for(client(), 120))
         assert proc.wait(timeout=30) == 0
         output = "".join(lines) + proc.stdout.read()
     finally:
+        if stalled is not None:
+            stalled.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -17,6 +17,7 @@ from .batcher import Batcher
 from .live import Live
 
 log = logging.getLogger("musetalk_core.realtime")
+HANG_UP_S = 2.0   # how long shutdown waits for one client's goodbye
 LATENTSYNC_REFUSAL = ("LatentSync is not real time (it denoises every frame many times over); the real-time server "
                       "runs MuseTalk avatars only (python -m musetalk_core avatar ...).")
 
@@ -76,12 +77,12 @@ class Hub:
 
     async def stop(self) -> None:
         """Every session closed (its client told), the batcher stopped, every thread joined."""
-        for live in list(self.lives.values()):
-            if live.hang_up is not None:   # tells the client and closes its connection
-                try:
-                    await live.hang_up("the server is shutting down")
-                except Exception as exc:  # a connection already gone
-                    log.debug("hang up %s: %s", live.id, exc)
+        lives = list(self.lives.values())
+        for live in lives:   # no more frames while the clients are told
+            if live.pump_task is not None:
+                live.pump_task.cancel()
+        await asyncio.gather(*(self._hang_up(live) for live in lives))
+        for live in lives:
             await self.close(live)
         for peer in list(self.peers):
             await peer.close()
@@ -90,6 +91,17 @@ class Hub:
             await self.batcher.stop()
         if self.encoder is not None:
             self.encoder.shutdown(wait=True)
+
+    @staticmethod
+    async def _hang_up(live: Live) -> None:
+        """Tell the client and close its connection; a client that does not read would hold the goodbye forever,
+        so it gets HANG_UP_S (the runner then cuts its connection)."""
+        if live.hang_up is None:
+            return
+        try:
+            await asyncio.wait_for(live.hang_up("the server is shutting down"), HANG_UP_S)
+        except (Exception, asyncio.TimeoutError) as exc:  # gone, or not reading
+            log.debug("hang up %s: %r", live.id, exc)
 
     # ---- avatars ----
     def avatar_names(self) -> List[str]:

@@ -103,6 +103,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
         await hub.close(live)
         raise
     _limit_send_buffer(request, hub.settings.send_buffer_bytes)
+
     async def hang_up(message: str) -> None:
         if not ws.closed:
             await ws.send_json({"type": "error", "message": message})
@@ -139,7 +140,8 @@ async def _receive(ws: web.WebSocketResponse, live: Live, hub: Hub, sender: asyn
         if msg.type == WSMsgType.BINARY:
             if len(msg.data) % 2:
                 return await _reject(ws, sender, "binary messages must be PCM16 (signed 16-bit little-endian "
-                                                 f"samples, an even number of bytes); got {len(msg.data)} bytes")
+                                                 f"samples, an even number of bytes); got {len(msg.data)} bytes",
+                                     b"not PCM16")
             live.hear(np.frombuffer(msg.data, dtype="<i2"), SAMPLE_RATE)
         elif msg.type == WSMsgType.TEXT:
             try:
@@ -148,17 +150,18 @@ async def _receive(ws: web.WebSocketResponse, live: Live, hub: Hub, sender: asyn
                 kind = None
             if kind != "end":
                 return await _reject(ws, sender, 'text messages must be JSON {"type": "end"} (end of speech); '
-                                                 "audio goes in binary messages (PCM16 mono 16 kHz)")
+                                                 "audio goes in binary messages (PCM16 mono 16 kHz)",
+                                     b"unknown message")
             live.finish()
         elif msg.type == WSMsgType.ERROR:
             return
 
 
-async def _reject(ws: web.WebSocketResponse, sender: asyncio.Task, message: str) -> None:
+async def _reject(ws: web.WebSocketResponse, sender: asyncio.Task, message: str, reason: bytes) -> None:
     sender.cancel()
     await asyncio.gather(sender, return_exceptions=True)
     await ws.send_json({"type": "error", "message": message})
-    await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"not PCM16 mono")
+    await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=reason)
 
 
 async def _send(ws: web.WebSocketResponse, live: Live, hub: Hub) -> None:
