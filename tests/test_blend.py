@@ -364,7 +364,7 @@ def test_node_interface_and_run():
     spec = BlendAndAssemble.INPUT_TYPES()
     assert list(spec["required"]) == ["faces", "generated", "blur_factor", "upper_boundary_ratio",
                                       "silence_handling", "silence_fade_frames", "chunk_size"]
-    assert list(spec["optional"]) == ["images", "video", "replacement_faces"]  # exactly one of images / video
+    assert list(spec["optional"]) == ["images", "video", "replacement_faces", "more_speakers"]  # exactly one of images / video
     for group in spec.values():
         for name, (_, opts) in group.items():
             assert opts.get("tooltip"), name
