@@ -197,7 +197,7 @@ def full_models(tiny_models_factory):
 def test_node_on_tiny_real_format_models(pack, full_models):
     node_cls = pack.NODE_CLASS_MAPPINGS["FaceDetectAndParse"]
     names = list(node_cls.INPUT_TYPES()["required"])
-    assert list(node_cls.INPUT_TYPES()["optional"]) == ["images", "video"]  # exactly one connected
+    assert list(node_cls.INPUT_TYPES()["optional"]) == ["images", "video", "speaker_audio", "speaker_selection"]  # images or video
     assert names == ["musetalk_models", "bbox_shift", "extra_margin", "parsing_mode", "left_cheek_width",
                      "right_cheek_width", "face_selection", "landmark_region", "box_smoothing", "detector_scale",
                      "batch_size"]
