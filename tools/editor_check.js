@@ -42,7 +42,10 @@ function measure() {  // runs in the page
     left: Math.min(...boxes.map(x => toScreen(x.b[0], x.b[1])[0])), top: Math.min(...boxes.map(x => toScreen(x.b[0], x.b[1])[1])),
     overlaps, domOutside, toasts: [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText),
     sizes: app.graph._nodes.map(n => [`${n.type}#${n.id}`, ...Array.from(n.size).map(Math.round)]),
-    missingNodes: [...(window.__missingNodes || [])].sort(),
+    // the dialog's list, and (newer frontends no longer call that dialog for every load) the graph's nodes whose
+    // type the server does not define (virtual editor nodes such as notes and reroutes aside)
+    missingNodes: [...new Set([...(window.__missingNodes || []), ...app.graph._nodes
+      .filter(n => window.__knownTypes && !window.__knownTypes.has(n.type) && !n.isVirtualNode).map(n => n.type)])].sort(),
     // each node's widgets as loaded, in the editor's order: a saved workflow's widgets_values are positional, so a
     // file out of step with a node's real widgets shows here (a value in the wrong widget, NaN in a number)
     widgets: Object.fromEntries(app.graph._nodes.map(n => [String(n.id), (n.widgets || []).map(w => [w.name,
@@ -51,13 +54,18 @@ function measure() {  // runs in the page
   };
 }
 
-function recordMissingNodes() {  // runs in the page: the editor's missing-nodes dialog, by the node types it lists
-  const app = window.app, show = app.showMissingNodesError.bind(app);
+async function recordMissingNodes() {  // runs in the page: the editor's missing-nodes dialog, by the types it lists
+  const app = window.app;
   window.__missingNodes = [];
-  app.showMissingNodesError = (types) => {
-    window.__missingNodes.push(...types.map(t => (typeof t === 'string' ? t : t.type)));
-    return show(types);
-  };
+  if (typeof app.showMissingNodesError === 'function') {
+    const show = app.showMissingNodesError.bind(app);
+    app.showMissingNodesError = (types) => {
+      window.__missingNodes.push(...types.map(t => (typeof t === 'string' ? t : t.type)));
+      return show(types);
+    };
+  }
+  const info = await (await fetch('/api/object_info')).json();
+  window.__knownTypes = new Set(Object.keys(info));
 }
 
 (async () => {
