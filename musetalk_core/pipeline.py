@@ -208,14 +208,22 @@ def render(generator: Generator, material, source: FrameSource, options, sink: S
     ``material``: a Material, or one per speaker (speakers.py: same frame mapping, each its own faces and audio),
     pasted in that order over the same source frames. ``first`` must be a multiple of options.chunk_size (or 0)
     for the blend chunks to be the whole run's."""
-    from .blend.chunk_loop import stream_layers
-
     materials = [material] if isinstance(material, Material) else list(material)
     t = materials[0].num_frames
     last = t if last is None else min(int(last), t)
     if first % int(options.chunk_size):
         raise ValueError(f"a segment must start on a multiple of chunk_size ({options.chunk_size}), got {first}")
     buffers = []
+    # the generators' batches run inside models.use's inference mode, entered and left inside generator functions:
+    # several speakers' batches interleave, and their exits would restore each other's mode (leaving the caller in
+    # inference mode); one outer block restores the caller's mode whatever order they end in
+    with torch.inference_mode():
+        _render_layers(generator, materials, source, options, sink, first, last, progress, buffers)
+
+
+def _render_layers(generator, materials, source, options, sink, first, last, progress, buffers) -> None:
+    from .blend.chunk_loop import stream_layers
+
     try:
         layers = []
         for m in materials:
@@ -230,7 +238,7 @@ def render(generator: Generator, material, source: FrameSource, options, sink: S
                     buffer.drop_before(stop)
                 hooks.step(stop - start)
     finally:
-        for buffer in buffers:
+        for buffer in reversed(buffers):  # last started, first closed
             buffer.close()
 
 

@@ -96,6 +96,7 @@ def test_two_speakers_each_from_its_own_audio(models, clip, generator_inputs):
     for (_, feats, _), windows in zip(result.speakers, own):
         assert torch.equal(feats.features[:], windows)
     assert not torch.equal(own[0], own[1])
+    assert not torch.is_inference_mode_enabled()  # interleaved generator batches leave the caller's mode alone
     # both faces were lip-synced in the same frames; the audio is the two tracks mixed
     assert changed_heads(clip, out, range(N)).all(axis=0).sum() >= N - 2
     mixed = (clip.audios[0]["waveform"] + clip.audios[1]["waveform"]).clamp(-1, 1)
