@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from media import write_video
+from media import marked_faceless, write_video
 from musetalk_core import cli
 from musetalk_core.errors import InputError
 from musetalk_core.faces import locate as face_locate
@@ -43,17 +43,8 @@ FACE_ARGS = dict(bbox_shift=0, extra_margin=10, parsing_mode="auto", left_cheek_
 @pytest.fixture(scope="module", autouse=True)
 def faceless_frames():
     """The real tiny detector, with marked frames reported as face-less (whatever chunk they arrive in)."""
-    real = face_locate.locate_faces
-
-    def locate(models, frames_u8, **kw):
-        loc = real(models, frames_u8, **kw)
-        marked = frames_u8[:, :8, :8].float().mean(dim=(1, 2, 3)) < 12
-        loc.has_face[marked] = False
-        loc.boxes[marked] = 0
-        return loc
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(face_locate, "locate_faces", locate)
+        mp.setattr(face_locate, "locate_faces", marked_faceless(face_locate.locate_faces))
         yield
 
 

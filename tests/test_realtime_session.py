@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from media import marked_faceless
 import torch
 
 from musetalk_core.audio.clip import audio_to_mono16k
@@ -52,17 +54,8 @@ def as_audio(samples: np.ndarray, sr: int = 16000) -> dict:
 
 @pytest.fixture(scope="module", autouse=True)
 def faceless_frames():
-    real = face_locate.locate_faces
-
-    def locate(models, frames_u8, **kw):
-        loc = real(models, frames_u8, **kw)
-        marked = frames_u8[:, :8, :8].float().mean(dim=(1, 2, 3)) < 12
-        loc.has_face[marked] = False
-        loc.boxes[marked] = 0
-        return loc
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(face_locate, "locate_faces", locate)
+        mp.setattr(face_locate, "locate_faces", marked_faceless(face_locate.locate_faces))
         yield
 
 
