@@ -78,9 +78,9 @@ def timed_encoder(timers: Timers):
 
     original = StreamingWindows._encode
 
-    def encode(self, pieces):
+    def encode(self, pieces, firsts=None):
         with timers.timing("encoder"):
-            out = original(self, pieces)
+            out = original(self, pieces, firsts)
         timers.calls += 1
         return out
 
@@ -128,7 +128,7 @@ def chunks(samples: np.ndarray, rate: int = 16000):
 # ---------------------------------------------------------------------------------------------- session runs
 
 def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, batch_size: int, decoder: str,
-                timers: Timers) -> dict:
+                timers: Timers, acceleration: str = "off", context_seconds: float = 30.0) -> dict:
     """``sessions`` sessions fed the same audio chunk by chunk, their work through shared generate_batch calls.
 
     Latency on a virtual clock: chunk k arrives at its audio time (k + 1) * 20 ms; its step (push, generate, blend)
@@ -137,7 +137,8 @@ def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, bat
     and the compute."""
     from musetalk_core.realtime.session import AvatarSession, generate_batch
 
-    live = [AvatarSession(models, avatar, options, session_id=str(i)) for i in range(sessions)]
+    live = [AvatarSession(models, avatar, options, session_id=str(i), context_seconds=context_seconds)
+            for i in range(sessions)]
     out = [0] * sessions
     generated = [0]
     latencies = []  # session 0's frames
@@ -157,7 +158,7 @@ def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, bat
             if not flat:
                 break
             with timers.timing("generate"):
-                faces = generate_batch(models, flat, decoder)
+                faces = generate_batch(models, flat, decoder, acceleration, batch_size)
             generated[0] += len(flat)
             at = 0
             for s, items in chosen:
@@ -212,13 +213,14 @@ def measure_sessions(args) -> dict:
         options = options.updated(decoder=args.decoder)
         warm = Timers(args.device)
         with timed_encoder(warm):  # networks onto the device, kernels chosen, caches filled
-            run_streams(models, avatar, options, samples[:16000], 1, args.batch_size, args.decoder, warm)
+            run_streams(models, avatar, options, samples[:16000], 1, args.batch_size, args.decoder, warm,
+                        args.acceleration, args.context_seconds)
         runs = []
         for n in args.sessions:
             timers = Timers(args.device)
             with timed_encoder(timers):
                 runs.append(run_streams(models, avatar, options, samples, n, args.batch_size, args.decoder,
-                                        timers))
+                                        timers, args.acceleration, args.context_seconds))
             print(json.dumps(runs[-1]), flush=True)
     return {"runs": runs}
 
@@ -279,16 +281,17 @@ def measure_fidelity(encoder: str, args) -> list:
     norms = offline.flatten(1).norm(dim=1)
     rows = []
     with memoised_encoder():
-        for block in args.blocks:
-            for settle in args.settles:
-                start = time.perf_counter()
-                live = live_windows(models, samples, block_ms=block, settle_ms=settle).float()
-                rel = ((live - offline).flatten(1).norm(dim=1) / norms).numpy()
-                row = {"encoder": encoder, "block_ms": block, "settle_ms": settle, "frames": int(rel.size),
-                       "median": round(float(np.median(rel)), 4), "p90": round(float(np.quantile(rel, 0.9)), 4),
-                       "max": round(float(rel.max()), 4), "seconds": round(time.perf_counter() - start, 1)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        for block, settle, context in [(b, s, c) for b in args.blocks for s in args.settles for c in args.contexts]:
+            start = time.perf_counter()
+            live = live_windows(models, samples, block_ms=block, settle_ms=settle,
+                                context_seconds=context).float()
+            rel = ((live - offline).flatten(1).norm(dim=1) / norms).numpy()
+            row = {"encoder": encoder, "block_ms": block, "settle_ms": settle, "context_seconds": context,
+                   "frames": int(rel.size),
+                   "median": round(float(np.median(rel)), 4), "p90": round(float(np.quantile(rel, 0.9)), 4),
+                   "max": round(float(rel.max()), 4), "seconds": round(time.perf_counter() - start, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 
@@ -305,11 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, nargs="+", default=[1])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--decoder", default="vae", choices=("vae", "taesd"))
+    p.add_argument("--context-seconds", type=float, default=30.0,
+                   help="the live Whisper encoder's context (StreamingWindows; 30 = the whole segment, as offline)")
+    p.add_argument("--acceleration", default="off",
+                   help="the UNet + decoder step (accel.py): off, compile, cuda_graphs, channels_last+compile, ...")
     p.add_argument("--fidelity", action="store_true", help="measure live vs offline windows instead")
     p.add_argument("--real-encoder", action="store_true", help="fidelity with whisper-tiny's real size too")
     p.add_argument("--fidelity-seconds", type=float, default=12.0)
     p.add_argument("--settles", type=int, nargs="+", default=[0, 80, 200])
     p.add_argument("--blocks", type=int, nargs="+", default=[200])
+    p.add_argument("--contexts", type=float, nargs="+", default=[30.0],
+                   help="fidelity: encoder contexts (StreamingWindows' context_seconds) to compare")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--json", type=Path)
     return p
@@ -322,7 +331,8 @@ def main(argv=None) -> dict:
     report = {"command": "python -m benchmarks.realtime " + " ".join(argv if argv is not None else sys.argv[1:]),
               "settings": {"scale": args.scale, "device": args.device, "dtype": args.dtype, "size": args.size,
                            "avatar_frames": args.frames, "fps": FPS, "batch_size": args.batch_size,
-                           "decoder": args.decoder, "chunk_ms": CHUNK_MS, "torch_threads": torch.get_num_threads()}}
+                           "decoder": args.decoder, "acceleration": args.acceleration,
+                           "context_seconds": args.context_seconds, "chunk_ms": CHUNK_MS, "torch_threads": torch.get_num_threads()}}
     if args.fidelity:
         encoders = ["tiny"] + (["real"] if args.real_encoder else [])
         report["fidelity"] = [row for e in encoders for row in measure_fidelity(e, args)]

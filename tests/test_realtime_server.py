@@ -314,11 +314,15 @@ def test_refusals_say_what_is_wrong(models, avatars, capsys):
 
 
 def test_a_failing_generation_ends_that_session_with_its_reason(models, avatars):
-    def out_of_memory(models, items, decoder="vae"):
+    calls = []
+
+    def out_of_memory(models, items, **settings):
+        calls.append(settings)
         raise RuntimeError("CUDA out of memory (simulated)")
 
     async def run():
-        async with serve(models, avatars, generate=out_of_memory) as (server, hub):
+        async with serve(models, avatars, generate=out_of_memory, acceleration="cuda_graphs",
+                         batch_size=4) as (server, hub):
             async with ClientSession() as http:
                 ws = await http.ws_connect(server.make_url("/ws?avatar=anna&rate=16000"))
                 await ws.receive_json()
@@ -335,6 +339,8 @@ def test_a_failing_generation_ends_that_session_with_its_reason(models, avatars)
     assert error["type"] == "error" and "out of memory (simulated)" in error["message"]
     assert closed == {"type": "closed", "code": 1011}
     assert lives == {}
+    # the server's generation settings reach every batch (--acceleration, --batch-size)
+    assert calls and calls[0] == {"decoder": "vae", "acceleration": "cuda_graphs", "batch_size": 4}
 
 
 # ---------------------------------------------------------------------------------------------------- WebRTC

@@ -374,6 +374,106 @@ def test_generate_batch_over_items_of_two_sessions(models, avatar):
     assert generate_batch(models, []).shape == (0, 256, 256, 3)
 
 
+def test_generate_batch_with_acceleration(models, avatar, monkeypatch):
+    """The offline core's acceleration in live batches: cuda_graphs on a CPU is the default exactly; compile runs
+    every call at the server's batch size (the last row repeated; only the real rows come back), from one runner
+    cached on the models, and splits a longer call. torch.compile is replaced by the plain step here (Inductor
+    takes minutes on 2 cores); the padding, caching and splitting are what is checked."""
+    from musetalk_core.generators.musetalk import accel
+
+    torch.manual_seed(1)
+    latents = avatar.latents.latents
+    items = [WorkItem(k, latents[k % latents.shape[0]], torch.randn(50, 384) * 0.3) for k in range(5)]
+    plain = generate_batch(models, items[:3])
+    assert torch.equal(generate_batch(models, items[:3], acceleration="cuda_graphs", batch_size=4), plain)
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: fn)
+    padded = items[:3] + [items[2]]
+    assert torch.equal(generate_batch(models, items[:3], acceleration="compile", batch_size=4),
+                       generate_batch(models, padded)[:3])
+    runner = models.extras[accel.RUNNER_SLOT][1]
+    split = generate_batch(models, items, acceleration="compile", batch_size=4)  # 4 + 1 (padded to 4)
+    assert models.extras[accel.RUNNER_SLOT][1] is runner and runner.plans["padded"] == 3
+    assert torch.equal(split[:4], generate_batch(models, items[:4]))
+    assert torch.equal(split[4:], generate_batch(models, [items[4]] * 4)[:1])
+    models.extras.pop(accel.RUNNER_SLOT)
+
+
+# ------------------------------------------------------------------------------------------------ encoder context
+
+def test_window_states_place_rows_in_the_segment(models):
+    """window_states over the whole segment is the encoder's own forward bit for bit; over a window, rows keep
+    their positions in the segment (the stem rows inside the window, conv and positions only, are the full
+    encoding's) and attend over the window only (the layers' rows differ)."""
+    mel = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(3))
+    with models.use("whisper") as (encoder,), torch.inference_mode():
+        full = whisper_encoder.encoder_states(encoder, mel)
+        assert torch.equal(whisper_encoder.window_states(encoder, mel, 0), full)
+        window = whisper_encoder.window_states(encoder, mel[:, :, 200:400], 100)
+    assert window.shape == (1, 100, 5, 384)
+    # the edge rows' convolutions see zeros beyond the window: rows 1..98 are inside
+    torch.testing.assert_close(window[0, 1:99, 0], full[0, 101:199, 0], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(window[0, 1:99, 4], full[0, 101:199, 4], atol=1e-3)
+    with pytest.raises(ValueError, match="outside"):
+        whisper_encoder.window_states(encoder, mel[:, :, :400], 1400)
+
+
+def test_short_context_encodes_the_last_seconds(models):
+    """context_seconds=1 with 200 ms blocks: each call encodes the 50 rows that end at its audio (rows 0..49 while
+    there is less), and keeps the block's rows from that call; the audio held stays near one context."""
+    samples = speech(3.0)
+    sw = StreamingWindows(models, FPS, context_seconds=1.0)
+    calls = []
+    original = whisper_encoder.window_states
+
+    def spy(encoder, mel, first_row, final_norm=True):
+        calls.append((int(mel.shape[-1]), int(first_row)))
+        return original(encoder, mel, first_row, final_norm)
+
+    peak = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(whisper_encoder, "window_states", spy)
+        for chunk, _ in chunked(samples, 16000, 20):
+            sw.push(chunk)
+            peak = max(peak, sw.held()["audio_samples"])
+    assert calls == [(100, max(0, end - 50)) for end in range(10, 151, 10)]
+    assert peak <= (50 + 2 * 10 + 1) * 320  # the context, the block a call may reach back, the block arriving
+    extractor = stream_windows.feature_extractor(models)
+
+    def expected(first, end):  # rows first..first+49 with the audio up to row ``end``
+        audio = np.zeros(50 * 320, np.float32)
+        audio[:(end - first) * 320] = samples[first * 320:end * 320]
+        mel = extractor(audio, sampling_rate=16000, return_tensors="pt").input_features[:, :, :100]
+        with models.use("whisper") as (encoder,), torch.inference_mode():
+            return whisper_encoder.window_states(encoder, mel, first)[0]
+
+    assert torch.equal(sw._states[0:10], expected(0, 10)[0:10])
+    assert torch.equal(sw._states[140:150], expected(100, 150)[40:50])
+    sw.finish()
+    assert sw.available() == 75 and sw.take(0, 75)[0].shape == (75, 50, 384)
+
+
+def test_short_context_session_gives_every_frame(models, avatar, core_run):
+    """A whole session with a 1 s encoder context: every frame, in order; the frames differ from the core's only
+    where a face is generated."""
+    samples, core, result = core_run
+    got = run_session(models, avatar, as_audio(samples), OPTIONS, batch_size=OPTIONS.batch_size,
+                      context_seconds=1.0)
+    assert len(got) == len(core) == 16
+    silent = result.audio_features.silent.numpy()
+    mapping = avatar.idle_order(len(got)).numpy()
+    for k, (g, c) in enumerate(zip(got, core)):
+        if silent[k] or mapping[k] in NO_FACE:
+            assert np.array_equal(g, c)
+
+
+@pytest.mark.parametrize("seconds, block_ms, settle_ms", [(0.5, 200, 0), (31, 200, 0), (2.37, 200, 0),
+                                                          (1.0, 400, 200), ("six", 200, 0)])
+def test_context_seconds_refused_with_its_range(models, seconds, block_ms, settle_ms):
+    with pytest.raises(InputError, match="context_seconds"):
+        StreamingWindows(models, FPS, context_seconds=seconds, block_ms=block_ms, settle_ms=settle_ms)
+
+
 def test_refusals(models, avatar, cheap_encoder):
     with pytest.raises(InputError, match="too slow"):
         AvatarSession(models, avatar, OPTIONS.updated(generator="latentsync15"))

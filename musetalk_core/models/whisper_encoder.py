@@ -96,3 +96,29 @@ def encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, final_norm: bool
     if final_norm:
         captured[-1] = last
     return torch.stack(captured, dim=2)
+
+
+def window_states(encoder: torch.nn.Module, mel: torch.Tensor, first_row: int, final_norm: bool = True) -> torch.Tensor:
+    """(B, 80, 2n) log-mel of rows first_row..first_row+n-1 of a 30 s segment -> (B, n, 5, 384): the encoder's
+    five states with attention over those n rows only (whisper.cpp's "audio_ctx", for live windows shorter than
+    30 s). The stem and the layers are the encoder's own modules in its forward's order (its forward refuses
+    anything but 3000 mel frames); each row keeps its position in the segment. With the whole segment (first_row 0,
+    3000 frames) it is encoder_states (tests/test_realtime_session.py)."""
+    if mel.ndim != 3 or mel.shape[-1] % 2:
+        raise ValueError(f"window_states: expected (B, 80, even frames), got {tuple(mel.shape)}")
+    rows = mel.shape[-1] // 2
+    table = encoder.embed_positions.weight
+    if first_row < 0 or first_row + rows > table.shape[0]:
+        raise ValueError(f"window_states: rows {first_row}..{first_row + rows - 1} outside the segment's "
+                         f"{table.shape[0]}")
+    x = torch.nn.functional.gelu(encoder.conv1(mel))
+    x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    hidden = x + table[first_row:first_row + rows]
+    states = [hidden]
+    for layer in encoder.layers:
+        out = layer(hidden, None)
+        hidden = out[0] if isinstance(out, (tuple, list)) else out
+        states.append(hidden)
+    if final_norm:
+        states[-1] = encoder.layer_norm(hidden)
+    return torch.stack(states, dim=2)

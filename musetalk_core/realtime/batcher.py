@@ -19,11 +19,13 @@ FEED_S = 0.4         # audio seconds a session takes in per step at most (a step
 
 
 class Batcher:
-    def __init__(self, models, batch_size: int, generate: Callable, decoder: str = "vae"):
+    def __init__(self, models, batch_size: int, generate: Callable, decoder: str = "vae",
+                 acceleration: str = "off"):
         self.models = models
         self.batch_size = max(1, int(batch_size))
         self.generate = generate
         self.decoder = decoder
+        self.acceleration = acceleration
         self.lives: List[Live] = []
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="musetalk-realtime")
         self.batches = 0
@@ -136,7 +138,8 @@ class Batcher:
     def _generate(self, chosen: Dict[Live, list], failed: Dict[Live, object]) -> None:
         flat = [item for items in chosen.values() for item in items]
         try:
-            faces = self.generate(self.models, flat, decoder=self.decoder)
+            faces = self.generate(self.models, flat, decoder=self.decoder, acceleration=self.acceleration,
+                                  batch_size=self.batch_size)
         except Exception as exc:  # e.g. out of memory: every session of the batch is told
             for live in chosen:
                 failed[live] = exc

@@ -45,6 +45,8 @@ class HubSettings:
     send_buffer_bytes: int = 256 * 1024   # a WebSocket's kernel send buffer (0: the system's, up to megabytes)
     pause_s: float = 0.5           # this much silence, or no audio for this long, ends an utterance
     decoder: str = "vae"
+    acceleration: str = "off"    # the UNet + decoder step (accel.py): compiled / captured once
+    context_seconds: float = 30.0  # the live Whisper encoder's context (stream_windows.py; 30: as offline)
     jpeg_quality: int = 85
 
 
@@ -71,7 +73,8 @@ class Hub:
         generate = self._generate
         if generate is None:
             from .session import generate_batch as generate
-        self.batcher = Batcher(self.models, self.settings.batch_size, generate, self.settings.decoder)
+        self.batcher = Batcher(self.models, self.settings.batch_size, generate, self.settings.decoder,
+                               self.settings.acceleration)
         self.batcher.start()
         self.encoder = ThreadPoolExecutor(2, thread_name_prefix="musetalk-jpeg")
 
@@ -155,7 +158,8 @@ class Hub:
         factory = self._session_factory
         if factory is None:
             from .session import AvatarSession as factory
-        return factory(self.models, avatar, self.options, session_id=session_id)
+        return factory(self.models, avatar, self.options, session_id=session_id,
+                       context_seconds=self.settings.context_seconds)
 
     def spawn(self, coro) -> asyncio.Task:
         """A task the hub holds until it ends (the loop itself keeps only weak references to tasks)."""

@@ -34,8 +34,12 @@ def add_serve_parser(sub) -> None:
                    help="faces per UNet pass, shared out between the sessions that need them")
     p.add_argument("--models-dir", type=Path, action="append", default=None,
                    help="models/musetalk folder (repeatable; default $MUSETALK_MODELS_DIR or ./models/musetalk)")
-    for name in ("version", "device", "precision", "decoder", "generator"):
+    for name in ("version", "device", "precision", "decoder", "acceleration", "generator"):
         add_option(p, PARAMS[name])
+    p.add_argument("--context-seconds", type=ranged(float, 1.0, 30.0, "context-seconds"), default=30.0,
+                   help="audio the live Whisper encoder attends to per call: 30 = the whole 30 s segment, as offline "
+                        "sees it; less is cheaper (an encoder call's work shrinks with it, BENCHMARKS.md) and moves the "
+                        "windows further from the offline encoding (docs/realtime.md)")
     p.add_argument("--jpeg-quality", type=ranged(int, 10, 100, "jpeg-quality"), default=85,
                    help="quality of the WebSocket's JPEG frames")
     p.add_argument("--queue-seconds", type=ranged(float, 0.1, 30.0, "queue-seconds"), default=1.0,
@@ -64,6 +68,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..weights import files as model_files
     from .avatar import default_avatars_dir
     from .hub import LATENTSYNC_REFUSAL, Hub, HubSettings
+    from .stream_windows import DEFAULT_BLOCK_MS, ROW_MS, check_context
 
     if args.generator != "musetalk":
         raise InputError(f"--generator {args.generator}: {LATENTSYNC_REFUSAL}")
@@ -72,7 +77,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:  # aiohttp: ComfyUI has it; a bare install gets it from requirements-server.txt
         raise InputError(f"the server needs {exc.name}: pip install -r requirements-server.txt "
                          "(or python install.py --with-server).") from None
-    options = resolve({name: getattr(args, name) for name in ("version", "device", "precision", "decoder")})
+    options = resolve({name: getattr(args, name) for name in ("version", "device", "precision", "decoder",
+                                                            "acceleration")})
+    check_context(args.context_seconds, DEFAULT_BLOCK_MS // ROW_MS)  # refused now, not at each client
     dirs = args.models_dir or model_files.default_models_dirs()
     avatars = args.avatars or default_avatars_dir(dirs)
     if not Path(avatars).is_dir():
@@ -86,6 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
     models = load_realtime_models(dirs, options)
     settings = HubSettings(max_sessions=args.max_sessions, batch_size=args.batch_size,
                           queue_seconds=args.queue_seconds, decoder=options.decoder,
+                          acceleration=options.acceleration, context_seconds=args.context_seconds,
                           jpeg_quality=args.jpeg_quality, send_buffer_bytes=args.send_buffer_kb * 1024)
     hub = Hub(models, Path(avatars), settings)
     asyncio.run(server.run_server(hub, args.host, args.port, announce=lambda text: print(text, flush=True)))

@@ -76,11 +76,12 @@ class _Frame:
 
 class AvatarSession:
     """One live lip-sync session (module docstring). ``windows``: a factory () -> StreamingWindows-like object
-    (tests give the offline windows); ``block_ms`` / ``settle_ms``: StreamingWindows' block and settle."""
+    (tests give the offline windows); ``block_ms`` / ``settle_ms`` / ``context_seconds``: StreamingWindows' block,
+    settle and encoder context."""
 
     def __init__(self, models, avatar, options: Optional[LipsyncOptions] = None, session_id: str = "", *,
                  block_ms: int = DEFAULT_BLOCK_MS, settle_ms: int = DEFAULT_SETTLE_MS,
-                 windows: Optional[Callable[[], object]] = None):
+                 context_seconds: float = 30.0, windows: Optional[Callable[[], object]] = None):
         from .avatar import check_models
 
         options = options or LipsyncOptions()
@@ -102,7 +103,8 @@ class AvatarSession:
         self._latents = avatar.latents.latents
         self._new_windows = windows or (lambda: StreamingWindows(
             models, self.fps, options.audio_padding_left, options.audio_padding_right,
-            silence_threshold_db=options.silence_threshold_db, block_ms=block_ms, settle_ms=settle_ms))
+            silence_threshold_db=options.silence_threshold_db, block_ms=block_ms, settle_ms=settle_ms,
+            context_seconds=context_seconds))
         if windows is None:
             self._new_windows()  # the settings checked now, not at the first chunk of audio
         self.lookahead_ms = window_lookahead_ms(self.fps, options.audio_padding_left, options.audio_padding_right,
@@ -317,30 +319,33 @@ class _AvatarBlender(Blender):
         self.weights = np.asarray(weights, dtype=np.float64)
 
 
-def generate_batch(models, items: List[WorkItem], decoder: str = "vae") -> torch.Tensor:
+def generate_batch(models, items: List[WorkItem], decoder: str = "vae", acceleration="off",
+                   batch_size: Optional[int] = None) -> torch.Tensor:
     """One UNet (+ decoder) pass over work items of any sessions -> uint8 (k, 256, 256, 3) on the models' device,
-    in the items' order: generate.unet_decode at t = 0, as the offline core runs a batch (acceleration off)."""
-    from ..generators.musetalk import accel
-    from ..generators.musetalk.generate import check_generation_settings, fixed_time_embedding, unet_decode
-    from ..models.vae import scaling_factor
+    in the items' order: generate.unet_decode at t = 0, as the offline core runs a batch.
 
-    check_generation_settings(decoder, "off")
+    ``acceleration``: the offline core's opt-in (generators/musetalk/accel.py). With ``compile`` or ``cuda_graphs``
+    the step is built once for ``batch_size`` rows (default: len(items)) and cached on the models, so a server
+    compiles or captures once; shorter calls are padded (compile) or run eagerly (graphs), longer ones split."""
+    from ..generators.musetalk.generate import batch_step, check_generation_settings
+
+    speed = check_generation_settings(decoder, acceleration)
     device = models.device
     if not items:
         return torch.zeros((0, 256, 256, 3), dtype=torch.uint8, device=device)
+    batch = int(batch_size or len(items))
     if decoder == "taesd":
         from ..weights.loading import ensure_network
 
         ensure_network(models, "taesd")
-    with models.use("unet", decoder, "pe") as (unet, dec, pe):
+    with models.use("unet", decoder, "pe") as (unet, dec, pe), \
+            batch_step(models, unet, dec, pe, decoder, batch, speed) as run:
         dtype = next(unet.parameters()).dtype
-        accel.set_channels_last([unet, dec], False)  # NHWC weights left by an accelerated run change the rounding
-        scale = scaling_factor(dec) if decoder == "vae" else 1.0
         lat = torch.stack([item.latent for item in items]).to(device=device, dtype=dtype)
         audio = torch.stack([item.window for item in items]).to(device=device, dtype=dtype)
-        timesteps = torch.zeros(1, dtype=torch.int64, device=device)
-        with fixed_time_embedding(unet, device, dtype):
-            return unet_decode(unet, dec, pe, decoder, scale, timesteps, lat, audio)
+        # a graph replay returns a view of its output buffer: copied out before the next call
+        parts = [run(lat[a:a + batch], audio[a:a + batch]) for a in range(0, len(items), batch)]
+        return torch.cat(parts) if len(parts) > 1 or speed.cuda_graphs else parts[0]
 
 
 def run_session(models, avatar, audio: dict, options: Optional[LipsyncOptions] = None, batch_size: int = 8,
@@ -367,7 +372,8 @@ def run_session(models, avatar, audio: dict, options: Optional[LipsyncOptions] =
             items = session.work(batch_size)
             if not items:
                 break
-            session.deliver(items, generate_batch(models, items, options.decoder))
+            session.deliver(items, generate_batch(models, items, options.decoder, options.acceleration,
+                                                  batch_size))
         out.extend(image for _, image in session.frames())
 
     for start in range(0, int(wave.shape[-1]), step):

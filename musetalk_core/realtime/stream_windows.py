@@ -4,8 +4,8 @@ Offline (audio/windows.py, feature_mode "reference") the track is cut into 30 s 
 to 30 s, turned into its own log-mel (normalised on its own) and encoded in one call; frame i's window reads the rows
 ``reference_window_rows`` gives. Live, the audio after "now" does not exist yet. Every ``block_ms`` of audio, one
 encoder call encodes the current segment as the reference would if the track ended there: the segment's audio so
-far (at most ``context_seconds`` of it), at its own place in the segment (the positions the offline encoding gives
-it), zero-padded to 30 s. Of its 1500 rows, those with at least ``settle_ms`` of audio after them that were not
+far, at its own place in the segment (the positions the offline encoding gives it), zero-padded to 30 s. Of its
+1500 rows, those with at least ``settle_ms`` of audio after them that were not
 kept before are kept; a frame's window is known once every row it reads is kept and the audio covers the frame.
 The windows are then those of ``reference_window_rows`` exactly (padding 2/2 by default), and the silence flags are
 audio/silence.py's RMS test over the same rows (running sums added in the same order: the offline flags bit for
@@ -16,7 +16,15 @@ padding 2/2 a window reads Whisper rows up to 120 ms after the frame's start; ad
 next block boundary (up to one block less 40 ms): 120 + 0 + 160 = 280 ms worst case with the defaults (200 ms
 blocks, no settle), 120 ms at best. ``LOOKAHEAD_MS`` is that worst case at 25 fps.
 
-Block size: an encoder call costs the same whatever audio it holds (always 30 s of mel), so the block sets the
+Encoder context (``context_seconds``, opt-in; 30 = the whole segment, the default): with less, a call encodes only
+the last ``context_seconds`` of the segment's audio so far (from the segment's start while there is less), each row
+at its place in the segment, attention over those rows only (whisper_encoder.window_states; whisper.cpp's
+"audio_ctx" for its real-time mode). A call then costs about context/30 of a whole segment's (the layers' matrix
+products, and attention's quadratically less), but a row no longer sees the audio before the window nor the
+segment's zero padding, so the windows move further from the offline encoding (BENCHMARKS.md, "Real-time sessions",
+measured on random weights only).
+
+Block size: an encoder call costs the same whatever audio it holds (30 s of mel by default), so the block sets the
 encoder calls per second of audio (1000 / block_ms: 5 at 200 ms) against the wait for a boundary (up to a block
 less one frame): 100 ms blocks cut the worst look-ahead to 200 ms for 10 calls a second, 400 ms blocks raise it
 to 480 ms for 2.5. Whisper-tiny's encoder takes milliseconds on a GPU; on a CPU it is a large part of a session's
@@ -39,7 +47,7 @@ with 10 s of the offline track still to come, 0.11 with 6 s, 0.04 with 2 s, and 
 Whisper's states depend on the seconds ahead was not measurable here (no real weights), so ``settle_ms`` stays a
 setting, 0 by default (each 20 ms of it is 20 ms of latency).
 
-Memory: the current segment's audio (at most 30 s, less with ``context_seconds``), the encoder rows not yet read by
+Memory: the current segment's audio (at most 30 s; with a shorter ``context_seconds``, that and two blocks), the encoder rows not yet read by
 every later window and their running sums: nothing grows with the stream's length, as long as the caller takes the
 windows as they become available (``take``).
 """
@@ -83,6 +91,20 @@ def window_lookahead_ms(fps: float, pad_left: int, pad_right: int, block_ms: int
     return int(math.ceil(worst))
 
 
+def check_context(context_seconds: float, block_and_settle_rows: int) -> Optional[int]:
+    """The encoder window in rows for ``context_seconds`` (None: 30, the whole segment as offline). A window must
+    hold the rows one call keeps (a block and the settle) and a second of audio before them."""
+    try:
+        value = float(context_seconds)
+    except (TypeError, ValueError):
+        value = float("nan")
+    least = max(1.0, 2 * block_and_settle_rows * ROW_MS / 1000.0)
+    if not least <= value <= 30.0 or abs(value * 1000 / ROW_MS - round(value * 1000 / ROW_MS)) > 1e-6:
+        raise InputError(f"context_seconds: expected {least:g} to 30 seconds (a whole segment), in steps of "
+                         f"{ROW_MS} ms, got {context_seconds!r}.")
+    return None if value == 30.0 else int(round(value * 1000)) // ROW_MS
+
+
 class StreamingWindows:
     """Incremental Whisper windows (T, 50, 384) and silence flags of a live mono 16 kHz stream (module docstring).
 
@@ -101,12 +123,13 @@ class StreamingWindows:
         for name, value in (("block_ms", block_ms), ("settle_ms", settle_ms)):
             if int(value) != value or value % ROW_MS or value < (ROW_MS if name == "block_ms" else 0):
                 raise InputError(f"{name}: expected a multiple of {ROW_MS} ms (a Whisper row), got {value!r}.")
-        if not 0 < float(context_seconds) <= 30.0:
-            raise InputError(f"context_seconds: expected more than 0 and at most 30 (one Whisper segment), got "
-                             f"{context_seconds!r}.")
         self.block_rows = int(block_ms) // ROW_MS
         self.settle_rows = int(settle_ms) // ROW_MS
-        self.context_samples = int(round(float(context_seconds) * SAMPLE_RATE))
+        self.window_rows = check_context(context_seconds, self.block_rows + self.settle_rows)
+        # audio held for later calls: a call's window may start up to a block (and the settle) before the last
+        # window_rows rows of what has arrived
+        self.context_samples = SEGMENT_SAMPLES if self.window_rows is None else \
+            (self.window_rows + self.block_rows + self.settle_rows + 1) * SAMPLES_PER_WHISPER_FRAME
         self.lookahead_ms = window_lookahead_ms(self.fps, self.pad_left, self.pad_right, int(block_ms),
                                                 int(settle_ms))
         self.window = 2 * (self.pad_left + self.pad_right + 1)
@@ -174,17 +197,30 @@ class StreamingWindows:
         if keep_to <= self.kept:
             return
         segments = range(self.kept // SEGMENT_ROWS, (keep_to - 1) // SEGMENT_ROWS + 1)
-        pieces = []
+        pieces, firsts = [], []
         for s in segments:
             start = s * SEGMENT_SAMPLES
-            begin = max(start, audio_end - self.context_samples)
-            audio = np.zeros(min(audio_end, start + SEGMENT_SAMPLES) - start, np.float32)
-            audio[begin - start:] = self._audio[begin - self._audio_from:audio.size + start - self._audio_from]
+            end = min(audio_end, start + SEGMENT_SAMPLES)
+            if self.window_rows is None:  # the whole segment so far, zero-padded to 30 s by the log-mel
+                first, span = 0, end - start
+            else:  # the last window_rows rows of the audio so far (from the segment's start while shorter)
+                end_row = -(-(end - start) // SAMPLES_PER_WHISPER_FRAME)
+                first = max(0, end_row - self.window_rows)
+                span = self.window_rows * SAMPLES_PER_WHISPER_FRAME
+            begin = start + first * SAMPLES_PER_WHISPER_FRAME
+            if begin < self._audio_from:
+                raise AssertionError("StreamingWindows: an encoder call reads audio already dropped")
+            audio = np.zeros(span, np.float32)
+            audio[:end - begin] = self._audio[begin - self._audio_from:end - self._audio_from]
             pieces.append(audio)
-        states = self._encode(pieces)  # (segments, 1500, 5, 384)
+            firsts.append(first)
+        states = self._encode(pieces, None if self.window_rows is None else firsts)
         for k, s in enumerate(segments):
             lo, hi = max(self.kept, s * SEGMENT_ROWS), min(keep_to, (s + 1) * SEGMENT_ROWS)
-            self._keep(states[k, lo - s * SEGMENT_ROWS:hi - s * SEGMENT_ROWS])
+            at = s * SEGMENT_ROWS + firsts[k]
+            if lo < at:
+                raise AssertionError("StreamingWindows: rows to keep before the encoder window")
+            self._keep(states[k, lo - at:hi - at])
         # audio no later call reads: before the segment of the next row to keep, and before the context of the
         # earliest later call (finish, now)
         keep_from = min(self.received, max((self.kept // SEGMENT_ROWS) * SEGMENT_SAMPLES,
@@ -193,19 +229,26 @@ class StreamingWindows:
             self._audio = self._audio[keep_from - self._audio_from:].copy()
             self._audio_from = keep_from
 
-    def _encode(self, pieces) -> torch.Tensor:
+    def _encode(self, pieces, firsts=None) -> torch.Tensor:
         """The encoder's 5 hidden states of 30 s segments (each zero-padded and normalised on its own, as
-        whisper_states.segment_mels) -> (len(pieces), 1500, 5, 384) in the models' dtype on their device."""
-        from ..models.whisper_encoder import encoder_states
+        whisper_states.segment_mels) -> (len(pieces), 1500, 5, 384) in the models' dtype on their device; with
+        ``firsts`` (context_seconds < 30): of the window_rows rows from each piece's first row, attention over
+        them only (whisper_encoder.window_states) -> (len(pieces), window_rows, 5, 384)."""
+        from ..models.whisper_encoder import encoder_states, window_states
 
         extractor = feature_extractor(self.models)
         # on a GPU the log-mel is computed there (transformers' torch path; within 1e-5 of the CPU's): five 30 s
         # log-mels a second per stream would otherwise load the server's CPU
         where = {"device": str(self.models.device)} if self.models.device.type == "cuda" else {}
         mels = torch.cat([extractor(p, sampling_rate=SAMPLE_RATE, return_tensors="pt", **where).input_features
-                          for p in pieces])
+                          for p in pieces]).to(self.models.device, self.models.dtype)
         with self.models.use("whisper") as (encoder,):
-            states = encoder_states(encoder, mels.to(self.models.device, self.models.dtype), final_norm=True)
+            if firsts is None:
+                states = encoder_states(encoder, mels, final_norm=True)
+            else:  # a window's mel: its first 2 x window_rows frames (the rest is the extractor's zero padding)
+                frames = 2 * self.window_rows
+                states = torch.cat([window_states(encoder, mels[k:k + 1, :, :frames], first, final_norm=True)
+                                    for k, first in enumerate(firsts)])
         self.encoder_calls += 1
         return states
 

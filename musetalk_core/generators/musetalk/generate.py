@@ -206,8 +206,6 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
     The batches are ``batch_size`` consecutive entries of plan.todo, whoever consumes them (all at once, or chunk
     by chunk while blending), so the faces do not depend on how the output is consumed. Latents and audio windows
     are read per batch (they may be spilled to disk for long videos). ``report`` receives acceleration_build_s."""
-    from ...models.vae import scaling_factor
-
     speed = check_generation_settings(decoder, acceleration)
     _warn_on_other_features(models, audio_features)
     batch_size = int(batch_size)
@@ -219,35 +217,50 @@ def iter_generated(models: MuseTalkModels, latents: MuseTalkLatents, audio_featu
         from ...weights.loading import ensure_network
 
         ensure_network(models, "taesd")
-    with models.use("unet", decoder, "pe") as (unet, dec, pe):
+    with models.use("unet", decoder, "pe") as (unet, dec, pe), \
+            batch_step(models, unet, dec, pe, decoder, batch_size, speed) as run:
         unet_dtype = next(unet.parameters()).dtype
-        scale = scaling_factor(dec) if decoder == "vae" else 1.0
         source_latents = latents.latents  # a tensor, or spilled rows read per batch
         features = audio_features.features
-        timesteps = torch.zeros(1, dtype=torch.int64, device=device)
-        accel.set_channels_last(_convolutional(unet, dec, decoder), speed.channels_last)
+        for start in range(0, int(todo.numel()), batch_size):
+            out_idx = todo[start:start + batch_size]
+            rows = plan.rows[out_idx]
+            lat = source_latents[rows.to(source_latents.device)].to(device=device, dtype=unet_dtype)
+            audio = features[out_idx.to(features.device)].to(device=device, dtype=unet_dtype)
+            yield out_idx, run(lat, audio)
+        if speed.static_shapes and report is not None:
+            report["acceleration_build_s"] = round(run.build_s, 3)
 
-        def step(lat: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-            return unet_decode(unet, dec, pe, decoder, scale, timesteps, lat, audio, speed.channels_last)
 
-        with fixed_time_embedding(unet, device, unet_dtype), accel.backend_flags(speed, device):
-            run = step
-            if speed.static_shapes:
-                runner = accel.runner_for(
-                    models.extras, (id(unet), id(dec), id(pe), decoder, batch_size, speed, str(unet_dtype)),
-                    (unet, dec),
-                    lambda: accel.StaticRunner(step, batch_size, device, speed, keep=(unet.time_embedding,)))
-                # the embedding module the graph / compiled code was made with (same values as this run's)
-                unet.time_embedding = runner.keep[0]
-                run = runner
-            for start in range(0, int(todo.numel()), batch_size):
-                out_idx = todo[start:start + batch_size]
-                rows = plan.rows[out_idx]
-                lat = source_latents[rows.to(source_latents.device)].to(device=device, dtype=unet_dtype)
-                audio = features[out_idx.to(features.device)].to(device=device, dtype=unet_dtype)
-                yield out_idx, run(lat, audio)
-            if speed.static_shapes and report is not None:
-                report["acceleration_build_s"] = round(runner.build_s, 3)
+@contextmanager
+def batch_step(models: MuseTalkModels, unet, dec, pe, decoder: str, batch_size: int, speed: "accel.Acceleration"):
+    """The UNet + decoder step ``run(latents, windows) -> uint8 faces`` for batches of at most ``batch_size`` rows,
+    as the acceleration asks (eager, or accel.StaticRunner's padded / compiled / graph calls; the runner is cached
+    on the models, so a live server compiles or captures once). Inside: the t = 0 time embedding, the memory
+    format and the cuDNN flags of the run (iter_generated, and realtime.session.generate_batch)."""
+    from ...models.vae import scaling_factor
+
+    device = models.device
+    unet_dtype = next(unet.parameters()).dtype
+    scale = scaling_factor(dec) if decoder == "vae" else 1.0
+    timesteps = torch.zeros(1, dtype=torch.int64, device=device)
+    # set both ways: NHWC weights left by an accelerated run would change the rounding of a later default run
+    accel.set_channels_last(_convolutional(unet, dec, decoder), speed.channels_last)
+
+    def step(lat: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return unet_decode(unet, dec, pe, decoder, scale, timesteps, lat, audio, speed.channels_last)
+
+    with fixed_time_embedding(unet, device, unet_dtype), accel.backend_flags(speed, device):
+        if not speed.static_shapes:
+            yield step
+            return
+        runner = accel.runner_for(
+            models.extras, (id(unet), id(dec), id(pe), decoder, int(batch_size), speed, str(unet_dtype)),
+            (unet, dec),
+            lambda: accel.StaticRunner(step, batch_size, device, speed, keep=(unet.time_embedding,)))
+        # the embedding module the graph / compiled code was made with (same values as this run's)
+        unet.time_embedding = runner.keep[0]
+        yield runner
 
 
 def generate_faces(models: MuseTalkModels, latents: MuseTalkLatents, audio_features: MuseTalkAudio,
