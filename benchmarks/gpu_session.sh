@@ -29,7 +29,8 @@
 #   bash benchmarks/gpu_session.sh realtime # one short call (~5 min, networks written included): live sessions on
 #                                          # a 720p avatar, real-size random weights, bf16 (benchmarks.realtime):
 #                                          # first-frame latency, fps per stream, 1 / 4 / 8 / 16 sessions sharing
-#                                          # generate_batch; TAESD; live vs offline windows at whisper-tiny's size
+#                                          # generate_batch; CUDA graphs; TAESD; live vs offline windows at
+#                                          # whisper-tiny's size
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
@@ -219,6 +220,9 @@ realtime)
     echo "== realtime sessions, vae $(date -u +%T)" >> "$log"
     timeout 170 python3 -m benchmarks.realtime "${common[@]}" --sessions 1 4 8 16 --batch-size 32 \
         --json "$OUT/gpu-realtime-bf16.json" >> "$log" 2>&1
+    echo "== realtime sessions, vae, cuda_graphs $(date -u +%T)" >> "$log"
+    timeout 100 python3 -m benchmarks.realtime "${common[@]}" --sessions 8 16 --batch-size 32 \
+        --acceleration cuda_graphs --json "$OUT/gpu-realtime-graphs-bf16.json" >> "$log" 2>&1
     echo "== realtime sessions, taesd $(date -u +%T)" >> "$log"
     timeout 100 python3 -m benchmarks.realtime "${common[@]}" --sessions 1 8 16 --batch-size 32 --decoder taesd \
         --json "$OUT/gpu-realtime-taesd-bf16.json" >> "$log" 2>&1

@@ -127,6 +127,7 @@ def chunks(samples: np.ndarray, rate: int = 16000):
 
 # ---------------------------------------------------------------------------------------------- session runs
 
+@torch.inference_mode()  # as the server's batcher runs its steps
 def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, batch_size: int, decoder: str,
                 timers: Timers, acceleration: str = "off", context_seconds: float = 30.0) -> dict:
     """``sessions`` sessions fed the same audio chunk by chunk, their work through shared generate_batch calls.

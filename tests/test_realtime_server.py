@@ -313,6 +313,73 @@ def test_refusals_say_what_is_wrong(models, avatars, capsys):
     assert "not real time" in capsys.readouterr().err
 
 
+def test_an_avatar_folder_is_served_under_its_folder_name(models, avatars, tmp_path):
+    """A copied avatar folder (its avatar.json still names the original) is served as the folder it is in: the
+    session opens, speaks, and leaves no slot behind when it closes."""
+    folder = tmp_path / "avatars"
+    shutil.copytree(avatars / "anna", folder / "bob")
+
+    async def run():
+        async with serve(models, folder) as (server, hub):
+            async with ClientSession() as http:
+                ws = await http.ws_connect(server.make_url("/ws?avatar=bob&rate=16000"))
+                ready = await ws.receive_json()
+                await talk(ws, speech())
+                frames = []
+                done = await next_message(ws, frames)
+                await ws.close()
+            for _ in range(100):
+                if not hub.lives:
+                    break
+                await asyncio.sleep(0.05)
+            return ready, done, frames, dict(hub.lives)
+
+    ready, done, frames, lives = asyncio.run(run())
+    assert ready["type"] == "ready" and ready["avatar"] == "bob"
+    assert done["type"] == "done" and done["avatar"] == "bob" and done["speech_frames"] == math.floor(SECONDS * FPS)
+    assert lives == {}
+
+
+class CountingSession:
+    """What Live asks of a session, recording the audio pushed (for the inbox tests: no networks)."""
+
+    def __init__(self):
+        self.pushed, self.finished = [], 0
+
+    def push_audio(self, samples, rate):
+        self.pushed.append(len(samples) / rate)
+
+    def finish(self):
+        self.finished += 1
+
+
+def test_a_long_message_is_fed_in_parts_and_a_flood_of_audio_is_refused():
+    from musetalk_core.realtime import live as live_module
+    from musetalk_core.realtime.batcher import Batcher
+
+    session = CountingSession()
+    live = live_module.Live(session, "anna", "s", FPS, queue_frames=25, pause_s=0.5, lookahead_ms=280)
+    live.hear(pcm16(speech(3.0, voiced=(0.0, 3.0))), RATE)   # one 3 s message
+    steps = 0
+    while live.feed(0.4):
+        steps += 1
+    assert steps == 7 and session.pushed[:7] == [0.4] * 7 and sum(session.pushed) == pytest.approx(3.0)
+
+    # frames made and not yet shown: a session AHEAD_S ahead of its clock is left out of the next steps
+    batcher = Batcher(None, 8, generate=None)
+    batcher.lives.append(live)
+    assert batcher.runnable() == [live]
+    live.ready.extend([None] * live.max_ahead_frames)
+    assert live.ahead() and batcher.runnable() == []
+
+    # audio that keeps coming faster than it can be used: the session ends, told why
+    flood = pcm16(speech(1.0, voiced=(0.0, 1.0)))
+    for _ in range(int(live_module.MAX_BACKLOG_S) + 2):
+        live.hear(flood, RATE)
+    assert live.error is not None and "faster than real time" in live.error
+    assert live.outbox.items[-1] == {"type": "error", "message": live.error}
+
+
 def test_a_failing_generation_ends_that_session_with_its_reason(models, avatars):
     calls = []
 
@@ -412,7 +479,8 @@ def test_sigterm_closes_the_sessions_and_exits_cleanly(models_dir, avatars):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "musetalk_core", "serve", "--avatars", str(avatars),
                              "--models-dir", str(models_dir), "--port", str(port), "--device", "cpu",
-                             "--precision", "fp32", "--send-buffer-kb", "8"], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--precision", "fp32", "--send-buffer-kb", "8", "--acceleration", "cuda_graphs",
+                             "--batch-size", "4", "--context-seconds", "6"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     stalled = None
     try:
@@ -451,6 +519,7 @@ def test_sigterm_closes_the_sessions_and_exits_cleanly(models_dir, avatars):
     assert message == {"type": "error", "message": "the server is shutting down"}
     assert closed == {"type": "closed", "code": 1001}
     assert "Stopped." in output, output
+    assert "Building the UNet + decoder step (cuda_graphs, batch 4)" in output and "Built in" in output, output
 
 
 # ---------------------------------------------------------------------------------------------------- web page

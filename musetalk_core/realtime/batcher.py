@@ -11,6 +11,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Tuple
 
+import torch
+
 from .live import Live
 
 log = logging.getLogger("musetalk_core.realtime")
@@ -47,7 +49,7 @@ class Batcher:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            lives = [live for live in self.lives if not live.closed and live.error is None]
+            lives = self.runnable()
             if not lives:
                 await self._sleep()
                 continue
@@ -65,6 +67,11 @@ class Batcher:
                     live.take(*outcome)
             if not busy:
                 await self._sleep()
+
+    def runnable(self) -> List[Live]:
+        """The sessions a step serves: open, not failed, and not already AHEAD_S of frames ahead of their pump
+        (audio sent faster than real time waits as audio, not as frames)."""
+        return [live for live in self.lives if not live.closed and live.error is None and not live.ahead()]
 
     async def _sleep(self) -> None:
         try:
@@ -86,6 +93,10 @@ class Batcher:
     def step(self, lives: List[Live]) -> Tuple[Dict[Live, object], bool]:
         """{live: (frames, done) or the exception that ended it}, and whether there was work (generation, or audio
         still waiting): then the next step follows at once."""
+        with torch.inference_mode():  # no autograd bookkeeping; the step's tensors stay in its thread's steps
+            return self._step(lives)
+
+    def _step(self, lives: List[Live]) -> Tuple[Dict[Live, object], bool]:
         failed: Dict[Live, object] = {}
         behind = False
         for live in lives:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
-from functools import partial
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +62,8 @@ class Hub:
         self._generate = generate
         self.lives: Dict[str, Live] = {}
         self._opening = 0
-        self._avatars: Dict[str, object] = {}
+        self._avatars: Dict[str, object] = {}   # by folder name (what clients ask for)
+        self._loading: Dict[str, asyncio.Task] = {}
         self.batcher: Optional[Batcher] = None
         self.encoder = None   # JPEG encoding beside the event loop
         self.peers: set = set()   # WebRTC peer connections (closed on shutdown)
@@ -76,7 +77,9 @@ class Hub:
         self.batcher = Batcher(self.models, self.settings.batch_size, generate, self.settings.decoder,
                                self.settings.acceleration)
         self.batcher.start()
-        self.encoder = ThreadPoolExecutor(2, thread_name_prefix="musetalk-jpeg")
+        # JPEG encoding for every session's frames: 25 a second each, so the pool grows with the sessions served
+        workers = max(2, min(os.cpu_count() or 2, self.settings.max_sessions))
+        self.encoder = ThreadPoolExecutor(workers, thread_name_prefix="musetalk-jpeg")
 
     async def stop(self) -> None:
         """Every session closed (its client told), the batcher stopped, every thread joined."""
@@ -120,15 +123,26 @@ class Hub:
             listed = ", ".join(names) if names else "none (make one: python -m musetalk_core avatar ...)"
             what = f"unknown avatar '{name}'" if name else "no avatar named (?avatar=NAME)"
             raise Refused(404, f"{what}; avatars in {self.avatars_dir}: {listed}")
+        # read beside the batcher (a large avatar takes seconds: the sessions running meanwhile must not wait), once
+        # for clients that ask for it together; a client that leaves does not cancel it for the others
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = asyncio.get_running_loop().create_task(asyncio.to_thread(self._load_avatar, name))
+            self._loading[name] = loading
+            loading.add_done_callback(lambda _task, key=name: self._loading.pop(key, None))
+        avatar = await asyncio.shield(loading)
+        self._avatars[name] = avatar
+        return avatar
+
+    def _load_avatar(self, name: str):
         from .avatar import load_avatar
 
         try:
-            avatar = await self.batcher.call(partial(load_avatar, self.avatars_dir / name, models=self.models))
+            avatar = load_avatar(self.avatars_dir / name, models=self.models)
         except InputError as exc:
             raise Refused(409, str(exc)) from None
         if str(avatar.settings.get("generator", "musetalk")) != "musetalk":
             raise Refused(409, f"avatar '{name}': {LATENTSYNC_REFUSAL}")
-        self._avatars[name] = avatar
         return avatar
 
     # ---- sessions ----
@@ -148,7 +162,7 @@ class Hub:
         finally:
             self._opening -= 1
         fps = float(session.fps)
-        live = Live(session, avatar.name, session_id, fps, lookahead_ms=int(session.lookahead_ms),
+        live = Live(session, avatar_name, session_id, fps, lookahead_ms=int(session.lookahead_ms),
                     queue_frames=max(2, round(self.settings.queue_seconds * fps)), pause_s=self.settings.pause_s,
                     silence_db=float(getattr(self.options, "silence_threshold_db", -45.0)), wake=self.batcher.wake)
         self.lives[session_id] = live
@@ -189,7 +203,7 @@ class Hub:
             live.pump_task.cancel()
             try:
                 await live.pump_task
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the pump's own failure was reported
                 pass
         stats = live.stats()
         log.info("MuseTalk real-time session %s closed: %s", live.id, stats)

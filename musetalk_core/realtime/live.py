@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import statistics
 import struct
@@ -27,6 +28,22 @@ FRAME_HEADER = struct.Struct("<IB3x")
 IDLE_FLAG = 1
 _FINISH = object()  # inbox marker: end of speech
 PREROLL_S = 0.2     # silence kept before an utterance's first sound
+AHEAD_S = 2.0       # speech frames made and not yet shown: beyond this the session's audio waits (audio sent
+                    # faster than real time must not turn into seconds of full-size frames in memory)
+MAX_BACKLOG_S = 60.0  # audio received and not yet fed to the session: beyond this the session ends
+
+
+def control_kind(message) -> Optional[str]:
+    """The "type" of a client's JSON text message ({"type": "end"}), or None for anything else (not text, not
+    JSON, not an object, nested too deep to parse)."""
+    if not isinstance(message, str):
+        return None
+    try:
+        value = json.loads(message)
+    except (ValueError, RecursionError):
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def level_db(samples: np.ndarray) -> float:
@@ -119,6 +136,9 @@ class Live:
         self.last_audio = -1e9           # time.monotonic() of the last audio chunk
         self._silent_run_s = 0.0         # audio seconds of silence since the last sound (in an utterance)
         self._preroll: Deque[Tuple[np.ndarray, int]] = collections.deque()   # silence before an utterance
+        self._preroll_s = 0.0
+        self._fed_s = 0.0                # audio seconds the worker has fed to the session (worker side)
+        self.max_ahead_frames = max(1, round(AHEAD_S * self.fps))
         self.counts = collections.Counter()
         self._arrivals: Deque[Tuple[float, float]] = collections.deque()   # (audio seconds pushed so far, time)
         self._pushed_s = 0.0
@@ -129,7 +149,7 @@ class Live:
     def hear(self, samples: np.ndarray, rate: int) -> None:
         """A chunk of the client's audio. Silence (below the session's silence threshold) outside an utterance is
         not sent to the session: a microphone left open costs nothing and the avatar idles. Sound opens an
-        utterance, with the last PREROLL_S of silence before it (a soft onset); PAUSE_S of silence closes it."""
+        utterance, with the last PREROLL_S of silence before it (a soft onset); ``pause_s`` of silence closes it."""
         now = time.monotonic()
         self.last_audio = now
         seconds = len(samples) / float(rate)
@@ -137,19 +157,28 @@ class Live:
             self._silent_run_s = 0.0
         elif not self.speaking:
             self._preroll.append((samples, int(rate)))
-            while sum(len(x) / r for x, r in self._preroll) > PREROLL_S and len(self._preroll) > 1:
-                self._preroll.popleft()
+            self._preroll_s += seconds
+            while self._preroll_s > PREROLL_S and len(self._preroll) > 1:
+                old, old_rate = self._preroll.popleft()
+                self._preroll_s -= len(old) / float(old_rate)
             self.counts["silent_chunks_skipped"] += 1
             return
         else:
             self._silent_run_s += seconds
         while self._preroll:
             self._push(*self._preroll.popleft(), now)
+        self._preroll_s = 0.0
         self._push(samples, int(rate), now)
         if self._silent_run_s >= self.pause_s:
             self.finish()
 
     def _push(self, samples: np.ndarray, rate: int, now: float) -> None:
+        if self.error is not None:
+            return
+        if self._pushed_s - self._fed_s > MAX_BACKLOG_S:
+            self.fail(f"the audio arrives faster than real time: more than {MAX_BACKLOG_S:g} s of it is waiting; "
+                      "send it at its real pace")
+            return
         self.speaking = True
         self.session_done = False
         self._pushed_s += len(samples) / float(rate)
@@ -165,23 +194,37 @@ class Live:
         if self.speaking:
             self.speaking = False
             self._done_due = True
+            # the utterance gives floor(D x fps) frames: its audio past the last frame's start shows in no frame,
+            # so the latency clock (frames against audio seconds) drops it rather than drift by it per utterance
+            self._pushed_s = np.floor(self._pushed_s * self.fps + 1e-6) / self.fps
             self.inbox.append(_FINISH)
             self.wake()
 
     # ---- worker thread side ----
     def feed(self, max_seconds: float) -> bool:
         """Up to ``max_seconds`` of the audio that arrived, into the session (resampling, Whisper windows); a
-        session that fell behind catches up over several steps, so no step runs long. True: more is waiting."""
+        session that fell behind catches up over several steps, and a long message is fed in parts, so no step
+        runs long. True: more is waiting."""
         fed = 0.0
         with self.lock:
             while self.inbox and fed < max_seconds:
                 item = self.inbox.popleft()
                 if item is _FINISH:
                     self.session.finish()
-                else:
-                    self.session.push_audio(*item)
-                    fed += len(item[0]) / float(item[1])
+                    continue
+                samples, rate = item
+                room = max(1, int(np.ceil((max_seconds - fed) * rate)))
+                if len(samples) > room:  # the rest goes back first in line (the loop only appends on the right)
+                    self.inbox.appendleft((samples[room:], rate))
+                    samples = samples[:room]
+                self.session.push_audio(samples, rate)
+                fed += len(samples) / float(rate)
+        self._fed_s += fed
         return bool(self.inbox)
+
+    def ahead(self) -> bool:
+        """Enough speech frames are made and waiting for the pump: the session's next step can wait."""
+        return len(self.ready) >= self.max_ahead_frames
 
     def work(self, limit: int) -> list:
         with self.lock:
@@ -249,7 +292,8 @@ class Live:
             self.control({"type": "done", **self.stats()})
 
     async def pump(self) -> None:
-        """One tick per frame period; a late tick does not bunch frames (the clock restarts)."""
+        """One tick per frame period. Ticks up to 0.25 s late are made up at once (a short burst keeps the clock);
+        later than that the clock starts again. A tick that fails ends the session with its reason."""
         loop = asyncio.get_running_loop()
         period = 1.0 / self.fps
         start, tick = loop.time(), 0
@@ -259,7 +303,12 @@ class Live:
             if delay < -0.25:  # the loop was held up: start the clock again rather than catch up in a burst
                 start, tick, delay = loop.time(), 0, 0.0
             await asyncio.sleep(max(0.0, delay))
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - the client is told; other sessions go on
+                log.exception("MuseTalk real-time session %s: the frame clock failed", self.id)
+                self.fail(f"the session failed: {exc}")
+                return
 
     def fail(self, message: str) -> None:
         self.error = message

@@ -91,6 +91,13 @@ def run_serve(args: argparse.Namespace) -> int:
     webrtc.ICE_SERVERS[:] = list(args.ice_server or ())
     print(f"Loading the MuseTalk {options.version} networks from {', '.join(map(str, dirs))} ...", flush=True)
     models = load_realtime_models(dirs, options)
+    if options.acceleration != "off":
+        from .session import warm_up
+
+        print(f"Building the UNet + decoder step ({options.acceleration}, batch {args.batch_size}) once, before the "
+              "first client ...", flush=True)
+        seconds = warm_up(models, options.decoder, options.acceleration, args.batch_size)
+        print(f"Built in {seconds:.1f} s.", flush=True)
     settings = HubSettings(max_sessions=args.max_sessions, batch_size=args.batch_size,
                           queue_seconds=args.queue_seconds, decoder=options.decoder,
                           acceleration=options.acceleration, context_seconds=args.context_seconds,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import signal
 import socket
@@ -27,7 +26,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .hub import Hub, Refused
-from .live import FRAME_HEADER, IDLE_FLAG, Live, OutFrame
+from .live import FRAME_HEADER, IDLE_FLAG, Live, OutFrame, control_kind
 
 log = logging.getLogger("musetalk_core.realtime")
 WEB = Path(__file__).resolve().parent / "web"
@@ -99,7 +98,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=4 << 20)
     try:
         await ws.prepare(request)
-    except Exception:
+    except BaseException:  # the client left meanwhile (cancelled) too: its session must not hold a slot
         await hub.close(live)
         raise
     _limit_send_buffer(request, hub.settings.send_buffer_bytes)
@@ -144,11 +143,7 @@ async def _receive(ws: web.WebSocketResponse, live: Live, hub: Hub, sender: asyn
                                      b"not PCM16")
             live.hear(np.frombuffer(msg.data, dtype="<i2"), SAMPLE_RATE)
         elif msg.type == WSMsgType.TEXT:
-            try:
-                kind = json.loads(msg.data).get("type")
-            except (ValueError, AttributeError):
-                kind = None
-            if kind != "end":
+            if control_kind(msg.data) != "end":
                 return await _reject(ws, sender, 'text messages must be JSON {"type": "end"} (end of speech); '
                                                  "audio goes in binary messages (PCM16 mono 16 kHz)",
                                      b"unknown message")
@@ -165,7 +160,20 @@ async def _reject(ws: web.WebSocketResponse, sender: asyncio.Task, message: str,
 
 
 async def _send(ws: web.WebSocketResponse, live: Live, hub: Hub) -> None:
-    """The outbox onto the socket. A client that does not read blocks only this task (its outbox drops frames)."""
+    """The outbox onto the socket. A client that does not read blocks only this task (its outbox drops frames).
+    If sending fails otherwise, the client is told and disconnected (not left watching a frozen picture)."""
+    try:
+        await _send_outbox(ws, live, hub)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a frame the JPEG encoder refuses
+        log.exception("MuseTalk real-time session %s: sending failed", live.id)
+        if not ws.closed:
+            await ws.send_json({"type": "error", "message": f"the session failed: {exc}"})
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR)
+
+
+async def _send_outbox(ws: web.WebSocketResponse, live: Live, hub: Hub) -> None:
     loop = asyncio.get_running_loop()
     quality = hub.settings.jpeg_quality
     while not ws.closed:

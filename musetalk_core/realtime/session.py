@@ -348,6 +348,23 @@ def generate_batch(models, items: List[WorkItem], decoder: str = "vae", accelera
         return torch.cat(parts) if len(parts) > 1 or speed.cuda_graphs else parts[0]
 
 
+def warm_up(models, decoder: str = "vae", acceleration="off", batch_size: int = 8) -> float:
+    """Build the accelerated step (compile, graph capture) before the first client instead of in its first batch:
+    one generate_batch of ``batch_size`` blank items under inference mode (as the server's steps run). Returns
+    the seconds it took (0 when the acceleration builds nothing)."""
+    import time
+
+    from ..generators.musetalk.generate import check_generation_settings
+
+    if not check_generation_settings(decoder, acceleration).static_shapes:
+        return 0.0
+    start = time.perf_counter()
+    blank = WorkItem(-1, torch.zeros(8, 32, 32), torch.zeros(50, 384))
+    with torch.inference_mode():
+        generate_batch(models, [blank] * int(batch_size), decoder, acceleration, batch_size)
+    return time.perf_counter() - start
+
+
 def run_session(models, avatar, audio: dict, options: Optional[LipsyncOptions] = None, batch_size: int = 8,
                 **session_args) -> List[np.ndarray]:
     """A whole AUDIO through a session in 20 ms chunks -> its frames (tests, the command line). Faces are made in
@@ -376,11 +393,12 @@ def run_session(models, avatar, audio: dict, options: Optional[LipsyncOptions] =
                                                   batch_size))
         out.extend(image for _, image in session.frames())
 
-    for start in range(0, int(wave.shape[-1]), step):
-        session.push_audio(wave[:, start:start + step].numpy(), rate)
-        run(full_batches_only=True)
-    session.finish()
-    run(full_batches_only=False)
+    with torch.inference_mode():  # as the server's steps run
+        for start in range(0, int(wave.shape[-1]), step):
+            session.push_audio(wave[:, start:start + step].numpy(), rate)
+            run(full_batches_only=True)
+        session.finish()
+        run(full_batches_only=False)
     if not session.done:
         raise AssertionError("run_session: frames were left in the session")
     return out

@@ -17,7 +17,7 @@ import numpy as np
 from aiohttp import web
 
 from .hub import Hub, Refused
-from .live import Live, OutFrame
+from .live import Live, OutFrame, control_kind
 
 log = logging.getLogger("musetalk_core.realtime")
 AUDIO_PTIME = 0.02          # 20 ms audio frames out, as WebRTC sends them
@@ -177,6 +177,9 @@ async def answer(request: web.Request, hub: Hub) -> web.Response:
         return refused.response()
     try:
         pc = await _connect(live, hub, offer_sdp, offer_type)
+    except asyncio.CancelledError:  # the client left meanwhile: its session must not hold a slot
+        await hub.close(live)
+        raise
     except Exception as exc:
         await hub.close(live)
         return Refused(400, f"the WebRTC offer could not be answered: {exc}").response()
@@ -219,11 +222,7 @@ async def _connect(live: Live, hub: Hub, offer_sdp: str, offer_type: str):
 
         @channel.on("message")
         def on_message(message):
-            try:
-                kind = json.loads(message).get("type") if isinstance(message, str) else None
-            except (ValueError, AttributeError):
-                kind = None
-            if kind == "end":
+            if control_kind(message) == "end":
                 live.finish()
             elif channel.readyState == "open":
                 channel.send(json.dumps({"type": "error", "message": 'the data channel takes {"type": "end"}'}))

@@ -59,6 +59,7 @@ async function startWebSocket(avatar) {
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?` +
                            `avatar=${encodeURIComponent(avatar)}&rate=${RATE}`);
   ws.binaryType = 'arraybuffer';
+  conn = { close: () => ws.close() };   // closable at once: a refused microphone must not leave the session open
   const early = [];   // messages that come while the microphone is being opened
   ws.onmessage = (e) => early.push(e);
   const stream = await microphone();
