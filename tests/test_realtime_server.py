@@ -412,6 +412,28 @@ def test_a_failing_generation_ends_that_session_with_its_reason(models, avatars)
 
 # ---------------------------------------------------------------------------------------------------- WebRTC
 
+def test_webrtc_playback_never_runs_ahead_of_the_mouth():
+    """Each speech frame shown releases one frame period of the client's audio: a stalled video pauses the sound
+    (silence) and it goes on where it stopped; an idle frame drops what is left."""
+    pytest.importorskip("aiortc")
+    from musetalk_core.realtime.live import OutFrame
+    from musetalk_core.realtime.webrtc import _tracks
+
+    _, DelayedAudio, _ = _tracks()
+    playback = DelayedAudio(25.0)
+    audio = np.arange(1, 48001, dtype=np.float32) / 48000   # 1 s at 48 kHz, every sample distinct
+    playback.feed(audio, 48000)
+    speech_frame, idle_frame = OutFrame(0, np.zeros((2, 2, 3), np.uint8), False), OutFrame(1, None, True)
+    playback.gate(speech_frame)                    # one frame: 40 ms = 1920 samples
+    assert np.array_equal(playback._take(960), audio[:960])
+    assert np.array_equal(playback._take(960), audio[960:1920])
+    assert not playback._take(960).any()           # the next frame is late: silence, nothing skipped
+    playback.gate(speech_frame)
+    assert np.array_equal(playback._take(960), audio[1920:2880])
+    playback.gate(idle_frame)
+    assert not playback._take(960).any() and playback.buffered == 0
+
+
 def test_webrtc_streams_the_avatar_and_plays_the_audio_back(models, avatars, tmp_path):
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer

@@ -138,6 +138,9 @@ class StreamingWindows:
         self.received = 0                 # 16 kHz samples pushed
         self._audio = np.zeros(0, np.float32)
         self._audio_from = 0              # the sample _audio[0] is
+        self._arrived: list = []          # chunks pushed since, joined to _audio when a call reads it (not at each
+                                          # 20 ms chunk: that would copy the whole segment 50 times a second)
+        self._arrived_samples = 0
         self._encoded_to = 0              # the row boundary the last block call's audio ended at
         self._states: Optional[torch.Tensor] = None  # kept rows _states_from.. (n, 5, 384)
         self._states_from = 0
@@ -160,7 +163,8 @@ class StreamingWindows:
         if not x.size:
             return
         self._add_energy(x)
-        self._audio = np.concatenate([self._audio, x])
+        self._arrived.append(x)
+        self._arrived_samples += int(x.size)
         self.received += int(x.size)
         while self.received >= (self._encoded_to + self.block_rows) * SAMPLES_PER_WHISPER_FRAME:
             self._encoded_to += self.block_rows
@@ -175,7 +179,7 @@ class StreamingWindows:
         self.length = int(math.floor((self.received / SAMPLE_RATE) * WHISPER_FPS))  # as reference_blocks
         self.num_frames = frame_count(self.received, self.fps)
         self._encode_until(self.received, self.length)
-        self._audio = np.zeros(0, np.float32)
+        self._audio, self._arrived, self._arrived_samples = np.zeros(0, np.float32), [], 0
 
     def _add_energy(self, x: np.ndarray) -> None:
         """Running sums of squares at each row edge the new samples reach, in silence.py's order (sequential from
@@ -196,6 +200,9 @@ class StreamingWindows:
         those rows."""
         if keep_to <= self.kept:
             return
+        if self._arrived:
+            self._audio = np.concatenate([self._audio] + self._arrived)
+            self._arrived, self._arrived_samples = [], 0
         segments = range(self.kept // SEGMENT_ROWS, (keep_to - 1) // SEGMENT_ROWS + 1)
         pieces, firsts = [], []
         for s in segments:
@@ -368,6 +375,6 @@ class StreamingWindows:
 
     def held(self) -> dict:
         """What the stream holds now (audio samples, Whisper rows, running sums): bounded, whatever its length."""
-        return {"audio_samples": int(self._audio.size),
+        return {"audio_samples": int(self._audio.size) + self._arrived_samples,
                 "state_rows": 0 if self._states is None else int(self._states.shape[0]),
                 "energy_edges": int(self._energy.size)}

@@ -87,16 +87,20 @@ def _tracks():
 
     class DelayedAudio(MediaStreamTrack):
         """The client's own audio, played from the moment its first speech frame shows: delayed by the latency,
-        so sound and mouth agree. Silence while the avatar idles."""
+        so sound and mouth agree. Each speech frame shown releases one frame period of audio, so when generation
+        falls behind the sound waits with the mouth (a gap) instead of running ahead of it. Silence while the
+        avatar idles."""
 
         kind = "audio"
 
-        def __init__(self):
+        def __init__(self, fps: float = 25.0):
             super().__init__()
             self.rate = 48000
+            self.fps = float(fps)
             self.buffer: Deque[np.ndarray] = collections.deque()
             self.buffered = 0
             self.playing = False
+            self.credit = 0.0   # samples the speech frames shown so far allow to play
             self._start: Optional[float] = None
             self._pts = 0
 
@@ -112,15 +116,18 @@ def _tracks():
                 self.playing = False
                 self.buffer.clear()
                 self.buffered = 0
+                self.credit = 0.0
             else:
                 self.playing = True
+                self.credit += self.rate / self.fps
 
         def _take(self, count: int) -> np.ndarray:
             out = np.zeros(count, np.float32)
             at = 0
-            while self.playing and at < count and self.buffer:
+            while self.playing and at < count and self.buffer and self.credit >= 1.0:
                 head = self.buffer[0]
-                n = min(count - at, len(head))
+                n = min(count - at, len(head), int(self.credit))
+                self.credit -= n
                 out[at:at + n] = head[:n]
                 at += n
                 if n == len(head):
@@ -195,7 +202,7 @@ async def _connect(live: Live, hub: Hub, offer_sdp: str, offer_type: str):
     FrameTrack, DelayedAudio, stream_error = _tracks()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(url) for url in ICE_SERVERS]))
     hub.peers.add(pc)
-    video, playback = FrameTrack(live, hub), DelayedAudio()
+    video, playback = FrameTrack(live, hub), DelayedAudio(live.fps)
     live.on_frame = playback.gate
     live.on_audio = playback.feed   # what the session hears, so playback starts where its first frame does
     tasks = []
