@@ -412,6 +412,32 @@ def test_a_failing_generation_ends_that_session_with_its_reason(models, avatars)
 
 # ---------------------------------------------------------------------------------------------------- WebRTC
 
+def test_a_failed_batch_is_retried_per_session_and_fails_only_who_fails_alone():
+    """One batch of two sessions fails (as an out-of-memory error on a large batch would): each session's share runs
+    again on its own; only a session whose own share fails is told."""
+    from musetalk_core.realtime.batcher import Batcher
+
+    class Share:
+        def __init__(self):
+            self.faces = None
+
+        def deliver(self, items, faces):
+            self.faces = list(faces)
+
+    def generate(models, items, **_):
+        if len(items) > 2 or "bad" in items:
+            raise RuntimeError("out of memory (simulated)")
+        return [f"face {item}" for item in items]
+
+    a, b, c = Share(), Share(), Share()
+    batcher = Batcher(None, 8, generate)
+    failed = {}
+    batcher._generate({a: [1, 2], b: [3], c: ["bad"]}, failed)
+    assert a.faces == ["face 1", "face 2"] and b.faces == ["face 3"] and c.faces is None
+    assert list(failed) == [c] and "out of memory" in str(failed[c])
+    assert batcher.batches == 2 and batcher.generated == 3
+
+
 def test_webrtc_playback_never_runs_ahead_of_the_mouth():
     """Each speech frame shown releases one frame period of the client's audio: a stalled video pauses the sound
     (silence) and it goes on where it stopped; an idle frame drops what is left."""

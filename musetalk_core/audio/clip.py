@@ -51,14 +51,7 @@ def audio_to_mono16k(audio: Any) -> tuple:
         raise InputError(f"audio: the waveform is empty (shape {tuple(wave.shape)}). Connect audio with sound in it.")
     if not (wave.is_floating_point() or wave.dtype in (torch.int16, torch.int32)):
         raise InputError(f"audio: 'waveform' has dtype {wave.dtype}; expected float samples in [-1, 1].")
-    try:
-        rate = float(audio["sample_rate"])
-    except (TypeError, ValueError):
-        raise InputError(f"audio: 'sample_rate' must be a number, got {audio['sample_rate']!r}.") from None
-    if not math.isfinite(rate) or rate != int(rate) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise InputError(f"audio: sample rate {audio['sample_rate']!r} Hz is not usable; expected a whole number of "
-                         f"Hz between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} (e.g. 16000, 44100, 48000).")
-    rate = int(rate)
+    rate = check_sample_rate(audio["sample_rate"], "audio")
     if wave.dtype == torch.int16:
         wave = wave.float() / 32768.0
     elif wave.dtype == torch.int32:
@@ -71,6 +64,19 @@ def audio_to_mono16k(audio: Any) -> tuple:
     channels = int(samples.shape[0])
     mono = samples.mean(dim=0).numpy() if channels > 1 else samples[0].numpy()
     return resample_to_16k(np.ascontiguousarray(mono, dtype=np.float32), rate), rate, channels
+
+
+def check_sample_rate(value, label: str) -> int:
+    """A sample rate as a whole number of Hz in the usable range, or an InputError naming ``label`` (an AUDIO, a
+    live audio chunk)."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not math.isfinite(rate) or rate != int(rate) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InputError(f"{label}: sample rate {value!r} Hz is not usable; expected a whole number of Hz between "
+                         f"{MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} (e.g. 16000, 44100, 48000).")
+    return int(rate)
 
 
 def resample_to_16k(mono: np.ndarray, rate: int) -> np.ndarray:

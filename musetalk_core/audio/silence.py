@@ -13,8 +13,16 @@ ENERGY_CHUNK = 320 * 4096  # samples squared and summed at a time (float64): 10 
 def silence_flags(mono: np.ndarray, rows: torch.Tensor, threshold_db: float) -> tuple:
     """Per frame: RMS level (dBFS, 0 dB = a full-scale square wave) of the audio its window covers, and level <
     threshold. A window's audio is the 20 ms spans of its valid Whisper rows (zero/outside rows add nothing)."""
-    n = mono.shape[0]
     energy = _energy_at_row_edges(mono)
+    edge = lambda sample: -(-sample // SAMPLES_PER_WHISPER_FRAME)  # noqa: E731 - row edge k*320, or n at the end
+    level = window_levels(rows, mono.shape[0], lambda samples: energy[edge(samples)])
+    return torch.from_numpy(level < threshold_db), torch.from_numpy(level.astype(np.float32))
+
+
+def window_levels(rows: torch.Tensor, n: int, energy_at) -> np.ndarray:
+    """RMS level (dBFS) of the audio each window's valid rows cover, within the first ``n`` samples;
+    ``energy_at(samples)``: the running sum of squares at those samples (row edges, or n). The offline track and a
+    live stream (realtime/stream_windows.py) share it, so their flags agree bit for bit."""
     r = rows.numpy()
     valid = r >= 0
     lo = np.where(valid, r, np.iinfo(np.int64).max).min(axis=1)
@@ -22,11 +30,9 @@ def silence_flags(mono: np.ndarray, rows: torch.Tensor, threshold_db: float) -> 
     lo_s = np.clip(lo * SAMPLES_PER_WHISPER_FRAME, 0, n)
     hi_s = np.clip(hi * SAMPLES_PER_WHISPER_FRAME, 0, n)
     count = np.maximum(hi_s - lo_s, 0)
-    edge = lambda sample: -(-sample // SAMPLES_PER_WHISPER_FRAME)  # noqa: E731 - row edge k*320, or n at the end
-    total = np.where(count > 0, energy[edge(np.maximum(hi_s, lo_s))] - energy[edge(lo_s)], 0.0)
+    total = np.where(count > 0, energy_at(np.maximum(hi_s, lo_s)) - energy_at(lo_s), 0.0)
     mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    level = 10.0 * np.log10(np.maximum(mean, 1e-20))
-    return torch.from_numpy(level < threshold_db), torch.from_numpy(level.astype(np.float32))
+    return 10.0 * np.log10(np.maximum(mean, 1e-20))
 
 
 def _energy_at_row_edges(mono: np.ndarray) -> np.ndarray:

@@ -157,7 +157,7 @@ def prepare_avatar(models, source: FrameSource, fps, options, folder: Path, name
 
     check_options(options)
     _check_generator(options)
-    _free_target(Path(folder), name, overwrite)
+    free_target(Path(folder), name, overwrite)
     wanted = np.ones(int(source.num_frames), dtype=bool)
     faces = video_faces(models, source, options, wanted, None, True, progress)
     if not bool(faces.has_face.any()):
@@ -171,11 +171,13 @@ def prepare_avatar(models, source: FrameSource, fps, options, folder: Path, name
     return save_avatar(faces, latents, source, fps, blend, folder, name, progress, overwrite)
 
 
-def _free_target(folder: Path, name: str, overwrite: bool) -> Path:
+def free_target(folder: Path, name: str, overwrite: bool) -> Path:
+    """The avatar's folder, refused when it exists already and may not be replaced (before any slow work)."""
+    from .avatar_files import name_taken
+
     target = avatar_path(folder, name)
     if target.exists() and not overwrite:
-        raise InputError(f"An avatar named '{name}' already exists in '{folder}': choose another name, or replace "
-                         "it (--overwrite on the command line).")
+        raise name_taken(target)
     return target
 
 
@@ -251,7 +253,7 @@ def _save(faces, latents, source: FrameSource, fps, settings, folder: Path, name
     from ..io.frames import frames_fingerprint
 
     fps = _exact_fps(fps)
-    target = _free_target(folder, name, overwrite)
+    target = free_target(folder, name, overwrite)
     _check_material(faces, latents, source)
     n, (h, w) = int(source.num_frames), (int(v) for v in source.frame_size)
     temporary = files.temporary_folder(folder, name)

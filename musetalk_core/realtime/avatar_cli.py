@@ -67,7 +67,7 @@ def run_avatar(args: argparse.Namespace, progress) -> int:
     from ..pipeline import check_options
     from ..weights import files as model_files
     from ..weights.loading import load_models
-    from .avatar import avatar_path, default_avatars_dir, prepare_avatar
+    from .avatar import default_avatars_dir, free_target, prepare_avatar
 
     if args.video is not None and args.fps is not None:
         raise InputError("--fps applies to --image only; a video keeps its own frame rate.")
@@ -75,10 +75,7 @@ def run_avatar(args: argparse.Namespace, progress) -> int:
     check_options(options)
     dirs = args.models_dir or model_files.default_models_dirs()
     root = args.avatars_dir or default_avatars_dir(dirs)
-    target = avatar_path(root, args.name)
-    if target.exists() and not args.overwrite:
-        raise InputError(f"An avatar named '{args.name}' already exists in '{root}': choose another name, or "
-                         "replace it with --overwrite.")
+    free_target(root, args.name, args.overwrite)
     if args.video is not None:
         source = video_read.open_video(args.video)
         fps = source.fps

@@ -81,13 +81,18 @@ def write_info(path: Path, info: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def name_taken(target: Path) -> InputError:
+    """The refusal for an avatar folder that exists already (checked before preparing, and again when moving)."""
+    return InputError(f"An avatar named '{target.name}' already exists in '{target.parent}': choose another name, or "
+                      "replace it (--overwrite on the command line).")
+
+
 def move_into_place(temporary: Path, target: Path, overwrite: bool) -> None:
     """``temporary`` becomes ``target``; an existing avatar there is replaced only with ``overwrite``."""
     old = None
     if target.exists():
         if not overwrite:
-            raise InputError(f"An avatar named '{target.name}' already exists in '{target.parent}': choose another "
-                             "name, or replace it (--overwrite on the command line).")
+            raise name_taken(target)
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(target, old)
     try:

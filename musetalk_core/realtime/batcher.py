@@ -151,7 +151,13 @@ class Batcher:
         try:
             faces = self.generate(self.models, flat, decoder=self.decoder, acceleration=self.acceleration,
                                   batch_size=self.batch_size)
-        except Exception as exc:  # e.g. out of memory: every session of the batch is told
+        except Exception as exc:  # e.g. out of memory: each session's share again on its own, and only a session
+            if len(chosen) > 1:   # whose own share fails is told (and ends)
+                log.warning("MuseTalk real-time batch of %d sessions failed (%s); retrying each on its own",
+                            len(chosen), exc)
+                for live, items in chosen.items():
+                    self._generate({live: items}, failed)
+                return
             for live in chosen:
                 failed[live] = exc
             return

@@ -8,13 +8,12 @@ ceil(n * 16000 / rate).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 import torch
 
-from ..audio.clip import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE
+from ..audio.clip import SAMPLE_RATE, check_sample_rate
 from ..errors import InputError
 
 
@@ -42,14 +41,7 @@ def mono_float(samples) -> np.ndarray:
 
 
 def check_rate(sample_rate) -> int:
-    try:
-        rate = float(sample_rate)
-    except (TypeError, ValueError):
-        rate = float("nan")
-    if not math.isfinite(rate) or rate != int(rate) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise InputError(f"audio chunk: sample rate {sample_rate!r} Hz is not usable; expected a whole number of Hz "
-                         f"between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} (e.g. 16000, 44100, 48000).")
-    return int(rate)
+    return check_sample_rate(sample_rate, "audio chunk")
 
 
 class To16k:

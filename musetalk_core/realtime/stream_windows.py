@@ -333,19 +333,9 @@ class StreamingWindows:
 
     def _silence(self, rows: torch.Tensor) -> torch.Tensor:
         """audio/silence.py's flags for these windows: RMS over the 20 ms spans of their valid rows < threshold."""
-        n = self.received
-        r = rows.numpy()
-        valid = r >= 0
-        lo = np.where(valid, r, np.iinfo(np.int64).max).min(axis=1)
-        hi = np.where(valid, r, -1).max(axis=1) + 1
-        step = SAMPLES_PER_WHISPER_FRAME
-        lo_s = np.clip(lo * step, 0, n)
-        hi_s = np.clip(hi * step, 0, n)
-        count = np.maximum(hi_s - lo_s, 0)
-        total = np.where(count > 0, self._energy_at(np.maximum(hi_s, lo_s)) - self._energy_at(lo_s), 0.0)
-        mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-        level = 10.0 * np.log10(np.maximum(mean, 1e-20))
-        return torch.from_numpy(level < self.threshold)
+        from ..audio.silence import window_levels
+
+        return torch.from_numpy(window_levels(rows, self.received, self._energy_at) < self.threshold)
 
     def _energy_at(self, samples: np.ndarray) -> np.ndarray:
         """The running sum at each of ``samples`` (a row edge, or the end of the stream)."""
