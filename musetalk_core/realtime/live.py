@@ -213,7 +213,7 @@ class Live:
                     self.session.finish()
                     continue
                 samples, rate = item
-                room = max(1, int(np.ceil((max_seconds - fed) * rate)))
+                room = max(1, int(np.ceil((max_seconds - fed) * rate - 1e-6)))  # no stray sample from rounding
                 if len(samples) > room:  # the rest goes back first in line (the loop only appends on the right)
                     self.inbox.appendleft((samples[room:], rate))
                     samples = samples[:room]
