@@ -26,7 +26,7 @@
 #   bash benchmarks/gpu_session.sh speakers # one short call (~4 min, networks written included): per-speaker cost,
 #                                          # file to file, 1 / 2 / 3 speakers and the default path on a 3-head
 #                                          # clip, real-size random weights, bf16, 720p (benchmarks.speakers)
-#   bash benchmarks/gpu_session.sh realtime # one short call (~5 min, networks written included): live sessions on
+#   bash benchmarks/gpu_session.sh realtime # one call (~6 min, at most 560 s; networks written included): live sessions on
 #                                          # a 720p avatar, real-size random weights, bf16 (benchmarks.realtime):
 #                                          # first-frame latency, fps per stream, 1 / 4 / 8 / 16 sessions sharing
 #                                          # generate_batch; CUDA graphs; TAESD; live vs offline windows at
@@ -221,7 +221,7 @@ realtime)
     timeout 170 python3 -m benchmarks.realtime "${common[@]}" --sessions 1 4 8 16 --batch-size 32 \
         --json "$OUT/gpu-realtime-bf16.json" >> "$log" 2>&1
     echo "== realtime sessions, vae, cuda_graphs $(date -u +%T)" >> "$log"
-    timeout 100 python3 -m benchmarks.realtime "${common[@]}" --sessions 8 16 --batch-size 32 \
+    timeout 80 python3 -m benchmarks.realtime "${common[@]}" --sessions 8 16 --batch-size 32 \
         --acceleration cuda_graphs --json "$OUT/gpu-realtime-graphs-bf16.json" >> "$log" 2>&1
     echo "== realtime sessions, taesd $(date -u +%T)" >> "$log"
     timeout 100 python3 -m benchmarks.realtime "${common[@]}" --sessions 1 8 16 --batch-size 32 --decoder taesd \
