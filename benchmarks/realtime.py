@@ -129,7 +129,8 @@ def chunks(samples: np.ndarray, rate: int = 16000):
 
 @torch.inference_mode()  # as the server's batcher runs its steps
 def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, batch_size: int, decoder: str,
-                timers: Timers, acceleration: str = "off", context_seconds: float = 30.0) -> dict:
+                timers: Timers, acceleration: str = "off", context_seconds: float = 30.0,
+                block_ms: int = 200) -> dict:
     """``sessions`` sessions fed the same audio chunk by chunk, their work through shared generate_batch calls.
 
     Latency on a virtual clock: chunk k arrives at its audio time (k + 1) * 20 ms; its step (push, generate, blend)
@@ -138,8 +139,8 @@ def run_streams(models, avatar, options, samples: np.ndarray, sessions: int, bat
     and the compute."""
     from musetalk_core.realtime.session import AvatarSession, generate_batch
 
-    live = [AvatarSession(models, avatar, options, session_id=str(i), context_seconds=context_seconds)
-            for i in range(sessions)]
+    live = [AvatarSession(models, avatar, options, session_id=str(i), context_seconds=context_seconds,
+                          block_ms=block_ms) for i in range(sessions)]
     out = [0] * sessions
     generated = [0]
     latencies = []  # session 0's frames
@@ -215,13 +216,13 @@ def measure_sessions(args) -> dict:
         warm = Timers(args.device)
         with timed_encoder(warm):  # networks onto the device, kernels chosen, caches filled
             run_streams(models, avatar, options, samples[:16000], 1, args.batch_size, args.decoder, warm,
-                        args.acceleration, args.context_seconds)
+                        args.acceleration, args.context_seconds, args.block_ms)
         runs = []
         for n in args.sessions:
             timers = Timers(args.device)
             with timed_encoder(timers):
                 runs.append(run_streams(models, avatar, options, samples, n, args.batch_size, args.decoder,
-                                        timers, args.acceleration, args.context_seconds))
+                                        timers, args.acceleration, args.context_seconds, args.block_ms))
             print(json.dumps(runs[-1]), flush=True)
     return {"runs": runs}
 
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, nargs="+", default=[1])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--decoder", default="vae", choices=("vae", "taesd"))
+    p.add_argument("--block-ms", type=int, default=200,
+                   help="the live encoder's block (StreamingWindows; one call per block of audio)")
     p.add_argument("--context-seconds", type=float, default=30.0,
                    help="the live Whisper encoder's context (StreamingWindows; 30 = the whole segment, as offline)")
     p.add_argument("--acceleration", default="off",
@@ -333,7 +336,8 @@ def main(argv=None) -> dict:
               "settings": {"scale": args.scale, "device": args.device, "dtype": args.dtype, "size": args.size,
                            "avatar_frames": args.frames, "fps": FPS, "batch_size": args.batch_size,
                            "decoder": args.decoder, "acceleration": args.acceleration,
-                           "context_seconds": args.context_seconds, "chunk_ms": CHUNK_MS, "torch_threads": torch.get_num_threads()}}
+                           "context_seconds": args.context_seconds, "block_ms": args.block_ms,
+                           "chunk_ms": CHUNK_MS, "torch_threads": torch.get_num_threads()}}
     if args.fidelity:
         encoders = ["tiny"] + (["real"] if args.real_encoder else [])
         report["fidelity"] = [row for e in encoders for row in measure_fidelity(e, args)]
