@@ -528,7 +528,8 @@ def test_sigterm_closes_the_sessions_and_exits_cleanly(models_dir, avatars):
     proc = subprocess.Popen([sys.executable, "-m", "musetalk_core", "serve", "--avatars", str(avatars),
                              "--models-dir", str(models_dir), "--port", str(port), "--device", "cpu",
                              "--precision", "fp32", "--send-buffer-kb", "8", "--acceleration", "cuda_graphs",
-                             "--batch-size", "4", "--context-seconds", "6"], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--batch-size", "4", "--context-seconds", "6", "--block-ms", "400"], cwd=ROOT,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     stalled = None
     try:
@@ -564,6 +565,12 @@ def test_sigterm_closes_the_sessions_and_exits_cleanly(models_dir, avatars):
             proc.kill()
             proc.wait()
     assert ready["type"] == "ready"
+    # --block-ms reaches the sessions: the look-ahead they state is the 400 ms block's
+    from musetalk_core.realtime.stream_windows import window_lookahead_ms
+
+    fade = LipsyncOptions().silence_fade_frames
+    assert ready["lookahead_ms"] == window_lookahead_ms(25.0, 2, 2, 400, 0, fade) > window_lookahead_ms(
+        25.0, 2, 2, 200, 0, fade)
     assert message == {"type": "error", "message": "the server is shutting down"}
     assert closed == {"type": "closed", "code": 1001}
     assert "Stopped." in output, output

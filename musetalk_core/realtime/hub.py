@@ -47,6 +47,7 @@ class HubSettings:
     decoder: str = "vae"
     acceleration: str = "off"    # the UNet + decoder step (accel.py): compiled / captured once
     context_seconds: float = 30.0  # the live Whisper encoder's context (stream_windows.py; 30: as offline)
+    block_ms: int = 200            # audio per live encoder call (stream_windows.py): latency against encoder calls
     jpeg_quality: int = 85
 
 
@@ -173,7 +174,7 @@ class Hub:
         if factory is None:
             from .session import AvatarSession as factory
         return factory(self.models, avatar, self.options, session_id=session_id,
-                       context_seconds=self.settings.context_seconds)
+                       context_seconds=self.settings.context_seconds, block_ms=self.settings.block_ms)
 
     def spawn(self, coro) -> asyncio.Task:
         """A task the hub holds until it ends (the loop itself keeps only weak references to tasks)."""

@@ -40,6 +40,10 @@ def add_serve_parser(sub) -> None:
                    help="audio the live Whisper encoder attends to per call: 30 = the whole 30 s segment, as offline "
                         "sees it; less is cheaper (an encoder call's work shrinks with it, BENCHMARKS.md) and moves the "
                         "windows further from the offline encoding (docs/realtime.md)")
+    p.add_argument("--block-ms", type=ranged(int, 20, 2000, "block-ms"), default=200,
+                   help="audio per live Whisper encoder call, a multiple of 20: longer blocks mean fewer encoder calls "
+                        "and larger UNet batches per session, and up to that much more latency (the stated look-ahead "
+                        "is 280 ms at 200, 480 ms at 400)")
     p.add_argument("--jpeg-quality", type=ranged(int, 10, 100, "jpeg-quality"), default=85,
                    help="quality of the WebSocket's JPEG frames")
     p.add_argument("--queue-seconds", type=ranged(float, 0.1, 30.0, "queue-seconds"), default=1.0,
@@ -68,7 +72,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..weights import files as model_files
     from .avatar import default_avatars_dir
     from .hub import LATENTSYNC_REFUSAL, Hub, HubSettings
-    from .stream_windows import DEFAULT_BLOCK_MS, ROW_MS, check_context
+    from .stream_windows import ROW_MS, check_blocks, check_context
 
     if args.generator != "musetalk":
         raise InputError(f"--generator {args.generator}: {LATENTSYNC_REFUSAL}")
@@ -79,7 +83,8 @@ def run_serve(args: argparse.Namespace) -> int:
                          "(or python install.py --with-server).") from None
     options = resolve({name: getattr(args, name) for name in ("version", "device", "precision", "decoder",
                                                             "acceleration")})
-    check_context(args.context_seconds, DEFAULT_BLOCK_MS // ROW_MS)  # refused now, not at each client
+    check_blocks(args.block_ms, 0)  # refused now, not at each client
+    check_context(args.context_seconds, args.block_ms // ROW_MS)
     dirs = args.models_dir or model_files.default_models_dirs()
     avatars = args.avatars or default_avatars_dir(dirs)
     if not Path(avatars).is_dir():
@@ -101,6 +106,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = HubSettings(max_sessions=args.max_sessions, batch_size=args.batch_size,
                           queue_seconds=args.queue_seconds, decoder=options.decoder,
                           acceleration=options.acceleration, context_seconds=args.context_seconds,
+                          block_ms=args.block_ms,
                           jpeg_quality=args.jpeg_quality, send_buffer_bytes=args.send_buffer_kb * 1024)
     hub = Hub(models, Path(avatars), settings)
     asyncio.run(server.run_server(hub, args.host, args.port, announce=lambda text: print(text, flush=True)))

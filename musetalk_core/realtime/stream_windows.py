@@ -91,6 +91,17 @@ def window_lookahead_ms(fps: float, pad_left: int, pad_right: int, block_ms: int
     return int(math.ceil(worst))
 
 
+def check_blocks(block_ms, settle_ms) -> None:
+    """The encoder block and settle: whole Whisper rows (20 ms), a block of one row at least."""
+    for name, value in (("block_ms", block_ms), ("settle_ms", settle_ms)):
+        try:
+            whole = int(value) == value
+        except (TypeError, ValueError):
+            whole = False
+        if not whole or value % ROW_MS or value < (ROW_MS if name == "block_ms" else 0):
+            raise InputError(f"{name}: expected a multiple of {ROW_MS} ms (a Whisper row), got {value!r}.")
+
+
 def check_context(context_seconds: float, block_and_settle_rows: int) -> Optional[int]:
     """The encoder window in rows for ``context_seconds`` (None: 30, the whole segment as offline). A window must
     hold the rows one call keeps (a block and the settle) and a second of audio before them."""
@@ -120,9 +131,7 @@ class StreamingWindows:
         self.fps = check_fps(fps)
         self.pad_left, self.pad_right, self.threshold = _check_settings(
             "reference", audio_padding_left, audio_padding_right, silence_threshold_db)
-        for name, value in (("block_ms", block_ms), ("settle_ms", settle_ms)):
-            if int(value) != value or value % ROW_MS or value < (ROW_MS if name == "block_ms" else 0):
-                raise InputError(f"{name}: expected a multiple of {ROW_MS} ms (a Whisper row), got {value!r}.")
+        check_blocks(block_ms, settle_ms)
         self.block_rows = int(block_ms) // ROW_MS
         self.settle_rows = int(settle_ms) // ROW_MS
         self.window_rows = check_context(context_seconds, self.block_rows + self.settle_rows)
