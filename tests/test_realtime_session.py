@@ -399,6 +399,35 @@ def test_generate_batch_with_acceleration(models, avatar, monkeypatch):
     models.extras.pop(accel.RUNNER_SLOT)
 
 
+def test_a_compiled_step_is_compiled_once(models, avatar, monkeypatch):
+    """Dynamo traces the step once: the t = 0 embedding is cached before the first call, so the second call does not
+    find a different cache and compile again (a second build of 10-60 s in the first client's batches). A counting
+    backend stands in for Inductor (what is compiled is the question, not how fast)."""
+    from musetalk_core.generators.musetalk import accel
+
+    compiled = []
+    real_compile = torch.compile
+
+    def counting(gm, example_inputs):
+        compiled.append(len(example_inputs))
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **_: real_compile(fn, backend=counting, dynamic=False))
+    torch._dynamo.reset()
+    latents = avatar.latents.latents
+    items = [WorkItem(k, latents[k % latents.shape[0]], torch.randn(50, 384) * 0.3) for k in range(3)]
+    try:
+        with torch.inference_mode():
+            first = generate_batch(models, items, acceleration="compile", batch_size=4)
+            after_first = len(compiled)
+            again = generate_batch(models, items, acceleration="compile", batch_size=4)
+    finally:
+        models.extras.pop(accel.RUNNER_SLOT, None)
+        torch._dynamo.reset()
+    assert after_first >= 1 and len(compiled) == after_first
+    assert torch.equal(first, again)
+
+
 # ------------------------------------------------------------------------------------------------ encoder context
 
 def test_window_states_place_rows_in_the_segment(models):

@@ -260,6 +260,10 @@ def batch_step(models: MuseTalkModels, unet, dec, pe, decoder: str, batch_size: 
             lambda: accel.StaticRunner(step, batch_size, device, speed, keep=(unet.time_embedding,)))
         # the embedding module the graph / compiled code was made with (same values as this run's)
         unet.time_embedding = runner.keep[0]
+        # its t = 0 embedding at this batch size cached before the step is compiled or captured (the same eager
+        # computation the first call would make): compiled code that found the cache empty would be compiled again
+        # at the second call, when it is full
+        runner.keep[0](torch.zeros(int(batch_size), 1, device=device))
         yield runner
 
 
