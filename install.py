@@ -3,8 +3,9 @@
 ComfyUI-Manager runs this file after `pip install -r requirements.txt`; running it twice is safe.
 
   python install.py                          requirements (torch kept exactly as installed)
-  python install.py --dev                    + test tools, the mmpose yardstick backend and, when ../shared/vendor holds
-                                             the ComfyUI snapshot, a real ComfyUI for the integration tests (what CI runs)
+  python install.py --dev                    + test tools, the mmpose yardstick backend, when ../shared/vendor holds
+                                             the ComfyUI snapshot a real ComfyUI for the integration tests, and when npm
+                                             is there playwright-core for the browser checks (what CI runs)
   python install.py --with-mmpose            + mmengine/mmcv-lite/mmdet/mmpose without mmcv's CUDA ops (xtcocotools is built from source: needs a C compiler)
   python install.py --with-ray               + Ray, for `python -m musetalk_core batch --ray` (batch jobs on many GPUs/machines)
   python install.py --with-server            + aiohttp and aiortc, for `python -m musetalk_core serve` (real-time avatars, WebRTC)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,6 +109,21 @@ def setup_comfyui() -> None:
     subprocess.check_call([sys.executable, str(script)])
 
 
+# --dev: playwright-core (from the npm registry) for the browser checks, the graph editor and the real-time page, in
+# <venv>/node; tests/browser.py finds it there. Without node, npm or Chromium those checks skip.
+PLAYWRIGHT = "playwright-core@1.65.2"
+
+
+def setup_browser_tools() -> None:
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        print("No node/npm: the browser checks (graph editor, real-time page) will skip.")
+        return
+    target = Path(sys.prefix) / "node"
+    if subprocess.call([npm, "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(target), PLAYWRIGHT]):
+        print(f"Warning: npm could not install {PLAYWRIGHT}; the browser checks will skip.")
+
+
 def download(which: str, models_dir: str | None) -> int:
     sys.path.insert(0, str(HERE))
     from musetalk_core.weights.download import download_models
@@ -165,6 +182,8 @@ def main(argv=None) -> int:
             os.unlink(constraint)  # running twice must not pile up temporary files
         if args.dev and not args.skip_requirements and not args.skip_comfyui:
             setup_comfyui()
+        if args.dev and not args.skip_requirements:
+            setup_browser_tools()
     if args.download_models:
         return download(args.download_models, args.models_dir)
     return 0

@@ -559,26 +559,21 @@ def test_a_face_less_video_says_so_on_the_nodes(run_server):
 
 # ---------------------------------------------------------------------------------------------------------------
 # The workflows in the real graph editor: ComfyUI's server on 127.0.0.1 and its frontend in headless Chromium
-# (tools/editor_check.js, playwright-core). A local check, skipped where the tools are missing (CI): needs `node`,
-# NODE_PATH naming a node_modules that holds playwright-core, and Chromium ($CHROMIUM, default /usr/bin/chromium).
+# (tools/editor_check.js, playwright-core). Skipped where the tools are missing (tests/browser.py): `node`,
+# playwright-core ($NODE_PATH, or <venv>/node where `python install.py --dev` puts it) and Chromium ($CHROMIUM,
+# default /usr/bin/chromium).
 # $COMFYUI_FRONTEND_ROOT runs it against another frontend (a comfyui-frontend-package's static/ folder, e.g. from
 # `python tools/comfyui_env.py --frontend latest`). Screenshots are kept in $EDITOR_SHOTS if set.
 # ---------------------------------------------------------------------------------------------------------------
-
-def _editor_tools_missing():
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if not shutil.which("node") or not os.path.exists(chromium):
-        return "node or Chromium not installed"
-    probe = subprocess.run(["node", "-e", "require.resolve('playwright-core')"], capture_output=True)
-    return None if probe.returncode == 0 else "playwright-core not found on NODE_PATH"
-
 
 @pytest.fixture(scope="module")
 def comfyui_server(tmp_path_factory):
     from media import face_frames, tone, write_video, write_wav
     from PIL import Image
 
-    missing = _editor_tools_missing()
+    from browser import browser_missing
+
+    missing = browser_missing()
     if missing:
         pytest.skip(missing)
     base = _base_folder(tmp_path_factory.mktemp("comfy_base"))
@@ -598,6 +593,7 @@ def comfyui_server(tmp_path_factory):
 
 @needs_comfyui
 def test_workflows_open_in_the_real_editor_without_alerts_or_overlaps(comfyui_server, tmp_path):
+    from browser import node_env
     from test_workflows import THIRD_PARTY_ALLOWED
 
     ui_files = sorted((ROOT / "workflows" / "ui").glob("*.json"))
@@ -610,7 +606,7 @@ def test_workflows_open_in_the_real_editor_without_alerts_or_overlaps(comfyui_se
     os.makedirs(shots, exist_ok=True)
     proc = subprocess.run(["node", str(ROOT / "tools" / "editor_check.js"), comfyui_server, shots, *map(str, ui_files)],
                           capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PORTRAIT_VIDEO="musetalk_portrait.mp4",
+                          env=node_env(PORTRAIT_VIDEO="musetalk_portrait.mp4",
                                    PORTRAIT_OUTPUT="video/musetalk_portrait_00001_.mp4",
                                    TEMPLATE_TITLES="\n".join(sorted(titles))))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import math
-import os
 import re
 import shutil
 import signal
@@ -579,16 +578,10 @@ def test_sigterm_closes_the_sessions_and_exits_cleanly(models_dir, avatars):
 
 # ---------------------------------------------------------------------------------------------------- web page
 
-def _browser_missing():
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if not shutil.which("node") or not os.path.exists(chromium):
-        return "node or Chromium not installed"
-    probe = subprocess.run(["node", "-e", "require.resolve('playwright-core')"], capture_output=True)
-    return None if probe.returncode == 0 else "playwright-core not found on NODE_PATH"
-
-
 def test_web_page_talks_to_the_avatar_in_chromium(models, avatars, tmp_path):
-    missing = _browser_missing()
+    from browser import browser_missing, node_env
+
+    missing = browser_missing()
     if missing:
         pytest.skip(missing)
     # Chromium loops the file: a short sound every 6 s, the avatar idling in between
@@ -598,7 +591,7 @@ def test_web_page_talks_to_the_avatar_in_chromium(models, avatars, tmp_path):
         async with serve(models, avatars) as (server, hub):
             proc = await asyncio.create_subprocess_exec(
                 "node", str(ROOT / "tools" / "realtime_page_check.js"), str(server.make_url("/")), "anna", str(wav),
-                "12", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                "12", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=node_env())
             out, err = await asyncio.wait_for(proc.communicate(), WAIT + 60)
             return proc.returncode, out.decode(), err.decode()
 
