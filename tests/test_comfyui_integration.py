@@ -559,7 +559,9 @@ def test_a_face_less_video_says_so_on_the_nodes(run_server):
 
 # ---------------------------------------------------------------------------------------------------------------
 # The workflows in the real graph editor: ComfyUI's server on 127.0.0.1 and its frontend in headless Chromium
-# (tools/editor_check.js, playwright-core). Skipped where the tools are missing (tests/browser.py): `node`,
+# (tools/editor_check.js, playwright-core). Run on request (MUSETALK_EDITOR_CHECK=1, or NODE_PATH set; it takes 3-5
+# minutes, which CI's budget leaves to the sessions that change nodes or workflows) where the tools are there
+# (tests/browser.py): `node`,
 # playwright-core ($NODE_PATH, or <venv>/node where `python install.py --dev` puts it) and Chromium ($CHROMIUM,
 # default /usr/bin/chromium).
 # $COMFYUI_FRONTEND_ROOT runs it against another frontend (a comfyui-frontend-package's static/ folder, e.g. from
@@ -573,6 +575,8 @@ def comfyui_server(tmp_path_factory):
 
     from browser import browser_missing
 
+    if os.environ.get("MUSETALK_EDITOR_CHECK") != "1" and not os.environ.get("NODE_PATH"):
+        pytest.skip("the graph editor check runs on request, 3-5 minutes: MUSETALK_EDITOR_CHECK=1 (README, Tests)")
     missing = browser_missing()
     if missing:
         pytest.skip(missing)
