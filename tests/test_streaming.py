@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from media import write_video
+from media import marked_faceless, write_video
 from musetalk_core.faces import locate as face_locate
 from musetalk_core.io import video_read, video_write
 from musetalk_core.blend.blender import to_uint8
@@ -55,16 +55,7 @@ def models(tiny_models_factory):
 def faceless_frames(monkeypatch):
     """The real detector, with frames that carry the marker reported as face-less (content-based, so it holds
     whatever chunk the frame arrives in)."""
-    real = face_locate.locate_faces
-
-    def locate(models, frames_u8, **kw):
-        loc = real(models, frames_u8, **kw)
-        marked = frames_u8[:, :8, :8].float().mean(dim=(1, 2, 3)) < 12
-        loc.has_face[marked] = False
-        loc.boxes[marked] = 0
-        return loc
-
-    monkeypatch.setattr(face_locate, "locate_faces", locate)
+    monkeypatch.setattr(face_locate, "locate_faces", marked_faceless(face_locate.locate_faces))
 
 
 OPTIONS = LipsyncOptions(face_batch_size=2, vae_batch_size=3, batch_size=4, chunk_size=5, box_smoothing=0.6,

@@ -149,7 +149,6 @@ class StreamingWindows:
         self._audio_from = 0              # the sample _audio[0] is
         self._arrived: list = []          # chunks pushed since, joined to _audio when a call reads it (not at each
                                           # 20 ms chunk: that would copy the whole segment 50 times a second)
-        self._arrived_samples = 0
         self._encoded_to = 0              # the row boundary the last block call's audio ended at
         self._states: Optional[torch.Tensor] = None  # kept rows _states_from.. (n, 5, 384)
         self._states_from = 0
@@ -173,7 +172,6 @@ class StreamingWindows:
             return
         self._add_energy(x)
         self._arrived.append(x)
-        self._arrived_samples += int(x.size)
         self.received += int(x.size)
         while self.received >= (self._encoded_to + self.block_rows) * SAMPLES_PER_WHISPER_FRAME:
             self._encoded_to += self.block_rows
@@ -188,7 +186,7 @@ class StreamingWindows:
         self.length = int(math.floor((self.received / SAMPLE_RATE) * WHISPER_FPS))  # as reference_blocks
         self.num_frames = frame_count(self.received, self.fps)
         self._encode_until(self.received, self.length)
-        self._audio, self._arrived, self._arrived_samples = np.zeros(0, np.float32), [], 0
+        self._audio, self._arrived = np.zeros(0, np.float32), []
 
     def _add_energy(self, x: np.ndarray) -> None:
         """Running sums of squares at each row edge the new samples reach, in silence.py's order (sequential from
@@ -211,7 +209,7 @@ class StreamingWindows:
             return
         if self._arrived:
             self._audio = np.concatenate([self._audio] + self._arrived)
-            self._arrived, self._arrived_samples = [], 0
+            self._arrived = []
         segments = range(self.kept // SEGMENT_ROWS, (keep_to - 1) // SEGMENT_ROWS + 1)
         pieces, firsts = [], []
         for s in segments:
@@ -374,6 +372,6 @@ class StreamingWindows:
 
     def held(self) -> dict:
         """What the stream holds now (audio samples, Whisper rows, running sums): bounded, whatever its length."""
-        return {"audio_samples": int(self._audio.size) + self._arrived_samples,
+        return {"audio_samples": int(self._audio.size) + sum(int(c.size) for c in self._arrived),
                 "state_rows": 0 if self._states is None else int(self._states.shape[0]),
                 "energy_edges": int(self._energy.size)}
