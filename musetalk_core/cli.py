@@ -116,34 +116,37 @@ def run_lipsync(args: argparse.Namespace) -> int:
     """Streams: the video is decoded chunk by chunk, lip-synced and encoded as it goes (musetalk_core.pipeline),
     so memory does not grow with its length. Every input is checked before a model is loaded or a frame decoded."""
     from .weights import files as model_files
-    from .io import image_file, output_file, video_read, video_write
-    from .io.sources import TensorSource
+    from .io import output_file, video_write
     from .pipeline import check_options, lipsync_stream, load_run
 
-    if args.video is not None and args.fps is not None:
-        raise InputError("--fps applies to --image only; a video keeps its own frame rate.")
+    if args.fps is not None and args.image is None:
+        raise InputError(f"--fps applies to --image only; {'an avatar' if args.avatar else 'a video'} keeps its "
+                         "own frame rate.")
     _STAGE[0] = "inputs"
-    options = options_from_args(args)
-    check_options(options)
-    if args.video is not None:
-        source = video_read.open_video(args.video)  # demuxes only: frame count and timestamps, nothing decoded
-        fps = source.fps
-    else:
-        source, fps = TensorSource(image_file.read_image(args.image)), args.fps or Fraction(25)
+    dirs = args.models_dir or model_files.default_models_dirs()
+    source, fps, options, avatar = _source(args, dirs)
     try:
+        check_options(options)
         audio, speakers, audio_inputs = _voices(args, fps)
         output = output_file.check_output_path(args.output)
         output_file.refuse_overwriting_inputs(output, {"--video": args.video, "--image": args.image,
                                                        **audio_inputs})
-        dirs = args.models_dir or model_files.default_models_dirs()
         bars = _Bars(not args.no_progress)
         try:
             height, width = source.frame_size
             rate, channels = _layout(audio, speakers)
             _STAGE[0] = "models"
-            models, generator = load_run(dirs, options, unet_config=args.unet_config)
+            prepared = None
+            if avatar is None:
+                models, generator = load_run(dirs, options, unet_config=args.unet_config)
+            else:
+                from .generators.musetalk.generator import MuseTalkGenerator
+                from .realtime.avatar_lipsync import avatar_material, load_avatar_networks
+
+                models = load_avatar_networks(dirs, options)
+                generator, prepared = MuseTalkGenerator(models, options), avatar_material(avatar, models)
             run = lambda sink: lipsync_stream(models, source, audio, float(fps), options, sink, progress=bars,
-                                              generator=generator, speakers=speakers)
+                                              generator=generator, speakers=speakers, prepared_video=prepared)
             with video_write.VideoWriter(output, fps, width, height, args.crf, rate, channels,
                                          preset=args.preset) as writer:
                 result = run(writer.write)
@@ -158,6 +161,27 @@ def run_lipsync(args: argparse.Namespace) -> int:
         print("No face was found in the video: it was passed through unchanged with the new audio "
               "(see the warning above).")
     return EXIT_OK
+
+
+def _source(args: argparse.Namespace, dirs):
+    """(frame source, exact fps, the run's options, the avatar or None) of --video, --image or --avatar."""
+    from .io import image_file, video_read
+    from .io.sources import TensorSource
+
+    if args.avatar is not None:
+        from .lipsync_args import given_options, speaker_specs
+
+        if speaker_specs(args) is not None:
+            raise InputError("--avatar holds one face: give it one --audio (several speakers run from the video).")
+        from .realtime.avatar_lipsync import open_avatar
+
+        avatar, options = open_avatar(args.avatar, args.avatars_dir, dirs, given_options(args))
+        return avatar.source(), avatar.exact_fps, options, avatar
+    options = options_from_args(args)
+    if args.video is not None:
+        source = video_read.open_video(args.video)  # demuxes only: frame count and timestamps, nothing decoded
+        return source, source.fps, options, None
+    return TensorSource(image_file.read_image(args.image)), args.fps or Fraction(25), options, None
 
 
 def _voices(args: argparse.Namespace, fps):

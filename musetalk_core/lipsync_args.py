@@ -84,11 +84,23 @@ def _help(param: Param) -> str:
     return param.help
 
 
+class _StoreGiven(argparse.Action):
+    """Stores the value and notes the setting as given (``given_flags``): a run from an avatar must tell a flag
+    left out from one given with its default value."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, getattr(namespace, GIVEN, frozenset()) | {self.dest})
+
+
+GIVEN = "given_flags"
+
+
 def add_option(group, param: Param) -> None:
     """The flag of one setting: ``--bbox-shift`` for ``bbox_shift``."""
     flag = "--" + param.name.replace("_", "-")
     open_default = param.follows or param.latentsync_default is not None  # decided by resolve(), from the others
-    kwargs = dict(type=_param_type(param), default=None if open_default else param.default,
+    kwargs = dict(action=_StoreGiven, type=_param_type(param), default=None if open_default else param.default,
                   help=_help(param).replace("%", "%%"))  # argparse formats help with %
     if param.choices and not param.presets:
         kwargs["choices"] = param.choices  # listed in the usage; the type's check comes first
@@ -103,6 +115,10 @@ def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -
     src = io.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", type=Path, help="source video (its own audio track is ignored)")
     src.add_argument("--image", type=Path, help="a single photo instead of a video (use --fps)")
+    src.add_argument("--avatar", default=None, metavar="NAME|FOLDER",
+                     help="a prepared avatar (python -m musetalk_core avatar) instead of a video: its frames, faces "
+                          "and latents are reused, so only the audio, UNet, decoder and blend run; same output as "
+                          "the run from its video with its settings")
     voices = io.add_mutually_exclusive_group(required=True)
     voices.add_argument("--audio", type=Path, help="driving audio (wav, mp3, m4a, or a video's sound)")
     voices.add_argument("--speaker", action="append", metavar="AUDIO[@SELECTION]", default=None,
@@ -115,6 +131,9 @@ def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -
     io.add_argument("--output", "-o", type=Path, required=True, help="output .mp4/.mov/.mkv (its folder must exist)")
     io.add_argument("--fps", type=_fps, default=None,
                     help="frame rate for --image (default 25); a video keeps its own exact rate")
+    io.add_argument("--avatars-dir", type=Path, default=None,
+                    help="where --avatar NAME lives (default $MUSETALK_AVATARS_DIR, else the first models folder's "
+                         "avatars/ folder)")
     io.add_argument("--crf", type=ranged(int, 0, 51, "crf"), default=18,
                     help="H.264 quality (lower = better, larger)")
     io.add_argument("--preset", choices=X264_PRESETS, default="medium",
@@ -133,6 +152,11 @@ def add_lipsync_arguments(p: argparse.ArgumentParser, models_dir: bool = True) -
                               help="LatentSync: an upstream UNet config file (configs/unet/stage1.yaml, "
                                    "stage2_efficient.yaml, ...; absolute or relative to the models folder) instead "
                                    "of the version's own stage2 config")
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """{setting: value} of the flags a parsed lipsync command line or job line gives (no defaults)."""
+    return {name: getattr(args, name) for name in getattr(args, GIVEN, ()) if name in PARAMS}
 
 
 def options_from_args(args: argparse.Namespace) -> LipsyncOptions:

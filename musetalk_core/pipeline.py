@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .errors import InputError
 from .frame_mapping import used_source_frames
 from .hooks import NO_HOOKS, RunHooks
 from .io.sources import FrameSource
@@ -244,12 +245,13 @@ def _render_layers(generator, materials, source, options, sink, first, last, pro
 
 def speaker_materials(models: MuseTalkModels, generator: Generator, source: FrameSource, speakers, fps: float,
                       options, spill: SpillFolder, progress: Optional[ProgressFactory] = None,
-                      chunk_frames: Optional[int] = None):
+                      chunk_frames: Optional[int] = None, prepared_video=None):
     """(one Material per speaker, the face tracks or None, the track of each speaker): see speakers.py. All share T
     (the length-fit mode over the longest audio) and the frame mapping; each speaker's material spills to its own
-    folder inside ``spill``."""
+    folder inside ``spill``. ``prepared_video``: (faces, the generator's material) of every source frame, computed
+    before (an avatar: realtime/avatar_lipsync.py) instead of the per-video stages; one speaker only."""
     from .audio.fit import audio_frames
-    from .faces.material import _dilate, smoothing_radius
+    from .faces.material import dilate_frames, smoothing_radius
     from .faces.tracks import detect_tracks
     from .frame_mapping import output_length
     from .speakers import assign_tracks, needs_tracks, speaker_list, track_landmarks
@@ -263,10 +265,16 @@ def speaker_materials(models: MuseTalkModels, generator: Generator, source: Fram
     features = [encode_features(models, s.audio, fps, options, folder, progress, generator, num_frames=t)
                 for s, folder in zip(speakers, folders)]
     mapping, wanted = frames_used(t, source.num_frames, options)
+    if prepared_video is not None:
+        if needs_tracks(speakers):
+            raise InputError("A prepared video (an avatar) holds one face: it takes one audio with speaker_selection "
+                             "'default'. Run several speakers from the video itself.")
+        faces, prepared = prepared_video
+        return [material_for(generator, features[0], mapping, faces, prepared)], None, [None]
     if not needs_tracks(speakers):
         faces, prepared = video_material(models, generator, source, options, wanted, spill, progress, chunk_frames)
         return [material_for(generator, features[0], mapping, faces, prepared)], None, [None]
-    examined = _dilate(wanted, smoothing_radius(float(options.box_smoothing)))  # the faces stage's located frames
+    examined = dilate_frames(wanted, smoothing_radius(float(options.box_smoothing)))  # the faces stage's located frames
     tracks = detect_tracks(models, source, examined, detector_scale=options.detector_scale,
                            batch_size=options.face_batch_size, chunk_frames=chunk_frames,
                            hooks=_hooks(progress, "face tracks", int(examined.sum())))
@@ -282,7 +290,7 @@ def speaker_materials(models: MuseTalkModels, generator: Generator, source: Fram
 def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Optional[Mapping[str, Any]], fps: float,
                    options, sink: Sink, progress: Optional[ProgressFactory] = None, spill_dir=None,
                    chunk_frames: Optional[int] = None, generator: Optional[Generator] = None,
-                   speakers: Optional[Sequence] = None) -> StreamResult:
+                   speakers: Optional[Sequence] = None, prepared_video=None) -> StreamResult:
     """Lip-sync ``source`` to ``audio`` (or each of several ``speakers``: speakers.Speaker, each an AUDIO and the
     face that speaks it); every output frame goes to ``sink`` as soon as it is blended.
 
@@ -290,6 +298,8 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Optional[
     MuseTalk on ``models``. ``chunk_frames``: source frames per read in the faces stage (default 64, at most
     faces.material.CHUNK_PIXELS, rounded to detection batches); output frames per chunk are ``options.chunk_size``.
     Neither changes the result. One audio with speaker_selection 'default' is the reference's run exactly.
+    ``prepared_video``: (faces, generator material) of every frame of ``source`` made before (an avatar), used
+    instead of the faces and VAE stages (speaker_materials).
     """
     from .blend.audio_mix import mix_audio
     from .speakers import speaker_list
@@ -303,7 +313,7 @@ def lipsync_stream(models: MuseTalkModels, source: FrameSource, audio: Optional[
     spill = SpillFolder(spill_dir)
     try:
         materials, tracks, chosen = speaker_materials(models, generator, source, speakers, fps, options, spill,
-                                                      progress, chunk_frames)
+                                                      progress, chunk_frames, prepared_video)
         render(generator, materials, source, options, sink, progress=progress)
     finally:
         spill.close()

@@ -158,6 +158,22 @@ def test_smooth_boxes():
     assert (out[:5, 2] > out[:5, 0]).all()
 
 
+@pytest.mark.parametrize("n", [1, 3, 7, 30])
+def test_smoothing_neighbours_of_a_short_video(n):
+    """The frames a smoothed box reads keep the video's length when the window (2r + 1) is longer than the video
+    (numpy's convolve 'same' gave the window's length: a 7-frame video with box_smoothing 0.4 and short audio
+    asked the decoder for frames 7 and 8)."""
+    from musetalk_core.faces.material import dilate_frames, smoothing_radius
+
+    radius = smoothing_radius(0.4)
+    assert 2 * radius + 1 > 7
+    wanted = np.zeros(n, dtype=bool)
+    wanted[0] = True
+    got = dilate_frames(wanted, radius)
+    assert got.shape == (n,) and got.tolist() == [i <= radius for i in range(n)]
+    assert dilate_frames(np.ones(n, dtype=bool), radius).all() and not dilate_frames(np.zeros(n, bool), 3).any()
+
+
 def test_smoothing_applies_to_crops(parser_models, fake_locate):
     frames = synthetic_video(5)
     jitter = [(22, 24, 78, 100), (27, 20, 83, 96), (20, 26, 76, 102), (26, 22, 82, 98), (22, 24, 78, 100)]

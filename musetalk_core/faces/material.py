@@ -47,11 +47,14 @@ def smoothing_radius(box_smoothing: float) -> int:
     return max(1, int(math.ceil(3 * MAX_SMOOTHING_SIGMA * float(box_smoothing))))
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+def dilate_frames(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The frames within ``radius`` of a selected one (same length as ``mask``, also for videos shorter than the
+    window: numpy's convolve 'same' would return the window's length there)."""
+    mask = np.asarray(mask, dtype=bool)
     if radius <= 0 or mask.all():
         return mask.copy()
-    counts = np.convolve(mask.astype(np.int64), np.ones(2 * radius + 1, np.int64), mode="same")
-    return counts > 0
+    padded = np.concatenate([np.zeros(radius, np.int64), mask.astype(np.int64), np.zeros(radius, np.int64)])
+    return np.convolve(padded, np.ones(2 * radius + 1, np.int64), mode="valid") > 0
 
 
 def _groups(indices: np.ndarray, chunk: int) -> List[List[int]]:
@@ -202,7 +205,7 @@ def build_faces(models: MuseTalkModels, source: FrameSource, *, bbox_shift: int 
     chunk = max(batch, min(int(chunk_frames or DEFAULT_CHUNK), CHUNK_PIXELS // max(1, h * w)) // batch * batch)
     wanted = np.ones(n, dtype=bool) if wanted is None else np.asarray(wanted, dtype=bool)
     radius = smoothing_radius(float(box_smoothing))
-    located = _dilate(wanted, radius)
+    located = dilate_frames(wanted, radius)
     mat = _Material(n, spill, crops)
     previews = (preview_indices if isinstance(preview_indices, PreviewArray)
                 else Downscaled.fromkeys(int(i) for i in preview_indices))

@@ -60,6 +60,12 @@ class Avatar:
     frames: np.ndarray           # uint8 (N, H, W, 3), a read-only np.memmap of frames.u8
     faces: MuseTalkFaces         # CPU tensors in memory
     latents: MuseTalkLatents     # (M, 8, 32, 32) for the frames with a face
+    rate: Fraction = Fraction(0)  # the exact frame rate (avatar.json's fps_exact; 0: derived from fps)
+
+    @property
+    def exact_fps(self) -> Fraction:
+        """The exact frame rate (30000/1001 for NTSC video): what a file rendered from the avatar is written at."""
+        return self.rate if self.rate > 0 else Fraction(self.fps).limit_denominator(1001)
 
     def idle_order(self, count: int, start: int = 0) -> torch.Tensor:
         """int64 (count,): the source frame of output frames start..start+count-1 (frame_mapping's bounce)."""
@@ -81,7 +87,7 @@ class AvatarFrames(FrameSource):
         self.avatar = avatar
         self.num_frames = avatar.num_frames
         self.frame_size = tuple(avatar.frame_size)
-        self.fps = Fraction(avatar.fps).limit_denominator(1001)
+        self.fps = avatar.exact_fps
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         rows = np.asarray([int(i) for i in indices], dtype=np.int64)
@@ -327,10 +333,20 @@ def load_avatar(path: Path, device=None, models=None) -> Avatar:
                               latent_mode=str(settings.get("latent_mode", "sample")),
                               seed=int(settings.get("seed", 0)), frames_fingerprint=fingerprint)
     avatar = Avatar(name=str(info.get("name") or folder.name), folder=folder, fps=float(info["fps"]),
-                    frame_size=(h, w), num_frames=n, settings=settings, frames=frames, faces=faces, latents=latents)
+                    frame_size=(h, w), num_frames=n, settings=settings, frames=frames, faces=faces, latents=latents,
+                    rate=_stored_rate(info))
     if models is not None:
         check_models(avatar, models)
     return avatar
+
+
+def _stored_rate(info: Mapping[str, Any]) -> Fraction:
+    """avatar.json's exact rate ("30000/1001"); Fraction(0) when absent or unreadable (then fps decides)."""
+    try:
+        rate = Fraction(str(info.get("fps_exact", "0")))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)
+    return rate if rate > 0 else Fraction(0)
 
 
 def check_models(avatar: Avatar, models) -> None:

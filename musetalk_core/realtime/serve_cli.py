@@ -13,7 +13,6 @@ from ..errors import InputError
 from ..lipsync_args import HelpFormatter, add_option, ranged
 from ..options import PARAMS
 
-REALTIME_NETWORKS = ("unet", "vae", "pe", "whisper")
 DEFAULT_PORT = 8765   # beside ComfyUI's 8188, so both can run on one machine
 
 
@@ -56,21 +55,13 @@ def add_serve_parser(sub) -> None:
                         "default none: host addresses only (localhost, LAN)")
 
 
-def load_realtime_models(models_dirs, options):
-    """The networks a session uses (plus TAESD for decoder 'taesd'), loaded once and shared by every session."""
-    from ..weights.loading import load_models
-
-    networks = REALTIME_NETWORKS + (("taesd",) if options.decoder == "taesd" else ())
-    return load_models([Path(d) for d in models_dirs], version=options.version, precision=options.precision,
-                       device=options.device, networks=networks)
-
-
 def run_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from ..options import resolve
     from ..weights import files as model_files
     from .avatar import default_avatars_dir
+    from .avatar_lipsync import load_avatar_networks
     from .hub import LATENTSYNC_REFUSAL, Hub, HubSettings
     from .stream_windows import ROW_MS, check_blocks, check_context
 
@@ -95,7 +86,7 @@ def run_serve(args: argparse.Namespace) -> int:
               "pip install -r requirements-server.txt adds it.")
     webrtc.ICE_SERVERS[:] = list(args.ice_server or ())
     print(f"Loading the MuseTalk {options.version} networks from {', '.join(map(str, dirs))} ...", flush=True)
-    models = load_realtime_models(dirs, options)
+    models = load_avatar_networks(dirs, options)
     if options.acceleration != "off":
         from .session import warm_up
 

@@ -1,0 +1,130 @@
+"""A lip-sync run from a prepared avatar (realtime/avatar_lipsync.py, ``lipsync --avatar``): the same frames and
+file as the run from its video with its settings, its settings fixed or defaulted as documented, and bad
+combinations refused before any network is loaded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from media import tone, write_wav
+from musetalk_core.batch.jobs import BadJob, read_jobs
+from musetalk_core.errors import InputError
+from musetalk_core.io import video_read
+from musetalk_core.io.sources import VideoFileSource
+from musetalk_core.pipeline import lipsync_stream
+from musetalk_core.realtime.avatar_lipsync import (AVATAR_NETWORKS, avatar_material, avatar_options,
+                                                   load_avatar_networks)
+# the avatar of test_avatar: 7 frames, frame 3 face-less, non-default faces and blend settings
+from test_avatar import CLI_FLAGS, N, OPTIONS, faceless_frames, models, models_dir, prepared, run, video  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def avatar(prepared):
+    return prepared[0]
+
+
+def frames_of(models, source, audio, options, generator=None, prepared_video=None):
+    out = []
+    result = lipsync_stream(models, source, audio, 25.0, options, out.append, generator=generator,
+                            prepared_video=prepared_video)
+    return np.concatenate([np.asarray(chunk) for chunk in out]), result
+
+
+@pytest.mark.parametrize("seconds", [0.16, 0.68])  # T = 4 (< N: some frames unused), T = 17 (bounces back)
+def test_core_from_avatar_equals_core_from_video(models, avatar, video, seconds):
+    from musetalk_core.generators.musetalk.generator import MuseTalkGenerator
+
+    audio = {"waveform": torch.from_numpy(tone(seconds))[None], "sample_rate": 16000}
+    options = avatar_options(avatar, {})
+    assert options == OPTIONS.updated(face_batch_size=8, vae_batch_size=8)  # the avatar's settings, default batches
+    source = VideoFileSource(video[0])
+    try:
+        expected, _ = frames_of(models, source, audio, OPTIONS)
+    finally:
+        source.close()
+    faces, latents = avatar_material(avatar, models)
+    got, result = frames_of(models, avatar.source(), audio, options, MuseTalkGenerator(models, options),
+                            (faces, latents))
+    assert got.shape == expected.shape == (round(seconds * 25),) + video[1].shape[1:]
+    assert np.array_equal(got, expected)
+    assert result.frame_count == got.shape[0]
+    # output frames 0 and 3 show source frames 0 and 3: lip-synced where a face is, as it is where none is
+    assert not np.array_equal(got[0], video[1][0]) and np.array_equal(got[3], video[1][3])
+
+
+def test_command_line_avatar_equals_video(avatar, video, models_dir, tmp_path, capsys):
+    """The same file: lipsync --video with the avatar's flags, and lipsync --avatar with none of them."""
+    wav = write_wav(tmp_path / "speech.wav", tone(0.52))
+    common = ["--audio", str(wav), "--models-dir", str(models_dir), "--no-progress", "--crf", "0"]
+    code, _, err = run(["lipsync", "--video", str(video[0]), "-o", str(tmp_path / "v.mkv"), *common, *CLI_FLAGS],
+                       capsys)
+    assert code == 0, err
+    code, out, err = run(["lipsync", "--avatar", "anna", "--avatars-dir", str(avatar.folder.parent),
+                          "-o", str(tmp_path / "a.mkv"), *common], capsys)
+    assert code == 0, err
+    assert "Wrote" in out and "13 frames at 25.000 fps" in out
+    a = video_read.read_video(tmp_path / "a.mkv")
+    v = video_read.read_video(tmp_path / "v.mkv")
+    assert a.fps == v.fps == 25 and np.array_equal(a.frames.numpy(), v.frames.numpy())
+    assert torch.equal(a.audio["waveform"], v.audio["waveform"])
+    # the avatar's folder works as well as its name
+    code, _, err = run(["lipsync", "--avatar", str(avatar.folder), "-o", str(tmp_path / "b.mkv"), *common], capsys)
+    assert code == 0, err
+    assert np.array_equal(video_read.read_video(tmp_path / "b.mkv").frames.numpy(), v.frames.numpy())
+
+
+def test_settings_fixed_and_defaulted(avatar):
+    options = avatar_options(avatar, {"box_smoothing": 0.4, "blur_factor": 0.3, "batch_size": 3,
+                                      "face_batch_size": 5})  # same value; a run's own; ignored batch size
+    assert (options.box_smoothing, options.blur_factor, options.upper_boundary_ratio) == (0.4, 0.3, 0.45)
+    assert options.batch_size == 3
+    changed = r"bbox_shift 5 \(the avatar's: 0\), box_smoothing 0\.2 \(the avatar's: 0\.4\)"
+    with pytest.raises(InputError, match=changed):
+        avatar_options(avatar, {"box_smoothing": 0.2, "bbox_shift": 5})
+    with pytest.raises(InputError, match="version 'v1'"):
+        avatar_options(avatar, {"version": "v1"})
+    with pytest.raises(InputError, match="generator 'latentsync15'"):
+        avatar_options(avatar, {"generator": "latentsync15"})
+    with pytest.raises(InputError, match="holds one face"):
+        avatar_options(avatar, {"speaker_selection": "track 0"})
+
+
+def test_only_the_networks_a_session_uses_are_loaded(models_dir):
+    loaded = load_avatar_networks([models_dir], OPTIONS.updated(precision="fp32", device="cpu"))
+    assert set(loaded.networks) == set(AVATAR_NETWORKS)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--avatar", "nobody"], "Avatar 'nobody' was not found"),
+    (["--avatar", "anna", "--bbox-shift", "7"], "bbox_shift 7"),
+    (["--avatar", "anna", "--fps", "30"], "--fps applies to --image only; an avatar"),
+    (["--avatar", "anna", "--generator", "latentsync15"], "is MuseTalk material"),
+    (["--video", "x.mp4", "--avatar", "anna"], "not allowed with argument"),
+])
+def test_bad_combinations_exit_2_before_loading_models(avatar, extra, match, tmp_path, capsys):
+    wav = write_wav(tmp_path / "speech.wav", tone(0.2))
+    argv = ["lipsync", *extra, "--avatars-dir", str(avatar.folder.parent), "--audio", str(wav),
+            "-o", str(tmp_path / "o.mp4"), "--models-dir", str(tmp_path / "no_models"), "--no-progress"]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and match in err, err
+    assert "no_models" not in err  # refused before the models were looked for
+
+
+def test_several_speakers_refused(avatar, tmp_path, capsys):
+    wav = write_wav(tmp_path / "speech.wav", tone(0.2))
+    code, _, err = run(["lipsync", "--avatar", "anna", "--avatars-dir", str(avatar.folder.parent), "--speaker",
+                        f"{wav}@track 0", "-o", str(tmp_path / "o.mp4"), "--models-dir", str(tmp_path / "none")],
+                       capsys)
+    assert code == 2 and "one --audio" in err, err
+
+
+def test_batch_line_with_avatar_is_a_bad_job(tmp_path):
+    wav = write_wav(tmp_path / "speech.wav", tone(0.2))
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"avatar": "anna", "audio": wav.name, "output": "o.mp4"}) + "\n")
+    (job,) = read_jobs(jobs, tmp_path / "out")
+    assert isinstance(job, BadJob) and "'avatar' is for python -m musetalk_core lipsync --avatar" in job.error
