@@ -7,11 +7,13 @@
 #   bash benchmarks/gpu_session.sh profile # one call (~4 min): CUDA tests, per-video stages, blend, both graphs
 #                                          # (IMAGE and video file), cProfile of face_prepare, blend, video_file
 #   bash benchmarks/gpu_session.sh stream  # one call (~5 min): video file in to video file out (exact; fast
-#                                          # opt-ins), profiled, and the straightforward pipeline on 16 frames
+#                                          # opt-ins; and a second audio on the video prepared as an avatar:
+#                                          # avatar_file), profiled, and the straightforward pipeline on 16 frames
 #   bash benchmarks/gpu_session.sh latentsync # one short call (~5 min): CUDA tests, video_file, LatentSync 1.5/1.6
 #                                          # UNet3D step and 20-step window on the GPU in fp16
 #   bash benchmarks/gpu_session.sh squares # one call (~7 min): CUDA tests, the streaming blend (squares only vs
-#                                          # whole frames, benchmarks.blend_stream), video_file at 720p on 64 and
+#                                          # whole frames, benchmarks.blend_stream), video_file (and avatar_file:
+#                                          # lipsync --avatar) at 720p on 64 and
 #                                          # 256 source frames (peak VRAM against length)
 #   bash benchmarks/gpu_session.sh fast    # one call (< 8 min, networks written included): CUDA tests, the UNet +
 #                                          # decoder speed settings side by side (benchmarks.speed), passes, a
@@ -132,12 +134,12 @@ stream)
     networks 120
     cuda_tests 80
     echo "== video_file, exact defaults $(date -u +%T)" >> "$log"
-    timeout 120 python3 -m benchmarks.run "${common[@]}" --frames 64 --warmup 1 --repeats 3 --no-reference \
-        --stages face_prepare vae_encode unet_decode blend video_file --profile video_file \
+    timeout 140 python3 -m benchmarks.run "${common[@]}" --frames 64 --warmup 1 --repeats 3 --no-reference \
+        --stages face_prepare vae_encode unet_decode blend video_file avatar_file --profile video_file \
         --json "$OUT/video-file-exact.json" >> "$log" 2>&1
     echo "== video_file, fast opt-ins $(date -u +%T)" >> "$log"
-    timeout 100 python3 -m benchmarks.run "${common[@]}" --frames 64 --warmup 1 --repeats 3 --no-reference \
-        --stages face_prepare unet_decode blend video_file --decoder taesd --acceleration cuda_graphs \
+    timeout 120 python3 -m benchmarks.run "${common[@]}" --frames 64 --warmup 1 --repeats 3 --no-reference \
+        --stages face_prepare unet_decode blend video_file avatar_file --decoder taesd --acceleration cuda_graphs \
         --detector-scale 0.5 --profile video_file --json "$OUT/video-file-fast.json" >> "$log" 2>&1
     echo "== side by side, 16 frames $(date -u +%T)" >> "$log"
     timeout 150 python3 -m benchmarks.run "${common[@]}" --frames 16 --warmup 0 --repeats 1 \
@@ -170,9 +172,9 @@ squares)
     timeout 60 python3 -m benchmarks.blend_stream --device cuda --sizes 1080p 720p 4k \
         --json "$OUT/blend-stream-cuda.json" >> "$log" 2>&1
     echo "== video_file, exact defaults $(date -u +%T)" >> "$log"
-    timeout 120 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
+    timeout 140 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
         --face-batch-size 16 --frames 64 --warmup 1 --repeats 3 --no-reference --stages blend video_file \
-        --profile video_file --json "$OUT/video-file-exact.json" >> "$log" 2>&1
+        avatar_file --profile video_file --json "$OUT/video-file-exact.json" >> "$log" 2>&1
     # issue 13's VRAM target: the same file-to-file run on a 4x longer video must peak at the same VRAM
     echo "== video_file, 4x longer $(date -u +%T)" >> "$log"
     timeout 150 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \

@@ -100,6 +100,7 @@ def test_only_the_networks_a_session_uses_are_loaded(models_dir):
 
 @pytest.mark.parametrize("extra, match", [
     (["--avatar", "nobody"], "Avatar 'nobody' was not found"),
+    (["--avatar", "some/folder"], "is not an avatar folder (no avatar.json there)"),
     (["--avatar", "anna", "--bbox-shift", "7"], "bbox_shift 7"),
     (["--avatar", "anna", "--fps", "30"], "--fps applies to --image only; an avatar"),
     (["--avatar", "anna", "--generator", "latentsync15"], "is MuseTalk material"),

@@ -42,6 +42,9 @@ def find_avatar(ref, avatars_dir: Optional[Path], models_dirs: Sequence[Path]) -
     text = str(ref)
     if Path(text).is_dir() and (Path(text) / INFO_FILE).is_file():
         return Path(text)
+    if "/" in text or "\\" in text or Path(text).is_dir():
+        raise InputError(f"'{text}' is not an avatar folder (no {INFO_FILE} there). Give an avatar's folder, or its "
+                         "name with --avatars-dir; python -m musetalk_core avatar prepares one.")
     root = Path(avatars_dir) if avatars_dir is not None else default_avatars_dir(models_dirs)
     folder = avatar_path(root, text)
     if not folder.is_dir():
