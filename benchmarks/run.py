@@ -520,6 +520,18 @@ class Bench:
             return result.frame_count
         return run
 
+    def avatar_output_matches(self) -> Optional[bool]:
+        """Did avatar_file write the frames video_file wrote (the promise of lipsync --avatar, checked on this
+        device)? None when either file is missing (a stage failed)."""
+        from musetalk_core.io import video_read
+
+        video, _ = self.media_files()
+        files = [video.with_name("out.mp4"), video.with_name("out_avatar.mp4")]
+        if not all(f.is_file() for f in files):
+            return None
+        a, b = (video_read.read_video(f, with_audio=False).frames for f in files)
+        return bool(a.shape == b.shape and torch.equal(a, b))
+
     def _our_unet(self) -> list:
         from musetalk_core.generators.musetalk import accel
         from musetalk_core.frame_mapping import source_indices
@@ -871,6 +883,8 @@ def summarise(results: dict, bench: Bench) -> None:
                 total += med("png_io", "reference")
                 derived += " + png_io"
             results[graph]["reference"] = {"median_s": total, "fps": bench.t / total, "derived": derived}
+    if "avatar_file" in results and "video_file" in results:
+        results["avatar_file"]["same_frames_as_video_file"] = bench.avatar_output_matches()
     parts = [med(s, "reference") for s in REFERENCE_AVATAR]
     if "avatar_file" in results and "reference" not in results["avatar_file"] and all(p is not None for p in parts):
         results["avatar_file"]["reference"] = {"median_s": sum(parts), "fps": bench.t / sum(parts),

@@ -177,6 +177,8 @@ def _source(args: argparse.Namespace, dirs):
 
         avatar, options = open_avatar(args.avatar, args.avatars_dir, dirs, given_options(args))
         return avatar.source(), avatar.exact_fps, options, avatar
+    if args.avatars_dir is not None:
+        raise InputError("--avatars-dir applies to --avatar only (where avatar names are looked up).")
     options = options_from_args(args)
     if args.video is not None:
         source = video_read.open_video(args.video)  # demuxes only: frame count and timestamps, nothing decoded

@@ -257,6 +257,9 @@ def speaker_materials(models: MuseTalkModels, generator: Generator, source: Fram
     from .speakers import assign_tracks, needs_tracks, speaker_list, track_landmarks
 
     speakers = speaker_list(None, options, speakers)  # selections parsed and checked
+    if prepared_video is not None and needs_tracks(speakers):
+        raise InputError("A prepared video (an avatar) holds one face: it takes one audio with speaker_selection "
+                         "'default'. Run several speakers from the video itself.")
     longest = max(audio_frames(s.audio, fps) for s in speakers)
     t = output_length(longest, source.num_frames, options.frame_mapping)
     # inside ``spill``, removed with it (or kept with it: a batch job's folder)
@@ -266,9 +269,6 @@ def speaker_materials(models: MuseTalkModels, generator: Generator, source: Fram
                 for s, folder in zip(speakers, folders)]
     mapping, wanted = frames_used(t, source.num_frames, options)
     if prepared_video is not None:
-        if needs_tracks(speakers):
-            raise InputError("A prepared video (an avatar) holds one face: it takes one audio with speaker_selection "
-                             "'default'. Run several speakers from the video itself.")
         faces, prepared = prepared_video
         return [material_for(generator, features[0], mapping, faces, prepared)], None, [None]
     if not needs_tracks(speakers):

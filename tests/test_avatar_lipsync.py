@@ -16,7 +16,7 @@ from musetalk_core.errors import InputError
 from musetalk_core.io import video_read
 from musetalk_core.io.sources import VideoFileSource
 from musetalk_core.pipeline import lipsync_stream
-from musetalk_core.realtime.avatar_lipsync import (AVATAR_NETWORKS, avatar_material, avatar_options,
+from musetalk_core.realtime.avatar_lipsync import (RUN_NETWORKS, avatar_material, avatar_options, find_avatar,
                                                    load_avatar_networks)
 # the avatar of test_avatar: 7 frames, frame 3 face-less, non-default faces and blend settings
 from test_avatar import CLI_FLAGS, N, OPTIONS, faceless_frames, models, models_dir, prepared, run, video  # noqa: F401
@@ -40,7 +40,8 @@ def test_core_from_avatar_equals_core_from_video(models, avatar, video, seconds)
 
     audio = {"waveform": torch.from_numpy(tone(seconds))[None], "sample_rate": 16000}
     options = avatar_options(avatar, {})
-    assert options == OPTIONS.updated(face_batch_size=8, vae_batch_size=8)  # the avatar's settings, default batches
+    # the avatar's settings (its latents' precision), default batch sizes
+    assert options == OPTIONS.updated(face_batch_size=8, vae_batch_size=8, precision="fp32")
     source = VideoFileSource(video[0])
     try:
         expected, _ = frames_of(models, source, audio, OPTIONS)
@@ -93,9 +94,37 @@ def test_settings_fixed_and_defaulted(avatar):
         avatar_options(avatar, {"speaker_selection": "track 0"})
 
 
+def test_what_the_material_depends_on(avatar):
+    """landmark_backend and the parsing mode are the avatar's (parsing 'jaw' is what 'auto' made for v15); the
+    precision is its latents', also when avatar.json records none (the SaveMuseTalkAvatar node) or 'auto'."""
+    from dataclasses import replace
+
+    assert avatar_options(avatar, {"landmark_backend": "torch", "parsing_mode": "jaw"}).parsing_mode == "jaw"
+    with pytest.raises(InputError, match="landmark_backend 'mmpose'"):
+        avatar_options(avatar, {"landmark_backend": "mmpose"})
+    with pytest.raises(InputError, match="parsing_mode 'raw'"):
+        avatar_options(avatar, {"parsing_mode": "raw"})
+    unrecorded = replace(avatar, settings={k: v for k, v in avatar.settings.items() if k != "precision"})
+    assert avatar.settings["precision"] == "auto"
+    assert avatar_options(unrecorded, {}).precision == "fp32" == avatar_options(avatar, {}).precision
+    assert avatar_options(avatar, {"precision": "bf16"}).precision == "bf16"  # the run's choice (with a warning)
+
+
+def test_names_and_folders(avatar, tmp_path, monkeypatch):
+    root = avatar.folder.parent
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "anna").mkdir()  # a plain folder of the same name where the command runs: the name still wins
+    assert find_avatar("anna", root, []) == root / "anna"
+    assert find_avatar(str(avatar.folder), None, []) == avatar.folder
+    with pytest.raises(InputError, match="at most 100"):
+        find_avatar("a" * 300, root, [])
+    with pytest.raises(InputError, match="not an avatar folder"):
+        find_avatar(str(tmp_path / ("b" * 300) / "c"), root, [])
+
+
 def test_only_the_networks_a_session_uses_are_loaded(models_dir):
     loaded = load_avatar_networks([models_dir], OPTIONS.updated(precision="fp32", device="cpu"))
-    assert set(loaded.networks) == set(AVATAR_NETWORKS)
+    assert set(loaded.networks) == set(RUN_NETWORKS)
 
 
 @pytest.mark.parametrize("extra, match", [
@@ -105,6 +134,7 @@ def test_only_the_networks_a_session_uses_are_loaded(models_dir):
     (["--avatar", "anna", "--fps", "30"], "--fps applies to --image only; an avatar"),
     (["--avatar", "anna", "--generator", "latentsync15"], "is MuseTalk material"),
     (["--video", "x.mp4", "--avatar", "anna"], "not allowed with argument"),
+    (["--video", "x.mp4"], "--avatars-dir applies to --avatar only"),
 ])
 def test_bad_combinations_exit_2_before_loading_models(avatar, extra, match, tmp_path, capsys):
     wav = write_wav(tmp_path / "speech.wav", tone(0.2))
@@ -128,4 +158,4 @@ def test_batch_line_with_avatar_is_a_bad_job(tmp_path):
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"avatar": "anna", "audio": wav.name, "output": "o.mp4"}) + "\n")
     (job,) = read_jobs(jobs, tmp_path / "out")
-    assert isinstance(job, BadJob) and "'avatar' is for python -m musetalk_core lipsync --avatar" in job.error
+    assert isinstance(job, BadJob) and "'avatar' and 'avatars_dir' are for python -m musetalk_core lipsync" in job.error

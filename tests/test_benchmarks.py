@@ -42,6 +42,7 @@ def test_smoke_report_has_every_stage_with_fps_and_ratio(smoke_report):
         assert row["ratio"] == pytest.approx(row["fps"] / row["reference_fps"])
     # per-video stages count source frames, per-audio stages output frames (T = 2N: one ping-pong cycle)
     assert stages["detection"]["frames"] == 1 and stages["blend"]["frames"] == 2
+    assert stages["avatar_file"]["same_frames_as_video_file"] is True  # lipsync --avatar's promise, on this device
     settings = smoke_report["settings"]
     assert settings["frames"] == 1 and settings["output_frames"] == 2 and settings["size"] == "128x160"
     assert smoke_report["machine"]["cpu_count"] >= 1 and smoke_report["command"].startswith("python -m benchmarks.run")
@@ -207,7 +208,10 @@ def test_memory_benchmark_checks_the_output_and_reports_each_stage(tmp_path):
     assert cli["frames_ok"] and cli["durations_ok"] and cli["out_frames"] == 10
     stages = {row["stage"]: row for row in cli["stages"]}
     assert list(stages) == ["start", "audio", "faces", "vae_encode", "lip-sync"]  # a sample at every stage start
-    assert cli["peak_rss_mb"] >= max(row["max_mb"] for row in stages.values()) > networks["peak_rss_mb"] / 2
+    # the kernel's VmHWM trails VmRSS by its per-thread counter batches (up to 64 pages a thread), so a sample can
+    # read a little above the high-water mark written at exit (seen: 884.8 against 884.7 MB)
+    sampled = max(row["max_mb"] for row in stages.values())
+    assert cli["peak_rss_mb"] + 2.0 >= sampled > networks["peak_rss_mb"] / 2
 
 
 def test_import_time_benchmark_reports_the_pack_import_apart_from_torch(tmp_path):

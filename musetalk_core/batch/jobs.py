@@ -132,9 +132,9 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
     argv += [a for path, select in speakers for a in ("--speaker", f"{path}@{select}")]
     args = parser.parse_args(argv + ["--output", str(output_dir / name)])
     if args.avatar is not None or args.avatars_dir is not None:
-        raise InputError("'avatar' is for python -m musetalk_core lipsync --avatar: a batch job takes 'video' or "
-                         "'image'. Jobs with the same video and faces/latents settings prepare it once and share "
-                         "that material, as an avatar would")
+        raise InputError("'avatar' and 'avatars_dir' are for python -m musetalk_core lipsync --avatar: a batch job "
+                         "takes 'video' or 'image'. Jobs with the same video and faces/latents settings prepare it "
+                         "once and share that material, as an avatar would")
     if args.video is not None and args.fps is not None:
         raise InputError("'fps' applies to 'image' only; a video keeps its own frame rate")
     from ..pipeline import check_options
