@@ -6,7 +6,7 @@ Node modules import the library lazily enough that importing the pack loads no m
 from __future__ import annotations
 
 from .audio_encode import WhisperAudioEncode
-from .avatar import SaveMuseTalkAvatar
+from .avatar import LoadMuseTalkAvatar, SaveMuseTalkAvatar
 from .blend import BlendAndAssemble
 from .face_detect import FaceDetectAndParse
 from .latentsync_inpaint import LatentSyncInpaint
@@ -32,6 +32,8 @@ _NODES = (
     ("AddSpeaker", AddSpeaker, "MuseTalk Add Speaker"),
     # real-time avatars (issue 26): a prepared video for python -m musetalk_core serve
     ("SaveMuseTalkAvatar", SaveMuseTalkAvatar, "MuseTalk Save Avatar (real-time)"),
+    # ... and back into the graph: a new audio on a video prepared once
+    ("LoadMuseTalkAvatar", LoadMuseTalkAvatar, "MuseTalk Load Avatar"),
 )
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in _NODES}

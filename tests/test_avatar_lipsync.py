@@ -159,3 +159,62 @@ def test_batch_line_with_avatar_is_a_bad_job(tmp_path):
     jobs.write_text(json.dumps({"avatar": "anna", "audio": wav.name, "output": "o.mp4"}) + "\n")
     (job,) = read_jobs(jobs, tmp_path / "out")
     assert isinstance(job, BadJob) and "'avatar' and 'avatars_dir' are for python -m musetalk_core lipsync" in job.error
+
+
+# ---------------------------------------------------------------------------------------------------- graph node
+
+def test_load_avatar_node_gives_the_graph_of_its_video(pack, models, avatar, video, monkeypatch):
+    """WhisperAudioEncode -> MuseTalkUNetInpaint -> BlendAndAssemble on LoadMuseTalkAvatar's outputs writes the
+    video the same graph writes with FaceDetectAndParse and VAEEncodeMasked on the avatar's own video."""
+    from nodes.video_types import FileVideo
+    from test_avatar import FACE_ARGS
+
+    nodes = pack.NODE_CLASS_MAPPINGS
+    monkeypatch.setattr(pack.nodes.comfy_bridge, "avatars_directory", lambda: avatar.folder.parent)
+    monkeypatch.setattr(pack.nodes.comfy_bridge, "show_text", lambda text: True)
+    audio = {"waveform": torch.from_numpy(tone(0.6))[None], "sample_rate": 16000}
+
+    def graph(faces, latents, clip, fps, blur, ratio):
+        features = nodes["WhisperAudioEncode"]().encode(models, audio, fps, 2, 2, "reference", -45.0)[0]
+        generated = nodes["MuseTalkUNetInpaint"]().generate(models, latents, features, "bounce", 0, 4)[0]
+        out = nodes["BlendAndAssemble"]().blend(faces=faces, generated=generated, blur_factor=blur,
+                                                upper_boundary_ratio=ratio, video=clip)
+        return out[4].get_components().images
+
+    clip = FileVideo(video[0])
+    faces, _, _ = nodes["FaceDetectAndParse"]().prepare(models, video=clip, **FACE_ARGS)
+    (latents,) = nodes["VAEEncodeMasked"]().encode(models, faces, "sample", 0, 3)
+    expected = graph(faces, latents, clip, 25.0, 0.1, 0.45)
+
+    node = nodes["LoadMuseTalkAvatar"]
+    assert node.INPUT_TYPES()["required"]["avatar"][0] == ["anna"]
+    assert node.VALIDATE_INPUTS("anna") is True and "is not in" in node.VALIDATE_INPUTS("nobody")
+    faces, latents, clip, fps, blur, ratio = node().load("anna")
+    assert type(clip).__name__ == "AvatarVideo" and (fps, blur, ratio) == (25.0, 0.1, 0.45)
+    got = graph(faces, latents, clip, fps, blur, ratio)
+    assert got.shape == expected.shape == (15,) + video[1].shape[1:] and torch.equal(got, expected)
+
+
+def test_avatar_video_for_comfyui_video_nodes(avatar, tmp_path):
+    """What ComfyUI's own VIDEO nodes call (SaveVideo: dimensions and save_to a path; API nodes: save_to a buffer;
+    GetVideoComponents: every frame)."""
+    import io
+
+    from nodes.video_types import AvatarVideo
+
+    clip = AvatarVideo(avatar)
+    n, h, w, _ = np.asarray(avatar.frames).shape
+    assert clip.get_dimensions() == (w, h) and clip.get_frame_count() == n and clip.get_frame_rate() == 25
+    parts = clip.get_components()
+    assert parts.images.shape == (n, h, w, 3) and parts.images.dtype == torch.float32
+    assert np.array_equal((parts.images * 255).round().to(torch.uint8).numpy(), np.asarray(avatar.frames))
+    clip.save_to(tmp_path / "out.mp4")
+    written = video_read.read_video(tmp_path / "out.mp4", with_audio=False)
+    assert written.frames.shape == (n, h, w, 3) and written.fps == 25
+    err = written.frames.numpy().astype(float) - np.asarray(avatar.frames)
+    assert 10 * np.log10(255 ** 2 / np.mean(err ** 2)) > 30  # H.264 at crf 18 of these noisy frames
+    buffer = io.BytesIO()
+    clip.save_to(buffer)
+    assert buffer.getvalue() == (tmp_path / "out.mp4").read_bytes()
+    stream = clip.get_stream_source()
+    assert video_read.read_video(stream, with_audio=False).frames.shape[0] == n

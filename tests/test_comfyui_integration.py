@@ -86,7 +86,8 @@ def test_pack_registers_nodes_and_models_folder(tmp_path):
         print(json.dumps({"ids": ids, "paths": folder_paths.get_folder_paths("musetalk")}))
     """, tmp_path)
     assert out["ids"] == sorted(["LoadMuseTalkModels", "FaceDetectAndParse", "WhisperAudioEncode", "VAEEncodeMasked",
-                                 "MuseTalkUNetInpaint", "BlendAndAssemble", "AddSpeaker", "SaveMuseTalkAvatar"])
+                                 "MuseTalkUNetInpaint", "BlendAndAssemble", "AddSpeaker", "SaveMuseTalkAvatar",
+                                 "LoadMuseTalkAvatar"])
     assert any(p.endswith(os.path.join("models", "musetalk")) for p in out["paths"])
 
 
@@ -704,3 +705,66 @@ def test_editor_widget_check_catches_values_in_the_wrong_widgets(monkeypatch):
     bad = editor_widget_mismatches(stale, editor(stale))
     assert ("FaceDetectAndParse#6", "order", real["FaceDetectAndParse"]) in bad
     assert ("FaceDetectAndParse#7", "order", real["FaceDetectAndParse"]) in bad and len(bad) == 2
+
+
+@needs_comfyui
+def test_saved_avatar_comes_back_into_the_graph(run_server):
+    """In the real server: one prompt lip-syncs the example video and saves its faces and latents as an avatar
+    (SaveMuseTalkAvatar); a second prompt loads it (LoadMuseTalkAvatar) and runs the same audio on it, the
+    avatar's frames going to BlendAndAssemble as a VIDEO and to core SaveVideo. The two lip-synced files hold the
+    same frames; core SaveVideo writes the avatar's own frames."""
+    import torch
+
+    from musetalk_core.io import video_read
+
+    url, base = run_server
+    models = {"class_type": "LoadMuseTalkModels",
+              "inputs": {"version": "v15", "precision": "auto", "device": "auto", "landmark_backend": "torch"}}
+    audio = {"class_type": "LoadAudio", "inputs": {"audio": "musetalk_example_speech.wav"}}
+
+    def rest(faces, latents, video, fps, prefix):
+        return {
+            "6": {"class_type": "WhisperAudioEncode", "inputs": {
+                "fps": fps, "audio_padding_left": 2, "audio_padding_right": 2, "feature_mode": "reference",
+                "silence_threshold_db": -45.0, "audio_segments": "reference", "musetalk_models": ["1", 0],
+                "audio": ["4", 0]}},
+            "8": {"class_type": "MuseTalkUNetInpaint", "inputs": {
+                "frame_mapping": "bounce", "frame_offset": 0, "batch_size": 8, "decoder": "vae",
+                "acceleration": "off", "musetalk_models": ["1", 0], "latents": latents, "audio_features": ["6", 0]}},
+            "9": {"class_type": "BlendAndAssemble", "inputs": {
+                "blur_factor": 0.05, "upper_boundary_ratio": 0.5, "silence_handling": False,
+                "silence_fade_frames": 3, "chunk_size": 16, "faces": faces, "generated": ["8", 0], "video": video}},
+            "11": {"class_type": "SaveVideo", "inputs": {"filename_prefix": prefix, "format": "auto",
+                                                         "codec": "auto", "video": ["9", 4]}}}
+
+    from_video = {"1": models, "2": {"class_type": "LoadVideo", "inputs": {"file": VIDEO_FILE}}, "4": audio,
+                  "5": {"class_type": "FaceDetectAndParse", "inputs": {
+                      "bbox_shift": 0, "extra_margin": 10, "parsing_mode": "auto", "left_cheek_width": 90,
+                      "right_cheek_width": 90, "face_selection": "highest_score", "landmark_region": "full_frame",
+                      "box_smoothing": 0.0, "detector_scale": 1.0, "batch_size": 8, "speaker_selection": "default",
+                      "musetalk_models": ["1", 0], "video": ["2", 0]}},
+                  "7": {"class_type": "VAEEncodeMasked", "inputs": {
+                      "latent_mode": "sample", "seed": 0, "batch_size": 8, "musetalk_models": ["1", 0],
+                      "faces": ["5", 0]}},
+                  "12": {"class_type": "SaveMuseTalkAvatar", "inputs": {
+                      "faces": ["5", 0], "latents": ["7", 0], "name": "presenter", "fps": 25.0,
+                      "blur_factor": 0.05, "upper_boundary_ratio": 0.5, "video": ["2", 0]}},
+                  **rest(["5", 0], ["7", 0], ["2", 0], float(FPS), "avatar_test/from_video")}
+    entry = wait_for(url, queue_prompt(url, from_video), base / "server.log")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert (base / "models" / "musetalk" / "avatars" / "presenter" / "avatar.json").is_file()
+
+    from_avatar = {"1": models, "4": audio,
+                   "3": {"class_type": "LoadMuseTalkAvatar", "inputs": {"avatar": "presenter"}},
+                   "13": {"class_type": "SaveVideo", "inputs": {"filename_prefix": "avatar_test/frames",
+                                                                "format": "auto", "codec": "auto",
+                                                                "video": ["3", 2]}},
+                   **rest(["3", 0], ["3", 1], ["3", 2], ["3", 3], "avatar_test/from_avatar")}
+    entry = wait_for(url, queue_prompt(url, from_avatar), base / "server.log")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    out = base / "output" / "avatar_test"
+    (a,), (v,), (f,) = (sorted(out.glob(f"{name}_*.mp4")) for name in ("from_avatar", "from_video", "frames"))
+    got, expected = (video_read.read_video(p, with_audio=False).frames for p in (a, v))
+    assert got.shape[0] == math.floor(AUDIO_SECONDS["musetalk_example_speech.wav"] * FPS) and torch.equal(got, expected)
+    frames = video_read.read_video(f, with_audio=False)
+    assert frames.frames.shape[0] == SOURCE_FRAMES and frames.fps == FPS

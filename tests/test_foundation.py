@@ -18,7 +18,7 @@ CARD_NODE_IDS = ["LoadMuseTalkModels", "FaceDetectAndParse", "WhisperAudioEncode
 # the second generator (issue 17), after the card's six; ids fixed from their first release
 LATENTSYNC_NODE_IDS = ["LoadLatentSyncModel", "LatentSyncInpaint"]
 # later nodes, in menu order: several speakers (issue 25), real-time avatars (issue 26)
-LATER_NODE_IDS = ["AddSpeaker", "SaveMuseTalkAvatar"]
+LATER_NODE_IDS = ["AddSpeaker", "SaveMuseTalkAvatar", "LoadMuseTalkAvatar"]
 ALL_NODE_IDS = CARD_NODE_IDS + LATENTSYNC_NODE_IDS + LATER_NODE_IDS
 
 
