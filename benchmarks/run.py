@@ -449,14 +449,14 @@ class Bench:
             self._prepared["media"] = (video, wav)
         return self._prepared["media"]
 
-    def _video_file(self) -> Callable[[], object]:
+    def _video_file(self, crf: int = 18, name: str = "out.mp4") -> Callable[[], object]:
         """What ``python -m musetalk_core lipsync`` does: demux, decode, every stage, H.264 + AAC encode, in chunks."""
         from musetalk_core.io import audio_file, video_read, video_write
         from musetalk_core.pipeline import lipsync_stream
 
         m, options = self.models, self.graph_options()
         video, wav = self.media_files()
-        out = video.with_name("out.mp4")
+        out = video.with_name(name)
 
         def run():
             source = video_read.open_video(video)
@@ -465,7 +465,7 @@ class Bench:
                 h, w = source.frame_size
                 rate, channels = audio_file.audio_layout(audio)
                 with self.truth_locate(stream=True), \
-                        video_write.VideoWriter(out, source.fps, w, h, 18, rate, channels) as writer:
+                        video_write.VideoWriter(out, source.fps, w, h, crf, rate, channels) as writer:
                     result = lipsync_stream(m, source, audio, float(source.fps), options, writer.write)
                     writer.finish(result.audio)
             finally:
@@ -491,7 +491,7 @@ class Bench:
                 source.close()
         return root / "bench"
 
-    def _avatar_file(self) -> Callable[[], object]:
+    def _avatar_file(self, crf: int = 18, name: str = "out_avatar.mp4") -> Callable[[], object]:
         """What ``python -m musetalk_core lipsync --avatar`` does after loading: the avatar's files read, the
         audio, UNet + decoder, blend and H.264 + AAC encode (no decoding, faces or VAE encoding)."""
         from musetalk_core.generators.musetalk.generator import MuseTalkGenerator
@@ -502,7 +502,7 @@ class Bench:
 
         m, options = self.models, self.graph_options()
         folder, (video, wav) = self.avatar_folder(), self.media_files()
-        out = video.with_name("out_avatar.mp4")
+        out = video.with_name(name)
 
         def run():
             avatar = load_avatar(folder, models=m)
@@ -510,7 +510,7 @@ class Bench:
             h, w = avatar.frame_size
             rate, channels = audio_file.audio_layout(audio)
             fps = avatar.exact_fps
-            with video_write.VideoWriter(out, fps, w, h, 18, rate, channels) as writer:
+            with video_write.VideoWriter(out, fps, w, h, crf, rate, channels) as writer:
                 result = lipsync_stream(m, avatar.source(), audio, float(fps), options, writer.write,
                                         generator=MuseTalkGenerator(m, options),
                                         prepared_video=avatar_material(avatar, m))
@@ -521,15 +521,20 @@ class Bench:
         return run
 
     def avatar_output_matches(self) -> Optional[bool]:
-        """Did avatar_file write the frames video_file wrote (the promise of lipsync --avatar, checked on this
-        device)? None when either file is missing (a stage failed)."""
+        """Do avatar_file and video_file write the same frames (the promise of lipsync --avatar, checked on this
+        device)? One more untimed run of each, lossless (crf 0): libx264's threads do not encode the same frames
+        into the same bytes twice, so the timed runs' files cannot tell. None when a run fails."""
         from musetalk_core.io import video_read
 
-        video, _ = self.media_files()
-        files = [video.with_name("out.mp4"), video.with_name("out_avatar.mp4")]
-        if not all(f.is_file() for f in files):
+        try:
+            files = [self._video_file(0, "check_video.mp4"), self._avatar_file(0, "check_avatar.mp4")]
+            for run in files:
+                run()
+        except Exception:  # noqa: BLE001 - the stage rows report the error
             return None
-        a, b = (video_read.read_video(f, with_audio=False).frames for f in files)
+        video, _ = self.media_files()
+        a, b = (video_read.read_video(video.with_name(n), with_audio=False).frames
+                for n in ("check_video.mp4", "check_avatar.mp4"))
         return bool(a.shape == b.shape and torch.equal(a, b))
 
     def _our_unet(self) -> list:
