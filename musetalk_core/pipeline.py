@@ -268,11 +268,9 @@ def speaker_materials(models: MuseTalkModels, generator: Generator, source: Fram
     features = [encode_features(models, s.audio, fps, options, folder, progress, generator, num_frames=t)
                 for s, folder in zip(speakers, folders)]
     mapping, wanted = frames_used(t, source.num_frames, options)
-    if prepared_video is not None:
-        faces, prepared = prepared_video
-        return [material_for(generator, features[0], mapping, faces, prepared)], None, [None]
-    if not needs_tracks(speakers):
-        faces, prepared = video_material(models, generator, source, options, wanted, spill, progress, chunk_frames)
+    if prepared_video is not None or not needs_tracks(speakers):
+        faces, prepared = prepared_video or video_material(models, generator, source, options, wanted, spill,
+                                                           progress, chunk_frames)
         return [material_for(generator, features[0], mapping, faces, prepared)], None, [None]
     examined = dilate_frames(wanted, smoothing_radius(float(options.box_smoothing)))  # the faces stage's located frames
     tracks = detect_tracks(models, source, examined, detector_scale=options.detector_scale,

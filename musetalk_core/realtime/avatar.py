@@ -65,7 +65,9 @@ class Avatar:
     @property
     def exact_fps(self) -> Fraction:
         """The exact frame rate (30000/1001 for NTSC video): what a file rendered from the avatar is written at."""
-        return self.rate if self.rate > 0 else Fraction(self.fps).limit_denominator(1001)
+        from ..io.frames import exact_rate
+
+        return self.rate if self.rate > 0 else exact_rate(float(self.fps))
 
     def idle_order(self, count: int, start: int = 0) -> torch.Tensor:
         """int64 (count,): the source frame of output frames start..start+count-1 (frame_mapping's bounce)."""

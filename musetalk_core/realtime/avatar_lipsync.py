@@ -34,7 +34,6 @@ DEFAULTED = ("precision", "blur_factor", "upper_boundary_ratio")
 # the avatar.json setting holding a FIXED option's value where its name differs
 STORED_AS = {"parsing_mode": "parsing_mode_requested"}
 RUN_NETWORKS = ("unet", "vae", "pe", "whisper")  # what a run from an avatar (live or not) loads; + taesd
-PRECISIONS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # avatar.json's latents_dtype
 
 
 def find_avatar(ref, avatars_dir: Optional[Path], models_dirs: Sequence[Path]) -> Path:
@@ -46,12 +45,12 @@ def find_avatar(ref, avatars_dir: Optional[Path], models_dirs: Sequence[Path]) -
     if "/" not in text and "\\" not in text:
         root = Path(avatars_dir) if avatars_dir is not None else default_avatars_dir(models_dirs)
         folder = avatar_path(root, text)  # the name checked first: never a path outside root, never too long
-        if folder.is_dir() or not _is_avatar_folder(Path(text)):
-            if not folder.is_dir():
-                raise InputError(f"Avatar '{text}' was not found: no folder {folder}. Prepare it first (python -m "
-                                 f"musetalk_core avatar --video VIDEO --name {text}), give --avatars-dir where it "
-                                 "lives, or give the avatar's folder itself.")
+        if folder.is_dir():
             return folder
+        if not _is_avatar_folder(Path(text)):
+            raise InputError(f"Avatar '{text}' was not found: no folder {folder}. Prepare it first (python -m "
+                             f"musetalk_core avatar --video VIDEO --name {text}), give --avatars-dir where it "
+                             "lives, or give the avatar's folder itself.")
     if not _is_avatar_folder(Path(text)):
         raise InputError(f"'{text}' is not an avatar folder (no {INFO_FILE} there). Give an avatar's folder, or its "
                          "name with --avatars-dir; python -m musetalk_core avatar prepares one.")
@@ -73,7 +72,9 @@ def stored_settings(avatar: Avatar) -> Dict[str, Any]:
     settings = dict(avatar.settings)
     out = {name: settings[STORED_AS.get(name, name)] for name in FIXED + DEFAULTED
            if STORED_AS.get(name, name) in settings}
-    made_at = PRECISIONS.get(str(avatar.latents.latents.dtype).replace("torch.", ""))
+    from ..weights.loading import precision_of
+
+    made_at = precision_of(avatar.latents.latents.dtype)
     if made_at is not None:
         out["precision"] = made_at
     return {k: v for k, v in out.items() if v is not None}
@@ -128,12 +129,11 @@ def avatar_material(avatar: Avatar, models) -> Tuple[Any, Any]:
     from .avatar import check_models
 
     check_models(avatar, models)
-    dtype = avatar.latents.latents.dtype
-    if dtype != models.dtype:
+    made_at, run_at = (str(d).replace("torch.", "") for d in (avatar.latents.latents.dtype, models.dtype))
+    if made_at != run_at:
         log.warning("Avatar '%s' holds %s latents (prepared at that precision) and this run's networks are %s: the "
-                    "output equals a run from the video whose VAE encoder ran in %s.", avatar.name,
-                    str(dtype).replace("torch.", ""), str(models.dtype).replace("torch.", ""),
-                    str(dtype).replace("torch.", ""))
+                    "output equals a run from the video whose VAE encoder ran in %s.", avatar.name, made_at, run_at,
+                    made_at)
     return avatar.faces, avatar.latents
 
 

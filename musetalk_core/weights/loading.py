@@ -131,6 +131,11 @@ def resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
+def precision_of(dtype: torch.dtype) -> Optional[str]:
+    """The precision name of a dtype ('bf16' for torch.bfloat16), None for one no precision gives."""
+    return next((name for name, d in _DTYPES.items() if d == dtype), None)
+
+
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     """auto: fp16 on CUDA/MPS (as the reference's real-time mode), fp32 on CPU (the reference's default)."""
     if precision not in PRECISIONS:
