@@ -28,6 +28,9 @@
 #   bash benchmarks/gpu_session.sh speakers # one short call (~4 min, networks written included): per-speaker cost,
 #                                          # file to file, 1 / 2 / 3 speakers and the default path on a 3-head
 #                                          # clip, real-size random weights, bf16, 720p (benchmarks.speakers)
+#   bash benchmarks/gpu_session.sh ahead   # one short call (~6 min, networks written included): video_file and
+#                                          # avatar_file with the UNet batches made ahead of the blend (the default
+#                                          # on a GPU) and in turn, exact and fast opt-ins, 720p bf16 (issue 24)
 #   bash benchmarks/gpu_session.sh realtime # one call (~6 min, at most 560 s; networks written included): live sessions on
 #                                          # a 720p avatar, real-size random weights, bf16 (benchmarks.realtime):
 #                                          # first-frame latency, fps per stream, 1 / 4 / 8 / 16 sessions sharing
@@ -36,7 +39,7 @@
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers|realtime}
+step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers|ahead|realtime}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -180,6 +183,24 @@ squares)
     timeout 150 python3 -m benchmarks.run --scale real --size 720p --device cuda --dtype bf16 --batch-size 32 \
         --face-batch-size 16 --frames 256 --warmup 0 --repeats 1 --no-reference --stages video_file \
         --json "$OUT/video-file-exact-256.json" >> "$log" 2>&1
+    echo "== done $(date -u +%T)" >> "$log"
+    ;;
+ahead)
+    # pipeline.render makes the generator's batches on a worker thread one batch ahead of the blend on a GPU
+    # (GENERATE_AHEAD "auto"): the same frames, the GPU's next batch beside this chunk's blend and hand-over.
+    # Each pair side by side in one process order: ahead (default), then in turn (--generate-ahead off)
+    common=(--scale real --size 720p --device cuda --dtype bf16 --batch-size 32 --face-batch-size 16 --frames 64
+            --warmup 1 --repeats 3 --no-reference --stages video_file avatar_file)
+    fast=(--decoder taesd --acceleration cuda_graphs --detector-scale 0.5)
+    networks 100
+    for mode in auto off; do
+        echo "== exact, generate_ahead $mode $(date -u +%T)" >> "$log"
+        timeout 110 python3 -m benchmarks.run "${common[@]}" --generate-ahead "$mode" \
+            --json "$OUT/ahead-exact-$mode.json" >> "$log" 2>&1
+        echo "== fast opt-ins, generate_ahead $mode $(date -u +%T)" >> "$log"
+        timeout 90 python3 -m benchmarks.run "${common[@]}" "${fast[@]}" --generate-ahead "$mode" \
+            --json "$OUT/ahead-fast-$mode.json" >> "$log" 2>&1
+    done
     echo "== done $(date -u +%T)" >> "$log"
     ;;
 graphs)

@@ -771,18 +771,26 @@ def run_benchmark(args) -> dict:
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
+    import musetalk_core.pipeline as pipeline
+
     bench = Bench(args)
     log = (lambda *x: print(*x, file=sys.stderr, flush=True)) if args.verbose else (lambda *x: None)
-    with busy_neighbours(args.busy_neighbours):
-        results = _run_stages(args, bench, log)
-    summarise(results, bench)
-    profiles = {}
-    for stage in args.profile or ():
-        log(f"[bench] {stage}: profile")
-        try:
-            profiles[stage] = profile_stage(bench.ours(stage), args.profile_top)
-        except Exception as exc:  # noqa: BLE001
-            profiles[stage] = [_missing(exc)]
+    default_ahead = pipeline.GENERATE_AHEAD
+    # the file stages' render (the frames are the same either way)
+    pipeline.GENERATE_AHEAD = {"on": True, "off": False}.get(args.generate_ahead, "auto")
+    try:
+        with busy_neighbours(args.busy_neighbours):
+            results = _run_stages(args, bench, log)
+        summarise(results, bench)
+        profiles = {}
+        for stage in args.profile or ():
+            log(f"[bench] {stage}: profile")
+            try:
+                profiles[stage] = profile_stage(bench.ours(stage), args.profile_top)
+            except Exception as exc:  # noqa: BLE001
+                profiles[stage] = [_missing(exc)]
+    finally:
+        pipeline.GENERATE_AHEAD = default_ahead
     report = {
         "benchmark": "musetalk-nodes stage fps",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -798,6 +806,7 @@ def run_benchmark(args) -> dict:
                      "reference_unet_batch": ref.UNET_BATCH, "warmup": args.warmup, "repeats": args.repeats,
                      "reference_png": args.reference_png, "truth_landmarks": not args.no_truth,
                      "detector_scale": args.detector_scale, "decoder": args.decoder,
+                     "generate_ahead": args.generate_ahead,
                      "acceleration": args.acceleration, "busy_neighbours": args.busy_neighbours},
         "build_s": bench.build_seconds(),
         "load_s": round(bench.load_s, 3),
@@ -1021,6 +1030,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acceleration", default="off",
                    help="musetalk_core.generators.musetalk.accel settings for unet / decode / unet_decode / whole_graph, e.g. "
                         "channels_last+cuda_graphs (default off)")
+    p.add_argument("--generate-ahead", choices=("auto", "on", "off"), default="auto",
+                   help="file stages: the UNet batches made on a worker thread one batch ahead of the blend (on), "
+                        "when a chunk needs them (off), or on an accelerator only (auto: pipeline.GENERATE_AHEAD)")
     p.add_argument("--markdown", help="also write the table as Markdown here")
     p.add_argument("--no-truth", action="store_true", help="keep what random-weight detection/landmarks found")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")

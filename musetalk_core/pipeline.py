@@ -170,24 +170,48 @@ def material_for(generator: Generator, features, mapping: torch.Tensor, faces, p
     return Material(features, mapping, faces, prepared, generator.plan(prepared, features, mapping))
 
 
-class _FaceBuffer:
-    """Generated faces between the generator's batches and the blend chunks that use them (at most one batch
-    ahead). The one place the generator's batches are consumed."""
+# render's ``generate_ahead`` by default: True, False, or "auto": the generator's batches are made one batch ahead
+# of the blend when they run on an accelerator (the GPU computes the next batch while the CPU blends and hands on
+# this chunk). Not on the CPU: there both compete for the same cores (2 cores, tiny networks: no gain beyond the
+# noise, BENCHMARKS.md "Batches made ahead of the blend").
+GENERATE_AHEAD = "auto"
 
-    def __init__(self, batches: Iterator):
+
+class _FaceBuffer:
+    """Generated faces between the generator's batches and the blend chunks that use them. The one place the
+    generator's batches are consumed.
+
+    ``ahead``: the batches are made on a worker thread (io.background.Ahead), one batch ahead of the blend, so
+    the UNet and decoder of the next batch overlap the blend, the reads and the hand-over of this chunk. The same
+    batches in the same order either way: the frames do not change. Without ``ahead`` a batch is made when a chunk
+    needs it."""
+
+    def __init__(self, batches: Iterator, ahead: bool = False):
+        if ahead:
+            from .io.background import Ahead
+
+            # the rows are copied on the worker: a CUDA-graph runner reuses its output buffer at the next replay
+            batches = Ahead(batches, depth=1, copy=_copied_rows, name="musetalk-generate")
         self.batches: Optional[Iterator] = batches
         self.faces: Dict[int, torch.Tensor] = {}
         self.covered = 0  # every planned frame below this has been generated
 
+    def first(self) -> None:
+        """Wait for the first batch when it is made ahead (see io.background.Ahead.first)."""
+        if hasattr(self.batches, "first"):
+            self.batches.first()
+
     def upto(self, last: int) -> None:
         while self.batches is not None and self.covered <= last:
             try:
-                out_idx, decoded = next(self.batches)
+                out_idx, rows = next(self.batches)
             except StopIteration:
                 self.batches = None
                 break
-            for k, i in enumerate(out_idx.tolist()):  # copies: a CUDA-graph runner reuses its output buffer
-                self.faces[i] = decoded[k].clone()
+            if isinstance(rows, torch.Tensor):  # made in this thread: copy before the next batch
+                rows = _copied_rows((out_idx, rows))[1]
+            for i, face in zip(out_idx.tolist(), rows):
+                self.faces[i] = face
             self.covered = int(out_idx[-1]) + 1
 
     def take(self, rows) -> torch.Tensor:
@@ -202,13 +226,22 @@ class _FaceBuffer:
             self.batches.close()  # e.g. leaves models.use() and restores the UNet's time embedding
 
 
+def _copied_rows(batch):
+    """(output indices, one copy per generated face): a CUDA-graph runner reuses its output buffer."""
+    out_idx, decoded = batch
+    return out_idx, [decoded[k].clone() for k in range(int(out_idx.numel()))]
+
+
 def render(generator: Generator, material, source: FrameSource, options, sink: Sink,
-           first: int = 0, last: Optional[int] = None, progress: Optional[ProgressFactory] = None) -> None:
+           first: int = 0, last: Optional[int] = None, progress: Optional[ProgressFactory] = None,
+           generate_ahead=None) -> None:
     """Generate, blend and hand to ``sink`` output frames first..last-1 (default: all), in order.
 
     ``material``: a Material, or one per speaker (speakers.py: same frame mapping, each its own faces and audio),
     pasted in that order over the same source frames. ``first`` must be a multiple of options.chunk_size (or 0)
-    for the blend chunks to be the whole run's."""
+    for the blend chunks to be the whole run's. ``generate_ahead``: True makes the generator's batches on a
+    worker thread, one batch ahead of the blend (_FaceBuffer; one speaker only), "auto" on an accelerator only;
+    default GENERATE_AHEAD. The frames are the same either way."""
     materials = [material] if isinstance(material, Material) else list(material)
     t = materials[0].num_frames
     last = t if last is None else min(int(last), t)
@@ -219,17 +252,24 @@ def render(generator: Generator, material, source: FrameSource, options, sink: S
     # several speakers' batches interleave, and their exits would restore each other's mode (leaving the caller in
     # inference mode); one outer block restores the caller's mode whatever order they end in
     with torch.inference_mode():
-        _render_layers(generator, materials, source, options, sink, first, last, progress, buffers)
+        # one speaker only: several speakers' batches share the networks (and a compiled or captured step's
+        # buffers), so they are made in turn on this thread
+        ahead = GENERATE_AHEAD if generate_ahead is None else generate_ahead
+        _render_layers(generator, materials, source, options, sink, first, last, progress, buffers,
+                       ahead if len(materials) == 1 else False)
 
 
-def _render_layers(generator, materials, source, options, sink, first, last, progress, buffers) -> None:
+def _render_layers(generator, materials, source, options, sink, first, last, progress, buffers, ahead) -> None:
     from .blend.chunk_loop import stream_layers
 
     try:
         layers = []
         for m in materials:
-            buffers.append(_FaceBuffer(generator.batches(m.prepared, m.features, m.plan, first, last)))
             blender = generator.blender(m.prepared, m.faces, m.mapping, m.plan, m.features, options)
+            on_worker = ahead is True or (ahead == "auto" and blender.device.type != "cpu")
+            buffers.append(_FaceBuffer(generator.batches(m.prepared, m.features, m.plan, first, last), on_worker))
+            # the first batch made before any other GPU work: a CUDA graph is captured there, alone
+            buffers[-1].first()
             layers.append((blender, buffers[-1].take, buffers[-1].upto))
         hooks = _hooks(progress, "lip-sync", last - first)
         with closing(stream_layers(layers, source, options.chunk_size, first=first, last=last)) as chunks:

@@ -170,3 +170,120 @@ def test_video_writer_refuses_writes_after_it_failed(tmp_path):
     with pytest.raises(OutputError, match="already finished or failed"):
         writer.write(_frames(1))
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ahead: an iterator's items made on a worker thread, ahead of the consumer
+# ---------------------------------------------------------------------------------------------------------------
+
+from musetalk_core.io.background import Ahead  # noqa: E402
+
+
+def _ahead_threads():
+    return [t for t in threading.enumerate() if t.name == "musetalk-ahead"]
+
+
+def test_ahead_gives_every_item_in_order_made_on_its_worker_under_inference_mode():
+    made_on = []
+
+    def items():
+        for i in range(20):
+            made_on.append((threading.current_thread().name, torch.is_inference_mode_enabled()))
+            yield i
+
+    assert list(Ahead(items(), depth=2)) == list(range(20))
+    assert set(made_on) == {("musetalk-ahead", True)}
+    assert _ahead_threads() == []  # the worker has ended with the last item
+
+
+def test_ahead_stays_within_depth_of_the_consumer():
+    made = []
+
+    def items():
+        for i in range(10):
+            made.append(i)
+            yield i
+
+    ahead = Ahead(items(), depth=1)
+    assert next(ahead) == 0
+    time.sleep(0.3)
+    # item 0 taken, item 1 queued, item 2 made and waiting to be queued: no further
+    assert made == [0, 1, 2]
+    assert next(ahead) == 1
+    time.sleep(0.3)
+    assert made == [0, 1, 2, 3]
+    ahead.close()
+
+
+def test_ahead_copy_runs_on_the_worker_before_the_next_item_is_made():
+    """The copy of item k is taken before item k + 1 overwrites the shared buffer (a CUDA-graph runner's output)."""
+    buffer = torch.zeros(3)
+
+    def items():
+        for i in range(5):
+            buffer.fill_(i)  # the next item reuses the buffer
+            yield buffer
+
+    got = list(Ahead(items(), depth=2, copy=lambda b: b.clone()))
+    assert [int(b[0]) for b in got] == [0, 1, 2, 3, 4]
+    assert [int(b[0]) for b in Ahead(items(), depth=2)] != [0, 1, 2, 3, 4]  # without the copy they would not be
+
+
+def test_ahead_reraises_the_iterators_error_after_the_items_before_it():
+    def items():
+        yield 1
+        yield 2
+        raise OutputError("the disk is full")
+
+    ahead = Ahead(items())
+    assert next(ahead) == 1 and next(ahead) == 2
+    with pytest.raises(OutputError, match="disk is full"):
+        next(ahead)
+    with pytest.raises(StopIteration):
+        next(ahead)
+
+
+def test_ahead_first_waits_for_the_first_item_and_keeps_it():
+    started = threading.Event()
+    made = []
+
+    def items():
+        started.set()
+        time.sleep(0.2)
+        for i in range(3):
+            made.append(i)
+            yield i
+
+    ahead = Ahead(items(), depth=1)
+    ahead.first()
+    assert made[:1] == [0]
+    assert list(ahead) == [0, 1, 2]
+    empty = Ahead(iter(()))
+    empty.first()
+    assert list(empty) == []
+
+    def failing():
+        raise ValueError("no batch")
+        yield  # noqa: unreachable - makes it a generator
+
+    with pytest.raises(ValueError, match="no batch"):
+        Ahead(failing()).first()
+
+
+def test_ahead_close_stops_the_worker_and_closes_the_iterator_on_it():
+    closed_on = []
+
+    def items():
+        try:
+            for i in range(1000):
+                yield i
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    ahead = Ahead(items(), depth=2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert closed_on == ["musetalk-ahead"]  # its finally ran on the worker, not the consumer's thread
+    assert _ahead_threads() == []
+    with pytest.raises(StopIteration):
+        next(ahead)

@@ -208,3 +208,32 @@ def test_taesd_on_cuda_matches_the_cpu(generator_folder, generator_golden, tmp_p
     psnr = _psnr(faces["cuda"], faces["cpu"])
     print(f"cuda taesd (cuda graphs) against cpu taesd: PSNR {psnr:.1f} dB")
     assert psnr > 79.8 - MARGIN_DB  # measured 79.8-79.9 dB
+
+
+# ------------------------------------------------------------------------------------------- batches made ahead
+
+@pytest.mark.parametrize("acceleration", ["off", "cuda_graphs"])
+def test_batches_made_ahead_on_cuda_give_the_frames_made_in_turn(tiny_models_factory, monkeypatch, acceleration):
+    """pipeline.render on a GPU makes the UNet batches on a worker thread ("auto"); the frames must equal those of
+    batches made in turn, also with a CUDA graph (captured at the first batch, before the blend starts)."""
+    import time
+
+    import musetalk_core.pipeline as pipeline
+    from musetalk_core.io.sources import TensorSource
+    from musetalk_core.options import LipsyncOptions
+    from musetalk_core.weights.loading import load_models
+    from test_streaming import FPS, marked_video, speech_with_pause
+
+    models = load_models([tiny_models_factory("v15")], "v15", precision="fp32", device="cuda")
+    options = LipsyncOptions(face_batch_size=2, vae_batch_size=3, batch_size=4, chunk_size=5, device="cuda",
+                             acceleration=acceleration)
+    frames = torch.from_numpy(marked_video())
+    out = {}
+    for ahead in ("auto", False):
+        monkeypatch.setattr(pipeline, "GENERATE_AHEAD", ahead)
+        chunks = []
+        start = time.perf_counter()
+        pipeline.lipsync_stream(models, TensorSource(frames), speech_with_pause(23), FPS, options, chunks.append)
+        out[ahead] = torch.cat(chunks)
+        print(f"cuda {acceleration}, generate_ahead {ahead}: {time.perf_counter() - start:.2f} s")
+    assert out["auto"].shape[0] == 23 and torch.equal(out["auto"], out[False])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -268,3 +269,82 @@ def test_disk_full_while_spilling_is_a_clear_error_and_removes_the_material(mode
         streamed(models, TensorSource(torch.from_numpy(marked_video())), speech_with_pause(8),
                  OPTIONS.updated(box_smoothing=0.0), spill_dir=folder)
     assert os.listdir(folder) == []
+
+
+class RecordingGenerator:
+    """MuseTalk's generator recording, per batch it makes, the thread it ran on, its last output frame and how many
+    output frames the sink had received by then; ``fail_at``: the batch that raises instead."""
+
+    def __new__(cls, models, options, sunk, fail_at=None):
+        from musetalk_core.generators.musetalk.generator import MuseTalkGenerator
+
+        class Recording(MuseTalkGenerator):
+            made = []
+
+            def batches(self, *args):
+                for k, (out_idx, decoded) in enumerate(super().batches(*args)):
+                    if k == fail_at:
+                        raise RuntimeError("the UNet failed")
+                    self.made.append((threading.current_thread().name, int(out_idx[-1]), len(sunk)))
+                    yield out_idx, decoded
+
+        return Recording(models, options)
+
+
+def test_batches_made_ahead_on_a_worker_give_the_same_frames(models, monkeypatch):
+    """render makes the generator's batches on a worker, at most two batches beyond the blend's need; the frames
+    equal those of batches made on the caller's thread when a chunk needs them ("auto" on the CPU)."""
+    import musetalk_core.pipeline as pipeline
+
+    frames, t = marked_video(), 23
+    audio = speech_with_pause(t)
+    options = OPTIONS.updated(silence_handling=False)
+    runs = {}
+    for ahead in (True, False, "auto"):
+        monkeypatch.setattr(pipeline, "GENERATE_AHEAD", ahead)
+        sunk = []
+        generator = RecordingGenerator(models, options, sunk)
+        lipsync_stream(models, TensorSource(torch.from_numpy(frames)), audio, FPS, options,
+                       lambda chunk: sunk.extend(chunk), generator=generator)
+        runs[ahead] = (torch.stack(sunk), generator.made)
+    assert torch.equal(runs[True][0], runs[False][0]) and runs[True][0].shape[0] == t
+    assert {name for name, _, _ in runs[True][1]} == {"musetalk-generate"}
+    assert {name for name, _, _ in runs[False][1]} == {threading.current_thread().name}
+    assert runs["auto"][1] == runs[False][1]  # on the CPU: in turn, when a chunk needs them
+    batch, chunk = options.batch_size, options.chunk_size
+    for _, last, sunk_then in runs[True][1]:
+        # the chunk being blended needs frames up to sunk_then + chunk - 1; the worker is at most 2 batches beyond
+        assert last < sunk_then + chunk + 2 * batch
+    assert any(sunk_then > 0 for _, _, sunk_then in runs[True][1])  # it really worked beside the blend
+
+
+@pytest.mark.parametrize("fail_at", [0, 3])
+def test_a_batch_that_fails_on_the_worker_fails_the_run_and_ends_the_worker(models, tmp_path, monkeypatch, fail_at):
+    import musetalk_core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "GENERATE_AHEAD", True)
+    sunk = []
+    generator = RecordingGenerator(models, OPTIONS, sunk, fail_at=fail_at)
+    spill = tmp_path / "spill"
+    with pytest.raises(RuntimeError, match="the UNet failed"):
+        lipsync_stream(models, TensorSource(torch.from_numpy(marked_video())), speech_with_pause(23), FPS,
+                       OPTIONS.updated(silence_handling=False), sunk.extend, generator=generator, spill_dir=spill)
+    assert len(sunk) < 23
+    assert [t for t in threading.enumerate() if t.name == "musetalk-generate"] == []
+    assert os.listdir(spill) == []
+
+
+def test_a_sink_that_fails_stops_the_worker_ahead_of_it(models, monkeypatch):
+    import musetalk_core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "GENERATE_AHEAD", True)
+
+    def sink(chunk):
+        raise OSError("the output disk is full")
+
+    generator = RecordingGenerator(models, OPTIONS, [])
+    with pytest.raises(OSError, match="disk is full"):
+        lipsync_stream(models, TensorSource(torch.from_numpy(marked_video())), speech_with_pause(23), FPS,
+                       OPTIONS.updated(silence_handling=False), sink, generator=generator)
+    assert [t for t in threading.enumerate() if t.name == "musetalk-generate"] == []
+    assert len(generator.made) <= 4  # the first chunk's two batches and at most two made ahead

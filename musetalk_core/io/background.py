@@ -1,4 +1,5 @@
-"""One worker thread fed through a short queue: the caller hands work over and goes on (producer/consumer).
+"""One worker thread beside the caller, joined by a short queue: ``BackgroundWorker`` consumes what the caller hands
+over (the caller goes on), ``Ahead`` produces the items of an iterator ahead of the caller (the caller takes them).
 
 Used for the H.264 encode (video_write.VideoWriter): libx264 and the RGB -> YUV conversion run without the GIL, so
 while the encoder works on chunk k the caller's thread blends chunk k + 1 on the GPU. The queue holds at most
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 _STOP = object()
 
@@ -84,5 +85,119 @@ class BackgroundWorker:
             except KeyboardInterrupt as exc:
                 interrupted = exc
                 self._cancelled.set()  # a second Ctrl-C: drop the rest, end after the item in hand
+        if interrupted is not None:
+            raise interrupted
+
+
+_END = object()
+
+
+class Ahead:
+    """The items of ``items`` (an iterator), made on a worker thread at most ``depth`` items ahead of the consumer.
+
+    Used for the generator's batches (pipeline.render): while the caller's thread blends and hands on chunk k, the
+    worker runs the UNet and decoder for the next batch. The iterator runs entirely on the worker thread, under
+    inference mode, and is closed there (so context managers inside it enter and leave on one thread); ``copy``
+    runs on the worker right after each item is made, before the next one (e.g. to copy a CUDA-graph runner's
+    output buffer out before its next replay). Items come out in order and unchanged: the same calls as a loop.
+
+    ``first()`` waits for the first item before the caller starts other device work: a CUDA graph is captured at
+    the first batch, and no other thread may use the GPU while a capture runs.
+
+    Errors raised by the iterator are re-raised in the consumer's thread when it reaches them; ``close`` stops the
+    worker after the item in hand and waits for it to end (also through Ctrl-C).
+    """
+
+    def __init__(self, items: Iterator, depth: int = 1, copy: Callable[[object], object] = lambda item: item,
+                 name: str = "musetalk-ahead"):
+        self._items = items
+        self._copy = copy
+        self._queue: "queue.Queue[object]" = queue.Queue(maxsize=max(1, int(depth)))
+        self._error: Optional[BaseException] = None
+        self._stopping = threading.Event()
+        self._finished = threading.Event()
+        self._peeked: list = []
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                try:
+                    for item in self._items:
+                        if not self._offer(self._copy(item)):
+                            break
+                finally:
+                    close = getattr(self._items, "close", None)
+                    if close is not None:
+                        close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
+            self._error = exc
+        finally:
+            self._offer(_END)
+            self._finished.set()
+
+    def _offer(self, item: object) -> bool:
+        """Queue ``item`` unless the consumer stopped; False once it has."""
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> "Ahead":
+        return self
+
+    def __next__(self):
+        if self._peeked:
+            return self._peeked.pop()
+        if self._done:
+            raise StopIteration
+        while True:  # a timeout keeps Ctrl-C deliverable while the worker computes
+            try:
+                item = self._queue.get(timeout=0.5)
+                break
+            except queue.Empty:
+                continue
+        if item is _END:
+            self._done = True
+            self._thread.join(5.0)  # it only has to return
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+    def first(self) -> None:
+        """Wait until the first item is made (or the iterator ended or failed; then raises what it raised)."""
+        if not self._peeked and not self._done:
+            try:
+                self._peeked.append(next(self))
+            except StopIteration:
+                pass
+
+    def close(self) -> None:
+        """Stop making items and wait for the worker to end (it closes the iterator); errors are not raised."""
+        self._stopping.set()
+        interrupted: Optional[BaseException] = None
+        while not self._finished.is_set():
+            try:
+                while True:  # free a put the worker may be blocked in
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+            try:
+                self._finished.wait(0.1)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        self._thread.join(5.0)  # finished: it only has to return
+        self._peeked.clear()
+        self._done = True
         if interrupted is not None:
             raise interrupted
