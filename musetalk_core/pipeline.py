@@ -186,12 +186,13 @@ class _FaceBuffer:
     batches in the same order either way: the frames do not change. Without ``ahead`` a batch is made when a chunk
     needs it."""
 
-    def __init__(self, batches: Iterator, ahead: bool = False):
+    def __init__(self, batches: Iterator, ahead: bool = False, device: torch.device = torch.device("cpu")):
         if ahead:
             from .io.background import Ahead
 
             # the rows are copied on the worker: a CUDA-graph runner reuses its output buffer at the next replay
-            batches = Ahead(batches, depth=1, copy=_copied_rows, name="musetalk-generate")
+            batches = Ahead(batches, depth=1, copy=_copied_rows, name="musetalk-generate",
+                            context=_callers_stream(device))
         self.batches: Optional[Iterator] = batches
         self.faces: Dict[int, torch.Tensor] = {}
         self.covered = 0  # every planned frame below this has been generated
@@ -224,6 +225,25 @@ class _FaceBuffer:
     def close(self) -> None:
         if self.batches is not None and hasattr(self.batches, "close"):
             self.batches.close()  # e.g. leaves models.use() and restores the UNet's time embedding
+
+
+def _callers_stream(device: torch.device):
+    """For the worker: the caller's CUDA device and current stream, so both threads queue their kernels in one order
+    (the blend reads faces the worker made); nothing to set elsewhere."""
+    from contextlib import ExitStack, nullcontext
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return nullcontext
+    stream = torch.cuda.current_stream(device)
+
+    def context():
+        stack = ExitStack()
+        stack.enter_context(torch.cuda.device(device))
+        stack.enter_context(torch.cuda.stream(stream))
+        return stack
+
+    return context
 
 
 def _copied_rows(batch):
@@ -267,7 +287,8 @@ def _render_layers(generator, materials, source, options, sink, first, last, pro
         for m in materials:
             blender = generator.blender(m.prepared, m.faces, m.mapping, m.plan, m.features, options)
             on_worker = ahead is True or (ahead == "auto" and blender.device.type != "cpu")
-            buffers.append(_FaceBuffer(generator.batches(m.prepared, m.features, m.plan, first, last), on_worker))
+            buffers.append(_FaceBuffer(generator.batches(m.prepared, m.features, m.plan, first, last), on_worker,
+                                       blender.device))
             # the first batch made before any other GPU work: a CUDA graph is captured there, alone
             buffers[-1].first()
             layers.append((blender, buffers[-1].take, buffers[-1].upto))

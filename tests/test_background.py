@@ -287,3 +287,21 @@ def test_ahead_close_stops_the_worker_and_closes_the_iterator_on_it():
     assert _ahead_threads() == []
     with pytest.raises(StopIteration):
         next(ahead)
+
+
+def test_ahead_enters_its_context_on_the_worker_around_the_whole_iteration():
+    events = []
+
+    class Context:
+        def __enter__(self):
+            events.append(("enter", threading.current_thread().name))
+
+        def __exit__(self, *exc):
+            events.append(("exit", threading.current_thread().name))
+
+    def items():
+        events.append(("item", threading.current_thread().name))
+        yield 1
+
+    assert list(Ahead(items(), context=Context)) == [1]
+    assert events == [("enter", "musetalk-ahead"), ("item", "musetalk-ahead"), ("exit", "musetalk-ahead")]

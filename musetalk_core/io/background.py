@@ -11,9 +11,10 @@ error or ``cancel`` the worker drops what is still queued.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from typing import Callable, Iterator, Optional
+from typing import Callable, ContextManager, Iterator, Optional
 
 _STOP = object()
 
@@ -99,7 +100,8 @@ class Ahead:
     worker runs the UNet and decoder for the next batch. The iterator runs entirely on the worker thread, under
     inference mode, and is closed there (so context managers inside it enter and leave on one thread); ``copy``
     runs on the worker right after each item is made, before the next one (e.g. to copy a CUDA-graph runner's
-    output buffer out before its next replay). Items come out in order and unchanged: the same calls as a loop.
+    output buffer out before its next replay); ``context()`` is entered on the worker around the whole iteration
+    (e.g. the caller's CUDA device and stream). Items come out in order and unchanged: the same calls as a loop.
 
     ``first()`` waits for the first item before the caller starts other device work: a CUDA graph is captured at
     the first batch, and no other thread may use the GPU while a capture runs.
@@ -109,9 +111,10 @@ class Ahead:
     """
 
     def __init__(self, items: Iterator, depth: int = 1, copy: Callable[[object], object] = lambda item: item,
-                 name: str = "musetalk-ahead"):
+                 name: str = "musetalk-ahead", context: Optional[Callable[[], ContextManager]] = None):
         self._items = items
         self._copy = copy
+        self._context = context or contextlib.nullcontext
         self._queue: "queue.Queue[object]" = queue.Queue(maxsize=max(1, int(depth)))
         self._error: Optional[BaseException] = None
         self._stopping = threading.Event()
@@ -125,7 +128,7 @@ class Ahead:
         import torch
 
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._context():
                 try:
                     for item in self._items:
                         if not self._offer(self._copy(item)):
