@@ -170,9 +170,9 @@ def material_for(generator: Generator, features, mapping: torch.Tensor, faces, p
     return Material(features, mapping, faces, prepared, generator.plan(prepared, features, mapping))
 
 
-# render's ``generate_ahead`` by default: True, False, or "auto": the generator's batches are made one batch ahead
-# of the blend when they run on an accelerator (the GPU computes the next batch while the CPU blends and hands on
-# this chunk). Not on the CPU: there both compete for the same cores (2 cores, tiny networks: no gain beyond the
+# render's ``generate_ahead`` by default: True, False, or "auto": the generator's batches are made ahead of the
+# blend when it runs on a CUDA GPU (the GPU computes the next batches while the CPU blends and hands on this
+# chunk). Not on the CPU: there both compete for the same cores (2 cores, tiny networks: no gain beyond the
 # noise, BENCHMARKS.md "Batches made ahead of the blend").
 GENERATE_AHEAD = "auto"
 
@@ -181,8 +181,9 @@ class _FaceBuffer:
     """Generated faces between the generator's batches and the blend chunks that use them. The one place the
     generator's batches are consumed.
 
-    ``ahead``: the batches are made on a worker thread (io.background.Ahead), one batch ahead of the blend, so
-    the UNet and decoder of the next batch overlap the blend, the reads and the hand-over of this chunk. The same
+    ``ahead``: the batches are made on a worker thread (io.background.Ahead; one batch queued, one in the making
+    beyond those this chunk needs), so the UNet and decoder of the next batches overlap the blend, the reads and
+    the hand-over of this chunk. The same
     batches in the same order either way: the frames do not change. Without ``ahead`` a batch is made when a chunk
     needs it."""
 
@@ -235,6 +236,8 @@ def _callers_stream(device: torch.device):
     device = torch.device(device)
     if device.type != "cuda":
         return nullcontext
+    if device.index is None:  # "cuda" means the caller's current device; the worker's would be 0
+        device = torch.device("cuda", torch.cuda.current_device())
     stream = torch.cuda.current_stream(device)
 
     def context():
@@ -260,7 +263,7 @@ def render(generator: Generator, material, source: FrameSource, options, sink: S
     ``material``: a Material, or one per speaker (speakers.py: same frame mapping, each its own faces and audio),
     pasted in that order over the same source frames. ``first`` must be a multiple of options.chunk_size (or 0)
     for the blend chunks to be the whole run's. ``generate_ahead``: True makes the generator's batches on a
-    worker thread, one batch ahead of the blend (_FaceBuffer; one speaker only), "auto" on an accelerator only;
+    worker thread ahead of the blend (_FaceBuffer; one speaker only), "auto" on a CUDA GPU only;
     default GENERATE_AHEAD. The frames are the same either way."""
     materials = [material] if isinstance(material, Material) else list(material)
     t = materials[0].num_frames
@@ -286,7 +289,8 @@ def _render_layers(generator, materials, source, options, sink, first, last, pro
         layers = []
         for m in materials:
             blender = generator.blender(m.prepared, m.faces, m.mapping, m.plan, m.features, options)
-            on_worker = ahead is True or (ahead == "auto" and blender.device.type != "cpu")
+            # "auto": CUDA only (MPS is not safe to drive from two threads at once; on the CPU it does not pay)
+            on_worker = ahead is True or (ahead == "auto" and blender.device.type == "cuda")
             buffers.append(_FaceBuffer(generator.batches(m.prepared, m.features, m.plan, first, last), on_worker,
                                        blender.device))
             # the first batch made before any other GPU work: a CUDA graph is captured there, alone

@@ -305,3 +305,23 @@ def test_ahead_enters_its_context_on_the_worker_around_the_whole_iteration():
 
     assert list(Ahead(items(), context=Context)) == [1]
     assert events == [("enter", "musetalk-ahead"), ("item", "musetalk-ahead"), ("exit", "musetalk-ahead")]
+
+
+def test_ahead_starts_no_worker_before_the_first_request_and_closes_unstarted():
+    closed_on = []
+
+    def items():
+        try:
+            yield 1
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    ahead = Ahead(items())
+    time.sleep(0.05)
+    assert _ahead_threads() == []  # nothing made before anyone asked
+    it = items()
+    next(it)  # a started generator: close() must run its finally
+    unstarted = Ahead(it)
+    unstarted.close()
+    assert closed_on == [threading.current_thread().name] and _ahead_threads() == []
+    assert list(ahead) == [1]

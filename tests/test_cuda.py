@@ -215,25 +215,34 @@ def test_taesd_on_cuda_matches_the_cpu(generator_folder, generator_golden, tmp_p
 @pytest.mark.parametrize("acceleration", ["off", "cuda_graphs"])
 def test_batches_made_ahead_on_cuda_give_the_frames_made_in_turn(tiny_models_factory, monkeypatch, acceleration):
     """pipeline.render on a GPU makes the UNet batches on a worker thread ("auto"); the frames must equal those of
-    batches made in turn, also with a CUDA graph (captured at the first batch, before the blend starts)."""
+    batches made in turn, also with a CUDA graph captured on the worker (at the first batch, before the blend
+    starts). Each run captures its own graph, and the CUDA-graph runs must equal the eager default too."""
     import time
 
     import musetalk_core.pipeline as pipeline
+    from musetalk_core.generators.musetalk import accel
     from musetalk_core.io.sources import TensorSource
     from musetalk_core.options import LipsyncOptions
     from musetalk_core.weights.loading import load_models
-    from test_streaming import FPS, marked_video, speech_with_pause
+    from test_streaming import FPS, RecordingGenerator, marked_video, speech_with_pause
 
     models = load_models([tiny_models_factory("v15")], "v15", precision="fp32", device="cuda")
-    options = LipsyncOptions(face_batch_size=2, vae_batch_size=3, batch_size=4, chunk_size=5, device="cuda",
-                             acceleration=acceleration)
     frames = torch.from_numpy(marked_video())
     out = {}
-    for ahead in ("auto", False):
+    for ahead, speed in ((False, acceleration), ("auto", acceleration), (False, "off")):
+        options = LipsyncOptions(face_batch_size=2, vae_batch_size=3, batch_size=4, chunk_size=5, device="cuda",
+                                 acceleration=speed)
         monkeypatch.setattr(pipeline, "GENERATE_AHEAD", ahead)
+        models.extras.pop(accel.RUNNER_SLOT, None)  # a graph of this run's own
         chunks = []
+        generator = RecordingGenerator(models, options, chunks)
         start = time.perf_counter()
-        pipeline.lipsync_stream(models, TensorSource(frames), speech_with_pause(23), FPS, options, chunks.append)
-        out[ahead] = torch.cat(chunks)
-        print(f"cuda {acceleration}, generate_ahead {ahead}: {time.perf_counter() - start:.2f} s")
-    assert out["auto"].shape[0] == 23 and torch.equal(out["auto"], out[False])
+        pipeline.lipsync_stream(models, TensorSource(frames), speech_with_pause(23), FPS, options, chunks.append,
+                                generator=generator)
+        threads = {name for name, _, _ in generator.made}
+        out[(ahead, speed)] = torch.cat(chunks)
+        print(f"cuda {speed}, generate_ahead {ahead}: {time.perf_counter() - start:.2f} s, batches made on {threads}")
+        assert threads == ({"musetalk-generate"} if ahead == "auto" else {"MainThread"})
+    made_ahead = out[("auto", acceleration)]
+    assert made_ahead.shape[0] == 23 and torch.equal(made_ahead, out[(False, acceleration)])
+    assert torch.equal(made_ahead, out[(False, "off")])  # cuda_graphs: the default's faces bit for bit

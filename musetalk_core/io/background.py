@@ -94,7 +94,8 @@ _END = object()
 
 
 class Ahead:
-    """The items of ``items`` (an iterator), made on a worker thread at most ``depth`` items ahead of the consumer.
+    """The items of ``items`` (an iterator), made on a worker thread ahead of the consumer: ``depth`` items queued
+    and one more in the making (plus the one ``first`` keeps).
 
     Used for the generator's batches (pipeline.render): while the caller's thread blends and hands on chunk k, the
     worker runs the UNet and decoder for the next batch. The iterator runs entirely on the worker thread, under
@@ -121,8 +122,15 @@ class Ahead:
         self._finished = threading.Event()
         self._peeked: list = []
         self._done = False
+        # started by the first request (first / next): a caller that registers this object before asking for an
+        # item can always close it, so no worker runs on unseen (e.g. inside models.use) after a Ctrl-C
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._started = False
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
 
     def _run(self) -> None:
         import torch
@@ -161,6 +169,7 @@ class Ahead:
             return self._peeked.pop()
         if self._done:
             raise StopIteration
+        self._start()
         while True:  # a timeout keeps Ctrl-C deliverable while the worker computes
             try:
                 item = self._queue.get(timeout=0.5)
@@ -184,9 +193,17 @@ class Ahead:
                 pass
 
     def close(self) -> None:
-        """Stop making items and wait for the worker to end (it closes the iterator); errors are not raised."""
+        """Stop making items and wait for the worker to end (it closes the iterator); errors are not raised.
+        The item in hand is finished first (a UNet batch: Ctrl-C waits for it), so nothing the worker uses is
+        released under it."""
         self._stopping.set()
         interrupted: Optional[BaseException] = None
+        if not self._started:  # never asked for an item: close the iterator here, nothing ran on a worker
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+            self._done = True
+            return
         while not self._finished.is_set():
             try:
                 while True:  # free a put the worker may be blocked in
