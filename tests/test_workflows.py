@@ -53,6 +53,7 @@ PINNED_WIDGETS = {
     "LatentSyncInpaint": ["inference_steps", "guidance_scale", "seed", "window_length", "frame_mapping",
                           "frame_offset", "alignment"],
     "AddSpeaker": [],
+    "SaveMuseTalkAvatar": ["name", "fps", "blur_factor", "upper_boundary_ratio"],
 }
 PINNED_LINK_INPUTS = {
     "LoadMuseTalkModels": [],
@@ -71,6 +72,8 @@ PINNED_LINK_INPUTS = {
                           ("audio_features", "MUSETALK_AUDIO"), ("images", "IMAGE"), ("video", "VIDEO")],
     "AddSpeaker": [("faces", "MUSETALK_FACES"), ("generated", "MUSETALK_GENERATED"),
                    ("more_speakers", "MUSETALK_SPEAKERS")],
+    "SaveMuseTalkAvatar": [("faces", "MUSETALK_FACES"), ("latents", "MUSETALK_LATENTS"), ("images", "IMAGE"),
+                           ("video", "VIDEO")],
 }
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 # Nodes of other packs, each allowed in the one workflow that needs it and nowhere else: workflow -> {node type:
@@ -490,6 +493,8 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
         for n in api.values():  # 2 DDIM steps instead of 20 keep the tiny run short; the graph is what is tested
             if n["class_type"] == "LatentSyncInpaint":
                 n["inputs"]["inference_steps"] = 2
+    avatars = tmp_path_factory.mktemp("avatars")
+    monkeypatch.setattr(request.getfixturevalue("pack").nodes.comfy_bridge, "avatars_directory", lambda: avatars)
     with caplog.at_level(logging.WARNING):
         result = run_prompt(api, classes_for(name, node_classes), inputs_dir, tmp_path)
     # a template's own settings never warn (the LatentSync one used to, on every run, about its audio features)
@@ -525,9 +530,34 @@ def test_api_workflow_runs_end_to_end(name, node_classes, tiny_models_factory, m
         assert result.runs["ImageSharpen"] == 1
     if name == TWO_SPEAKERS:
         check_two_speakers(api, result, clip, speaker_seconds)
+    if name == "musetalk_video_to_avatar":
+        check_saved_avatar(api, result, avatars, inputs_dir)
     if name == "text_to_talking_video":  # the speech came from the TTS node (its stand-in here), 24 kHz
         assert result.runs["UnifiedTTSTextNode"] == 1 and result.runs["ChatterBoxEngineNode"] == 1
         assert expected == [math.floor(tts_standin.SECONDS * FPS)]
+
+
+def check_saved_avatar(api: dict, result: RunResult, avatars, inputs_dir):
+    """The avatar holds the video's frames with the faces and latents the lip-sync used, and opens again."""
+    import numpy as np
+    import torch
+
+    from musetalk_core.io import video_read
+    from musetalk_core.realtime.avatar import load_avatar
+
+    by_class = {n["class_type"]: nid for nid, n in api.items()}
+    (folder,) = result.outputs[by_class["SaveMuseTalkAvatar"]]
+    assert folder == str(avatars / wftool.AVATAR_NAME)
+    avatar = load_avatar(folder)
+    faces = result.outputs[by_class["FaceDetectAndParse"]][0]
+    latents = result.outputs[by_class["VAEEncodeMasked"]][0]
+    assert avatar.num_frames == faces.num_frames == 8 and avatar.fps == float(FPS)
+    decoded = video_read.read_video(inputs_dir / wftool.VIDEO_FILE, with_audio=False).frames
+    assert torch.equal(torch.from_numpy(np.asarray(avatar.frames)), decoded)
+    assert torch.equal(avatar.faces.boxes, faces.boxes) and torch.equal(avatar.faces.has_face, faces.has_face)
+    rows = torch.arange(int(avatar.latents.latents.shape[0]))  # the graph's latents are spilled (a VIDEO input)
+    assert rows.numel() > 0 and torch.equal(avatar.latents.latents, latents.latents[rows])
+    assert result.runs["FaceDetectAndParse"] == 1 and result.runs["VAEEncodeMasked"] == 1  # shared, not run twice
 
 
 def check_two_speakers(api: dict, result: RunResult, clip, speaker_seconds):
@@ -586,6 +616,11 @@ def test_cheap_checks_run_before_face_detection_in_comfyuis_order(name, node_cla
     api = _api_file(name)
     classes = {**CORE_EQUIVALENTS, **classes_for(name, node_classes)}
     order = [api[n]["class_type"] for n in execution_order(api, classes)]
+    if "SaveMuseTalkAvatar" in order:
+        # the avatar needs no audio: ComfyUI may prepare and save it first (a bad audio then fails the prompt after
+        # the avatar is saved, which keeps it); the audio is still checked before any generation
+        assert order.index("WhisperAudioEncode") < order.index("MuseTalkUNetInpaint"), order
+        return
     assert order.index("WhisperAudioEncode") < order.index("FaceDetectAndParse"), order
     if "UnifiedTTSTextNode" in order:  # the speech is made (or fails) before the heavy stage too
         assert order.index("UnifiedTTSTextNode") < order.index("FaceDetectAndParse"), order

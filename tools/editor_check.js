@@ -134,8 +134,32 @@ async function recordMissingNodes() {  // runs in the page: the editor's missing
     if (await entry.count() > 0) { await entry.click(); await page.waitForTimeout(1500); }
   };
   await openBrowser();
-  report.cards = await page.evaluate(() => [...document.querySelectorAll('[role=dialog] img')].map(i => ({
-    loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth, height: i.naturalHeight })));
+  // the browser renders a card's thumbnail only once the card is in view (two rows fit the window): bring each
+  // template's card into view in turn and collect every thumbnail seen, by its address
+  const collectCards = () => page.evaluate((titles) => {
+    window.__cards = window.__cards || {};
+    document.querySelectorAll('[role=dialog] img').forEach(i => {
+      // thumbnails are blob: addresses (new ones when a card renders again): the card's own title names them,
+      // found on the nearest ancestor whose text lines hold exactly one of our titles
+      let title = null;
+      for (let e = i.parentElement; e && !title; e = e.parentElement) {
+        const lines = (e.innerText || '').split('\n').map(l => l.trim());
+        const found = titles.filter(t => lines.includes(t));
+        if (found.length > 1) break;
+        if (found.length === 1) title = found[0];
+      }
+      if (title) window.__cards[title] = {
+        loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth, height: i.naturalHeight };
+    });
+    return Object.values(window.__cards);
+  }, (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean));
+  await collectCards();
+  for (const title of (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean)) {
+    const card = page.locator('[role=dialog]').getByText(title, { exact: true }).first();
+    if (await card.count() > 0) { await card.scrollIntoViewIfNeeded(); await page.waitForTimeout(800); }
+    await collectCards();
+  }
+  report.cards = await collectCards();
   report.dialogText = await page.evaluate(() => document.querySelector('[role=dialog]')?.innerText ?? '');
   await page.screenshot({ path: path.join(outdir, 'templates_browser.png') });
   const titles = (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean);

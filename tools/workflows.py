@@ -98,6 +98,13 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
          ("more_speakers", "MUSETALK_SPEAKERS", True)],
         [],
         [("more_speakers", "MUSETALK_SPEAKERS")]),
+    # a prepared video kept for real-time sessions, the command line's --avatar and LoadMuseTalkAvatar (issue 26)
+    "SaveMuseTalkAvatar": (
+        [("faces", "MUSETALK_FACES", False), ("latents", "MUSETALK_LATENTS", False), ("images", "IMAGE", True),
+         ("video", "VIDEO", True)],
+        [("name", "STRING", "avatar"), ("fps", "FLOAT", 25.0), ("blur_factor", "FLOAT", 0.05),
+         ("upper_boundary_ratio", "FLOAT", 0.5)],
+        [("avatar_folder", "STRING")]),
     # the second generator (LatentSync, issue 17)
     "LoadLatentSyncModel": (
         [],
@@ -232,7 +239,7 @@ MIN_WIDTH = {"LoadMuseTalkModels": 212, "FaceDetectAndParse": 241, "WhisperAudio
              "GetVideoComponents": 194, "LoadAudio": 223, "LoadImage": 223, "CreateVideo": 210, "SaveVideo": 210,
              "ImageSharpen": 210, "MarkdownNote": 210,
              # estimated from the widest widget text (not yet measured in the editor; both below NODE_W)
-             "LoadLatentSyncModel": 240, "LatentSyncInpaint": 260, "AddSpeaker": 220,
+             "LoadLatentSyncModel": 240, "LatentSyncInpaint": 260, "AddSpeaker": 220, "SaveMuseTalkAvatar": 240,
              # TTS Audio Suite's nodes, estimated the same way (its combo texts are short)
              "ChatterBoxEngineNode": 260, "UnifiedTTSTextNode": 300}
 # The editor widens a node to fit its title: measured 6.5 px per character (14 px Inter) plus 62 px (the collapse
@@ -680,6 +687,45 @@ frame), which is what this workflow avoids. The output has floor(audio seconds x
     ])
 
 
+AVATAR_NAME = "musetalk_example"
+
+
+def video_to_avatar() -> Workflow:
+    note = f"""# Lip-sync a video and keep it as an avatar (real time)
+
+The long-video graph (a VIDEO in, a VIDEO out, bounded memory) plus **Save Avatar**: the frames, faces and latents
+of the video are saved once to `models/musetalk/avatars/{AVATAR_NAME}` (change `name`; saving again replaces it).
+Then, without face detection or VAE encoding again:
+
+- **Live in the browser**: `python -m musetalk_core serve --avatars ComfyUI/models/musetalk/avatars`, open the page
+  it prints, pick the avatar, talk into the microphone.
+- **Another audio in a graph**: *Load Avatar* in place of Load Video, Face Detect & Parse and VAE Encode; its
+  `latents` go to UNet Inpaint, its `faces` and `video` to Blend & Assemble.
+- **Command line**: `python -m musetalk_core lipsync --avatar {AVATAR_NAME} --avatars-dir ComfyUI/models/musetalk/avatars
+  --audio speech.wav -o out.mp4`.
+
+`blur_factor` and `upper_boundary_ratio` on Save Avatar are kept for the live sessions' blending; use the values
+set on Blend & Assemble here. The avatar keeps every frame (about 2.8 MB per 720p frame on disk).
+
+{MODELS_NOTE}"""
+    return Workflow("musetalk_video_to_avatar", "MuseTalk, real-time avatar",
+                    "Lip-sync a video and save it as an avatar for live sessions, Load Avatar and the command line.", [
+        N(1, "LoadMuseTalkModels", 0, 0),
+        N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
+        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}),
+        N(5, "FaceDetectAndParse", 1, 0, links={"musetalk_models": (1, 0), "video": (2, 0)}),
+        N(6, "WhisperAudioEncode", 1, 1, links={"musetalk_models": (1, 0), "audio": (4, 0), "video": (2, 0)}),
+        N(7, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (5, 0)}),
+        N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
+                                                  "audio_features": (6, 0)}),
+        N(10, "SaveMuseTalkAvatar", 2, 2, widgets={"name": AVATAR_NAME},
+          links={"faces": (5, 0), "latents": (7, 0), "video": (2, 0)}),
+        N(9, "BlendAndAssemble", 3, 0, links={"video": (2, 0), "faces": (5, 0), "generated": (8, 0)}),
+        N(12, "MarkdownNote", 3, 1, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_avatar"}, links={"video": (9, 4)}),
+    ])
+
+
 def latentsync_video_to_video() -> Workflow:
     note = """# Video + audio -> lip-synced video (LatentSync)
 
@@ -760,7 +806,7 @@ Any other node with an AUDIO output can take the TTS node's place (another TTS p
 
 
 WORKFLOWS = [video_to_video, photo_to_video, one_video_two_audios, generated_frames_with_restoration, long_video,
-             latentsync_video_to_video, text_to_talking_video, two_speakers]
+             latentsync_video_to_video, text_to_talking_video, two_speakers, video_to_avatar]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -869,7 +915,8 @@ TYPE_TITLES = {"LoadMuseTalkModels": "Load MuseTalk Models", "FaceDetectAndParse
                "LoadImage": "Load Image", "CreateVideo": "Create Video", "SaveVideo": "Save Video",
                "ImageSharpen": "Image Sharpen", "LoadLatentSyncModel": "Load LatentSync Model (MuseTalk)",
                "LatentSyncInpaint": "LatentSync Inpaint (MuseTalk)", "ChatterBoxEngineNode": "ChatterBox TTS Engine",
-               "UnifiedTTSTextNode": "TTS Text", "AddSpeaker": "MuseTalk Add Speaker"}
+               "UnifiedTTSTextNode": "TTS Text", "AddSpeaker": "MuseTalk Add Speaker",
+               "SaveMuseTalkAvatar": "MuseTalk Save Avatar (real-time)"}
 
 
 def render() -> Dict[Path, str]:
