@@ -673,6 +673,17 @@ frame), which is what this workflow avoids. The output has floor(audio seconds x
 {MODELS_NOTE}"""
     return Workflow("musetalk_long_video", "MuseTalk, long video",
                     "Lip-sync a long video to an audio track in bounded memory: LoadVideo's VIDEO in, a VIDEO out.", [
+        *_video_stream_nodes(),
+        N(9, "BlendAndAssemble", 3, 0, links={"video": (2, 0), "faces": (5, 0), "generated": (8, 0)}),
+        N(12, "MarkdownNote", 3, 1, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
+        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_long"}, links={"video": (9, 4)}),
+    ])
+
+
+def _video_stream_nodes() -> List[N]:
+    """Models, audio and a lazily read VIDEO through faces, audio encoding, VAE and UNet (ids 1, 2, 4-8): the
+    bounded-memory chain of the long-video and avatar templates."""
+    return [
         N(1, "LoadMuseTalkModels", 0, 0),
         N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
         N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}),
@@ -681,10 +692,7 @@ frame), which is what this workflow avoids. The output has floor(audio seconds x
         N(7, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (5, 0)}),
         N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
                                                   "audio_features": (6, 0)}),
-        N(9, "BlendAndAssemble", 3, 0, links={"video": (2, 0), "faces": (5, 0), "generated": (8, 0)}),
-        N(12, "MarkdownNote", 3, 1, widgets={"text": note}, title="About this workflow", size=NOTE_SIZE),
-        N(11, "SaveVideo", 4, 0, widgets={"filename_prefix": "video/musetalk_long"}, links={"video": (9, 4)}),
-    ])
+    ]
 
 
 AVATAR_NAME = "musetalk_example"
@@ -710,14 +718,7 @@ set on Blend & Assemble here. The avatar keeps every frame (about 2.8 MB per 720
 {MODELS_NOTE}"""
     return Workflow("musetalk_video_to_avatar", "MuseTalk, real-time avatar",
                     "Lip-sync a video and save it as an avatar for live sessions, Load Avatar and the command line.", [
-        N(1, "LoadMuseTalkModels", 0, 0),
-        N(4, "LoadAudio", 0, 1, widgets={"audio": AUDIO_FILE}),
-        N(2, "LoadVideo", 0, 2, widgets={"file": VIDEO_FILE}),
-        N(5, "FaceDetectAndParse", 1, 0, links={"musetalk_models": (1, 0), "video": (2, 0)}),
-        N(6, "WhisperAudioEncode", 1, 1, links={"musetalk_models": (1, 0), "audio": (4, 0), "video": (2, 0)}),
-        N(7, "VAEEncodeMasked", 2, 0, links={"musetalk_models": (1, 0), "faces": (5, 0)}),
-        N(8, "MuseTalkUNetInpaint", 2, 1, links={"musetalk_models": (1, 0), "latents": (7, 0),
-                                                  "audio_features": (6, 0)}),
+        *_video_stream_nodes(),
         N(10, "SaveMuseTalkAvatar", 2, 2, widgets={"name": AVATAR_NAME},
           links={"faces": (5, 0), "latents": (7, 0), "video": (2, 0)}),
         N(9, "BlendAndAssemble", 3, 0, links={"video": (2, 0), "faces": (5, 0), "generated": (8, 0)}),
