@@ -171,8 +171,8 @@ def material_for(generator: Generator, features, mapping: torch.Tensor, faces, p
 
 
 # render's ``generate_ahead`` by default: True, False, or "auto": the generator's batches are made ahead of the
-# blend when it runs on a CUDA GPU (the GPU computes the next batches while the CPU blends and hands on this
-# chunk). Not on the CPU: there both compete for the same cores (2 cores, tiny networks: no gain beyond the
+# blend when the generator runs on a CUDA GPU (the GPU computes the next batches while the CPU blends and hands on
+# this chunk). Not on the CPU: there both compete for the same cores (2 cores, tiny networks: no gain beyond the
 # noise, BENCHMARKS.md "Batches made ahead of the blend").
 GENERATE_AHEAD = "auto"
 
@@ -263,7 +263,7 @@ def render(generator: Generator, material, source: FrameSource, options, sink: S
     ``material``: a Material, or one per speaker (speakers.py: same frame mapping, each its own faces and audio),
     pasted in that order over the same source frames. ``first`` must be a multiple of options.chunk_size (or 0)
     for the blend chunks to be the whole run's. ``generate_ahead``: True makes the generator's batches on a
-    worker thread ahead of the blend (_FaceBuffer; one speaker only), "auto" on a CUDA GPU only;
+    worker thread ahead of the blend (_FaceBuffer; one speaker only), "auto" when the generator runs on a CUDA GPU;
     default GENERATE_AHEAD. The frames are the same either way."""
     materials = [material] if isinstance(material, Material) else list(material)
     t = materials[0].num_frames
@@ -289,10 +289,11 @@ def _render_layers(generator, materials, source, options, sink, first, last, pro
         layers = []
         for m in materials:
             blender = generator.blender(m.prepared, m.faces, m.mapping, m.plan, m.features, options)
-            # "auto": CUDA only (MPS is not safe to drive from two threads at once; on the CPU it does not pay)
-            on_worker = ahead is True or (ahead == "auto" and blender.device.type == "cuda")
+            # "auto": batches made on a CUDA GPU only (MPS is not safe to drive from two threads at once; on the
+            # CPU it does not pay)
+            on_worker = ahead is True or (ahead == "auto" and generator.device.type == "cuda")
             buffers.append(_FaceBuffer(generator.batches(m.prepared, m.features, m.plan, first, last), on_worker,
-                                       blender.device))
+                                       generator.device))
             # the first batch made before any other GPU work: a CUDA graph is captured there, alone
             buffers[-1].first()
             layers.append((blender, buffers[-1].take, buffers[-1].upto))

@@ -119,6 +119,35 @@ def test_a_latentsync_segment_equals_those_frames_of_the_whole_run(run, clip, wi
     assert torch.equal(torch.cat(whole), core)
 
 
+def test_latentsync_windows_made_ahead_give_the_same_frames(run, clip, monkeypatch):
+    """LatentSync's windows made on render's worker thread (forced: "auto" makes them ahead on a CUDA GPU only)
+    draw the same noise in the same order: the frames equal those made in turn."""
+    import threading
+
+    import musetalk_core.pipeline as pipeline
+    from musetalk_core.generators.latentsync.generator import LatentSyncGenerator
+
+    made_on = []
+    batches = LatentSyncGenerator.batches
+
+    def recorded(self, *args):
+        for batch in batches(self, *args):
+            made_on.append(threading.current_thread().name)
+            yield batch
+
+    monkeypatch.setattr(LatentSyncGenerator, "batches", recorded)
+    frames, audio = clip
+    options = replace(OPTIONS, window_length=4)
+    out = {}
+    for ahead in (False, True):
+        monkeypatch.setattr(pipeline, "GENERATE_AHEAD", ahead)
+        made_on.clear()
+        out[ahead], _ = core_frames(run, frames, audio, options)
+        assert set(made_on) == {"musetalk-generate" if ahead else threading.current_thread().name}
+    assert out[True].shape[0] == 10 and torch.equal(out[True], out[False])
+    assert run[1].device.type == "cpu"  # what "auto" reads
+
+
 def test_latentsync_batch_job_split_in_segments_equals_the_lipsync_command(models_dir, tmp_path, monkeypatch,
                                                                          capsys):
     """A LatentSync job line runs in a batch, split into segments (lossless, so frames compare exactly)."""

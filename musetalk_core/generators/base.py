@@ -44,6 +44,12 @@ class Generator(ABC):
     name: str = ""
     face_crops: bool = True
 
+    @property
+    def device(self) -> torch.device:
+        """Where ``batches`` compute: its networks' device (pipeline.render makes the batches ahead of the blend
+        on a CUDA GPU)."""
+        return torch.device(getattr(getattr(self, "models", None), "device", "cpu"))
+
     def check_audio(self, features) -> None:
         """Refuse audio windows this generator was not trained on (default: any)."""
 
