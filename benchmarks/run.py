@@ -1031,8 +1031,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="musetalk_core.generators.musetalk.accel settings for unet / decode / unet_decode / whole_graph, e.g. "
                         "channels_last+cuda_graphs (default off)")
     p.add_argument("--generate-ahead", choices=("auto", "on", "off"), default="auto",
-                   help="file stages: the UNet batches made on a worker thread one batch ahead of the blend (on), "
-                        "when a chunk needs them (off), or on an accelerator only (auto: pipeline.GENERATE_AHEAD)")
+                   help="file stages: the generator's batches made on a worker thread ahead of the blend (on), "
+                        "when a chunk needs them (off), or when the generator runs on a CUDA GPU (auto: "
+                        "pipeline.GENERATE_AHEAD)")
     p.add_argument("--markdown", help="also write the table as Markdown here")
     p.add_argument("--no-truth", action="store_true", help="keep what random-weight detection/landmarks found")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")

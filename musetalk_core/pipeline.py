@@ -183,9 +183,8 @@ class _FaceBuffer:
 
     ``ahead``: the batches are made on a worker thread (io.background.Ahead; one batch queued, one in the making
     beyond those this chunk needs), so the UNet and decoder of the next batches overlap the blend, the reads and
-    the hand-over of this chunk. The same
-    batches in the same order either way: the frames do not change. Without ``ahead`` a batch is made when a chunk
-    needs it."""
+    the hand-over of this chunk. The same batches in the same order either way: the frames do not change. Without
+    ``ahead`` a batch is made when a chunk needs it."""
 
     def __init__(self, batches: Iterator, ahead: bool = False, device: torch.device = torch.device("cpu")):
         if ahead:

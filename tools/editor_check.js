@@ -135,7 +135,8 @@ async function recordMissingNodes() {  // runs in the page: the editor's missing
   };
   await openBrowser();
   // the browser renders a card's thumbnail only once the card is in view (two rows fit the window): bring each
-  // template's card into view in turn and collect every thumbnail seen, by its address
+  // template's card into view in turn and collect every thumbnail seen, by its card's title
+  const titles = (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean);
   const collectCards = () => page.evaluate((titles) => {
     window.__cards = window.__cards || {};
     document.querySelectorAll('[role=dialog] img').forEach(i => {
@@ -152,9 +153,9 @@ async function recordMissingNodes() {  // runs in the page: the editor's missing
         loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth, height: i.naturalHeight };
     });
     return Object.values(window.__cards);
-  }, (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean));
+  }, titles);
   await collectCards();
-  for (const title of (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean)) {
+  for (const title of titles) {
     const card = page.locator('[role=dialog]').getByText(title, { exact: true }).first();
     if (await card.count() > 0) { await card.scrollIntoViewIfNeeded(); await page.waitForTimeout(800); }
     await collectCards();
@@ -162,7 +163,6 @@ async function recordMissingNodes() {  // runs in the page: the editor's missing
   report.cards = await collectCards();
   report.dialogText = await page.evaluate(() => document.querySelector('[role=dialog]')?.innerText ?? '');
   await page.screenshot({ path: path.join(outdir, 'templates_browser.png') });
-  const titles = (process.env.TEMPLATE_TITLES || '').split('\n').filter(Boolean);
   let i = 0;
   for (const title of titles) {
     if (i++) { await closeDialogs(); await openBrowser(); }  // the last template may have left a dialog open

@@ -142,14 +142,17 @@ class Ahead:
                         if not self._offer(self._copy(item)):
                             break
                 finally:
-                    close = getattr(self._items, "close", None)
-                    if close is not None:
-                        close()
+                    self._close_items()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
             self._error = exc
         finally:
             self._offer(_END)
             self._finished.set()
+
+    def _close_items(self) -> None:
+        close = getattr(self._items, "close", None)  # a generator: runs its finally blocks
+        if close is not None:
+            close()
 
     def _offer(self, item: object) -> bool:
         """Queue ``item`` unless the consumer stopped; False once it has."""
@@ -199,9 +202,7 @@ class Ahead:
         self._stopping.set()
         interrupted: Optional[BaseException] = None
         if not self._started:  # never asked for an item: close the iterator here, nothing ran on a worker
-            close = getattr(self._items, "close", None)
-            if close is not None:
-                close()
+            self._close_items()
             self._done = True
             return
         while not self._finished.is_set():
