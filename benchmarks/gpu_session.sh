@@ -1,5 +1,14 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine should run, in two steps that each fit one 10-minute device call:
+# Everything a lent GPU machine should run. A task is lent 15 minutes of device time in all (a machine's start
+# included), so one call of `first` is the plan; the other steps are for a second lease or a narrower question:
+#   bash benchmarks/gpu_session.sh first   # ONE call (at most FIRST_BUDGET_S, default 540 s, + packing): the open
+#                                          # targets of issues 24 and 26 in priority order, each step capped by what
+#                                          # is left: networks, video_file + avatar_file exact (profiled), fast
+#                                          # opt-ins, CUDA tests, live sessions 1/8 (+ cuda_graphs 8/16), generate
+#                                          # ahead off (does it pay), 4x longer video (VRAM), LatentSync 1.5/1.6.
+#                                          # Results: $OUT/first-results.tgz (re-packed after every step, so a
+#                                          # killed call still returns what finished), logs.txt, gpu.txt.
+#                                          # FIRST_DRY=1 runs every command on this CPU with tiny networks (seconds)
 #   bash benchmarks/gpu_session.sh check   # CUDA faithfulness tests, pass sizes, bf16/fp16 fidelity  (~5 min)
 #   bash benchmarks/gpu_session.sh bench   # the stage-by-stage benchmark, bf16, 720p, 64 frames     (~8 min)
 #   bash benchmarks/gpu_session.sh all     # one call (< 9.5 min): tests, bench, passes, bf16 fidelity, each under a
@@ -39,7 +48,7 @@
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers|ahead|realtime}
+step=${1:?usage: gpu_session.sh first|check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers|ahead|realtime}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
@@ -66,6 +75,59 @@ cuda_tests() {  # cuda_tests SECONDS
 }
 
 case "$step" in
+first)
+    # priority order: what the open targets need most comes first; a step gets what is left of the budget (capped),
+    # so the last ones shrink instead of the call running past its limit
+    end=$((SECONDS + ${FIRST_BUDGET_S:-540}))
+    left() { local l=$((end - SECONDS)); (( l > $1 )) && l=$1; (( l < 5 )) && l=5; echo "$l"; }
+    res=${FIRST_RESULTS:-/tmp/musetalk-first}; rm -rf "$res"; mkdir -p "$res"
+    pack() { tar -czf "$OUT/first-results.tgz" -C "$res" . ; }  # $OUT returns at most 8 files: one archive
+    if [[ -n "${FIRST_DRY:-}" ]]; then  # every command once on a CPU, tiny networks and frames
+        dev=cpu; scale=tiny; size=tiny; frames=4; long=8; secs=1
+        ls_args=(--tiny --device cpu --dtype fp32 --frames 4 --steps 1 --warmup 0 --repeats 1 --no-window)
+        reps=(--warmup 0 --repeats 1)
+    else
+        dev=cuda; scale=real; size=720p; frames=64; long=256; secs=8
+        ls_args=(--device cuda --dtype fp16 --frames 16 --steps 20 --warmup 1 --repeats 3)
+        reps=(--warmup 1 --repeats 3)
+    fi
+    run=(--scale "$scale" --size "$size" --device "$dev" --dtype bf16 --batch-size 32 --face-batch-size 16
+         --no-reference)
+    fast=(--decoder taesd --acceleration cuda_graphs --detector-scale 0.5)
+    [[ "$dev" == cpu ]] && fast=(--decoder taesd --detector-scale 0.5)
+    live=(--scale "$scale" --device "$dev" --dtype bf16 --size "$size" --frames 32 --seconds "$secs" --batch-size 32)
+    mark() { echo "== $1 $(date -u +%T)" >> "$log"; }
+    networks "$(left 120)" "$scale"
+    mark "video_file + avatar_file, exact defaults (generate ahead: auto)"
+    timeout "$(left 120)" python3 -m benchmarks.run "${run[@]}" --frames "$frames" "${reps[@]}" \
+        --stages face_prepare vae_encode unet_decode blend video_file avatar_file --profile video_file \
+        --json "$res/video-file-exact.json" >> "$log" 2>&1; pack
+    mark "video_file + avatar_file, fast opt-ins"
+    timeout "$(left 90)" python3 -m benchmarks.run "${run[@]}" "${fast[@]}" --frames "$frames" "${reps[@]}" \
+        --stages unet_decode video_file avatar_file --json "$res/video-file-fast.json" >> "$log" 2>&1; pack
+    if [[ "$dev" == cuda ]]; then cuda_tests "$(left 100)"; cp "$OUT/cuda-tests.log" "$res/"; pack; fi
+    mark "live sessions, vae"
+    timeout "$(left 100)" python3 -m benchmarks.realtime "${live[@]}" --sessions 1 8 \
+        --json "$res/realtime-bf16.json" >> "$log" 2>&1; pack
+    if [[ "$dev" == cuda ]]; then
+        mark "live sessions, vae, cuda_graphs"
+        timeout "$(left 70)" python3 -m benchmarks.realtime "${live[@]}" --sessions 8 16 --acceleration cuda_graphs \
+            --json "$res/realtime-graphs-bf16.json" >> "$log" 2>&1; pack
+    fi
+    mark "video_file + avatar_file, exact, generate ahead off"
+    timeout "$(left 70)" python3 -m benchmarks.run "${run[@]}" --frames "$frames" "${reps[@]}" --generate-ahead off \
+        --stages video_file avatar_file --json "$res/video-file-exact-ahead-off.json" >> "$log" 2>&1; pack
+    mark "video_file, 4x longer (peak VRAM against length)"
+    timeout "$(left 90)" python3 -m benchmarks.run "${run[@]}" --frames "$long" --warmup 0 --repeats 1 \
+        --stages video_file --json "$res/video-file-exact-long.json" >> "$log" 2>&1; pack
+    for v in latentsync15 latentsync16; do
+        mark "$v"
+        timeout "$(left 60)" python3 -m benchmarks.latentsync --version "$v" "${ls_args[@]}" \
+            --json "$res/$v.json" >> "$log" 2>&1; pack
+    done
+    mark done
+    cp "$log" "$res/"; pack
+    ;;
 check)
     python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" 2>&1 \
         | tee "$OUT/cuda-tests.log"
@@ -255,7 +317,7 @@ realtime)
     echo "== done $(date -u +%T)" >> "$log"
     ;;
 *)
-    echo "unknown step '$step': check, bench, all, profile, stream, latentsync, squares, fast, graphs, warp, speakers or realtime" >&2
+    echo "unknown step '$step': first, check, bench, all, profile, stream, latentsync, squares, fast, graphs, warp, speakers or realtime" >&2
     exit 2
     ;;
 esac

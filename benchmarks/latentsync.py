@@ -198,7 +198,7 @@ def reference(args) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", default="latentsync15", choices=("latentsync15", "latentsync16"))
     parser.add_argument("--frames", type=int, default=4, help="frames in the window (upstream: 16)")
@@ -213,6 +213,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ours only; --reference runs on the CPU)")
     parser.add_argument("--dtype", default="fp32", choices=tuple(DTYPES), help="ours: upstream uses fp16 on GPUs")
     parser.add_argument("--json", default=None)
+    return parser
+
+
+def main(argv=None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.reference is not None and not args.reference_python:
         parser.error("--reference needs --reference-python (the python of a venv with LatentSync's requirements)")
