@@ -5,7 +5,8 @@
 #                                          # targets of issues 24 and 26 in priority order, each step capped by what
 #                                          # is left: networks, video_file + avatar_file exact (profiled), fast
 #                                          # opt-ins, CUDA tests, live sessions 1/8 (+ cuda_graphs 8/16), generate
-#                                          # ahead off (does it pay), 4x longer video (VRAM), LatentSync 1.5/1.6.
+#                                          # ahead off (does it pay), 4x longer video (VRAM), LatentSync 1.5/1.6
+#                                          # (and 1.5 with dpm_solver++ at 10 steps).
 #                                          # Results: $OUT/first-results.tgz (re-packed after every step, so a
 #                                          # killed call still returns what finished), logs.txt, gpu.txt.
 #                                          # FIRST_DRY=1 runs every command on this CPU with tiny networks (seconds)
@@ -125,6 +126,10 @@ first)
         timeout "$(left 60)" python3 -m benchmarks.latentsync --version "$v" "${ls_args[@]}" \
             --json "$res/$v.json" >> "$log" 2>&1; pack
     done
+    mark "latentsync15, dpm_solver++ at 10 steps (the opt-in sampler; 20 DDIM steps above)"
+    timeout "$(left 50)" python3 -m benchmarks.latentsync --version latentsync15 "${ls_args[@]}" \
+        --scheduler dpm_solver++ --steps 10 --compare-schedulers --json "$res/latentsync15-dpm10.json" \
+        >> "$log" 2>&1; pack
     mark done
     cp "$log" "$res/"; pack
     ;;

@@ -14,8 +14,10 @@ Measured (median of --repeats after --warmup):
   UNet3DConditionModel (built by from_config at the pinned commit, in the reference's venv) and ours are timed in
   one process on the same inputs and weights, alternating, so a busy machine slows both alike (``side_by_side``;
   needs memory for two models: about 10 GB at real size).
-- ``window``: our whole generator on one window (generate.generate_windows: two VAE encodes, ``--steps`` steps,
-  decode, mouth paste) with a real-size sd-vae (random weights).
+- ``window``: our whole generator on one window (generate.generate_windows: two VAE encodes, ``--steps`` steps of
+  ``--scheduler``, decode, mouth paste) with a real-size sd-vae (random weights).
+- ``--compare-schedulers``: the opt-in sampler (``--scheduler dpm_solver++ --steps 10``) against upstream's 20 DDIM
+  steps and a 100-step DDIM solution on the same latents: RMS differences and times.
 Frames per second of a 20-step generation are projected from these: f / (20 x unet_step + VAE share).
 
 Weights: every parameter, in name order, gets seeded noise scaled by 1 / sqrt(fan-in) from one CPU generator, on
@@ -92,6 +94,8 @@ def ours(args) -> dict:
     with torch.no_grad():
         out = {"unet_step": timed(lambda: unet(sample, 981, audio), args.warmup, args.repeats)}
     out["window"] = window(unet, spec, args) if args.window else None
+    if args.compare_schedulers:
+        out["schedulers"] = compare_schedulers(unet, spec, args)
     out["parameters"] = sum(p.numel() for p in unet.parameters())
     if device.type == "cuda":
         out["peak_vram_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -99,7 +103,8 @@ def ours(args) -> dict:
 
 
 def window(unet, spec, args) -> dict:
-    """Our generator on one window: VAE encodes, ``args.steps`` DDIM steps with guidance, decode, paste."""
+    """Our generator on one window: VAE encodes, ``args.steps`` steps of ``args.scheduler`` with guidance, decode,
+    paste."""
     from diffusers import AutoencoderKL
 
     from benchmarks.networks import REAL_VAE_CONFIG
@@ -111,10 +116,40 @@ def window(unet, spec, args) -> dict:
     mask = torch.ones(3, res, res, dtype=torch.float64)
     mask[:, res // 2:, res // 4: 3 * res // 4] = 0
     audio = torch.randn(f, 50, 384)
-    settings = SamplingSettings(steps=args.steps)
+    settings = SamplingSettings(steps=args.steps, scheduler=args.scheduler)
     run = lambda: generate_windows(unet, vae, mask, lambda rows: crops[rows], audio, torch.ones(f, dtype=torch.bool),
                                    settings, device=torch.device(args.device))
     return timed(run, 0, 1)
+
+
+def compare_schedulers(unet, spec, args) -> dict:
+    """The opt-in sampler against the default on the same UNet and inputs (latents, no VAE): upstream's 20 DDIM
+    steps, ``--steps`` of ``--scheduler``, and a 100-step DDIM run as the ODE's solution. RMS of the final latents
+    against the default and against the solution, and the time of each run. With random weights this measures how
+    the samplers integrate, not how the faces look."""
+    from musetalk_core.generators.latentsync.sampler import sample
+
+    device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+    size, f = spec.resolution // 8, args.frames
+    gen = torch.Generator().manual_seed(5)
+    masked = torch.randn(1, 4, f, size, size, generator=gen)
+    cond = [x.to(device=device, dtype=dtype) for x in (torch.ones(1, 1, f, size, size), masked, masked.flip(2))]
+    audio = torch.randn(f, 50, 384, generator=gen).to(device=device, dtype=dtype)
+    runs, out = {}, {}
+    for name, kind, steps in (("default", "ddim", 20), ("opt_in", args.scheduler, args.steps),
+                              ("solution", "ddim", 100)):
+        _sync()
+        start = time.perf_counter()
+        with torch.no_grad():
+            runs[name] = sample(unet, *cond, audio, steps=steps, guidance_scale=1.5, window=f,
+                                scheduler=kind).float()
+        _sync()
+        out[name] = {"scheduler": kind, "steps": steps, "seconds": time.perf_counter() - start}
+    rms = lambda a, b: float((runs[a] - runs[b]).pow(2).mean().sqrt())
+    out["opt_in"].update(rms_to_default=rms("opt_in", "default"), rms_to_solution=rms("opt_in", "solution"))
+    out["default"]["rms_to_solution"] = rms("default", "solution")
+    out["latent_rms"] = float(runs["default"].pow(2).mean().sqrt())
+    return out
 
 
 REFERENCE_SCRIPT = r"""
@@ -212,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke run of the script itself)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ours only; --reference runs on the CPU)")
     parser.add_argument("--dtype", default="fp32", choices=tuple(DTYPES), help="ours: upstream uses fp16 on GPUs")
+    parser.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm_solver++"),
+                        help="the window's sampler (ddim = upstream; dpm_solver++ usually with --steps 10)")
+    parser.add_argument("--compare-schedulers", action="store_true",
+                        help="also run upstream's 20 DDIM steps, --steps of --scheduler and 100 DDIM steps on the "
+                             "same latents: their differences and times")
     parser.add_argument("--json", default=None)
     return parser
 
@@ -221,7 +261,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.reference is not None and not args.reference_python:
         parser.error("--reference needs --reference-python (the python of a venv with LatentSync's requirements)")
-    report = {"version": args.version, "frames": args.frames, "steps": args.steps, "threads": torch.get_num_threads(),
+    report = {"version": args.version, "frames": args.frames, "steps": args.steps, "scheduler": args.scheduler,
+              "threads": torch.get_num_threads(),
               "device": args.device, "dtype": args.dtype,
               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
               "torch": torch.__version__, "command": " ".join(["python -m benchmarks.latentsync"] + list(argv or
@@ -234,6 +275,7 @@ def main(argv=None) -> dict:
               f"{report['side_by_side']['reference']['median_s']:.2f} s per step", flush=True)
     step = report["ours"]["unet_step"]["median_s"]
     report["projected_20_step_fps_unet_only"] = args.frames / (20 * step)
+    report["projected_fps_unet_only_at_steps"] = args.frames / (args.steps * step)  # --steps of --scheduler
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -49,6 +49,8 @@ class LatentSyncInpaint:
                                                 "Connect this or 'video'."}),
                 "video": ("VIDEO", {"tooltip": "The source video: the same VIDEO given to FaceDetectAndParse "
                                                "(read in chunks; aligned crops and faces kept on disk)."}),
+                # optional and last: workflows saved before it still validate and load with ddim (upstream's)
+                "scheduler": node_input("scheduler"),
             },
         }
 
@@ -59,7 +61,7 @@ class LatentSyncInpaint:
 
     def generate(self, latentsync_models, faces, audio_features, inference_steps=20, guidance_scale=1.5, seed=1247,
                  window_length=16, frame_mapping="bounce", frame_offset=0, alignment="dwpose", images=None,
-                 video=None):
+                 video=None, scheduler="ddim"):
         from musetalk_core.audio.fit import fit_features
         from musetalk_core.errors import InputError
         from musetalk_core.frame_mapping import output_length
@@ -80,7 +82,7 @@ class LatentSyncInpaint:
         options = check_options(LipsyncOptions(
             generator=latentsync_models.version.name, feature_mode="v1.0-original", inference_steps=inference_steps,
             guidance_scale=guidance_scale, seed=seed, window_length=window_length, frame_mapping=frame_mapping,
-            frame_offset=frame_offset, alignment=alignment))
+            frame_offset=frame_offset, alignment=alignment, scheduler=scheduler))
         generator = LatentSyncGenerator(latentsync_models, options, _insightface_root())
         generator.check_audio(audio_features)
         source = TensorSource(images, "images") if video is None else as_source(video, "video")

@@ -428,7 +428,7 @@ def test_gpu_session_first_step_commands_parse(tmp_path):
     calls = [json.loads(line) for line in (tmp_path / "args.jsonl").read_text().splitlines()]
     modules = [argv[1] for argv in calls if argv[:1] == ["-m"]]
     assert modules == ["benchmarks.run", "benchmarks.run", "pytest", "benchmarks.realtime", "benchmarks.realtime",
-                       "benchmarks.run", "benchmarks.run", "benchmarks.latentsync", "benchmarks.latentsync"]
+                       "benchmarks.run", "benchmarks.run"] + ["benchmarks.latentsync"] * 3
     benchmarks = [argv[1:] for argv in calls if argv[:1] == ["-m"] and argv[1].startswith("benchmarks.")]
     for module, *args in benchmarks:
         importlib.import_module(module).build_parser().parse_args(args)  # SystemExit(2) names a wrong argument

@@ -179,6 +179,9 @@ def test_a_changed_job_runs_again(media, tmp_path):
     faster = read_jobs(write_jobs(tmp_path / "a.jsonl", [{**line, "preset": "veryfast"}]), tmp_path / "out")[0]
     medium = read_jobs(write_jobs(tmp_path / "a.jsonl", [{**line, "preset": "medium"}]), tmp_path / "out")[0]
     assert faster.id != first.id == medium.id  # the default keeps the ids jobs had before --preset existed
+    ddim, dpm = (read_jobs(write_jobs(tmp_path / "a.jsonl", [{**line, "scheduler": k}]), tmp_path / "out")[0]
+                 for k in ("ddim", "dpm_solver++"))
+    assert dpm.id != first.id == ddim.id and dpm.options.scheduler == "dpm_solver++"  # likewise for scheduler
 
 
 def test_a_rerun_with_another_split_keeps_the_material_and_takes_the_new_segments(media, tiny_models_factory,

@@ -66,6 +66,8 @@ def test_settings_are_checked():
         SamplingSettings(window=25).check()
     with pytest.raises(InputError, match="inference_steps"):
         SamplingSettings(steps=0).check()
+    with pytest.raises(InputError, match="scheduler.*ddim"):
+        SamplingSettings(scheduler="dpm").check()
 
 
 # --- the whole generator against the reference ------------------------------------------------------------------

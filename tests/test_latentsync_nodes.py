@@ -92,6 +92,12 @@ def test_latentsync_nodes_end_to_end_with_a_face_less_frame_image_and_video(pack
     # generation: one per denoising step of each window, all reached
     assert progress == [[6, 6], [2, 2]]
     assert shown.shape == (10, 256, 256, 3) and not generated.faces[3].any() and generated.faces[4].any()
+    assert generated.settings["scheduler"] == "ddim"  # upstream's, unless the optional input says otherwise
+    # the opt-in sampler reaches the windows: two windows of two DPM-Solver++ steps each, other faces
+    fast, _ = nodes["LatentSyncInpaint"]().generate(ls, faces, features, inference_steps=2, images=images,
+                                                    scheduler="dpm_solver++")
+    assert fast.settings["scheduler"] == "dpm_solver++" and progress[-1] == [4, 4]
+    assert not torch.equal(fast.faces, generated.faces) and not fast.faces[3].any()
 
     out, out_audio, fps, frames, video = nodes["BlendAndAssemble"]().blend(images=images, faces=faces,
                                                                           generated=generated)

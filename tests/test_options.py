@@ -20,7 +20,7 @@ REQUIRED = ["--video", "v.mp4", "--audio", "a.wav", "--output", "o.mp4"]
 LATENTSYNC_INPUTS = {"LoadLatentSyncModel": ("precision", "device"),
                      "LatentSyncInpaint": ("seed", "frame_mapping", "frame_offset")}
 # settings added to a node after workflows were saved: optional inputs, after the others (saved widget positions hold)
-OPTIONAL_INPUTS = ("audio_segments", "speaker_selection")  # last widgets: saved workflows keep positions
+OPTIONAL_INPUTS = ("audio_segments", "speaker_selection", "scheduler")  # last widgets: saved workflows keep positions
 
 
 class _Raising(argparse.ArgumentParser):

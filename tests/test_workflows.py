@@ -51,7 +51,7 @@ PINNED_WIDGETS = {
                          "chunk_size"],
     "LoadLatentSyncModel": ["version", "precision", "device", "unet_config"],  # unet_config added last (issue 22)
     "LatentSyncInpaint": ["inference_steps", "guidance_scale", "seed", "window_length", "frame_mapping",
-                          "frame_offset", "alignment"],
+                          "frame_offset", "alignment", "scheduler"],  # scheduler added last, optional (issue 24)
     "AddSpeaker": [],
     "SaveMuseTalkAvatar": ["name", "fps", "blur_factor", "upper_boundary_ratio"],
 }

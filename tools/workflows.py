@@ -116,7 +116,9 @@ MUSETALK_NODES: Dict[str, NodeDef] = {
          ("audio_features", "MUSETALK_AUDIO", False), ("images", "IMAGE", True), ("video", "VIDEO", True)],
         [("inference_steps", "INT", 20), ("guidance_scale", "FLOAT", 1.5), ("seed", "INT", 1247),
          ("control_after_generate", "COMBO", "fixed"), ("window_length", "INT", 16),
-         ("frame_mapping", "COMBO", "bounce"), ("frame_offset", "INT", 0), ("alignment", "COMBO", "dwpose")],
+         ("frame_mapping", "COMBO", "bounce"), ("frame_offset", "INT", 0), ("alignment", "COMBO", "dwpose"),
+         # scheduler (issue 24) is an optional widget, the last one: workflows saved before it keep their positions
+         ("scheduler", "COMBO", "ddim")],
         [("generated", "MUSETALK_GENERATED"), ("faces", "IMAGE")]),
 }
 

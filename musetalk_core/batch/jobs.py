@@ -109,6 +109,15 @@ def _argv(entry: dict, base: Path) -> List[str]:
     return argv
 
 
+# options added after batch jobs had ids: at these defaults they are left out of the id, so the jobs of a batch
+# started before them are still found finished
+_ADDED_OPTIONS = {"scheduler": "ddim"}
+
+
+def _options_key(options) -> dict:
+    return {k: v for k, v in dataclasses.asdict(options).items() if _ADDED_OPTIONS.get(k, object()) != v}
+
+
 def _identity(path: Optional[Path]) -> Optional[str]:
     """Path plus size and modification time: a replaced input makes a new job id."""
     if path is None:
@@ -149,7 +158,7 @@ def _job(index: int, line: int, entry: dict, base: Path, output_dir: Path, parse
                                        "its 'audio'": args.audio,
                                        **{f"its speaker audio {p}": p for p, _ in speakers}}, option="'output'")
     key = {"video": _identity(args.video), "image": _identity(args.image), "audio": _identity(args.audio),
-           "output": str(output), "fps": str(args.fps), "crf": args.crf, "options": dataclasses.asdict(options)}
+           "output": str(output), "fps": str(args.fps), "crf": args.crf, "options": _options_key(options)}
     if speakers:  # only then: the ids of jobs written before speakers existed stay the same
         key["speakers"] = [(_identity(p), select) for p, select in speakers]
     if args.preset != "medium":  # only then: the ids of jobs written before --preset existed stay the same

@@ -30,7 +30,7 @@ import torch
 from ...errors import InputError
 from ...hooks import NO_HOOKS, RunHooks
 from . import pixels as px
-from .sampler import MAX_WINDOW, StepCallback, denoise_window, latent_mask, make_scheduler
+from .sampler import MAX_WINDOW, SCHEDULERS, StepCallback, denoise_window, latent_mask, make_scheduler
 
 
 def face_windows(has_face: np.ndarray, window: int) -> List[Tuple[int, int]]:
@@ -46,6 +46,7 @@ class SamplingSettings:
     guidance_scale: float = 1.5
     seed: int = 1247
     window: int = 16
+    scheduler: str = "ddim"
 
     def check(self) -> "SamplingSettings":
         if not 1 <= int(self.window) <= MAX_WINDOW:
@@ -53,6 +54,9 @@ class SamplingSettings:
                              f"{MAX_WINDOW}; LatentSync was trained on 16), got {self.window}.")
         if int(self.steps) < 1:
             raise InputError(f"inference_steps must be at least 1, got {self.steps}.")
+        if self.scheduler not in SCHEDULERS:
+            raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)} (ddim = upstream), got "
+                             f"{self.scheduler!r}.")
         if not float(self.guidance_scale) >= 0:
             raise InputError(f"guidance_scale must be 0 or more (1.5 = upstream), got {self.guidance_scale}.")
         return self
@@ -89,10 +93,9 @@ def iter_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[torch.
     res = int(mask_image.shape[-1])
     size = res // 8
     dtype = unet.dtype
-    scheduler = make_scheduler()
-    scheduler.set_timesteps(int(settings.steps), device=device)
     noise = px.LatentSyncNoise(int(settings.seed))
-    initial = noise.initial(1, size, size).to(device=device, dtype=dtype) * float(scheduler.init_noise_sigma)
+    sigma = float(make_scheduler(settings.scheduler).init_noise_sigma)
+    initial = noise.initial(1, size, size).to(device=device, dtype=dtype) * sigma
     mask_one = mask_image[0:1].float()[None]  # (1, 1, res, res)
     for w, (start, stop) in enumerate(face_windows(has_face.cpu().numpy(), int(settings.window))):
         f = stop - start
@@ -109,6 +112,7 @@ def iter_windows(unet, vae, mask_image: torch.Tensor, crops_of: Callable[[torch.
         masked_lat = px.encode(vae, masked.to(device), noise.generator).to(dtype)
         ref_lat = px.encode(vae, pixels.to(device), noise.generator).to(dtype)
         mask_lat = latent_mask(mask_one.expand(f, 1, res, res), size, size).to(device=device, dtype=dtype)
+        scheduler = make_scheduler(settings.scheduler, int(settings.steps), device)
         latents = denoise_window(unet, scheduler, initial.expand(1, 4, f, size, size).clone(), mask_lat, masked_lat,
                                  ref_lat, audio[start:stop].to(device=device, dtype=dtype),
                                  float(settings.guidance_scale), hooks, on_step, w)
@@ -198,7 +202,7 @@ def generate_latentsync(models, aligned, audio, *, frame_mapping: str = "bounce"
         generate_windows(models.unet, models.vae, models.mask, lambda rows: aligned.crops[source[rows].tolist()],
                          audio.features, has_face, settings, device=models.device, hooks=hooks or NO_HOOKS,
                          on_step=on_step, on_window=keep)
-    recorded = {"generator": models.version.name, "steps": int(settings.steps),
+    recorded = {"generator": models.version.name, "steps": int(settings.steps), "scheduler": settings.scheduler,
                 "guidance_scale": float(settings.guidance_scale), "seed": int(settings.seed),
                 "window": int(settings.window), "frame_mapping": frame_mapping, "frame_offset": int(frame_offset),
                 "alignment": aligned.backend, "device": str(models.device)}

@@ -20,7 +20,7 @@ from ..base import Batch, Generator, Plan
 
 class LatentSyncGenerator(Generator):
     """``models``: LatentSyncModels (UNet3D, VAE, mouth mask); ``options``: the run's settings (inference_steps,
-    guidance_scale, seed, window_length, alignment, frame_mapping, frame_offset); ``insightface_root``: where
+    scheduler, guidance_scale, seed, window_length, alignment, frame_mapping, frame_offset); ``insightface_root``: where
     InsightFace's models are (alignment 'insightface')."""
 
     face_crops = False
@@ -33,7 +33,7 @@ class LatentSyncGenerator(Generator):
         self.options = options
         self.name = models.version.name
         self.settings = SamplingSettings(options.inference_steps, options.guidance_scale, options.seed,
-                                         options.window_length).check()
+                                         options.window_length, options.scheduler).check()
         check_backend(options.alignment)
         self.insightface_root = insightface_root
 

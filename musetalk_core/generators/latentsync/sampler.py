@@ -1,4 +1,5 @@
-"""LatentSync's denoising: DDIM with classifier-free guidance over windows of frames (lipsync_pipeline.py's loop).
+"""LatentSync's denoising: DDIM (or, opted in, DPM-Solver++) with classifier-free guidance over windows of frames
+(lipsync_pipeline.py's loop).
 
 Per window of ``window`` frames (16 upstream; the last window may be shorter) and per DDIM step the UNet sees
 ``cat(noisy latents, mask, masked-face latents, reference latents)`` twice: with all-zero audio (unconditional) and
@@ -24,11 +25,41 @@ from .pixels import LatentSyncNoise
 MAX_WINDOW = 24  # temporal position tables hold 24 frames
 
 
-def make_scheduler():
-    """diffusers' DDIMScheduler with LatentSync's configs/scheduler_config.json."""
-    from diffusers import DDIMScheduler
+SCHEDULERS = ("ddim", "dpm_solver++")
+# the noise schedule both samplers integrate: configs/scheduler_config.json's betas (DDIM's own keys left out)
+_SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
 
-    return DDIMScheduler.from_config(dict(SCHEDULER_CONFIG))
+
+def make_scheduler(kind: str = "ddim", steps: Optional[int] = None, device=None):
+    """A new scheduler, its timesteps set when ``steps`` is given. ddim: diffusers' DDIMScheduler with LatentSync's
+    configs/scheduler_config.json (upstream). dpm_solver++: diffusers' DPMSolverMultistepScheduler (2nd order,
+    data prediction, its default timestep spacing) on the same betas, as LatentSync #290 swaps it in.
+
+    One per window: DPM-Solver++ keeps the window's earlier model outputs and its step index (reused, the second
+    window fails with #290's index error or starts from the first window's history); DDIM keeps nothing, so a new
+    one changes nothing there."""
+    if kind == "ddim":
+        from diffusers import DDIMScheduler
+
+        scheduler = DDIMScheduler.from_config(dict(SCHEDULER_CONFIG))
+    elif kind == "dpm_solver++":
+        from diffusers import DPMSolverMultistepScheduler
+
+        scheduler = DPMSolverMultistepScheduler.from_config(
+            {k: SCHEDULER_CONFIG[k] for k in _SCHEDULE_KEYS}, algorithm_type="dpmsolver++", solver_order=2,
+            prediction_type="epsilon")
+    else:
+        raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {kind!r}.")
+    if steps is not None:
+        scheduler.set_timesteps(int(steps), device=device)
+    return scheduler
+
+
+def _step_options(scheduler) -> dict:
+    """DDIM's step takes eta (0: deterministic, as upstream); DPM-Solver++'s has none."""
+    import inspect
+
+    return {"eta": 0.0} if "eta" in inspect.signature(scheduler.step).parameters else {}
 
 
 def initial_latents(num_frames: int, height: int, width: int, seed: int, device=None,
@@ -50,13 +81,15 @@ StepCallback = Callable[[int, int, int, torch.Tensor, torch.Tensor], None]
 def denoise_window(unet, scheduler, latents: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor,
                    reference: torch.Tensor, audio: Optional[torch.Tensor], guidance_scale: float,
                    hooks: RunHooks = NO_HOOKS, on_step: Optional[StepCallback] = None, window_index: int = 0):
-    """Run every timestep of ``scheduler`` on one window. Inputs are (1, c, f, h, w); audio is (f, 50, 384)."""
+    """Run every timestep of ``scheduler`` (a new one per window: make_scheduler) on one window. Inputs are
+    (1, c, f, h, w); audio is (f, 50, 384)."""
     guided = guidance_scale > 1.0
     cond = torch.cat([mask, masked, reference], dim=1)
     if audio is not None and guided:
         audio = torch.cat([torch.zeros_like(audio), audio])
     if guided:
         cond = torch.cat([cond, cond])
+    options = _step_options(scheduler)
     for j, t in enumerate(scheduler.timesteps):
         x = torch.cat([latents, latents]) if guided else latents
         x = torch.cat([scheduler.scale_model_input(x, t), cond], dim=1)
@@ -65,7 +98,7 @@ def denoise_window(unet, scheduler, latents: torch.Tensor, mask: torch.Tensor, m
         if guided:
             uncond, with_audio = raw.chunk(2)
             noise = uncond + guidance_scale * (with_audio - uncond)
-        latents = scheduler.step(noise, t, latents, eta=0.0).prev_sample
+        latents = scheduler.step(noise, t, latents, **options).prev_sample
         if on_step is not None:
             on_step(window_index, j, int(t), raw, latents)
         hooks.step(1)
@@ -76,7 +109,7 @@ def denoise_window(unet, scheduler, latents: torch.Tensor, mask: torch.Tensor, m
 def sample(unet, mask: torch.Tensor, masked: torch.Tensor, reference: torch.Tensor, audio: torch.Tensor, *,
            steps: int = 20, guidance_scale: float = 1.5, seed: int = 1247, window: int = 16,
            latents: Optional[torch.Tensor] = None, hooks: RunHooks = NO_HOOKS,
-           on_step: Optional[StepCallback] = None) -> torch.Tensor:
+           on_step: Optional[StepCallback] = None, scheduler: str = "ddim") -> torch.Tensor:
     """Denoised latents (1, 4, T, h, w) for T frames of conditioning.
 
     ``mask`` (1, 1, T, h, w), ``masked`` and ``reference`` (1, 4, T, h, w) are the scaled VAE latents of the masked
@@ -96,16 +129,14 @@ def sample(unet, mask: torch.Tensor, masked: torch.Tensor, reference: torch.Tens
         raise InputError(f"LatentSync sampler: {audio.shape[0]} audio windows for {total} frames; "
                          "there must be one per frame.")
     dtype, device = unet.dtype, mask.device
-    scheduler = make_scheduler()
-    scheduler.set_timesteps(steps, device=device)
     if latents is None:
         latents = initial_latents(total, mask.shape[-2], mask.shape[-1], seed, device, dtype,
-                                  float(scheduler.init_noise_sigma))
+                                  float(make_scheduler(scheduler).init_noise_sigma))
     out = []
     for w, start in enumerate(range(0, total, window)):
         part = slice(start, start + window)
         out.append(denoise_window(
-            unet, scheduler, latents[:, :, part], mask[:, :, part].to(dtype), masked[:, :, part].to(dtype),
-            reference[:, :, part].to(dtype), None if audio is None else audio[part].to(device, dtype),
-            guidance_scale, hooks, on_step, w))
+            unet, make_scheduler(scheduler, steps, device), latents[:, :, part], mask[:, :, part].to(dtype),
+            masked[:, :, part].to(dtype), reference[:, :, part].to(dtype),
+            None if audio is None else audio[part].to(device, dtype), guidance_scale, hooks, on_step, w))
     return torch.cat(out, dim=2)
