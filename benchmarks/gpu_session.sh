@@ -9,7 +9,7 @@
 #                                          # (and 1.5 with dpm_solver++ at 10 steps).
 #                                          # Results: $OUT/first-results.tgz (re-packed after every step, so a
 #                                          # killed call still returns what finished), logs.txt, gpu.txt.
-#                                          # FIRST_DRY=1 runs every command on this CPU with tiny networks (seconds)
+#                                          # FIRST_DRY=1 runs every command on this CPU with tiny networks (~4 min)
 #   bash benchmarks/gpu_session.sh check   # CUDA faithfulness tests, pass sizes, bf16/fp16 fidelity  (~5 min)
 #   bash benchmarks/gpu_session.sh bench   # the stage-by-stage benchmark, bf16, 720p, 64 frames     (~8 min)
 #   bash benchmarks/gpu_session.sh all     # one call (< 9.5 min): tests, bench, passes, bf16 fidelity, each under a
@@ -49,11 +49,12 @@
 # The machine has PyTorch but no internet: diffusers, soxr and importlib_metadata travel as wheels in .whl/
 # (BENCHMARKS.md, "Recording GPU figures", says how to fetch them). Results go to $OUT (the device tool's folder).
 set -uo pipefail
-step=${1:?usage: gpu_session.sh first|check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers|ahead|realtime}
+step=${1:?usage: gpu_session.sh first|check|bench|all|profile|stream|latentsync|squares|fast|graphs|warp|speakers|\
+ahead|realtime}
 OUT=${OUT:-/tmp/musetalk-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUSETALK_BENCH_CACHE=/tmp/musetalk-bench
-if compgen -G ".whl/*.whl" > /dev/null; then
+if [[ -z "${FIRST_DRY:-}" ]] && compgen -G ".whl/*.whl" > /dev/null; then  # the GPU machine's Python 3.12
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || exit 1
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -77,61 +78,64 @@ cuda_tests() {  # cuda_tests SECONDS
 
 case "$step" in
 first)
-    # priority order: what the open targets need most comes first; a step gets what is left of the budget (capped),
-    # so the last ones shrink instead of the call running past its limit
-    end=$((SECONDS + ${FIRST_BUDGET_S:-540}))
-    left() { local l=$((end - SECONDS)); (( l > $1 )) && l=$1; (( l < 5 )) && l=5; echo "$l"; }
+    # priority order: what the open targets need most comes first. Every step runs under what is left of the
+    # budget (counted from the script's start, set-up included), capped; one with under 15 s left is skipped, so the
+    # last ones shrink or drop instead of the call running past its limit. logs.txt says each step's limit and rc.
+    end=${FIRST_BUDGET_S:-540}
     res=${FIRST_RESULTS:-/tmp/musetalk-first}; rm -rf "$res"; mkdir -p "$res"
-    pack() { tar -czf "$OUT/first-results.tgz" -C "$res" . ; }  # $OUT returns at most 8 files: one archive
+    pack() {  # $OUT returns at most 8 files: one archive, replaced whole (a call killed mid-pack keeps the last)
+        cp "$log" "$res/" 2>/dev/null
+        tar -czf "$OUT/.first-results.tmp" -C "$res" . && mv -f "$OUT/.first-results.tmp" "$OUT/first-results.tgz"
+    }
+    step() {  # step NAME CAP COMMAND...
+        local name=$1 cap=$2 l=$((end - SECONDS)); shift 2
+        (( l > cap )) && l=$cap
+        if (( l < 15 )); then echo "== skipped, budget spent: $name" >> "$log"; return; fi
+        echo "== $name $(date -u +%T), limit ${l} s" >> "$log"
+        timeout -k 5 "$l" "$@" >> "$log" 2>&1
+        echo "== rc $? ($name)" >> "$log"
+        pack
+    }
     if [[ -n "${FIRST_DRY:-}" ]]; then  # every command once on a CPU, tiny networks and frames
-        dev=cpu; scale=tiny; size=tiny; frames=4; long=8; secs=1
+        dev=cpu; scale=tiny; size=tiny; frames=4; long=8; secs=1; reps=(--warmup 0 --repeats 1)
         ls_args=(--tiny --device cpu --dtype fp32 --frames 4 --steps 1 --warmup 0 --repeats 1 --no-window)
-        reps=(--warmup 0 --repeats 1)
     else
-        dev=cuda; scale=real; size=720p; frames=64; long=256; secs=8
+        dev=cuda; scale=real; size=720p; frames=64; long=256; secs=8; reps=(--warmup 1 --repeats 3)
         ls_args=(--device cuda --dtype fp16 --frames 16 --steps 20 --warmup 1 --repeats 3)
-        reps=(--warmup 1 --repeats 3)
     fi
-    run=(--scale "$scale" --size "$size" --device "$dev" --dtype bf16 --batch-size 32 --face-batch-size 16
-         --no-reference)
+    run=(python3 -m benchmarks.run --scale "$scale" --size "$size" --device "$dev" --dtype bf16 --batch-size 32
+         --face-batch-size 16 --no-reference)
     fast=(--decoder taesd --acceleration cuda_graphs --detector-scale 0.5)
     [[ "$dev" == cpu ]] && fast=(--decoder taesd --detector-scale 0.5)
-    live=(--scale "$scale" --device "$dev" --dtype bf16 --size "$size" --frames 32 --seconds "$secs" --batch-size 32)
-    mark() { echo "== $1 $(date -u +%T)" >> "$log"; }
-    networks "$(left 120)" "$scale"
-    mark "video_file + avatar_file, exact defaults (generate ahead: auto)"
-    timeout "$(left 120)" python3 -m benchmarks.run "${run[@]}" --frames "$frames" "${reps[@]}" \
-        --stages face_prepare vae_encode unet_decode blend video_file avatar_file --profile video_file \
-        --json "$res/video-file-exact.json" >> "$log" 2>&1; pack
-    mark "video_file + avatar_file, fast opt-ins"
-    timeout "$(left 90)" python3 -m benchmarks.run "${run[@]}" "${fast[@]}" --frames "$frames" "${reps[@]}" \
-        --stages unet_decode video_file avatar_file --json "$res/video-file-fast.json" >> "$log" 2>&1; pack
-    if [[ "$dev" == cuda ]]; then cuda_tests "$(left 100)"; cp "$OUT/cuda-tests.log" "$res/"; pack; fi
-    mark "live sessions, vae"
-    timeout "$(left 100)" python3 -m benchmarks.realtime "${live[@]}" --sessions 1 8 \
-        --json "$res/realtime-bf16.json" >> "$log" 2>&1; pack
+    live=(python3 -m benchmarks.realtime --scale "$scale" --device "$dev" --dtype bf16 --size "$size" --frames 32
+          --seconds "$secs" --batch-size 32)
+    step "networks" 120 python3 -c \
+        "from benchmarks import networks as n; n.write_taesd(n.models_folder('$scale', 'v15'))"
+    step "video_file + avatar_file, exact defaults (generate ahead: auto)" 120 "${run[@]}" --frames "$frames" \
+        "${reps[@]}" --stages face_prepare vae_encode unet_decode blend video_file avatar_file --profile video_file \
+        --json "$res/video-file-exact.json"
+    step "video_file + avatar_file, fast opt-ins" 90 "${run[@]}" "${fast[@]}" --frames "$frames" "${reps[@]}" \
+        --stages unet_decode video_file avatar_file --json "$res/video-file-fast.json"
     if [[ "$dev" == cuda ]]; then
-        mark "live sessions, vae, cuda_graphs"
-        timeout "$(left 70)" python3 -m benchmarks.realtime "${live[@]}" --sessions 8 16 --acceleration cuda_graphs \
-            --json "$res/realtime-graphs-bf16.json" >> "$log" 2>&1; pack
+        step "CUDA tests" 100 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k cuda
     fi
-    mark "video_file + avatar_file, exact, generate ahead off"
-    timeout "$(left 70)" python3 -m benchmarks.run "${run[@]}" --frames "$frames" "${reps[@]}" --generate-ahead off \
-        --stages video_file avatar_file --json "$res/video-file-exact-ahead-off.json" >> "$log" 2>&1; pack
-    mark "video_file, 4x longer (peak VRAM against length)"
-    timeout "$(left 90)" python3 -m benchmarks.run "${run[@]}" --frames "$long" --warmup 0 --repeats 1 \
-        --stages video_file --json "$res/video-file-exact-long.json" >> "$log" 2>&1; pack
+    step "live sessions, vae" 100 "${live[@]}" --sessions 1 8 --json "$res/realtime-bf16.json"
+    if [[ "$dev" == cuda ]]; then
+        step "live sessions, vae, cuda_graphs" 70 "${live[@]}" --sessions 8 16 --acceleration cuda_graphs \
+            --json "$res/realtime-graphs-bf16.json"
+    fi
+    step "video_file + avatar_file, exact, generate ahead off" 70 "${run[@]}" --frames "$frames" "${reps[@]}" \
+        --generate-ahead off --stages video_file avatar_file --json "$res/video-file-exact-ahead-off.json"
+    step "video_file, 4x longer (peak VRAM against length)" 90 "${run[@]}" --frames "$long" --warmup 0 --repeats 1 \
+        --stages video_file --json "$res/video-file-exact-long.json"
     for v in latentsync15 latentsync16; do
-        mark "$v"
-        timeout "$(left 60)" python3 -m benchmarks.latentsync --version "$v" "${ls_args[@]}" \
-            --json "$res/$v.json" >> "$log" 2>&1; pack
+        step "$v" 60 python3 -m benchmarks.latentsync --version "$v" "${ls_args[@]}" --json "$res/$v.json"
     done
-    mark "latentsync15, dpm_solver++ at 10 steps (the opt-in sampler; 20 DDIM steps above)"
-    timeout "$(left 50)" python3 -m benchmarks.latentsync --version latentsync15 "${ls_args[@]}" \
-        --scheduler dpm_solver++ --steps 10 --compare-schedulers --json "$res/latentsync15-dpm10.json" \
-        >> "$log" 2>&1; pack
-    mark done
-    cp "$log" "$res/"; pack
+    step "latentsync15, dpm_solver++ at 10 steps (the opt-in sampler; 20 DDIM steps above)" 50 \
+        python3 -m benchmarks.latentsync --version latentsync15 "${ls_args[@]}" --scheduler dpm_solver++ --steps 10 \
+        --compare-schedulers --json "$res/latentsync15-dpm10.json"
+    echo "== done $(date -u +%T)" >> "$log"
+    pack
     ;;
 check)
     python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" 2>&1 \

@@ -4,7 +4,7 @@
 # (carry: [".whl"]), installed there by benchmarks/gpu_session.sh. About 42 MB, within the call's 64 MiB with the
 # repository (about 16 MB). Run once from the repository root: bash tools/device_wheels.sh
 set -euo pipefail
-exclude="$(git rev-parse --git-dir)/info/exclude"
+exclude="$(git rev-parse --git-path info/exclude)"
 mkdir -p "$(dirname "$exclude")"
 grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
 rm -rf .whl
