@@ -65,14 +65,18 @@ python3 -c "import torch, diffusers, transformers; print(torch.__version__, diff
 
 # shared by the steps: the real-size random networks (cached; TAESD too) and the CUDA tests, each under a limit
 log="$OUT/logs.txt"
+# the commands themselves, once: the helpers below and the first step's runner both use them
+write_networks=(python3 -c "from benchmarks import networks as n; import sys
+n.write_taesd(n.models_folder(sys.argv[1], 'v15'))")  # + SCALE
+cuda_test_cmd=(python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k cuda)
 networks() {  # networks SECONDS [SCALE]
     echo "== networks $(date -u +%T)" >> "$log"
-    timeout "$1" python3 -c "from benchmarks import networks as n; n.write_taesd(n.models_folder('${2:-real}', 'v15'))" \
+    timeout "$1" "${write_networks[@]}" "${2:-real}" \
         >> "$log" 2>&1
 }
 cuda_tests() {  # cuda_tests SECONDS
     echo "== CUDA tests $(date -u +%T)" >> "$log"
-    timeout "$1" python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" \
+    timeout "$1" "${cuda_test_cmd[@]}" \
         > "$OUT/cuda-tests.log" 2>&1
 }
 
@@ -109,15 +113,14 @@ first)
     [[ "$dev" == cpu ]] && fast=(--decoder taesd --detector-scale 0.5)
     live=(python3 -m benchmarks.realtime --scale "$scale" --device "$dev" --dtype bf16 --size "$size" --frames 32
           --seconds "$secs" --batch-size 32)
-    step "networks" 120 python3 -c \
-        "from benchmarks import networks as n; n.write_taesd(n.models_folder('$scale', 'v15'))"
+    step "networks" 120 "${write_networks[@]}" "$scale"
     step "video_file + avatar_file, exact defaults (generate ahead: auto)" 120 "${run[@]}" --frames "$frames" \
         "${reps[@]}" --stages face_prepare vae_encode unet_decode blend video_file avatar_file --profile video_file \
         --json "$res/video-file-exact.json"
     step "video_file + avatar_file, fast opt-ins" 90 "${run[@]}" "${fast[@]}" --frames "$frames" "${reps[@]}" \
         --stages unet_decode video_file avatar_file --json "$res/video-file-fast.json"
     if [[ "$dev" == cuda ]]; then
-        step "CUDA tests" 100 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k cuda
+        step "CUDA tests" 100 "${cuda_test_cmd[@]}"
     fi
     step "live sessions, vae" 100 "${live[@]}" --sessions 1 8 --json "$res/realtime-bf16.json"
     if [[ "$dev" == cuda ]]; then
@@ -131,14 +134,14 @@ first)
     for v in latentsync15 latentsync16; do
         step "$v" 60 python3 -m benchmarks.latentsync --version "$v" "${ls_args[@]}" --json "$res/$v.json"
     done
-    step "latentsync15, dpm_solver++ at 10 steps (the opt-in sampler; 20 DDIM steps above)" 50 \
+    step "latentsync15, dpm_solver++ at 10 steps (the opt-in sampler; 20 DDIM steps above)" 90 \
         python3 -m benchmarks.latentsync --version latentsync15 "${ls_args[@]}" --scheduler dpm_solver++ --steps 10 \
         --compare-schedulers --json "$res/latentsync15-dpm10.json"
     echo "== done $(date -u +%T)" >> "$log"
     pack
     ;;
 check)
-    python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" 2>&1 \
+    "${cuda_test_cmd[@]}" 2>&1 \
         | tee "$OUT/cuda-tests.log"
     python3 -m benchmarks.passes --device cuda --dtype bf16 --batch 32 --json "$OUT/gpu-passes-bf16.json"
     for dtype in bf16 fp16; do
@@ -151,7 +154,7 @@ bench)
         --face-batch-size 16 --warmup 1 --repeats 3 --json "$OUT/gpu-720p-bf16.json" --markdown "$OUT/gpu-720p-bf16.md"
     ;;
 all)
-    timeout 150 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_blend.py -k "cuda" 2>&1 \
+    timeout 150 "${cuda_test_cmd[@]}" 2>&1 \
         | tee "$OUT/cuda-tests.log"
     timeout 280 python3 -m benchmarks.run --scale real --frames 64 --size 720p --device cuda --dtype bf16 \
         --batch-size 32 --face-batch-size 16 --warmup 1 --repeats 3 --json "$OUT/gpu-720p-bf16.json" \

@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke run of the script itself)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ours only; --reference runs on the CPU)")
     parser.add_argument("--dtype", default="fp32", choices=tuple(DTYPES), help="ours: upstream uses fp16 on GPUs")
-    parser.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm_solver++"),
+    from musetalk_core.generators.latentsync.sampler import SCHEDULERS
+
+    parser.add_argument("--scheduler", default="ddim", choices=SCHEDULERS,
                         help="the window's sampler (ddim = upstream; dpm_solver++ usually with --steps 10)")
     parser.add_argument("--compare-schedulers", action="store_true",
                         help="also run upstream's 20 DDIM steps, --steps of --scheduler and 100 DDIM steps on the "

@@ -19,13 +19,14 @@ import torch
 
 from ...errors import InputError
 from ...hooks import NO_HOOKS, RunHooks
+from ...options import PARAMS
 from .config import SCHEDULER_CONFIG
 from .pixels import LatentSyncNoise
 
 MAX_WINDOW = 24  # temporal position tables hold 24 frames
 
 
-SCHEDULERS = ("ddim", "dpm_solver++")
+SCHEDULERS = PARAMS["scheduler"].choices  # declared once, with the node input and the command line flag
 # the noise schedule both samplers integrate: configs/scheduler_config.json's betas (DDIM's own keys left out)
 _SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
 
